@@ -6,8 +6,8 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${TWIN_VENV:-$root/.venv}"
 
-MOTO_VERSION="${MOTO_VERSION:-5.1.*}"
-CARGO_LAMBDA_VERSION="${CARGO_LAMBDA_VERSION:-1.*}"
+MOTO_VERSION="${MOTO_VERSION:-5.2.5}"
+CARGO_LAMBDA_VERSION="${CARGO_LAMBDA_VERSION:-1.9.2}"
 
 if [ ! -x "$venv/bin/python" ]; then
   echo "setup: creating virtualenv $venv" >&2
@@ -21,4 +21,4 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 "$venv/bin/moto_server" --help >/dev/null
-"$venv/bin/cargo-lambda" --version >/dev/null 2>&1 || "$venv/bin/cargo-lambda" lambda --version >/dev/null
+"$venv/bin/cargo-lambda" lambda --version >/dev/null
