@@ -1,0 +1,30 @@
+//! A twin's configuration: loading and validating its JSON files (SPEC §3), the typed model the
+//! deployer works from, and the deterministic cloud resource names derived from it.
+//!
+//! ```no_run
+//! let config = twin_config::load_dir(std::path::Path::new("."))
+//!     .map_err(|problems| eprintln!("{problems}"));
+//! ```
+
+mod diagnostics;
+mod load;
+mod model;
+pub mod names;
+mod providers;
+mod schema;
+mod spans;
+mod validate;
+
+pub use diagnostics::{Diagnostic, Diagnostics};
+pub use load::{load_dir, CONFIG_FILE, DEVICES_FILE, HIERARCHY_FILE, PROVIDERS_FILE};
+pub use model::{
+    ConstProperty, DataType, Device, HierarchyEntity, HierarchyNode, LogMode, Property, TwinConfig,
+    TwinSettings,
+};
+pub use providers::{
+    Architecture, AwsSettings, AzureSettings, Layer, ProviderName, Providers, UnknownName,
+};
+pub use schema::schema;
+
+/// Fields the pipeline writes into every record, so no device property may be named like them.
+pub const RESERVED_RECORD_FIELDS: &[&str] = &["iotDeviceId", "id", "time", "correlationId"];

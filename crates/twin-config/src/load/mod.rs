@@ -1,0 +1,233 @@
+//! Reading a config directory: every file is read and checked, and every problem is reported.
+
+mod devices;
+mod hierarchy;
+mod providers;
+mod reader;
+mod twin;
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::diagnostics::{Diagnostic, Diagnostics};
+use crate::model::{TwinConfig, TwinSettings};
+use crate::spans::Spans;
+use crate::validate::{self, Source};
+use reader::FileReader;
+
+/// The twin settings file.
+pub const CONFIG_FILE: &str = "config.json";
+/// The device file.
+pub const DEVICES_FILE: &str = "config_iot_devices.json";
+/// The providers file.
+pub const PROVIDERS_FILE: &str = "config_providers.json";
+/// The optional hierarchy file.
+pub const HIERARCHY_FILE: &str = "config_hierarchy.json";
+
+/// The files in report order.
+const FILES: [&str; 4] = [CONFIG_FILE, DEVICES_FILE, PROVIDERS_FILE, HIERARCHY_FILE];
+
+/// A file that parsed as JSON, with the positions of its values.
+struct Doc {
+    value: Value,
+    spans: Spans,
+}
+
+/// Reads and validates `config.json`, `config_iot_devices.json`, `config_providers.json` and,
+/// when present, `config_hierarchy.json` from `dir`, reporting every problem at once.
+pub fn load_dir(dir: &Path) -> Result<TwinConfig, Diagnostics> {
+    let mut out: Vec<Diagnostic> = Vec::new();
+    let config = read_doc(dir, CONFIG_FILE, true, &mut out);
+    let devices = read_doc(dir, DEVICES_FILE, true, &mut out);
+    let providers = read_doc(dir, PROVIDERS_FILE, true, &mut out);
+    let hierarchy = read_doc(dir, HIERARCHY_FILE, false, &mut out);
+
+    let twin = config.as_ref().map(|d| {
+        twin::read(
+            &mut FileReader::new(CONFIG_FILE, &d.spans, &mut out),
+            &d.value,
+        )
+    });
+    let devs = devices.as_ref().map(|d| {
+        devices::read(
+            &mut FileReader::new(DEVICES_FILE, &d.spans, &mut out),
+            &d.value,
+        )
+    });
+    let provs = providers.as_ref().map(|d| {
+        providers::read(
+            &mut FileReader::new(PROVIDERS_FILE, &d.spans, &mut out),
+            &d.value,
+        )
+    });
+    let twin_name = twin.as_ref().and_then(|t| t.name.as_deref());
+    let device_ids: Option<Vec<(usize, String)>> = match (&devices, &devs) {
+        (Some(d), Some(part)) if d.value.is_array() => Some(part.ids.clone()),
+        _ => None,
+    };
+    let tree = hierarchy.as_ref().map(|d| {
+        let ctx = hierarchy::Context {
+            twin: twin_name,
+            device_ids: device_ids
+                .as_ref()
+                .map(|ids| ids.iter().map(|(_, id)| id.as_str()).collect()),
+        };
+        hierarchy::read(
+            &mut FileReader::new(HIERARCHY_FILE, &d.spans, &mut out),
+            &d.value,
+            &ctx,
+        )
+    });
+
+    if let (Some(name), Some(p)) = (twin_name, &provs) {
+        let ids = device_ids.clone().unwrap_or_default();
+        for problem in validate::names(name, |l| p.get(l), &ids) {
+            let (file, doc, path) = match problem.source {
+                Source::Twin => (CONFIG_FILE, &config, "$.digital_twin_name".to_string()),
+                Source::Device(i) => (DEVICES_FILE, &devices, format!("$[{i}].id")),
+            };
+            if let Some(doc) = doc {
+                FileReader::new(file, &doc.spans, &mut out).at_value(&path, problem.message());
+            }
+        }
+    }
+
+    if !out.is_empty() {
+        sort(&mut out);
+        return Err(Diagnostics(out));
+    }
+    let assembled = (|| {
+        let t = twin?;
+        Some(TwinConfig {
+            dir: dir.to_path_buf(),
+            twin: TwinSettings {
+                digital_twin_name: t.name?,
+                hot_storage_size_in_days: t.hot_days?,
+                cold_storage_size_in_days: t.cold_days?,
+                mode: t.mode?,
+            },
+            devices: devs?.devices,
+            providers: provs?.complete()?,
+            hierarchy: match tree {
+                None => None,
+                Some(t) => Some(t?),
+            },
+        })
+    })();
+    assembled.ok_or_else(|| {
+        // Every reader reports whatever it leaves out, so this is a bug here, not a user error.
+        Diagnostics(vec![Diagnostic {
+            file: CONFIG_FILE.to_string(),
+            path: "$".to_string(),
+            line: 0,
+            column: 0,
+            message: "internal error: the config was incomplete without a reported problem"
+                .to_string(),
+        }])
+    })
+}
+
+/// Reads and parses one file; `None` (with a diagnostic when `required`) if that fails.
+fn read_doc(
+    dir: &Path,
+    file: &'static str,
+    required: bool,
+    out: &mut Vec<Diagnostic>,
+) -> Option<Doc> {
+    let path = dir.join(file);
+    let whole = |message: String| Diagnostic {
+        file: file.to_string(),
+        path: "$".to_string(),
+        line: 0,
+        column: 0,
+        message,
+    };
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if required {
+                out.push(whole(format!(
+                    "required file is missing: expected {}",
+                    path.display()
+                )));
+            }
+            return None;
+        }
+        Err(e) => {
+            out.push(whole(format!("cannot read {}: {e}", path.display())));
+            return None;
+        }
+    };
+    let text = match String::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            out.push(whole(format!(
+                "the file is not UTF-8 text (invalid byte at offset {})",
+                e.utf8_error().valid_up_to()
+            )));
+            return None;
+        }
+    };
+    // Editors on Windows may write a byte order mark, which JSON parsers reject.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let value: Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            out.push(syntax_error(file, text, &e));
+            return None;
+        }
+    };
+    let spans = Spans::of(text);
+    for dup in &spans.duplicates {
+        out.push(Diagnostic {
+            file: file.to_string(),
+            path: dup.path.clone(),
+            line: dup.again.line,
+            column: dup.again.column,
+            message: format!(
+                "duplicate key `{}` (first at {}:{}); each key may appear once per object",
+                dup.key, dup.first.line, dup.first.column
+            ),
+        });
+    }
+    Some(Doc { value, spans })
+}
+
+/// A serde_json syntax error as a diagnostic, with its column counted in characters.
+fn syntax_error(file: &str, text: &str, e: &serde_json::Error) -> Diagnostic {
+    let full = e.to_string();
+    let message = match full.rfind(" at line ") {
+        Some(i) => &full[..i],
+        None => &full,
+    };
+    let line = e.line().max(1);
+    let column = text
+        .split('\n')
+        .nth(line - 1)
+        .map(|l| {
+            let bytes = l.as_bytes();
+            let upto = e.column().min(bytes.len());
+            bytes[..upto].iter().filter(|b| **b & 0xC0 != 0x80).count()
+        })
+        .unwrap_or(e.column())
+        .max(1);
+    Diagnostic {
+        file: file.to_string(),
+        path: "$".to_string(),
+        line,
+        column,
+        message: format!("invalid JSON: {message}"),
+    }
+}
+
+/// Report order: by file, then position; problems at the same place keep their discovery order.
+fn sort(out: &mut [Diagnostic]) {
+    out.sort_by_key(|d| {
+        let rank = FILES
+            .iter()
+            .position(|f| *f == d.file)
+            .unwrap_or(FILES.len());
+        (rank, d.line, d.column)
+    });
+}

@@ -1,0 +1,218 @@
+//! The typed twin description that the rest of the deployer works from.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::providers::Providers;
+
+/// A property's value type, named as IoT TwinMaker names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum DataType {
+    /// 64-bit floating point number.
+    Double,
+    /// 32-bit signed integer.
+    Integer,
+    /// 64-bit signed integer.
+    Long,
+    /// `true` or `false`.
+    Boolean,
+    /// UTF-8 text.
+    String,
+}
+
+impl DataType {
+    /// Every data type, in the order the config documentation lists them.
+    pub const ALL: [DataType; 5] = [
+        DataType::Double,
+        DataType::Integer,
+        DataType::Long,
+        DataType::Boolean,
+        DataType::String,
+    ];
+
+    /// The spelling used in `config_iot_devices.json` (`"DOUBLE"`, ...).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DataType::Double => "DOUBLE",
+            DataType::Integer => "INTEGER",
+            DataType::Long => "LONG",
+            DataType::Boolean => "BOOLEAN",
+            DataType::String => "STRING",
+        }
+    }
+
+    /// Parses the config spelling; `None` for anything else (matching is case-sensitive).
+    pub fn parse(text: &str) -> Option<DataType> {
+        DataType::ALL.into_iter().find(|t| t.as_str() == text)
+    }
+
+    /// Whether a JSON value can be stored as this type without conversion.
+    pub fn accepts(&self, value: &serde_json::Value) -> bool {
+        match self {
+            DataType::Double => value.is_number(),
+            DataType::Integer => value.as_i64().is_some_and(|n| i32::try_from(n).is_ok()),
+            DataType::Long => value.as_i64().is_some(),
+            DataType::Boolean => value.is_boolean(),
+            DataType::String => value.is_string(),
+        }
+    }
+
+    /// What [`DataType::accepts`] allows, in words, for error messages.
+    pub fn describe_values(&self) -> &'static str {
+        match self {
+            DataType::Double => "a number",
+            DataType::Integer => "a whole number from -2147483648 to 2147483647",
+            DataType::Long => "a whole number from -9223372036854775808 to 9223372036854775807",
+            DataType::Boolean => "true or false",
+            DataType::String => "a string",
+        }
+    }
+}
+
+impl fmt::Display for DataType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A telemetry property a device publishes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Property {
+    /// Key of the property in the telemetry message.
+    pub name: String,
+    /// Type the processor coerces the value to.
+    pub data_type: DataType,
+}
+
+/// A property whose value is fixed in the config (e.g. a serial number).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConstProperty {
+    /// Name of the property on the twin component.
+    pub name: String,
+    /// Type of `value`.
+    pub data_type: DataType,
+    /// The fixed value; validation guarantees it matches `data_type`.
+    pub value: serde_json::Value,
+}
+
+/// One IoT device of the twin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Device {
+    /// Device id, unique within the twin; part of several cloud resource names.
+    pub id: String,
+    /// Telemetry properties; never empty after validation.
+    pub properties: Vec<Property>,
+    /// Fixed properties; empty when the config has none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub const_properties: Vec<ConstProperty>,
+    /// Name of a custom processor crate under `lambdas/`; `None` uses the shared default processor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processor: Option<String>,
+}
+
+/// Log level of the deployed functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum LogMode {
+    /// Verbose logs.
+    Debug,
+    /// Normal logs.
+    #[default]
+    Info,
+}
+
+impl LogMode {
+    /// The spelling used in `config.json`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            LogMode::Debug => "DEBUG",
+            LogMode::Info => "INFO",
+        }
+    }
+}
+
+impl fmt::Display for LogMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The contents of `config.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TwinSettings {
+    /// The twin's name; prefix of every cloud resource name.
+    pub digital_twin_name: String,
+    /// Days a record stays in the hot store before moving to cold.
+    pub hot_storage_size_in_days: u32,
+    /// Days an object stays in cold storage before moving to archive; greater than the hot days.
+    pub cold_storage_size_in_days: u32,
+    /// Log level of the deployed functions.
+    #[serde(default)]
+    pub mode: LogMode,
+}
+
+/// An entity of the twin hierarchy (`config_hierarchy.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HierarchyEntity {
+    /// Entity id, unique in the whole hierarchy.
+    pub id: String,
+    /// Child entities and components, in file order.
+    #[serde(default)]
+    pub children: Vec<HierarchyNode>,
+}
+
+/// A node below an entity: another entity or a component bound to a device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum HierarchyNode {
+    /// A nested entity.
+    Entity(HierarchyEntity),
+    /// A component showing one device's data.
+    Component {
+        /// Component name within its entity.
+        name: String,
+        /// The configured device whose data the component shows.
+        #[serde(rename = "iotDeviceId")]
+        iot_device_id: String,
+        /// Explicit component type id; `None` means the device's default type.
+        #[serde(
+            rename = "componentTypeId",
+            default,
+            skip_serializing_if = "Option::is_none"
+        )]
+        component_type_id: Option<String>,
+    },
+}
+
+/// A whole, validated twin configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TwinConfig {
+    /// The directory the files were read from.
+    pub dir: PathBuf,
+    /// `config.json`.
+    pub twin: TwinSettings,
+    /// `config_iot_devices.json`, in file order.
+    pub devices: Vec<Device>,
+    /// `config_providers.json`.
+    pub providers: Providers,
+    /// `config_hierarchy.json`, when present.
+    pub hierarchy: Option<Vec<HierarchyEntity>>,
+}
+
+impl TwinConfig {
+    /// The device with this id, if configured.
+    pub fn device(&self, id: &str) -> Option<&Device> {
+        self.devices.iter().find(|d| d.id == id)
+    }
+
+    /// The twin's name (shorthand for `twin.digital_twin_name`).
+    pub fn name(&self) -> &str {
+        &self.twin.digital_twin_name
+    }
+}

@@ -1,0 +1,314 @@
+//! `config_providers.json`: which cloud hosts each layer, and per-cloud settings.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// The cloud that hosts a layer, or `None` when the layer is not deployed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderName {
+    /// Amazon Web Services.
+    Aws,
+    /// Microsoft Azure.
+    Azure,
+    /// The layer is not deployed.
+    None,
+}
+
+impl ProviderName {
+    /// Every provider, in the order error messages list them.
+    pub const ALL: [ProviderName; 3] = [ProviderName::Aws, ProviderName::Azure, ProviderName::None];
+
+    /// The spelling used in the config (`"aws"`, `"azure"`, `"none"`).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ProviderName::Aws => "aws",
+            ProviderName::Azure => "azure",
+            ProviderName::None => "none",
+        }
+    }
+}
+
+impl fmt::Display for ProviderName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ProviderName {
+    type Err = UnknownName;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ProviderName::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| UnknownName {
+                what: "provider",
+                given: s.to_string(),
+                allowed: "aws, azure, none",
+            })
+    }
+}
+
+/// A name that matched none of the allowed spellings.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} `{given}`; allowed: {allowed}")]
+pub struct UnknownName {
+    /// What kind of name was expected.
+    pub what: &'static str,
+    /// The text that was given.
+    pub given: String,
+    /// The allowed spellings, comma separated.
+    pub allowed: &'static str,
+}
+
+/// One of the five layers (layer 3 split in its three tiers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Layer {
+    /// Acquisition: device identities, MQTT ingestion, dispatcher.
+    L1,
+    /// Processing: processors and persister.
+    L2,
+    /// Hot storage, hot reader, hot-to-cold mover.
+    L3Hot,
+    /// Cold storage and the cold-to-archive mover.
+    L3Cold,
+    /// Archive storage.
+    L3Archive,
+    /// Twin management (TwinMaker / Azure Digital Twins).
+    L4,
+    /// Visualization (Grafana).
+    L5,
+}
+
+impl Layer {
+    /// All layers in dependency order: every layer comes after the layers it sends data to or
+    /// reads from (see [`Layer::dependencies`]), so deploying in this order always finds the
+    /// receiving side of each hop in place; destroy walks it backwards.
+    pub const ALL: [Layer; 7] = [
+        Layer::L3Archive,
+        Layer::L3Cold,
+        Layer::L3Hot,
+        Layer::L4,
+        Layer::L2,
+        Layer::L1,
+        Layer::L5,
+    ];
+
+    /// The layers this layer calls into and therefore needs deployed first: L1 hands off to L2,
+    /// L2 persists to L3 hot and updates the twin in L4, the movers write to the next tier, the
+    /// twin connector reads L3 hot, and Grafana reads L4.
+    pub fn dependencies(&self) -> &'static [Layer] {
+        match self {
+            Layer::L1 => &[Layer::L2],
+            Layer::L2 => &[Layer::L3Hot, Layer::L4],
+            Layer::L3Hot => &[Layer::L3Cold],
+            Layer::L3Cold => &[Layer::L3Archive],
+            Layer::L3Archive => &[],
+            Layer::L4 => &[Layer::L3Hot],
+            Layer::L5 => &[Layer::L4],
+        }
+    }
+
+    /// The key of this layer in `config_providers.json`.
+    pub fn key(&self) -> &'static str {
+        match self {
+            Layer::L1 => "layer_1_provider",
+            Layer::L2 => "layer_2_provider",
+            Layer::L3Hot => "layer_3_hot_provider",
+            Layer::L3Cold => "layer_3_cold_provider",
+            Layer::L3Archive => "layer_3_archive_provider",
+            Layer::L4 => "layer_4_provider",
+            Layer::L5 => "layer_5_provider",
+        }
+    }
+
+    /// The short name used on the command line (`--layer l3-hot`).
+    pub fn short(&self) -> &'static str {
+        match self {
+            Layer::L1 => "l1",
+            Layer::L2 => "l2",
+            Layer::L3Hot => "l3-hot",
+            Layer::L3Cold => "l3-cold",
+            Layer::L3Archive => "l3-archive",
+            Layer::L4 => "l4",
+            Layer::L5 => "l5",
+        }
+    }
+
+    /// The layers in file order (`layer_1_provider` first), as `config_providers.json` lists them.
+    pub const IN_FILE_ORDER: [Layer; 7] = [
+        Layer::L1,
+        Layer::L2,
+        Layer::L3Hot,
+        Layer::L3Cold,
+        Layer::L3Archive,
+        Layer::L4,
+        Layer::L5,
+    ];
+}
+
+impl fmt::Display for Layer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.short())
+    }
+}
+
+impl FromStr for Layer {
+    type Err = UnknownName;
+
+    /// Accepts the short names (`l1` ... `l5`, `l3-hot`, `l3-cold`, `l3-archive`), case-insensitively,
+    /// with `_` in place of `-` too.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let wanted = s.to_ascii_lowercase().replace('_', "-");
+        Layer::IN_FILE_ORDER
+            .into_iter()
+            .find(|l| l.short() == wanted)
+            .ok_or_else(|| UnknownName {
+                what: "layer",
+                given: s.to_string(),
+                allowed: "l1, l2, l3-hot, l3-cold, l3-archive, l4, l5",
+            })
+    }
+}
+
+/// CPU architecture of the AWS Lambda functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Architecture {
+    /// Graviton; cheaper per millisecond.
+    #[default]
+    Arm64,
+    /// Intel/AMD.
+    X86_64,
+}
+
+impl Architecture {
+    /// The spelling used in the config and by the Lambda API.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Architecture::Arm64 => "arm64",
+            Architecture::X86_64 => "x86_64",
+        }
+    }
+}
+
+impl fmt::Display for Architecture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The `"aws"` object of `config_providers.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AwsSettings {
+    /// Region; `None` defers to the standard AWS configuration chain.
+    pub region: Option<String>,
+    /// Lambda architecture.
+    pub architecture: Architecture,
+    /// Authentication of the Managed Grafana workspace (`AWS_SSO` or `SAML`).
+    pub grafana_authentication_provider: String,
+}
+
+impl Default for AwsSettings {
+    fn default() -> Self {
+        AwsSettings {
+            region: None,
+            architecture: Architecture::default(),
+            grafana_authentication_provider: "AWS_SSO".to_string(),
+        }
+    }
+}
+
+/// The `"azure"` object of `config_providers.json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AzureSettings {
+    /// Subscription; `None` defers to the Azure CLI / environment.
+    pub subscription_id: Option<String>,
+    /// Resource group; `None` means `<twin>-rg`.
+    pub resource_group: Option<String>,
+    /// Location (e.g. `westeurope`).
+    pub location: Option<String>,
+}
+
+/// The contents of `config_providers.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Providers {
+    /// `layer_1_provider`.
+    pub layer_1: ProviderName,
+    /// `layer_2_provider`.
+    pub layer_2: ProviderName,
+    /// `layer_3_hot_provider`.
+    pub layer_3_hot: ProviderName,
+    /// `layer_3_cold_provider`.
+    pub layer_3_cold: ProviderName,
+    /// `layer_3_archive_provider`.
+    pub layer_3_archive: ProviderName,
+    /// `layer_4_provider`.
+    pub layer_4: ProviderName,
+    /// `layer_5_provider`.
+    pub layer_5: ProviderName,
+    /// AWS settings (defaults when the file has no `"aws"` object).
+    pub aws: AwsSettings,
+    /// Azure settings (defaults when the file has no `"azure"` object).
+    pub azure: AzureSettings,
+}
+
+impl Providers {
+    /// The provider hosting `layer`.
+    pub fn get(&self, layer: Layer) -> ProviderName {
+        match layer {
+            Layer::L1 => self.layer_1,
+            Layer::L2 => self.layer_2,
+            Layer::L3Hot => self.layer_3_hot,
+            Layer::L3Cold => self.layer_3_cold,
+            Layer::L3Archive => self.layer_3_archive,
+            Layer::L4 => self.layer_4,
+            Layer::L5 => self.layer_5,
+        }
+    }
+
+    /// Sets the provider of `layer`.
+    pub fn set(&mut self, layer: Layer, provider: ProviderName) {
+        let slot = match layer {
+            Layer::L1 => &mut self.layer_1,
+            Layer::L2 => &mut self.layer_2,
+            Layer::L3Hot => &mut self.layer_3_hot,
+            Layer::L3Cold => &mut self.layer_3_cold,
+            Layer::L3Archive => &mut self.layer_3_archive,
+            Layer::L4 => &mut self.layer_4,
+            Layer::L5 => &mut self.layer_5,
+        };
+        *slot = provider;
+    }
+
+    /// Whether any layer is hosted on `provider`.
+    pub fn uses(&self, provider: ProviderName) -> bool {
+        Layer::ALL.into_iter().any(|l| self.get(l) == provider)
+    }
+
+    /// The layers hosted on `provider`, in dependency order.
+    pub fn layers_on(&self, provider: ProviderName) -> Vec<Layer> {
+        Layer::ALL
+            .into_iter()
+            .filter(|l| self.get(*l) == provider)
+            .collect()
+    }
+
+    /// Every layer on `provider` (a config for one cloud, with default settings).
+    pub fn all(provider: ProviderName) -> Providers {
+        Providers {
+            layer_1: provider,
+            layer_2: provider,
+            layer_3_hot: provider,
+            layer_3_cold: provider,
+            layer_3_archive: provider,
+            layer_4: provider,
+            layer_5: provider,
+            aws: AwsSettings::default(),
+            azure: AzureSettings::default(),
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! Cross-file checks: every cloud resource name that the twin name and the device ids produce on
+//! the providers in use must satisfy that cloud's naming rules.
+
+use crate::names::{self, NameError, NameRule};
+use crate::providers::{Layer, ProviderName};
+
+/// Which config value a derived name came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// `digital_twin_name` in `config.json`.
+    Twin,
+    /// The id of the device at this index of `config_iot_devices.json`.
+    Device(usize),
+}
+
+/// A derived name that breaks its cloud's rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NameProblem {
+    pub source: Source,
+    pub layer: Layer,
+    pub provider: ProviderName,
+    pub error: NameError,
+}
+
+impl NameProblem {
+    /// The report text: the broken rule and the layer that needs the name.
+    pub fn message(&self) -> String {
+        format!(
+            "{} (needed by layer {} on {})",
+            self.error, self.layer, self.provider
+        )
+    }
+}
+
+/// Placeholder for the account/region hash of bucket names, which is only known at deploy time
+/// but always has the same length.
+fn bucket_placeholder(twin: &str, tier: &str) -> String {
+    names::bucket_name_with_hash(twin, tier, &"0".repeat(names::BUCKET_HASH_LEN))
+}
+
+/// The twin-level names a layer creates on a provider.
+fn twin_names(
+    layer: Layer,
+    provider: ProviderName,
+    twin: &str,
+) -> Vec<(&'static NameRule, String)> {
+    use names::*;
+    let function = |role: &str| {
+        vec![
+            (&LAMBDA_FUNCTION, function_name(twin, role)),
+            (&IAM_ROLE, role_name(twin, role)),
+        ]
+    };
+    match (provider, layer) {
+        (ProviderName::Aws, Layer::L1) => {
+            let mut v = vec![(&IOT_TOPIC_RULE, topic_rule_name(twin))];
+            v.extend(function("dispatcher"));
+            v
+        }
+        (ProviderName::Aws, Layer::L2) => function("persister"),
+        (ProviderName::Aws, Layer::L3Hot) => {
+            let mut v = vec![(&DYNAMODB_TABLE, table_name(twin))];
+            v.extend(function("hot-reader"));
+            v.extend(function("hot-to-cold-mover"));
+            v.push((
+                &EVENTBRIDGE_RULE,
+                schedule_rule_name(twin, "hot-to-cold-mover"),
+            ));
+            v.push((&HTTP_API, http_api_name(twin)));
+            v
+        }
+        (ProviderName::Aws, Layer::L3Cold) => {
+            let mut v = vec![(&S3_BUCKET, bucket_placeholder(twin, "cold"))];
+            v.extend(function("cold-to-archive-mover"));
+            v.push((
+                &EVENTBRIDGE_RULE,
+                schedule_rule_name(twin, "cold-to-archive-mover"),
+            ));
+            v
+        }
+        (ProviderName::Aws, Layer::L3Archive) => {
+            vec![(&S3_BUCKET, bucket_placeholder(twin, "archive"))]
+        }
+        (ProviderName::Aws, Layer::L4) => {
+            let mut v = vec![
+                (&TWINMAKER_WORKSPACE, twinmaker_workspace_id(twin)),
+                (&S3_BUCKET, bucket_placeholder(twin, "twinmaker")),
+                (&IAM_ROLE, role_name(twin, "twinmaker")),
+            ];
+            v.extend(function("twin-connector"));
+            v
+        }
+        (ProviderName::Aws, Layer::L5) => vec![
+            (&GRAFANA_WORKSPACE, grafana_workspace_name(twin)),
+            (&IAM_ROLE, role_name(twin, "grafana")),
+        ],
+        _ => Vec::new(),
+    }
+}
+
+/// The per-device names a layer creates on a provider.
+fn device_names(
+    layer: Layer,
+    provider: ProviderName,
+    twin: &str,
+    device: &str,
+) -> Vec<(&'static NameRule, String)> {
+    use names::*;
+    match (provider, layer) {
+        (ProviderName::Aws, Layer::L1) => vec![
+            (&IOT_THING, thing_name(twin, device)),
+            (&IOT_POLICY, iot_policy_name(twin, device)),
+            (&MQTT_TOPIC, telemetry_topic(twin, device)),
+        ],
+        (ProviderName::Aws, Layer::L2) => vec![
+            (&LAMBDA_FUNCTION, processor_function_name(twin, device)),
+            (&IAM_ROLE, role_name(twin, &processor_local_name(device))),
+        ],
+        (ProviderName::Aws, Layer::L4) => {
+            vec![(&TWINMAKER_COMPONENT_TYPE, component_type_id(twin, device))]
+        }
+        (ProviderName::Azure, Layer::L1) => vec![(&AZURE_IOT_DEVICE, device.to_string())],
+        (ProviderName::Azure, Layer::L2) => {
+            vec![(&AZURE_FUNCTION, processor_local_name(device))]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Checks every derived name (Azure's globally unique names are derived to be valid for any twin
+/// name, so only names made from the raw ids are checked there); reports at most one problem per source and rule, and skips a
+/// device's problems with a rule the twin name already breaks (fixing the twin name comes first).
+pub(crate) fn names(
+    twin: &str,
+    provider_of: impl Fn(Layer) -> Option<ProviderName>,
+    devices: &[(usize, String)],
+) -> Vec<NameProblem> {
+    let mut out: Vec<NameProblem> = Vec::new();
+    let push_first = |out: &mut Vec<NameProblem>, p: NameProblem| {
+        // A function and its role share one name: one report of it is enough.
+        let seen = out.iter().any(|q| {
+            q.source == p.source && (q.error.kind == p.error.kind || q.error.name == p.error.name)
+        });
+        let twin_broke_it = out
+            .iter()
+            .any(|q| q.source == Source::Twin && q.error.kind == p.error.kind);
+        if !seen && !twin_broke_it {
+            out.push(p);
+        }
+    };
+    let layers: Vec<(Layer, ProviderName)> = Layer::IN_FILE_ORDER
+        .iter()
+        .filter_map(|l| provider_of(*l).map(|p| (*l, p)))
+        .collect();
+    for (layer, provider) in &layers {
+        for (rule, name) in twin_names(*layer, *provider, twin) {
+            if let Err(error) = rule.check(&name) {
+                push_first(
+                    &mut out,
+                    NameProblem {
+                        source: Source::Twin,
+                        layer: *layer,
+                        provider: *provider,
+                        error,
+                    },
+                );
+            }
+        }
+    }
+    for (index, device) in devices {
+        for (layer, provider) in &layers {
+            for (rule, name) in device_names(*layer, *provider, twin, device) {
+                if let Err(error) = rule.check(&name) {
+                    push_first(
+                        &mut out,
+                        NameProblem {
+                            source: Source::Device(*index),
+                            layer: *layer,
+                            provider: *provider,
+                            error,
+                        },
+                    );
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all(p: ProviderName) -> impl Fn(Layer) -> Option<ProviderName> {
+        move |_| Some(p)
+    }
+
+    fn devices(ids: &[&str]) -> Vec<(usize, String)> {
+        ids.iter()
+            .enumerate()
+            .map(|(i, d)| (i, d.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_example_twin_has_valid_names_everywhere() {
+        let d = devices(&["temperature-sensor-1", "pressure-sensor-1"]);
+        for p in ProviderName::ALL {
+            assert_eq!(names("digital-twin", all(p), &d), vec![]);
+        }
+    }
+
+    #[test]
+    fn uppercase_twin_names_break_s3_only_where_buckets_are_made() {
+        let found = names("MyTwin", all(ProviderName::Aws), &[]);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].layer, Layer::L3Cold);
+        assert_eq!(
+            found[0].message(),
+            "the S3 bucket name `MyTwin-cold-00000000` contains `M`; S3 bucket names are 3-63 \
+             characters of a-z 0-9 -, starting and ending with a letter or digit (needed by layer l3-cold on aws)"
+        );
+        let only_hot = |l: Layer| {
+            Some(if l == Layer::L3Hot {
+                ProviderName::Aws
+            } else {
+                ProviderName::None
+            })
+        };
+        assert_eq!(names("MyTwin", only_hot, &[]), vec![]);
+        assert_eq!(names("MyTwin", all(ProviderName::Azure), &[]), vec![]);
+    }
+
+    #[test]
+    fn long_device_ids_break_the_processor_function_name() {
+        let id = "d".repeat(42);
+        let found = names("digital-twin", all(ProviderName::Aws), &devices(&[&id]));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].source, Source::Device(0));
+        assert_eq!(found[0].error.kind, "Lambda function name");
+        assert_eq!(found[0].error.problem, "is 65 characters long");
+        let none = names("digital-twin", all(ProviderName::None), &devices(&[&id]));
+        assert_eq!(none, vec![]);
+    }
+
+    #[test]
+    fn twin_problems_suppress_the_same_device_problems() {
+        let twin = "t".repeat(50);
+        let device = "d".repeat(10);
+        let found = names(&twin, all(ProviderName::Aws), &devices(&[&device]));
+        assert!(found.iter().all(|p| p.source == Source::Twin), "{found:?}");
+        assert!(found.iter().any(|p| p.error.kind == "Lambda function name"));
+    }
+
+    #[test]
+    fn azure_function_names_must_start_with_a_letter() {
+        let found = names("twin", all(ProviderName::Azure), &devices(&["1-sensor"]));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].error.kind, "Azure Function name");
+    }
+}
