@@ -1,0 +1,134 @@
+//! Files exactly as the established Python deployer writes them load unchanged: no `mode`, no
+//! provider settings, `constProperties` on some devices, a nested hierarchy, and a component
+//! that names only its `componentTypeId` (`<twin>-<device>`) instead of an `iotDeviceId`.
+
+use twin_config::{load_dir, HierarchyNode, Layer, LogMode, ProviderName};
+
+const CONFIG: &str = r#"{
+    "digital_twin_name": "factory-twin",
+    "hot_storage_size_in_days": 7,
+    "cold_storage_size_in_days": 60
+}"#;
+
+const DEVICES: &str = r#"[
+  {
+    "id": "temperature-sensor-1",
+    "properties": [
+      { "name": "temperature", "dataType": "DOUBLE" }
+    ],
+    "constProperties": [
+      { "name": "serial-number", "dataType": "STRING", "value": "A-17" }
+    ]
+  },
+  {
+    "id": "temperature-sensor-2",
+    "constProperties": [
+      { "name": "serial-number", "dataType": "STRING", "value": "A-18" }
+    ],
+    "properties": [
+      { "name": "temperature", "dataType": "DOUBLE" }
+    ]
+  },
+  {
+    "id": "pressure-sensor-1",
+    "properties": [
+      { "name": "pressure", "dataType": "DOUBLE" },
+      { "name": "density", "dataType": "DOUBLE" },
+      { "name": "hardness", "dataType": "DOUBLE" }
+    ]
+  }
+]"#;
+
+const PROVIDERS: &str = r#"{
+  "layer_1_provider": "aws",
+  "layer_2_provider": "aws",
+  "layer_3_hot_provider": "aws",
+  "layer_3_cold_provider": "aws",
+  "layer_3_archive_provider": "aws",
+  "layer_4_provider": "aws",
+  "layer_5_provider": "aws"
+}
+"#;
+
+const HIERARCHY: &str = r#"[
+  {
+    "type": "entity",
+    "id": "hall-1",
+    "children": [
+      {
+        "type": "entity",
+        "id": "press-1",
+        "children": [
+          {
+            "type": "component",
+            "name": "temperature-sensor-1",
+            "componentTypeId": "factory-twin-temperature-sensor-1"
+          }
+        ]
+      },
+      {
+        "type": "component",
+        "name": "temperature-sensor-2",
+        "iotDeviceId": "temperature-sensor-2"
+      }
+    ]
+  },
+  {
+    "type": "entity",
+    "id": "hall-2",
+    "children": [
+      {
+        "type": "component",
+        "name": "pressure-sensor-1",
+        "iotDeviceId": "pressure-sensor-1"
+      }
+    ]
+  }
+]"#;
+
+#[test]
+fn the_python_tools_files_load_unchanged() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (name, text) in [
+        ("config.json", CONFIG),
+        ("config_iot_devices.json", DEVICES),
+        ("config_providers.json", PROVIDERS),
+        ("config_hierarchy.json", HIERARCHY),
+    ] {
+        std::fs::write(dir.path().join(name), text).expect("write");
+    }
+    let config = match load_dir(dir.path()) {
+        Ok(c) => c,
+        Err(problems) => panic!("{problems}"),
+    };
+    assert_eq!(config.dir, dir.path());
+    assert_eq!(config.twin.mode, LogMode::Info);
+    assert_eq!(config.devices.len(), 3);
+    let t2 = config.device("temperature-sensor-2").expect("device");
+    assert_eq!(t2.const_properties.len(), 1);
+    assert_eq!(t2.const_properties[0].value, serde_json::json!("A-18"));
+    assert_eq!(t2.processor, None);
+    assert!(Layer::ALL
+        .iter()
+        .all(|l| config.providers.get(*l) == ProviderName::Aws));
+    assert_eq!(config.providers.aws.region, None);
+    assert_eq!(
+        config.providers.aws.grafana_authentication_provider,
+        "AWS_SSO"
+    );
+
+    let tree = config.hierarchy.expect("hierarchy");
+    let ids: Vec<&str> = tree.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, ["hall-1", "hall-2"]);
+    let HierarchyNode::Entity(press) = &tree[0].children[0] else {
+        panic!("press-1 is an entity: {:?}", tree[0].children[0]);
+    };
+    assert_eq!(
+        press.children,
+        [HierarchyNode::Component {
+            name: "temperature-sensor-1".to_string(),
+            iot_device_id: "temperature-sensor-1".to_string(),
+            component_type_id: Some("factory-twin-temperature-sensor-1".to_string()),
+        }]
+    );
+}
