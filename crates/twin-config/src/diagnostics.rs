@@ -74,3 +74,28 @@ impl IntoIterator for Diagnostics {
         self.0.into_iter()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn diag(line: usize, column: usize) -> Diagnostic {
+        Diagnostic {
+            file: "config.json".to_string(),
+            path: "$.mode".to_string(),
+            line,
+            column,
+            message: "bad".to_string(),
+        }
+    }
+
+    #[test]
+    fn one_line_per_problem_and_no_position_when_there_is_none() {
+        let d = Diagnostics(vec![diag(3, 7), diag(0, 0)]);
+        assert_eq!(
+            d.to_string(),
+            "config.json:3:7: $.mode: bad\nconfig.json: $.mode: bad"
+        );
+        assert_eq!(d.len(), 2);
+    }
+}

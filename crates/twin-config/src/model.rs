@@ -216,3 +216,47 @@ impl TwinConfig {
         &self.twin.digital_twin_name
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn data_types_accept_their_values_only() {
+        assert!(DataType::Double.accepts(&json!(1)));
+        assert!(DataType::Double.accepts(&json!(1.5)));
+        assert!(!DataType::Double.accepts(&json!("1")));
+        assert!(DataType::Integer.accepts(&json!(2147483647)));
+        assert!(!DataType::Integer.accepts(&json!(2147483648_i64)));
+        assert!(!DataType::Integer.accepts(&json!(1.0)));
+        assert!(DataType::Long.accepts(&json!(i64::MIN)));
+        assert!(!DataType::Long.accepts(&json!(u64::MAX)));
+        assert!(DataType::Boolean.accepts(&json!(false)));
+        assert!(!DataType::Boolean.accepts(&json!(0)));
+        assert!(DataType::String.accepts(&json!("")));
+        assert!(!DataType::String.accepts(&json!(null)));
+        assert_eq!(DataType::parse("LONG"), Some(DataType::Long));
+        assert_eq!(DataType::parse("long"), None);
+    }
+
+    #[test]
+    fn devices_serialize_in_the_config_shape() {
+        let d = Device {
+            id: "d".to_string(),
+            properties: vec![Property {
+                name: "p".to_string(),
+                data_type: DataType::Double,
+            }],
+            const_properties: Vec::new(),
+            processor: None,
+        };
+        let v = serde_json::to_value(&d).unwrap_or_default();
+        assert_eq!(
+            v,
+            json!({"id": "d", "properties": [{"name": "p", "dataType": "DOUBLE"}]})
+        );
+        let back: Result<Device, _> = serde_json::from_value(v);
+        assert_eq!(back.ok(), Some(d));
+    }
+}

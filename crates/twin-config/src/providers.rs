@@ -312,3 +312,57 @@ impl Providers {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layer_names() {
+        assert_eq!(Layer::L3Hot.key(), "layer_3_hot_provider");
+        assert_eq!(Layer::L3Archive.short(), "l3-archive");
+        assert_eq!(Layer::L4.to_string(), "l4");
+        assert_eq!("l3-cold".parse::<Layer>(), Ok(Layer::L3Cold));
+        assert_eq!("L3_HOT".parse::<Layer>(), Ok(Layer::L3Hot));
+        assert_eq!(
+            "l6".parse::<Layer>().map_err(|e| e.to_string()),
+            Err(
+                "unknown layer `l6`; allowed: l1, l2, l3-hot, l3-cold, l3-archive, l4, l5"
+                    .to_string()
+            )
+        );
+        for layer in Layer::IN_FILE_ORDER {
+            assert_eq!(layer.short().parse::<Layer>(), Ok(layer));
+        }
+    }
+
+    #[test]
+    fn all_is_in_dependency_order() {
+        assert_eq!(Layer::ALL.len(), Layer::IN_FILE_ORDER.len());
+        for (i, layer) in Layer::ALL.iter().enumerate() {
+            for dep in layer.dependencies() {
+                let at = Layer::ALL.iter().position(|l| l == dep);
+                assert!(at.is_some_and(|j| j < i), "{layer} must come after {dep}");
+            }
+        }
+    }
+
+    #[test]
+    fn provider_per_layer() {
+        let mut p = Providers::all(ProviderName::Aws);
+        p.set(Layer::L4, ProviderName::None);
+        p.set(Layer::L5, ProviderName::Azure);
+        assert_eq!(p.get(Layer::L4), ProviderName::None);
+        assert_eq!(p.get(Layer::L5), ProviderName::Azure);
+        assert_eq!(p.get(Layer::L1), ProviderName::Aws);
+        assert!(p.uses(ProviderName::Azure));
+        assert_eq!(p.layers_on(ProviderName::Azure), vec![Layer::L5]);
+        assert_eq!("azure".parse::<ProviderName>(), Ok(ProviderName::Azure));
+        assert!("Azure".parse::<ProviderName>().is_err());
+        assert_eq!(
+            AwsSettings::default().grafana_authentication_provider,
+            "AWS_SSO"
+        );
+        assert_eq!(AwsSettings::default().architecture, Architecture::Arm64);
+    }
+}
