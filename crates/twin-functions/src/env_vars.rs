@@ -1,0 +1,30 @@
+//! The environment variables the deployer sets on each function: the one place their names live.
+
+/// All functions: the twin's name (prefix of every resource name).
+pub const TWIN_NAME: &str = "TWIN_NAME";
+/// All functions: `DEBUG` or `INFO` (from `mode` in config.json); `INFO` when absent.
+pub const LOG_LEVEL: &str = "LOG_LEVEL";
+/// Dispatcher: comma-separated ids of the configured devices.
+pub const DEVICE_IDS: &str = "DEVICE_IDS";
+/// Dispatcher, cross-cloud L1→L2: HTTPS ingress of the remote processor.
+pub const REMOTE_PROCESSOR_URL: &str = "REMOTE_PROCESSOR_URL";
+/// Dispatcher, cross-cloud: bearer token for the remote ingress (never logged).
+pub const REMOTE_TOKEN: &str = "REMOTE_TOKEN";
+/// Processor: the one device this processor serves.
+pub const DEVICE_ID: &str = "DEVICE_ID";
+/// Processor: JSON array of `{"name":..,"dataType":..}` describing the device's properties.
+pub const DEVICE_PROPERTIES: &str = "DEVICE_PROPERTIES";
+/// Processor: name of the persister function to invoke.
+pub const PERSISTER_FUNCTION: &str = "PERSISTER_FUNCTION";
+/// Persister, hot reader, hot-to-cold mover, twin connector: the hot table's name.
+pub const HOT_TABLE: &str = "HOT_TABLE";
+/// Hot reader: cap on one response's size in bytes (optional).
+pub const MAX_RESPONSE_BYTES: &str = "MAX_RESPONSE_BYTES";
+/// Hot-to-cold and cold-to-archive movers: the cold bucket's name.
+pub const COLD_BUCKET: &str = "COLD_BUCKET";
+/// Hot-to-cold mover: records older than this many days leave the hot store.
+pub const HOT_STORAGE_DAYS: &str = "HOT_STORAGE_DAYS";
+/// Cold-to-archive mover: the archive bucket's name.
+pub const ARCHIVE_BUCKET: &str = "ARCHIVE_BUCKET";
+/// Cold-to-archive mover: cold objects whose records are all older than this many days leave cold.
+pub const COLD_STORAGE_DAYS: &str = "COLD_STORAGE_DAYS";

@@ -1,0 +1,34 @@
+//! Why a mover stopped. A mover that stops has deleted only what it confirmed written, so the next
+//! run picks up where this one ended.
+
+use crate::error::CloudError;
+
+/// A mover run that could not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum MoverError {
+    /// A storage call failed.
+    #[error(transparent)]
+    Cloud(#[from] CloudError),
+    /// An object was written but reading its metadata back did not show what was written, so the
+    /// source was kept.
+    #[error("{bucket}/{key} was written but not confirmed: {detail}; the source was kept and the next run retries")]
+    NotConfirmed {
+        /// The bucket.
+        bucket: String,
+        /// The object's key.
+        key: String,
+        /// What differed.
+        detail: String,
+    },
+    /// An object written by an earlier run cannot be read as a chunk, so it is unknown which
+    /// records it holds and none is deleted on its account.
+    #[error("{bucket}/{key} is not a readable chunk ({detail}); inspect or remove it, then run the mover again")]
+    UnreadableChunk {
+        /// The bucket.
+        bucket: String,
+        /// The object's key.
+        key: String,
+        /// Why it could not be read.
+        detail: String,
+    },
+}

@@ -1,0 +1,540 @@
+//! Each function's settings, read from the environment once at cold start. Every missing or
+//! invalid variable is reported in one error, so one redeploy fixes them all.
+
+use crate::data_type::PropertySpec;
+use crate::env_vars::*;
+use std::collections::BTreeSet;
+use std::fmt;
+
+/// The hot reader's default response cap: below Lambda's 6 MB synchronous response limit with
+/// room for the HTTP envelope and JSON string escaping.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 4_000_000;
+/// The largest accepted `MAX_RESPONSE_BYTES`.
+pub const MAX_MAX_RESPONSE_BYTES: usize = 6_000_000;
+
+/// A function that cannot start because of its environment.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the {function} function cannot start: {}. The deployer sets these variables: run `deployer deploy` (or `deployer lambda_update {function}`) to restore them",
+    .problems.join("; ")
+)]
+pub struct SettingsError {
+    /// The function's local name, e.g. `hot-reader`.
+    pub function: &'static str,
+    /// One entry per missing or invalid variable.
+    pub problems: Vec<String>,
+}
+
+/// Log verbosity (config.json `mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    /// Debug logs on.
+    Debug,
+    /// Info and above.
+    Info,
+}
+
+impl LogLevel {
+    /// Reads `LOG_LEVEL`'s value (case-insensitive); `None` for anything else.
+    pub fn parse(value: &str) -> Option<Self> {
+        match value.trim().to_ascii_uppercase().as_str() {
+            "DEBUG" => Some(LogLevel::Debug),
+            "INFO" => Some(LogLevel::Info),
+            _ => None,
+        }
+    }
+}
+
+/// Collects variables and problems; [`EnvReader::finish`] turns the problems into one error.
+pub struct EnvReader<'a> {
+    function: &'static str,
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+    missing: Vec<&'static str>,
+    invalid: Vec<String>,
+}
+
+impl<'a> EnvReader<'a> {
+    /// A reader for `function` over `lookup` (`std::env::var` in production).
+    pub fn new(function: &'static str, lookup: &'a dyn Fn(&str) -> Option<String>) -> Self {
+        Self {
+            function,
+            lookup,
+            missing: Vec::new(),
+            invalid: Vec::new(),
+        }
+    }
+
+    /// A variable that must be set and non-blank.
+    pub fn required(&mut self, name: &'static str) -> String {
+        match self.optional(name) {
+            Some(v) => v,
+            None => {
+                self.missing.push(name);
+                String::new()
+            }
+        }
+    }
+
+    /// A variable that may be absent; blank counts as absent.
+    pub fn optional(&mut self, name: &'static str) -> Option<String> {
+        (self.lookup)(name)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// A required variable parsed by `parse`; `expected` says what a valid value looks like.
+    pub fn parsed<T>(
+        &mut self,
+        name: &'static str,
+        expected: &str,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Option<T> {
+        let raw = (self.lookup)(name)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty());
+        match raw {
+            None => {
+                self.missing.push(name);
+                None
+            }
+            Some(raw) => self.check(name, &raw, expected, parse),
+        }
+    }
+
+    /// An optional variable parsed by `parse`.
+    pub fn parsed_optional<T>(
+        &mut self,
+        name: &'static str,
+        expected: &str,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Option<T> {
+        let raw = self.optional(name)?;
+        self.check(name, &raw, expected, parse)
+    }
+
+    /// Records a problem found by the caller (e.g. two variables that only make sense together).
+    pub fn invalid(&mut self, problem: String) {
+        self.invalid.push(problem);
+    }
+
+    fn check<T>(
+        &mut self,
+        name: &'static str,
+        raw: &str,
+        expected: &str,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Option<T> {
+        let parsed = parse(raw);
+        if parsed.is_none() {
+            let mut shown: String = raw.chars().take(60).collect();
+            if shown.len() < raw.len() {
+                shown.push('…');
+            }
+            self.invalid
+                .push(format!("{name}={shown:?} is not {expected}"));
+        }
+        parsed
+    }
+
+    /// The common settings every function reads.
+    pub fn common(&mut self) -> CommonSettings {
+        let twin_name = self.required(TWIN_NAME);
+        let log_level = self
+            .parsed_optional(LOG_LEVEL, "DEBUG or INFO", LogLevel::parse)
+            .unwrap_or(LogLevel::Info);
+        CommonSettings {
+            twin_name,
+            log_level,
+        }
+    }
+
+    /// `Ok(value)` if nothing was missing or invalid, else the error listing everything.
+    pub fn finish<T>(self, value: T) -> Result<T, SettingsError> {
+        let mut problems = Vec::new();
+        if !self.missing.is_empty() {
+            problems.push(format!(
+                "missing environment variable(s) {}",
+                self.missing.join(", ")
+            ));
+        }
+        problems.extend(self.invalid);
+        if problems.is_empty() {
+            Ok(value)
+        } else {
+            Err(SettingsError {
+                function: self.function,
+                problems,
+            })
+        }
+    }
+}
+
+/// What every function reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommonSettings {
+    /// `TWIN_NAME`.
+    pub twin_name: String,
+    /// `LOG_LEVEL`.
+    pub log_level: LogLevel,
+}
+
+/// The cross-cloud HTTPS ingress of a remote function (SPEC §2).
+#[derive(Clone, PartialEq, Eq)]
+pub struct RemoteIngress {
+    /// HTTPS URL.
+    pub url: String,
+    /// Bearer token (never printed).
+    pub token: String,
+}
+
+impl fmt::Debug for RemoteIngress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoteIngress")
+            .field("url", &self.url)
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Dispatcher settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DispatcherSettings {
+    /// Common settings.
+    pub common: CommonSettings,
+    /// `DEVICE_IDS`.
+    pub device_ids: BTreeSet<String>,
+    /// `REMOTE_PROCESSOR_URL` + `REMOTE_TOKEN`, when L2 is on another cloud.
+    pub remote_processor: Option<RemoteIngress>,
+}
+
+impl DispatcherSettings {
+    /// Reads and checks the dispatcher's environment.
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let mut env = EnvReader::new("dispatcher", lookup);
+        let common = env.common();
+        let device_ids = env
+            .parsed(DEVICE_IDS, "a comma-separated list of device ids", |raw| {
+                let ids: BTreeSet<String> = raw
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect();
+                (!ids.is_empty()).then_some(ids)
+            })
+            .unwrap_or_default();
+        let url = env.optional(REMOTE_PROCESSOR_URL);
+        let token = env.optional(REMOTE_TOKEN);
+        let remote_processor = match (url, token) {
+            (None, None) => None,
+            (Some(url), Some(token)) => {
+                if !url.starts_with("https://") {
+                    env.invalid(format!("{REMOTE_PROCESSOR_URL} must be an https:// URL"));
+                }
+                Some(RemoteIngress { url, token })
+            }
+            (Some(_), None) => {
+                env.invalid(format!(
+                    "{REMOTE_PROCESSOR_URL} is set but {REMOTE_TOKEN} is missing"
+                ));
+                None
+            }
+            (None, Some(_)) => {
+                env.invalid(format!(
+                    "{REMOTE_TOKEN} is set but {REMOTE_PROCESSOR_URL} is missing"
+                ));
+                None
+            }
+        };
+        env.finish(Self {
+            common,
+            device_ids,
+            remote_processor,
+        })
+    }
+}
+
+/// Processor settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessorSettings {
+    /// Common settings.
+    pub common: CommonSettings,
+    /// `DEVICE_ID`.
+    pub device_id: String,
+    /// `DEVICE_PROPERTIES`.
+    pub properties: Vec<PropertySpec>,
+    /// `PERSISTER_FUNCTION`.
+    pub persister_function: String,
+}
+
+impl ProcessorSettings {
+    /// Reads and checks the processor's environment.
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let mut env = EnvReader::new("processor", lookup);
+        let common = env.common();
+        let device_id = env.required(DEVICE_ID);
+        let properties = env
+            .parsed(
+                DEVICE_PROPERTIES,
+                r#"a non-empty JSON array like [{"name":"temperature","dataType":"DOUBLE"}] with unique, non-reserved names"#,
+                parse_properties,
+            )
+            .unwrap_or_default();
+        let persister_function = env.required(PERSISTER_FUNCTION);
+        env.finish(Self {
+            common,
+            device_id,
+            properties,
+            persister_function,
+        })
+    }
+}
+
+fn parse_properties(raw: &str) -> Option<Vec<PropertySpec>> {
+    let specs: Vec<PropertySpec> = serde_json::from_str(raw).ok()?;
+    let mut seen = BTreeSet::new();
+    let valid = !specs.is_empty()
+        && specs.iter().all(|p| {
+            !p.name.is_empty()
+                && !crate::record::RESERVED_FIELDS.contains(&p.name.as_str())
+                && p.name != crate::record::FIELD_TOPIC_DEVICE_ID
+                && seen.insert(p.name.clone())
+        });
+    valid.then_some(specs)
+}
+
+/// Persister settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersisterSettings {
+    /// Common settings.
+    pub common: CommonSettings,
+    /// `HOT_TABLE`.
+    pub hot_table: String,
+}
+
+impl PersisterSettings {
+    /// Reads and checks the persister's environment.
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let mut env = EnvReader::new("persister", lookup);
+        let common = env.common();
+        let hot_table = env.required(HOT_TABLE);
+        env.finish(Self { common, hot_table })
+    }
+}
+
+/// Hot reader settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HotReaderSettings {
+    /// Common settings.
+    pub common: CommonSettings,
+    /// `HOT_TABLE`.
+    pub hot_table: String,
+    /// `MAX_RESPONSE_BYTES`, defaulted.
+    pub max_response_bytes: usize,
+}
+
+impl HotReaderSettings {
+    /// Reads and checks the hot reader's environment.
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let mut env = EnvReader::new("hot-reader", lookup);
+        let common = env.common();
+        let hot_table = env.required(HOT_TABLE);
+        let expected = format!("a byte count between 1024 and {MAX_MAX_RESPONSE_BYTES}");
+        let max_response_bytes = env
+            .parsed_optional(MAX_RESPONSE_BYTES, &expected, |raw| {
+                raw.parse::<usize>()
+                    .ok()
+                    .filter(|n| (1024..=MAX_MAX_RESPONSE_BYTES).contains(n))
+            })
+            .unwrap_or(DEFAULT_MAX_RESPONSE_BYTES);
+        env.finish(Self {
+            common,
+            hot_table,
+            max_response_bytes,
+        })
+    }
+}
+
+/// Hot-to-cold mover settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HotToColdSettings {
+    /// Common settings.
+    pub common: CommonSettings,
+    /// `HOT_TABLE`.
+    pub hot_table: String,
+    /// `COLD_BUCKET`.
+    pub cold_bucket: String,
+    /// `HOT_STORAGE_DAYS`.
+    pub hot_storage_days: u32,
+}
+
+impl HotToColdSettings {
+    /// Reads and checks the hot-to-cold mover's environment.
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let mut env = EnvReader::new("hot-to-cold-mover", lookup);
+        let common = env.common();
+        let hot_table = env.required(HOT_TABLE);
+        let cold_bucket = env.required(COLD_BUCKET);
+        let hot_storage_days = env
+            .parsed(HOT_STORAGE_DAYS, "a whole number of days >= 1", parse_days)
+            .unwrap_or(0);
+        env.finish(Self {
+            common,
+            hot_table,
+            cold_bucket,
+            hot_storage_days,
+        })
+    }
+}
+
+/// Cold-to-archive mover settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColdToArchiveSettings {
+    /// Common settings.
+    pub common: CommonSettings,
+    /// `COLD_BUCKET`.
+    pub cold_bucket: String,
+    /// `ARCHIVE_BUCKET`.
+    pub archive_bucket: String,
+    /// `COLD_STORAGE_DAYS`.
+    pub cold_storage_days: u32,
+}
+
+impl ColdToArchiveSettings {
+    /// Reads and checks the cold-to-archive mover's environment.
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let mut env = EnvReader::new("cold-to-archive-mover", lookup);
+        let common = env.common();
+        let cold_bucket = env.required(COLD_BUCKET);
+        let archive_bucket = env.required(ARCHIVE_BUCKET);
+        let cold_storage_days = env
+            .parsed(COLD_STORAGE_DAYS, "a whole number of days >= 1", parse_days)
+            .unwrap_or(0);
+        env.finish(Self {
+            common,
+            cold_bucket,
+            archive_bucket,
+            cold_storage_days,
+        })
+    }
+}
+
+/// Twin connector settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TwinConnectorSettings {
+    /// Common settings.
+    pub common: CommonSettings,
+    /// `HOT_TABLE`.
+    pub hot_table: String,
+}
+
+impl TwinConnectorSettings {
+    /// Reads and checks the twin connector's environment.
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let mut env = EnvReader::new("twin-connector", lookup);
+        let common = env.common();
+        let hot_table = env.required(HOT_TABLE);
+        env.finish(Self { common, hot_table })
+    }
+}
+
+fn parse_days(raw: &str) -> Option<u32> {
+    // 100 years is far beyond any retention policy and keeps date arithmetic in range.
+    raw.parse::<u32>().ok().filter(|d| (1..=36_500).contains(d))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn reports_every_missing_variable_at_once() {
+        let e = HotToColdSettings::from_lookup(&env(&[("HOT_STORAGE_DAYS", "soon")])).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("hot-to-cold-mover function cannot start"),
+            "{text}"
+        );
+        assert!(text.contains("TWIN_NAME, HOT_TABLE, COLD_BUCKET"), "{text}");
+        assert!(
+            text.contains("HOT_STORAGE_DAYS=\"soon\" is not a whole number"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn reads_a_complete_processor_environment() {
+        let s = ProcessorSettings::from_lookup(&env(&[
+            ("TWIN_NAME", "twin"),
+            ("LOG_LEVEL", "debug"),
+            ("DEVICE_ID", "s-1"),
+            (
+                "DEVICE_PROPERTIES",
+                r#"[{"name":"temperature","dataType":"DOUBLE"}]"#,
+            ),
+            ("PERSISTER_FUNCTION", "twin-persister"),
+        ]))
+        .unwrap();
+        assert_eq!(s.common.log_level, LogLevel::Debug);
+        assert_eq!(s.properties.len(), 1);
+    }
+
+    #[test]
+    fn rejects_reserved_or_duplicate_property_names() {
+        for props in [
+            r#"[{"name":"time","dataType":"DOUBLE"}]"#,
+            r#"[{"name":"a","dataType":"DOUBLE"},{"name":"a","dataType":"LONG"}]"#,
+            r#"[]"#,
+        ] {
+            let e = ProcessorSettings::from_lookup(&env(&[
+                ("TWIN_NAME", "twin"),
+                ("DEVICE_ID", "s-1"),
+                ("DEVICE_PROPERTIES", props),
+                ("PERSISTER_FUNCTION", "p"),
+            ]));
+            assert!(e.is_err(), "{props}");
+        }
+    }
+
+    #[test]
+    fn dispatcher_needs_url_and_token_together_and_hides_the_token() {
+        let e = DispatcherSettings::from_lookup(&env(&[
+            ("TWIN_NAME", "twin"),
+            ("DEVICE_IDS", "a, b"),
+            ("REMOTE_PROCESSOR_URL", "https://x"),
+        ]))
+        .unwrap_err();
+        assert!(e.to_string().contains("REMOTE_TOKEN is missing"));
+        let s = DispatcherSettings::from_lookup(&env(&[
+            ("TWIN_NAME", "twin"),
+            ("DEVICE_IDS", "a, b"),
+            ("REMOTE_PROCESSOR_URL", "https://x"),
+            ("REMOTE_TOKEN", "s3cret"),
+        ]))
+        .unwrap();
+        assert_eq!(s.device_ids.len(), 2);
+        assert!(!format!("{s:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn hot_reader_defaults_and_bounds_the_response_cap() {
+        let s = HotReaderSettings::from_lookup(&env(&[("TWIN_NAME", "t"), ("HOT_TABLE", "h")]))
+            .unwrap();
+        assert_eq!(s.max_response_bytes, DEFAULT_MAX_RESPONSE_BYTES);
+        let e = HotReaderSettings::from_lookup(&env(&[
+            ("TWIN_NAME", "t"),
+            ("HOT_TABLE", "h"),
+            ("MAX_RESPONSE_BYTES", "7000000"),
+        ]));
+        assert!(e.is_err());
+    }
+}
