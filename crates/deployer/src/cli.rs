@@ -1,0 +1,235 @@
+//! The command line, parsed the same way one-shot and in the REPL (one parser, not two).
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use twin_config::Layer;
+
+/// Deploys a five-layer digital twin onto AWS and Azure from three JSON files.
+#[derive(Debug, Parser)]
+#[command(name = "deployer", version, disable_help_subcommand = true)]
+pub struct Cli {
+    /// Directory holding config.json, config_iot_devices.json and config_providers.json.
+    #[arg(short = 'C', long = "dir", global = true, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Print one JSON document on stdout per command (progress goes to stderr).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Answer yes to confirmations (required by `destroy` without a terminal).
+    #[arg(short = 'y', long = "yes", global = true)]
+    pub yes: bool,
+    /// More output (debug logs); repeat for trace.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// Only errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Cargo workspace holding the function crates (default: the one this deployer runs from).
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        env = "DEPLOYER_FUNCTIONS_DIR"
+    )]
+    pub functions_dir: Option<PathBuf>,
+    /// What to do; none opens the interactive shell.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The commands (underscore and hyphen spellings both work).
+#[derive(Debug, Subcommand, Clone, PartialEq)]
+pub enum Command {
+    /// Check the config files; report every problem at once.
+    Validate,
+    /// Print the JSON Schema of the config files.
+    Schema,
+    /// Show what deploy would create, update, leave alone or delete.
+    Plan {
+        /// Only this layer (l1, l2, l3-hot, l3-cold, l3-archive, l4, l5).
+        #[arg(long, value_parser = parse_layer)]
+        layer: Option<Layer>,
+    },
+    /// Create or update the twin's resources, layer by layer.
+    Deploy {
+        /// Only this layer.
+        #[arg(long, value_parser = parse_layer)]
+        layer: Option<Layer>,
+    },
+    /// Delete the twin's resources in reverse order, leaving nothing behind.
+    Destroy {
+        /// Only this layer.
+        #[arg(long, value_parser = parse_layer)]
+        layer: Option<Layer>,
+    },
+    /// List every resource with its status as found in the cloud.
+    Info,
+    /// Rebuild and upload one function; optionally merge environment variables.
+    #[command(name = "lambda_update", alias = "lambda-update")]
+    LambdaUpdate {
+        /// Function: dispatcher, persister, hot-reader, ..., or <device-id>-processor.
+        function: String,
+        /// Environment variables to merge, as a JSON object.
+        env_json: Option<String>,
+    },
+    /// Show the last N log lines of a function.
+    #[command(name = "lambda_logs", alias = "lambda-logs")]
+    LambdaLogs {
+        /// Function name.
+        function: String,
+        /// Number of lines.
+        #[arg(default_value_t = 30)]
+        lines: usize,
+        /// Include the platform's START/END/REPORT lines.
+        #[arg(long)]
+        include_system: bool,
+        /// Keep printing new lines until Ctrl-C.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Invoke a function with a JSON payload and print the result.
+    #[command(name = "lambda_invoke", alias = "lambda-invoke")]
+    LambdaInvoke {
+        /// Function name.
+        function: String,
+        /// Payload (JSON); default `{}`.
+        payload: Option<String>,
+        /// Fire and forget (Event invocation).
+        #[arg(long = "async")]
+        asynchronous: bool,
+    },
+    /// List the commands.
+    Help {
+        /// Show the full help of one command.
+        command: Option<String>,
+    },
+    /// Leave the interactive shell.
+    #[command(alias = "quit")]
+    Exit,
+}
+
+fn parse_layer(s: &str) -> Result<Layer, String> {
+    s.parse::<Layer>().map_err(|e| e.to_string())
+}
+
+/// One line per command for `help`, and the words the REPL completes.
+pub const COMMANDS: &[(&str, &str)] = &[
+    (
+        "validate",
+        "check the config files; report every problem at once",
+    ),
+    (
+        "plan",
+        "show what deploy would create, update, leave alone or delete [--layer L]",
+    ),
+    (
+        "deploy",
+        "create or update the twin's resources [--layer L]",
+    ),
+    (
+        "destroy",
+        "delete the twin's resources, leaving nothing behind [--layer L]",
+    ),
+    (
+        "info",
+        "list every resource with its status as found in the cloud",
+    ),
+    (
+        "lambda_update",
+        "rebuild and upload a function: lambda_update <fn> [ENV_JSON]",
+    ),
+    (
+        "lambda_logs",
+        "show a function's logs: lambda_logs <fn> [N] [--include-system] [--follow]",
+    ),
+    (
+        "lambda_invoke",
+        "invoke a function: lambda_invoke <fn> [PAYLOAD] [--async]",
+    ),
+    ("schema", "print the JSON Schema of the config files"),
+    (
+        "help",
+        "list the commands, or `help <command>` for one in full",
+    ),
+    ("exit", "leave the shell (Ctrl-D works too)"),
+];
+
+/// Parses one command line as typed in the REPL, with the same parser as the one-shot CLI.
+pub fn parse_line(line: &str) -> Result<Cli, clap::Error> {
+    let words = shlex::split(line).ok_or_else(|| {
+        clap::Error::raw(clap::error::ErrorKind::InvalidValue, "unbalanced quotes\n")
+    })?;
+    Cli::try_parse_from(std::iter::once("deployer".to_string()).chain(words))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn underscore_and_hyphen_spellings_parse_alike() {
+        let a = parse_line("lambda_logs persister 50 --include-system").unwrap();
+        let b = parse_line("lambda-logs persister 50 --include-system").unwrap();
+        assert_eq!(a.command, b.command);
+        assert_eq!(
+            a.command,
+            Some(Command::LambdaLogs {
+                function: "persister".into(),
+                lines: 50,
+                include_system: true,
+                follow: false
+            })
+        );
+    }
+
+    #[test]
+    fn repl_line_and_argv_parse_the_same() {
+        let line =
+            parse_line(r#"lambda_invoke hot-reader '{"iotDeviceId":"t-1"}' --async"#).unwrap();
+        let argv = Cli::try_parse_from([
+            "deployer",
+            "lambda_invoke",
+            "hot-reader",
+            r#"{"iotDeviceId":"t-1"}"#,
+            "--async",
+        ])
+        .unwrap();
+        assert_eq!(line.command, argv.command);
+    }
+
+    #[test]
+    fn layers_parse_by_short_name_and_bad_ones_are_usage_errors() {
+        let c = parse_line("deploy --layer l3-hot").unwrap();
+        assert_eq!(
+            c.command,
+            Some(Command::Deploy {
+                layer: Some(Layer::L3Hot)
+            })
+        );
+        let e = parse_line("deploy --layer l9").unwrap_err();
+        assert!(e.to_string().contains("l3-hot"), "{e}");
+    }
+
+    #[test]
+    fn global_flags_work_after_the_command() {
+        let c = parse_line("destroy -y --json -C /tmp/x").unwrap();
+        assert!(c.yes && c.json);
+        assert_eq!(c.dir, Some(PathBuf::from("/tmp/x")));
+    }
+
+    #[test]
+    fn every_command_has_a_help_line() {
+        for sub in Cli::command().get_subcommands() {
+            assert!(
+                COMMANDS.iter().any(|(n, _)| *n == sub.get_name()),
+                "{}",
+                sub.get_name()
+            );
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! `deployer`: parse, dispatch, map errors to exit codes. The work lives in the libraries.
+
+mod cli;
+mod commands;
+mod error;
+mod output;
+mod registry;
+mod render;
+mod repl;
+
+use clap::Parser;
+use cli::Cli;
+use error::CliError;
+
+/// Prints a failed command's error: a JSON document under `--json`, text on stderr otherwise.
+pub fn report_error(cli: &Cli, e: &CliError) {
+    if cli.json {
+        let diagnostics = match e {
+            CliError::Config(d) => serde_json::to_value(&d.0).unwrap_or_default(),
+            _ => serde_json::Value::Array(Vec::new()),
+        };
+        output::json(&serde_json::json!({
+            "error": e.to_string(), "exit_code": e.exit_code(), "diagnostics": diagnostics,
+        }));
+    } else {
+        match e {
+            CliError::Config(d) => {
+                eprintln!("{d}");
+                eprintln!(
+                    "{} problem(s) in the config; nothing was deployed.",
+                    d.0.len()
+                );
+            }
+            other => eprintln!("error: {other}"),
+        }
+    }
+}
+
+fn init_logging(cli: &Cli) {
+    let level = match (cli.quiet, cli.verbose) {
+        (true, _) => "error",
+        (_, 0) => "warn",
+        (_, 1) => "info,twin=debug,deployer=debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DEPLOYER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            std::process::exit(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    init_logging(&cli);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let code = match cli.command.clone() {
+        None => repl::run(&cli, &rt),
+        Some(cmd) => repl::run_one(&cli, &cmd, &rt),
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: installs the emulators and tools into project-local
+# places, builds the function zips once, then runs every test of the workspace.
+# `cargo test` (not nextest) on purpose: each test binary shares one moto server.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+bash scripts/setup.sh
+[ -f scripts/setup-mosquitto.sh ] && bash scripts/setup-mosquitto.sh
+if [ -f scripts/build-functions.sh ]; then
+  bash scripts/build-functions.sh
+fi
+
+cargo test --workspace --all-targets "$@"
+# Doc tests run separately: --all-targets skips them.
+cargo test --workspace --doc "$@"
