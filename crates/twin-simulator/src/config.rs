@@ -1,0 +1,211 @@
+//! The simulator's own `config.json`, as `deployer deploy` writes it (the established tool's keys).
+//!
+//! Relative paths in the file are resolved against the file's own directory, so the simulator
+//! works from any working directory.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Where `deployer deploy` writes the simulator config, relative to the twin's config directory.
+pub const DEFAULT_CONFIG_PATH: &str = ".deployer/simulator/config.json";
+
+/// The MQTT-over-TLS port AWS IoT Core and most brokers use.
+pub const DEFAULT_PORT: u16 = 8883;
+
+/// Placeholder in `topic` that is replaced by the device id instead of appending it.
+pub const DEVICE_PLACEHOLDER: &str = "{iotDeviceId}";
+
+/// What can be wrong with the simulator config.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file is missing or unreadable.
+    #[error("cannot read simulator config {path}: {source}. {hint}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+        hint: &'static str,
+    },
+    /// The file is not valid JSON or has unknown/mistyped keys.
+    #[error("simulator config {path}, line {line}, column {column}: {message}")]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    /// A key has a value that cannot work.
+    #[error("simulator config {path}: `{key}` {problem}")]
+    Invalid {
+        path: PathBuf,
+        key: &'static str,
+        problem: String,
+    },
+}
+
+/// The file as written, keys exactly as the established tool names them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    endpoint: String,
+    #[serde(default)]
+    port: Option<u16>,
+    topic: String,
+    payload_file_path: String,
+    auth_files_path: String,
+    root_ca_cert_path: String,
+}
+
+/// The simulator config with every path made absolute (or relative to the working directory).
+#[derive(Debug, Clone)]
+pub struct SimulatorConfig {
+    /// The config file this came from (for messages).
+    pub source: PathBuf,
+    /// Broker host name or IP address (also the TLS server name).
+    pub endpoint: String,
+    /// Broker port.
+    pub port: u16,
+    /// Topic prefix (`<twin>/iot-data`) or a pattern containing `{iotDeviceId}`.
+    pub topic: String,
+    /// The payloads file.
+    pub payload_file: PathBuf,
+    /// Directory holding one `<device-id>/` folder of credentials per device.
+    pub auth_files_dir: PathBuf,
+    /// The CA certificate(s) that sign the broker's certificate.
+    pub root_ca_cert: PathBuf,
+}
+
+impl SimulatorConfig {
+    /// Reads and checks the config at `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            hint: if source.kind() == std::io::ErrorKind::NotFound {
+                "Run `deployer deploy` in the twin's config directory (it writes \
+                 .deployer/simulator/config.json), or pass -c PATH"
+            } else {
+                "Check the file's permissions"
+            },
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses config text; `path` names the file in messages and anchors relative paths.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let raw: RawConfig = serde_json::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            line: e.line(),
+            column: e.column(),
+            message: strip_position(&e.to_string()),
+        })?;
+        let invalid = |key: &'static str, problem: &str| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key,
+            problem: problem.to_string(),
+        };
+        let endpoint = raw.endpoint.trim().to_string();
+        if endpoint.is_empty() || endpoint.contains('/') || endpoint.contains(char::is_whitespace) {
+            return Err(invalid(
+                "endpoint",
+                "must be a bare host name or IP address (e.g. `abc123-ats.iot.eu-west-1.amazonaws.com`), \
+                 without scheme or path; put a non-default port in `port`",
+            ));
+        }
+        let port = raw.port.unwrap_or(DEFAULT_PORT);
+        if port == 0 {
+            return Err(invalid("port", "must be between 1 and 65535"));
+        }
+        let topic = raw.topic.trim_end_matches('/').to_string();
+        if topic.is_empty() || topic.contains('+') || topic.contains('#') {
+            return Err(invalid(
+                "topic",
+                "must be a topic name without wildcards, e.g. `my-twin/iot-data`",
+            ));
+        }
+        for (key, value) in [
+            ("payload_file_path", &raw.payload_file_path),
+            ("auth_files_path", &raw.auth_files_path),
+            ("root_ca_cert_path", &raw.root_ca_cert_path),
+        ] {
+            if value.trim().is_empty() {
+                return Err(invalid(key, "must not be empty"));
+            }
+        }
+        let base = path.parent().unwrap_or(Path::new(""));
+        Ok(Self {
+            source: path.to_path_buf(),
+            endpoint,
+            port,
+            topic,
+            payload_file: base.join(&raw.payload_file_path),
+            auth_files_dir: base.join(&raw.auth_files_path),
+            root_ca_cert: base.join(&raw.root_ca_cert_path),
+        })
+    }
+
+    /// The topic one device publishes to (SPEC §6: `<twin>/iot-data/<device-id>`).
+    pub fn device_topic(&self, device_id: &str) -> String {
+        if self.topic.contains(DEVICE_PLACEHOLDER) {
+            self.topic.replace(DEVICE_PLACEHOLDER, device_id)
+        } else {
+            format!("{}/{}", self.topic, device_id)
+        }
+    }
+}
+
+/// serde_json appends " at line L column C"; the message carries the position separately.
+pub(crate) fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"{"endpoint": "example-ats.iot.eu-west-1.amazonaws.com",
+        "topic": "twin/iot-data", "payload_file_path": "payloads.json",
+        "auth_files_path": "../devices", "root_ca_cert_path": "../devices/AmazonRootCA1.pem"}"#;
+
+    #[test]
+    fn relative_paths_are_relative_to_the_config_file() {
+        let c = SimulatorConfig::parse(GOOD, Path::new("/twin/.deployer/simulator/config.json"))
+            .unwrap();
+        assert_eq!(c.port, 8883);
+        assert_eq!(
+            c.payload_file,
+            Path::new("/twin/.deployer/simulator/payloads.json")
+        );
+        assert_eq!(
+            c.auth_files_dir,
+            Path::new("/twin/.deployer/simulator/../devices")
+        );
+        assert_eq!(c.device_topic("dev-1"), "twin/iot-data/dev-1");
+    }
+
+    #[test]
+    fn placeholder_in_topic_is_substituted() {
+        let text = GOOD.replace("twin/iot-data", "dt/{iotDeviceId}/telemetry");
+        let c = SimulatorConfig::parse(&text, Path::new("c.json")).unwrap();
+        assert_eq!(c.device_topic("d1"), "dt/d1/telemetry");
+    }
+
+    #[test]
+    fn unknown_key_is_reported_with_position() {
+        let text = GOOD.replace("\"topic\"", "\"topik\"");
+        let err = SimulatorConfig::parse(&text, Path::new("c.json")).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("unknown field `topik`"), "{msg}");
+        assert!(msg.contains("line 2"), "{msg}");
+    }
+
+    #[test]
+    fn endpoint_with_scheme_is_rejected() {
+        let text = GOOD.replace("example-ats", "mqtts://example-ats");
+        let err = SimulatorConfig::parse(&text, Path::new("c.json")).unwrap_err();
+        assert!(err.to_string().contains("`endpoint`"), "{err}");
+    }
+}

@@ -1,0 +1,575 @@
+//! One device's MQTT connection: QoS 1 publishing with a bounded buffer, reconnection with
+//! backoff, and publish→PUBACK bookkeeping.
+//!
+//! rumqttc alone is not enough for "lose nothing across a broker restart": with a clean session
+//! it drops every unacknowledged publish and everything still queued when it reconnects. So the
+//! link takes those requests out of the event loop after a connection error and hands them back,
+//! in their original order and ahead of newer messages, once the next CONNACK arrives. Messages
+//! are matched to PUBACKs through the `Outgoing::Publish(pkid)` events, which rumqttc emits in
+//! exactly the order it takes requests.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rumqttc::{
+    AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS, Request, TlsConfiguration,
+    Transport,
+};
+use tokio::sync::Notify;
+
+use crate::backoff::Backoff;
+use crate::failure::{FailureContext, LinkFailure, Retry};
+use crate::stats::LinkStats;
+
+/// AWS IoT Core's largest MQTT message; rumqttc's own default (10 KiB) is smaller.
+const MAX_PACKET_SIZE: usize = 128 * 1024;
+
+/// How a device connects and how much it buffers.
+#[derive(Debug, Clone)]
+pub struct LinkOptions {
+    /// Broker host (also the TLS server name).
+    pub host: String,
+    /// Broker port.
+    pub port: u16,
+    /// Most publishes on the wire without a PUBACK.
+    pub inflight: u16,
+    /// Most messages waiting for the connection; more are dropped and counted as overflow.
+    pub buffer: usize,
+    /// MQTT keep-alive interval.
+    pub keep_alive: Duration,
+    /// Time allowed for one TCP + TLS + CONNECT attempt.
+    pub attempt_timeout: Duration,
+    /// Delays between reconnection attempts.
+    pub backoff: Backoff,
+}
+
+impl LinkOptions {
+    /// Defaults for `host:port`.
+    pub fn new(host: impl Into<String>, port: u16) -> Self {
+        Self {
+            host: host.into(),
+            port,
+            inflight: 100,
+            buffer: 10_000,
+            keep_alive: Duration::from_secs(30),
+            attempt_timeout: Duration::from_secs(10),
+            backoff: Backoff::default(),
+        }
+    }
+}
+
+/// Where a device's connection stands.
+#[derive(Debug, Clone)]
+pub enum LinkStatus {
+    /// First connection attempt under way.
+    Connecting,
+    /// Connected; messages flow.
+    Connected,
+    /// Connection lost or refused for a reason that may pass; retrying with backoff.
+    Reconnecting(LinkFailure),
+    /// Given up: retrying cannot help.
+    Failed(LinkFailure),
+    /// Disconnected on request.
+    Closed,
+}
+
+/// Why a message was not taken.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SendRejected {
+    /// The buffer is full (counted as overflow).
+    #[error("buffer full: message dropped")]
+    BufferFull,
+    /// The connection has failed for good.
+    #[error(transparent)]
+    Failed(LinkFailure),
+    /// The link was closed.
+    #[error("connection closed")]
+    Closed,
+}
+
+/// Counters cheap enough to read several times a second (no histogram).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LinkCounters {
+    /// Messages taken into the buffer.
+    pub accepted: u64,
+    /// Messages dropped because the buffer was full.
+    pub overflow: u64,
+    /// Messages written at least once.
+    pub sent: u64,
+    /// Messages acknowledged.
+    pub acknowledged: u64,
+    /// Messages taken but not yet acknowledged.
+    pub outstanding: u64,
+    /// Whether the device is connected right now.
+    pub connected: bool,
+}
+
+/// A message the link has taken and not yet seen acknowledged.
+#[derive(Debug, Clone, Copy)]
+struct Tracked {
+    /// Order of acceptance, to restore send order after a reconnect.
+    seq: u64,
+    enqueued: Instant,
+    sent: bool,
+}
+
+#[derive(Debug)]
+struct LinkState {
+    status: LinkStatus,
+    /// Handed to rumqttc, not yet written (in the order rumqttc will take them).
+    waiting: VecDeque<Tracked>,
+    /// Written, awaiting PUBACK, by packet id.
+    inflight: HashMap<u16, Tracked>,
+    stats: LinkStats,
+    last_latency: Option<Duration>,
+}
+
+impl LinkState {
+    fn outstanding(&self) -> usize {
+        self.waiting.len() + self.inflight.len()
+    }
+
+    /// Applies one event; returns true when it left nothing outstanding.
+    fn apply(&mut self, event: &Event) -> bool {
+        match event {
+            Event::Outgoing(Outgoing::Publish(pkid)) => {
+                if let Some(mut t) = self.waiting.pop_front() {
+                    if t.sent {
+                        self.stats.retransmitted += 1;
+                    } else {
+                        self.stats.sent += 1;
+                        t.sent = true;
+                    }
+                    if self.inflight.insert(*pkid, t).is_some() {
+                        // rumqttc reused a packet id that was never acknowledged: the older
+                        // message cannot be matched to an acknowledgement any more.
+                        self.stats.lost += 1;
+                    }
+                }
+                false
+            }
+            Event::Incoming(Packet::PubAck(ack)) => {
+                if let Some(t) = self.inflight.remove(&ack.pkid) {
+                    let now = Instant::now();
+                    let latency = now.saturating_duration_since(t.enqueued);
+                    self.stats.record_ack(latency, now);
+                    self.last_latency = Some(latency);
+                }
+                self.outstanding() == 0
+            }
+            _ => false,
+        }
+    }
+
+    /// After a connection error: takes rumqttc's leftovers (requests we fed it, unacknowledged
+    /// publishes, the drained request channel) and rebuilds `carry` in send order.
+    ///
+    /// rumqttc's `clean()` leaves `pending` as [what remained of our feed] ++ [unacknowledged,
+    /// with their packet ids] ++ [the request channel]. The first `fed - taken` packet-id-less
+    /// requests are ours; `taken` is how many the failed poll took from `pending` before failing.
+    fn carry_over(&mut self, eventloop: &mut EventLoop, carry: &mut Carry, taken: usize) {
+        let leftovers = std::mem::take(&mut eventloop.pending);
+        let collided = eventloop.state.collision.take();
+        let inflight = std::mem::take(&mut self.inflight);
+        let mut ours_left = carry.fed.saturating_sub(taken);
+        carry.fed = 0;
+
+        let mut resend: Vec<(Tracked, Request)> = Vec::new();
+        let mut fed_back: Vec<Request> = Vec::new();
+        let mut channel: Vec<Request> = Vec::new();
+        for request in leftovers {
+            match request {
+                Request::Publish(mut p) if p.pkid != 0 => match inflight.get(&p.pkid) {
+                    Some(t) => {
+                        p.pkid = 0;
+                        p.dup = true;
+                        resend.push((*t, Request::Publish(p)));
+                    }
+                    None => {
+                        tracing::warn!(pkid = p.pkid, "untracked publish dropped on reconnect");
+                    }
+                },
+                other if ours_left > 0 => {
+                    ours_left -= 1;
+                    fed_back.push(other);
+                }
+                other => channel.push(other),
+            }
+        }
+        self.stats.lost += inflight.len().saturating_sub(resend.len()) as u64;
+        resend.sort_by_key(|(t, _)| t.seq);
+        let (resent_tracked, resent): (Vec<Tracked>, Vec<Request>) = resend.into_iter().unzip();
+
+        let mut queue: VecDeque<Request> = resent.into();
+        if let Some(mut p) = collided {
+            // Taken after every written one and before anything still queued; its Tracked is
+            // still at the front of `waiting`.
+            p.pkid = 0;
+            queue.push_back(Request::Publish(p));
+        }
+        queue.extend(fed_back);
+        queue.extend(std::mem::take(&mut carry.queue));
+        queue.extend(channel);
+        carry.queue = queue;
+        for t in resent_tracked.into_iter().rev() {
+            self.waiting.push_front(t);
+        }
+    }
+}
+
+/// Requests to hand back to rumqttc after a reconnect, ahead of the request channel.
+#[derive(Debug, Default)]
+struct Carry {
+    queue: VecDeque<Request>,
+    /// How many of `eventloop.pending` we put there (rumqttc only ever removes from it).
+    fed: usize,
+}
+
+impl Carry {
+    /// Moves carried requests into rumqttc's `pending` list, never more than the in-flight
+    /// window allows: rumqttc sends `pending` regardless of its in-flight limit, and past it
+    /// packet ids collide and it silently replaces one held-back publish with the next.
+    fn top_up(&mut self, eventloop: &mut EventLoop, window: u16) {
+        let window = usize::from(window);
+        while !self.queue.is_empty()
+            && eventloop.pending.len() + usize::from(eventloop.state.inflight()) < window
+        {
+            if let Some(r) = self.queue.pop_front() {
+                eventloop.pending.push_back(r);
+            }
+        }
+        self.fed = eventloop.pending.len();
+    }
+}
+
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<LinkState>,
+    changed: Notify,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, LinkState> {
+        // A panic while holding the lock leaves counters, not invariants, half-updated.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// One device's connection to the broker, driven by its own task.
+#[derive(Debug)]
+pub struct DeviceLink {
+    device_id: String,
+    topic: String,
+    buffer: usize,
+    client: AsyncClient,
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl DeviceLink {
+    /// Starts connecting `device_id` (also its MQTT client id); must run inside a tokio runtime.
+    pub fn start(
+        device_id: &str,
+        topic: String,
+        tls: Arc<rustls::ClientConfig>,
+        options: &LinkOptions,
+        context: FailureContext,
+    ) -> Self {
+        let mut mqtt = MqttOptions::new(device_id, options.host.clone(), options.port);
+        mqtt.set_transport(Transport::Tls(TlsConfiguration::Rustls(tls)))
+            .set_keep_alive(options.keep_alive.max(Duration::from_secs(1)))
+            // A clean session: the link itself carries unacknowledged messages across reconnects.
+            .set_clean_session(true)
+            .set_inflight(options.inflight.max(1))
+            .set_max_packet_size(MAX_PACKET_SIZE, MAX_PACKET_SIZE);
+        let capacity = options.buffer.max(1);
+        let (client, mut eventloop) = AsyncClient::new(mqtt, capacity);
+        let mut network = eventloop.network_options();
+        network.set_connection_timeout(options.attempt_timeout.as_secs().max(1));
+        // Small publishes answered by small PUBACKs: Nagle's algorithm would hold each one back
+        // until the previous is acknowledged at the TCP level.
+        network.set_tcp_nodelay(true);
+        eventloop.set_network_options(network);
+
+        let shared = Arc::new(Shared {
+            state: Mutex::new(LinkState {
+                status: LinkStatus::Connecting,
+                waiting: VecDeque::new(),
+                inflight: HashMap::new(),
+                stats: LinkStats::new(),
+                last_latency: None,
+            }),
+            changed: Notify::new(),
+        });
+        let task = tokio::spawn(drive(
+            eventloop,
+            shared.clone(),
+            context,
+            options.backoff.clone(),
+        ));
+        Self {
+            device_id: device_id.to_string(),
+            topic,
+            buffer: capacity,
+            client,
+            shared,
+            task,
+        }
+    }
+
+    /// The device this link belongs to.
+    pub fn device_id(&self) -> &str {
+        &self.device_id
+    }
+
+    /// The topic this device publishes to.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Queues one QoS 1 message; never waits.
+    pub fn try_send(&self, payload: Vec<u8>) -> Result<(), SendRejected> {
+        let mut st = self.shared.lock();
+        match &st.status {
+            LinkStatus::Failed(f) => {
+                let f = f.clone();
+                st.stats.rejected += 1;
+                return Err(SendRejected::Failed(f));
+            }
+            LinkStatus::Closed => {
+                st.stats.rejected += 1;
+                return Err(SendRejected::Closed);
+            }
+            _ => {}
+        }
+        if st.waiting.len() >= self.buffer {
+            st.stats.overflow += 1;
+            return Err(SendRejected::BufferFull);
+        }
+        // Tracked before the request exists, under the lock, so the event for it always finds it.
+        let seq = st.stats.accepted + st.stats.overflow + st.stats.rejected;
+        st.waiting.push_back(Tracked {
+            seq,
+            enqueued: Instant::now(),
+            sent: false,
+        });
+        match self
+            .client
+            .try_publish(self.topic.as_str(), QoS::AtLeastOnce, false, payload)
+        {
+            Ok(()) => {
+                st.stats.accepted += 1;
+                Ok(())
+            }
+            Err(_) => {
+                st.waiting.pop_back();
+                st.stats.overflow += 1;
+                Err(SendRejected::BufferFull)
+            }
+        }
+    }
+
+    /// Waits until the device is connected, has failed for good, or `deadline` passes.
+    pub async fn wait_connected(&self, deadline: Instant) -> Result<(), LinkFailure> {
+        let outcome = self
+            .wait_for(deadline, |st| match &st.status {
+                LinkStatus::Connected => Some(Ok(())),
+                LinkStatus::Failed(f) => Some(Err(f.clone())),
+                LinkStatus::Closed => Some(Err(self.failure("connection closed".into()))),
+                _ => None,
+            })
+            .await;
+        outcome.unwrap_or_else(|| Err(self.timeout_failure("not connected")))
+    }
+
+    /// Waits until every queued message is acknowledged, the link fails, or `deadline` passes.
+    pub async fn wait_idle(&self, deadline: Instant) -> Result<(), LinkFailure> {
+        let outcome = self
+            .wait_for(deadline, |st| {
+                if st.outstanding() == 0 {
+                    Some(Ok(()))
+                } else if let LinkStatus::Failed(f) = &st.status {
+                    Some(Err(f.clone()))
+                } else {
+                    None
+                }
+            })
+            .await;
+        outcome.unwrap_or_else(|| {
+            let n = self.shared.lock().outstanding();
+            Err(self.timeout_failure(&format!("{n} message(s) still unacknowledged")))
+        })
+    }
+
+    /// Latency of the most recent acknowledged message.
+    pub fn last_latency(&self) -> Option<Duration> {
+        self.shared.lock().last_latency
+    }
+
+    /// Where the connection stands.
+    pub fn status(&self) -> LinkStatus {
+        self.shared.lock().status.clone()
+    }
+
+    /// Current counters.
+    pub fn counters(&self) -> LinkCounters {
+        let st = self.shared.lock();
+        LinkCounters {
+            accepted: st.stats.accepted,
+            overflow: st.stats.overflow,
+            sent: st.stats.sent,
+            acknowledged: st.stats.acknowledged,
+            outstanding: st.outstanding() as u64,
+            connected: matches!(st.status, LinkStatus::Connected),
+        }
+    }
+
+    /// Messages taken and not yet acknowledged.
+    pub fn outstanding(&self) -> usize {
+        self.shared.lock().outstanding()
+    }
+
+    /// Full statistics, latency histogram included.
+    pub fn stats(&self) -> LinkStats {
+        self.shared.lock().stats.clone()
+    }
+
+    /// Disconnects cleanly when connected (after what is queued), else just stops; gives up at
+    /// `deadline`.
+    pub async fn close(&mut self, deadline: Instant) {
+        let connected = matches!(self.status(), LinkStatus::Connected);
+        if connected && self.client.try_disconnect().is_ok() {
+            let _ = tokio::time::timeout_at(deadline.into(), &mut self.task).await;
+        }
+        self.task.abort();
+        let mut st = self.shared.lock();
+        if !matches!(st.status, LinkStatus::Failed(_)) {
+            st.status = LinkStatus::Closed;
+        }
+    }
+
+    async fn wait_for<T>(
+        &self,
+        deadline: Instant,
+        check: impl Fn(&LinkState) -> Option<T>,
+    ) -> Option<T> {
+        loop {
+            let notified = self.shared.changed.notified();
+            tokio::pin!(notified);
+            // Registered before checking, so a change between check and await is not missed.
+            notified.as_mut().enable();
+            if let Some(v) = check(&self.shared.lock()) {
+                return Some(v);
+            }
+            tokio::select! {
+                _ = notified => {}
+                _ = tokio::time::sleep_until(deadline.into()) => {
+                    return check(&self.shared.lock());
+                }
+            }
+        }
+    }
+
+    fn failure(&self, message: String) -> LinkFailure {
+        LinkFailure {
+            device: self.device_id.clone(),
+            message,
+            retry: Retry::Transient,
+        }
+    }
+
+    fn timeout_failure(&self, what: &str) -> LinkFailure {
+        let last = match self.status() {
+            LinkStatus::Reconnecting(f) | LinkStatus::Failed(f) => {
+                format!("; last error: {}", f.message)
+            }
+            _ => String::new(),
+        };
+        self.failure(format!("{what} before the deadline{last}"))
+    }
+}
+
+impl Drop for DeviceLink {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Polls the event loop for the life of the link: bookkeeping, reconnects, carry-over.
+async fn drive(
+    mut eventloop: EventLoop,
+    shared: Arc<Shared>,
+    context: FailureContext,
+    mut backoff: Backoff,
+) {
+    let window = eventloop.mqtt_options.inflight();
+    let mut carry = Carry::default();
+    let mut connected_once = false;
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                backoff.reset();
+                // rumqttc cleared its own pending list for the new clean session; ours goes
+                // first, in order, before anything newer waiting in the request channel.
+                eventloop.pending.clear();
+                carry.top_up(&mut eventloop, window);
+                {
+                    let mut st = shared.lock();
+                    if connected_once {
+                        st.stats.reconnects += 1;
+                    }
+                    st.status = LinkStatus::Connected;
+                }
+                connected_once = true;
+                shared.changed.notify_waiters();
+            }
+            Ok(Event::Outgoing(Outgoing::Disconnect)) => {
+                // Written and flushed: a clean end.
+                shared.lock().status = LinkStatus::Closed;
+                shared.changed.notify_waiters();
+                return;
+            }
+            Ok(event) => {
+                let idle = shared.lock().apply(&event);
+                carry.top_up(&mut eventloop, window);
+                if idle {
+                    shared.changed.notify_waiters();
+                }
+            }
+            Err(err) => {
+                let failure = context.classify(&err);
+                tracing::debug!(device = %failure.device, error = %err, "connection error");
+                let permanent = failure.retry == Retry::Permanent;
+                {
+                    let mut st = shared.lock();
+                    // Events the failed poll left behind belong to the old connection.
+                    let stale: Vec<Event> = eventloop.state.events.drain(..).collect();
+                    let taken = stale
+                        .iter()
+                        .filter(|e| {
+                            matches!(
+                                e,
+                                Event::Outgoing(Outgoing::Publish(_) | Outgoing::AwaitAck(_))
+                            )
+                        })
+                        .count();
+                    for event in &stale {
+                        st.apply(event);
+                    }
+                    st.carry_over(&mut eventloop, &mut carry, taken);
+                    st.status = if permanent {
+                        LinkStatus::Failed(failure)
+                    } else {
+                        LinkStatus::Reconnecting(failure)
+                    };
+                }
+                shared.changed.notify_waiters();
+                if permanent {
+                    return;
+                }
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+        }
+    }
+}
