@@ -804,7 +804,7 @@ fn check_outside_deps(
     let mut missing = Vec::new();
     for s in specs {
         for d in &s.depends_on {
-            if !desired.contains(d) && !recorded.get(d).is_some_and(|r| r.observed.is_some()) {
+            if !desired.contains(d) && recorded.get(d).is_none_or(|r| r.observed.is_none()) {
                 missing.push(format!("{} needs {d}", s.label()));
             }
         }
