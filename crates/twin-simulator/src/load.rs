@@ -112,14 +112,29 @@ pub async fn run_load(
         }));
     }
 
+    // Ctrl-C ends the run early (first generating, then draining) and still reports.
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
     let start = Instant::now();
-    generate(&mut devices, args, start, &progress).await;
+    let mut stopped_early = false;
+    tokio::select! {
+        _ = generate(&mut devices, args, start, &progress) => {}
+        _ = &mut interrupted => stopped_early = true,
+    }
 
-    progress.set_message("waiting for the last acknowledgements");
-    let drain_deadline = Instant::now() + args.drain_timeout;
-    for d in &devices {
-        // Whatever is still unacknowledged at the deadline is reported as such.
-        let _ = d.link.wait_idle(drain_deadline).await;
+    if !stopped_early {
+        progress.set_message("waiting for the last acknowledgements");
+        let drain_deadline = Instant::now() + args.drain_timeout;
+        let drain = async {
+            for d in &devices {
+                // Whatever is still unacknowledged at the deadline is reported as such.
+                let _ = d.link.wait_idle(drain_deadline).await;
+            }
+        };
+        tokio::select! {
+            _ = drain => {}
+            _ = &mut interrupted => {}
+        }
     }
     let close_deadline = Instant::now() + Duration::from_secs(5);
     let mut total = LinkStats::new();
@@ -180,9 +195,9 @@ async fn generate(
         Rate::PerSecond(r) => Some(r / devices.len() as f64),
         Rate::Max => None,
     };
-    // In `max` mode each device keeps twice its in-flight window queued, so the connection
-    // never idles while waiting for the next tick.
-    let keep_queued = usize::from(args.inflight) * 2;
+    // In `max` mode each device keeps its in-flight window full (closed loop): throughput is
+    // what the broker sustains, and latency is window / per-device throughput (Little's law).
+    let keep_queued = usize::from(args.inflight);
     let tick = match per_device {
         Some(r) => Duration::from_secs_f64((1.0 / r).clamp(0.001, 0.05)),
         None => Duration::from_millis(1),

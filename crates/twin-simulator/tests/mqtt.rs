@@ -341,3 +341,48 @@ fn broker_restart_in_the_middle_of_a_run_loses_no_message() {
         );
     }
 }
+
+#[test]
+fn broker_gone_mid_run_buffers_up_to_the_limit_and_counts_the_overflow() {
+    let (twin, mut broker, sub) = twin_with_broker(false);
+    load_twin(&twin, 2);
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_simulator"))
+        .current_dir(&twin.root)
+        .args([
+            "load",
+            "--rate",
+            "400",
+            "--duration",
+            "3s",
+            "--buffer",
+            "50",
+            "--inflight",
+            "10",
+            "--drain-timeout",
+            "1s",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    sub.wait_for_count(100, Duration::from_secs(30));
+    broker.stop();
+
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("were not acknowledged"), "{err}");
+    let r = report_of(&out);
+    let n = |k: &str| r[k].as_u64().unwrap();
+    assert!(n("overflow") > 0, "{r}");
+    assert!(n("unacknowledged") > 0, "{r}");
+    // Per device at most the buffer plus the in-flight window is kept.
+    assert!(n("unacknowledged") <= 2 * (50 + 10), "{r}");
+    assert_eq!(
+        n("failed"),
+        n("overflow") + n("unacknowledged") + n("rejected"),
+        "{r}"
+    );
+    assert_eq!(n("acknowledged") + n("failed"), n("generated"), "{r}");
+}
