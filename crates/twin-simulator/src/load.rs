@@ -121,6 +121,7 @@ pub async fn run_load(
         _ = generate(&mut devices, args, start, &progress) => {}
         _ = &mut interrupted => stopped_early = true,
     }
+    let generation_ended = Instant::now();
 
     if !stopped_early {
         progress.set_message("waiting for the last acknowledgements");
@@ -156,7 +157,12 @@ pub async fn run_load(
         Rate::PerSecond(r) => Some(r),
         Rate::Max => None,
     };
-    let mut report = LoadReport::new(devices.len(), target, args.duration, &total, measured_for);
+    let generated_for = if stopped_early {
+        generation_ended.saturating_duration_since(start)
+    } else {
+        args.duration
+    };
+    let mut report = LoadReport::new(devices.len(), target, generated_for, &total, measured_for);
     report.errors = broken.iter().map(ToString::to_string).collect();
     Ok(report)
 }

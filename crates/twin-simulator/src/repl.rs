@@ -70,14 +70,17 @@ pub async fn run(config: SimulatorConfig, payloads: Payloads) -> Result<(), SimE
                     eprintln!("error: {e}");
                 }
             }
-            Command::Load(args) => match run_load(&config, &payloads, &args).await {
-                Ok(report) if args.json => match serde_json::to_string_pretty(&report) {
-                    Ok(json) => println!("{json}"),
+            Command::Load(args) => {
+                session.disconnect_all().await;
+                match run_load(&config, &payloads, &args).await {
+                    Ok(report) if args.json => match serde_json::to_string_pretty(&report) {
+                        Ok(json) => println!("{json}"),
+                        Err(e) => eprintln!("error: {e}"),
+                    },
+                    Ok(report) => print!("{}", report.human()),
                     Err(e) => eprintln!("error: {e}"),
-                },
-                Ok(report) => print!("{}", report.human()),
-                Err(e) => eprintln!("error: {e}"),
-            },
+                }
+            }
             Command::Help => print!("{HELP}"),
             Command::Exit => break,
         }

@@ -122,11 +122,19 @@ impl SendSession {
             .ok_or_else(|| SimError::Usage(format!("no connection for device {device}")))
     }
 
-    /// Disconnects every device cleanly (bounded by a short deadline).
-    pub async fn close(mut self) {
+    /// Disconnects every device cleanly (bounded by a short deadline); the next `send`
+    /// reconnects. Needed before a load run in the same process: a broker lets only one
+    /// connection use a client id and would make the two take it from each other.
+    pub async fn disconnect_all(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(2);
         for link in self.links.values_mut() {
             link.close(deadline).await;
         }
+        self.links.clear();
+    }
+
+    /// Ends the session, disconnecting every device.
+    pub async fn close(mut self) {
+        self.disconnect_all().await;
     }
 }
