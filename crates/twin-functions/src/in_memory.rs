@@ -162,9 +162,7 @@ impl InMemoryObjectStore {
             .collect()
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, Buckets> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Buckets> {
         self.objects.lock().unwrap_or_else(|e| e.into_inner())
     }
 

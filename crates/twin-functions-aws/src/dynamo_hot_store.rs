@@ -1,0 +1,228 @@
+//! The hot store on DynamoDB: table with partition key `iotDeviceId` (S) and sort key `id` (S).
+
+use crate::attribute_value::{from_item, to_item};
+use crate::error_map::cloud_error;
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, WriteRequest};
+use aws_sdk_dynamodb::Client;
+use std::collections::HashMap;
+use std::time::Duration;
+use twin_functions::hot_store::{
+    DevicePage, DeviceQuery, HotPage, HotStore, Order, ScanCursor, TimeRange,
+};
+use twin_functions::record::{HotItem, FIELD_DEVICE_ID, FIELD_ID};
+use twin_functions::{CloudError, CloudErrorKind, Timestamp};
+
+/// BatchWriteItem takes at most 25 requests.
+const BATCH_LIMIT: usize = 25;
+/// How often unprocessed deletes (throttling) are resubmitted before giving up.
+const UNPROCESSED_ATTEMPTS: u32 = 8;
+
+/// The hot table.
+#[derive(Debug, Clone)]
+pub struct DynamoHotStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoHotStore {
+    /// The store for `table`.
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    fn resource(&self) -> String {
+        format!("table {}", self.table)
+    }
+
+    fn key(device_id: &str, id: &str) -> HashMap<String, AttributeValue> {
+        HashMap::from([
+            (
+                FIELD_DEVICE_ID.to_string(),
+                AttributeValue::S(device_id.to_string()),
+            ),
+            (FIELD_ID.to_string(), AttributeValue::S(id.to_string())),
+        ])
+    }
+
+    /// Reads an item back; items that are not records (written by hand) are skipped and logged,
+    /// so one bad item cannot block a reader or a mover.
+    fn record(item: &HashMap<String, AttributeValue>) -> Option<HotItem> {
+        match HotItem::from_json(from_item(item)) {
+            Ok(record) => Some(record),
+            Err(e) => {
+                tracing::warn!(error = %e, "skipping a hot item that is not a record");
+                None
+            }
+        }
+    }
+}
+
+fn sort_key(item: Option<&HashMap<String, AttributeValue>>, field: &str) -> Option<String> {
+    item.and_then(|k| k.get(field))
+        .and_then(|v| v.as_s().ok())
+        .cloned()
+}
+
+#[async_trait]
+impl HotStore for DynamoHotStore {
+    async fn put_item(&self, item: &HotItem) -> Result<(), CloudError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(&item.to_json())))
+            .send()
+            .await
+            .map_err(|e| cloud_error("PutItem", self.resource(), e))?;
+        Ok(())
+    }
+
+    async fn query_page(&self, query: &DeviceQuery) -> Result<HotPage, CloudError> {
+        let mut values =
+            HashMap::from([(":d".to_string(), AttributeValue::S(query.device_id.clone()))]);
+        let mut bind = |name: &str, t: Timestamp| {
+            values.insert(name.to_string(), AttributeValue::S(t.canonical()));
+        };
+        let sort_condition = match query.range {
+            TimeRange::All => None,
+            TimeRange::Between(from, to) => {
+                bind(":from", from);
+                bind(":to", to);
+                Some("#id BETWEEN :from AND :to")
+            }
+            TimeRange::From(from) => {
+                bind(":from", from);
+                Some("#id >= :from")
+            }
+            TimeRange::Until(to) => {
+                bind(":to", to);
+                Some("#id <= :to")
+            }
+            TimeRange::Before(cutoff) => {
+                bind(":cutoff", cutoff);
+                Some("#id < :cutoff")
+            }
+        };
+        let mut condition = "#d = :d".to_string();
+        let mut names = HashMap::from([("#d".to_string(), FIELD_DEVICE_ID.to_string())]);
+        if let Some(c) = sort_condition {
+            condition.push_str(" AND ");
+            condition.push_str(c);
+            names.insert("#id".to_string(), FIELD_ID.to_string());
+        }
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression(condition)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .scan_index_forward(query.order == Order::Ascending)
+            .set_limit(query.limit.map(|l| l.min(i32::MAX as u32) as i32))
+            .set_exclusive_start_key(
+                query
+                    .after
+                    .as_deref()
+                    .map(|a| Self::key(&query.device_id, a)),
+            )
+            .send()
+            .await
+            .map_err(|e| cloud_error("Query", self.resource(), e))?;
+        let items = out.items().iter().filter_map(Self::record).collect();
+        let next = sort_key(out.last_evaluated_key(), FIELD_ID);
+        Ok(HotPage { items, next })
+    }
+
+    async fn scan_devices_before(
+        &self,
+        cutoff: Timestamp,
+        after: Option<ScanCursor>,
+    ) -> Result<DevicePage, CloudError> {
+        let out = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .projection_expression("#d")
+            .filter_expression("#id < :cutoff")
+            .expression_attribute_names("#d", FIELD_DEVICE_ID)
+            .expression_attribute_names("#id", FIELD_ID)
+            .expression_attribute_values(":cutoff", AttributeValue::S(cutoff.canonical()))
+            .set_exclusive_start_key(after.map(|c| Self::key(&c.device_id, &c.id)))
+            .send()
+            .await
+            .map_err(|e| cloud_error("Scan", self.resource(), e))?;
+        let device_ids = out
+            .items()
+            .iter()
+            .filter_map(|i| sort_key(Some(i), FIELD_DEVICE_ID))
+            .collect();
+        let next = match (
+            sort_key(out.last_evaluated_key(), FIELD_DEVICE_ID),
+            sort_key(out.last_evaluated_key(), FIELD_ID),
+        ) {
+            (Some(device_id), Some(id)) => Some(ScanCursor { device_id, id }),
+            _ => None,
+        };
+        Ok(DevicePage { device_ids, next })
+    }
+
+    async fn delete_items(&self, device_id: &str, ids: &[Timestamp]) -> Result<(), CloudError> {
+        for batch in ids.chunks(BATCH_LIMIT) {
+            let mut requests: Vec<WriteRequest> = batch
+                .iter()
+                .map(|id| {
+                    let delete = DeleteRequest::builder()
+                        .set_key(Some(Self::key(device_id, &id.canonical())))
+                        .build()
+                        .map_err(|e| {
+                            CloudError::new(
+                                "BatchWriteItem",
+                                self.resource(),
+                                "ConstructionFailure",
+                                e.to_string(),
+                                CloudErrorKind::Rejected,
+                            )
+                        })?;
+                    Ok(WriteRequest::builder().delete_request(delete).build())
+                })
+                .collect::<Result<_, CloudError>>()?;
+            let mut delay = Duration::from_millis(50);
+            for attempt in 1..=UNPROCESSED_ATTEMPTS {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, requests)
+                    .send()
+                    .await
+                    .map_err(|e| cloud_error("BatchWriteItem", self.resource(), e))?;
+                requests = out
+                    .unprocessed_items()
+                    .and_then(|u| u.get(&self.table))
+                    .cloned()
+                    .unwrap_or_default();
+                if requests.is_empty() {
+                    break;
+                }
+                if attempt == UNPROCESSED_ATTEMPTS {
+                    return Err(CloudError::new(
+                        "BatchWriteItem",
+                        self.resource(),
+                        "UnprocessedItems",
+                        format!(
+                            "{} deletes still unprocessed after {attempt} attempts",
+                            requests.len()
+                        ),
+                        CloudErrorKind::Throttled,
+                    ));
+                }
+                // DynamoDB returns unprocessed items when throttled: back off before resubmitting.
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,15 @@
+//! AWS implementations of the twin-functions traits (DynamoDB hot store, S3 object store, Lambda
+//! invoker) and the start-up glue every Lambda adapter shares (settings from the environment,
+//! JSON logs, SDK configuration).
+
+pub mod attribute_value;
+pub mod dynamo_hot_store;
+pub mod error_map;
+pub mod lambda_invoker;
+pub mod s3_object_store;
+pub mod startup;
+
+pub use dynamo_hot_store::DynamoHotStore;
+pub use lambda_invoker::LambdaInvoker;
+pub use s3_object_store::S3ObjectStore;
+pub use startup::{aws_sdk_config, dynamodb_client, lambda_client, s3_client, start};

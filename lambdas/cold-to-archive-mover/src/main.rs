@@ -1,0 +1,28 @@
+//! Lambda adapter of the cold-to-archive mover (logic: `twin_functions::cold_to_archive`). The
+//! scheduled event's content is ignored: the cut-off comes from the clock on every invocation.
+
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use serde_json::{json, Value};
+use twin_functions::cold_to_archive::ColdToArchiveMover;
+use twin_functions::settings::ColdToArchiveSettings;
+use twin_functions::SystemClock;
+use twin_functions_aws::{aws_sdk_config, s3_client, start, S3ObjectStore};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Error> {
+    let settings = start(ColdToArchiveSettings::from_lookup)?;
+    let objects = S3ObjectStore::new(s3_client(&aws_sdk_config().await));
+    let mover = ColdToArchiveMover::new(&settings, objects, SystemClock);
+    let mover = &mover;
+    lambda_runtime::run(service_fn(move |_: LambdaEvent<Value>| async move {
+        let r = mover.run().await?;
+        Ok::<Value, Error>(json!({
+            "cutoff": r.cutoff.map(|c| c.canonical()),
+            "objectsArchived": r.objects_archived,
+            "bytesArchived": r.bytes_archived,
+            "objectsKept": r.objects_kept,
+            "objectsForeign": r.objects_foreign,
+        }))
+    }))
+    .await
+}

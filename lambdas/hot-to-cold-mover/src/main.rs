@@ -1,0 +1,37 @@
+//! Lambda adapter of the hot-to-cold mover (logic: `twin_functions::hot_to_cold`). The scheduled
+//! event's content is ignored: the cut-off comes from the clock on every invocation.
+
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use serde_json::{json, Value};
+use twin_functions::hot_to_cold::HotToColdMover;
+use twin_functions::settings::HotToColdSettings;
+use twin_functions::SystemClock;
+use twin_functions_aws::{
+    aws_sdk_config, dynamodb_client, s3_client, start, DynamoHotStore, S3ObjectStore,
+};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Error> {
+    let settings = start(HotToColdSettings::from_lookup)?;
+    let config = aws_sdk_config().await;
+    let hot = DynamoHotStore::new(dynamodb_client(&config), settings.hot_table.clone());
+    let mover = HotToColdMover::new(
+        &settings,
+        hot,
+        S3ObjectStore::new(s3_client(&config)),
+        SystemClock,
+    );
+    let mover = &mover;
+    lambda_runtime::run(service_fn(move |_: LambdaEvent<Value>| async move {
+        let r = mover.run().await?;
+        Ok::<Value, Error>(json!({
+            "cutoff": r.cutoff.map(|c| c.canonical()),
+            "devices": r.devices,
+            "recordsMoved": r.records_moved,
+            "recordsAlreadyInCold": r.records_already_in_cold,
+            "objectsWritten": r.objects_written,
+            "bytesWritten": r.bytes_written,
+        }))
+    }))
+    .await
+}
