@@ -1,0 +1,138 @@
+//! Every AWS SDK client the provider uses, built from one `aws_config` load.
+
+use crate::errors::classify;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use std::time::Duration;
+use twin_config::AwsSettings;
+use twin_engine::CloudError;
+
+/// The SDK clients of one account and region, shared by every driver.
+#[derive(Clone, Debug)]
+pub struct AwsClients {
+    /// IAM (roles and their inline policies).
+    pub iam: aws_sdk_iam::Client,
+    /// Lambda functions and their permissions.
+    pub lambda: aws_sdk_lambda::Client,
+    /// IoT Core control plane (things, certificates, policies, topic rules).
+    pub iot: aws_sdk_iot::Client,
+    /// DynamoDB (the hot table).
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    /// S3 (cold, archive, artifacts and TwinMaker buckets).
+    pub s3: aws_sdk_s3::Client,
+    /// API Gateway v2 (the hot reader's HTTP API).
+    pub apigw: aws_sdk_apigatewayv2::Client,
+    /// EventBridge (the movers' schedules).
+    pub events: aws_sdk_eventbridge::Client,
+    /// IoT TwinMaker (L4).
+    pub twinmaker: aws_sdk_iottwinmaker::Client,
+    /// Amazon Managed Grafana (L5).
+    pub grafana: aws_sdk_grafana::Client,
+    /// CloudWatch Logs (the functions' log groups).
+    pub logs: aws_sdk_cloudwatchlogs::Client,
+    /// STS (the account id).
+    pub sts: aws_sdk_sts::Client,
+    /// The region every client talks to.
+    pub region: String,
+    /// The account the credentials belong to.
+    pub account_id: String,
+    /// The ARN partition (`aws`, `aws-cn`, `aws-us-gov`).
+    pub partition: String,
+    /// Whether an endpoint override (an emulator) is in use.
+    pub endpoint_override: bool,
+}
+
+impl AwsClients {
+    /// Loads the standard credential chain and config (env, profile, SSO, IMDS); the region is
+    /// the one in `config_providers.json` if set, else the environment's. Asks STS who we are.
+    pub async fn load(settings: Option<&AwsSettings>) -> Result<AwsClients, CloudError> {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            // The engine retries every call by its classified error; SDK retries on top would
+            // multiply attempts and hide throttling from the engine's backoff.
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(10))
+                    .operation_attempt_timeout(Duration::from_secs(120))
+                    .build(),
+            );
+        if let Some(region) = settings.and_then(|s| s.region.clone()) {
+            loader = loader.region(Region::new(region));
+        }
+        let config = loader.load().await;
+        let region = config
+            .region()
+            .map(|r| r.to_string())
+            .ok_or_else(|| {
+                CloudError::fatal("NoRegion", "no AWS region is configured").with_hint(
+                    "set \"aws\": {\"region\": \"...\"} in config_providers.json or AWS_REGION",
+                )
+            })?;
+        let sts = aws_sdk_sts::Client::new(&config);
+        let identity = sts.get_caller_identity().send().await.map_err(|e| {
+            let mut err = classify(&e);
+            if err.hint.is_none() {
+                err = err.with_hint(
+                    "check your AWS credentials (AWS_PROFILE, `aws sso login`, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)",
+                );
+            }
+            err
+        })?;
+        let account_id = identity.account().unwrap_or_default().to_string();
+        let partition = identity
+            .arn()
+            .and_then(|a| a.split(':').nth(1))
+            .unwrap_or("aws")
+            .to_string();
+        Ok(Self::from_sdk_config(&config, account_id, region, partition))
+    }
+
+    /// Builds every client from one config (tests pass a mocked one).
+    pub fn from_sdk_config(
+        config: &SdkConfig,
+        account_id: String,
+        region: String,
+        partition: String,
+    ) -> AwsClients {
+        let endpoint_override = config.endpoint_url().is_some();
+        // With an endpoint override (an emulator on localhost) virtual-host addressing would
+        // resolve `bucket.localhost`, so S3 uses path style there.
+        let s3_conf = aws_sdk_s3::config::Builder::from(config)
+            .force_path_style(endpoint_override)
+            .build();
+        AwsClients {
+            iam: aws_sdk_iam::Client::new(config),
+            lambda: aws_sdk_lambda::Client::new(config),
+            iot: aws_sdk_iot::Client::new(config),
+            dynamodb: aws_sdk_dynamodb::Client::new(config),
+            s3: aws_sdk_s3::Client::from_conf(s3_conf),
+            apigw: aws_sdk_apigatewayv2::Client::new(config),
+            events: aws_sdk_eventbridge::Client::new(config),
+            twinmaker: aws_sdk_iottwinmaker::Client::new(config),
+            grafana: aws_sdk_grafana::Client::new(config),
+            logs: aws_sdk_cloudwatchlogs::Client::new(config),
+            sts: aws_sdk_sts::Client::new(config),
+            region,
+            account_id,
+            partition,
+            endpoint_override,
+        }
+    }
+
+    /// An ARN in this account and region: `arn:<partition>:<service>:<region>:<account>:<resource>`.
+    pub fn arn(&self, service: &str, resource: &str) -> String {
+        format!(
+            "arn:{}:{service}:{}:{}:{resource}",
+            self.partition, self.region, self.account_id
+        )
+    }
+
+    /// An ARN of a global service (IAM): no region.
+    pub fn global_arn(&self, service: &str, resource: &str) -> String {
+        format!(
+            "arn:{}:{service}::{}:{resource}",
+            self.partition, self.account_id
+        )
+    }
+}

@@ -1,0 +1,186 @@
+//! Finding a twin's resources in the cloud by name prefix and tag, so that a lost state file or a
+//! device removed from the config orphans nothing.
+//!
+//! Resources with fixed names (roles, shared functions, table, buckets, rule, API, schedules)
+//! are always in the config's own specs, which destroy deletes by name; discovery looks for what
+//! the config cannot name: per-device resources of devices no longer configured, and
+//! certificates whose local files are gone.
+
+use crate::context::resource_id;
+use crate::errors::cloud;
+use crate::l1::{certificate, iot_policy, thing};
+use crate::{lambda_fn, logs, LayerContext};
+use serde_json::json;
+use std::collections::HashSet;
+use twin_config::{names, Layer, ProviderName};
+use twin_engine::{CloudError, ResourceSpec};
+
+/// The twin's AWS resources of `layer` found in the cloud.
+pub async fn discover(ctx: &LayerContext<'_>, layer: Layer) -> Result<Vec<ResourceSpec>, CloudError> {
+    match layer {
+        Layer::L1 => discover_l1(ctx).await,
+        Layer::L2 => discover_l2(ctx).await,
+        _ => Ok(Vec::new()),
+    }
+}
+
+fn found(ctx: &LayerContext<'_>, layer: Layer, kind: &str, key: &str, name: &str) -> ResourceSpec {
+    ResourceSpec::new(
+        resource_id(layer, kind, &format!("discovered/{key}")),
+        layer,
+        ProviderName::Aws,
+        kind,
+        name,
+    )
+    .desired(ctx.tagged(json!({})))
+}
+
+async fn discover_l1(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudError> {
+    let iot = &ctx.clients.iot;
+    let twin = ctx.name();
+    let mut specs = Vec::new();
+    // Certificates the config's specs find through their local files.
+    let known_certs: HashSet<String> = ctx
+        .twin
+        .devices
+        .iter()
+        .filter_map(|d| {
+            let p = certificate::device_dir(&ctx.twin.dir, &d.id).join(certificate::CERTIFICATE_FILE);
+            std::fs::read_to_string(p).ok()
+        })
+        .filter_map(|pem| certificate::certificate_id(&pem))
+        .collect();
+    let mut token: Option<String> = None;
+    loop {
+        let page = iot
+            .list_things()
+            .attribute_name(names::TAG_KEY)
+            .attribute_value(twin)
+            .set_next_token(token.clone())
+            .send()
+            .await
+            .map_err(cloud)?;
+        for t in page.things() {
+            let Some(name) = t.thing_name() else { continue };
+            let thing_spec = found(ctx, Layer::L1, thing::KIND, name, name);
+            let principals = iot
+                .list_thing_principals()
+                .thing_name(name)
+                .send()
+                .await
+                .map_err(cloud)?;
+            for arn in principals.principals() {
+                let Some(id) = arn.rsplit('/').next().filter(|_| arn.contains(":cert/")) else {
+                    continue;
+                };
+                if known_certs.contains(id) {
+                    continue;
+                }
+                let mut c = found(ctx, Layer::L1, certificate::KIND, id, id);
+                c.desired = ctx.tagged(json!({"certificate_id": id}));
+                specs.push(c);
+            }
+            specs.push(thing_spec);
+        }
+        token = page.next_token().map(str::to_string);
+        if token.is_none() {
+            break;
+        }
+    }
+    // Device policies: `<twin>-<device>-policy`, confirmed by their twin tag.
+    let configured: HashSet<String> = ctx
+        .twin
+        .devices
+        .iter()
+        .map(|d| names::iot_policy_name(twin, &d.id))
+        .collect();
+    let prefix = format!("{twin}-");
+    let mut marker: Option<String> = None;
+    loop {
+        let page = iot
+            .list_policies()
+            .set_marker(marker.clone())
+            .send()
+            .await
+            .map_err(cloud)?;
+        for p in page.policies() {
+            let (Some(name), Some(arn)) = (p.policy_name(), p.policy_arn()) else {
+                continue;
+            };
+            if !name.starts_with(&prefix) || !name.ends_with("-policy") || configured.contains(name) {
+                continue;
+            }
+            let tags = iot
+                .list_tags_for_resource()
+                .resource_arn(arn)
+                .send()
+                .await
+                .map_err(cloud)?;
+            if tags
+                .tags()
+                .iter()
+                .any(|t| t.key() == names::TAG_KEY && t.value() == Some(twin))
+            {
+                specs.push(found(ctx, Layer::L1, iot_policy::KIND, name, name));
+            }
+        }
+        marker = page.next_marker().map(str::to_string);
+        if marker.is_none() {
+            break;
+        }
+    }
+    Ok(specs)
+}
+
+async fn discover_l2(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudError> {
+    let twin = ctx.name();
+    let configured: HashSet<String> = ctx
+        .twin
+        .devices
+        .iter()
+        .map(|d| names::processor_function_name(twin, &d.id))
+        .collect();
+    let prefix = format!("{twin}-");
+    let is_candidate = |n: &str| n.starts_with(&prefix) && n.ends_with("-processor") && !configured.contains(n);
+    let mut specs = Vec::new();
+    let mut marker: Option<String> = None;
+    loop {
+        let page = ctx
+            .clients
+            .lambda
+            .list_functions()
+            .set_marker(marker.clone())
+            .send()
+            .await
+            .map_err(cloud)?;
+        for f in page.functions() {
+            let (Some(name), Some(arn)) = (f.function_name(), f.function_arn()) else {
+                continue;
+            };
+            if !is_candidate(name) {
+                continue;
+            }
+            let tags = ctx
+                .clients
+                .lambda
+                .list_tags()
+                .resource(arn)
+                .send()
+                .await
+                .map_err(cloud)?;
+            if tags.tags().and_then(|t| t.get(names::TAG_KEY)).map(String::as_str) != Some(twin) {
+                continue;
+            }
+            let log_group = found(ctx, Layer::L2, logs::KIND, name, &logs::log_group_name(name));
+            let function = found(ctx, Layer::L2, lambda_fn::KIND, name, name)
+                .depends_on([log_group.id.clone()]);
+            specs.push(log_group);
+            specs.push(function);
+        }
+        marker = page.next_marker().map(str::to_string);
+        if marker.is_none() {
+            break;
+        }
+    }
+    Ok(specs)
+}

@@ -1,0 +1,115 @@
+//! Layer 1: per device a thing, a certificate and an IoT policy (attached to each other); the
+//! topic rule on `<twin>/iot-data/+` invoking the dispatcher, with the dispatcher's permission for
+//! IoT scoped to the rule; and the simulator config for the deployed twin.
+
+pub mod attachments;
+pub mod certificate;
+pub mod iot_policy;
+pub mod simulator_config;
+pub mod thing;
+pub mod topic_rule;
+
+use crate::context::resource_id;
+use crate::iam::RoleSpec;
+use crate::lambda_fn::{build_functions, function_arn, FunctionSpec};
+use crate::permissions::permission_spec;
+use crate::LayerContext;
+use serde_json::json;
+use twin_config::{names, Layer};
+use twin_engine::{CloudError, ResourceSpec};
+
+/// The resources of L1.
+pub fn specs(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudError> {
+    let layer = Layer::L1;
+    let twin = ctx.name();
+    let mut specs = Vec::new();
+    let mut certificates = Vec::new();
+    for d in &ctx.twin.devices {
+        let thing_name = names::thing_name(twin, &d.id);
+        let policy_name = names::iot_policy_name(twin, &d.id);
+        let thing = ctx
+            .spec(layer, thing::KIND, &d.id, &thing_name)
+            .desired(ctx.tagged(json!({"twin": twin})));
+        let dir = certificate::device_dir(&ctx.twin.dir, &d.id);
+        let cert = ctx
+            .spec(layer, certificate::KIND, &d.id, &thing_name)
+            .desired(ctx.tagged(json!({
+                "status": "ACTIVE",
+                "thing": thing_name,
+                "dir": dir.display().to_string(),
+            })));
+        let policy = ctx
+            .spec(layer, iot_policy::KIND, &d.id, &policy_name)
+            .desired(ctx.tagged(json!({"document": iot_policy::policy_document(ctx, &d.id)})));
+        let attach = ctx
+            .spec(layer, attachments::KIND, &d.id, &thing_name)
+            .depends_on([thing.id.clone(), cert.id.clone(), policy.id.clone()])
+            .desired(json!({
+                "certificate": cert.id.0,
+                "thing": thing_name,
+                "policy": policy_name,
+                "thing_attached": true,
+                "policy_attached": true,
+            }));
+        certificates.push(attach.id.clone());
+        specs.extend([thing, cert, policy, attach]);
+    }
+
+    let dispatcher_name = names::function_name(twin, "dispatcher");
+    let role = RoleSpec::new("dispatcher", "lambda.amazonaws.com")
+        .allow_logs(ctx, std::slice::from_ref(&dispatcher_name))
+        .allow(
+            &["lambda:InvokeFunction"],
+            &[ctx.clients.arn(
+                "lambda",
+                &format!("function:{}", names::processor_function_name(twin, "*")),
+            )],
+        );
+    let device_ids: Vec<&str> = ctx.twin.devices.iter().map(|d| d.id.as_str()).collect();
+    let dispatcher = FunctionSpec::new("dispatcher", "dispatcher", "dispatcher")
+        .env("DEVICE_IDS", device_ids.join(","))
+        .memory(256);
+    let dispatcher_id = dispatcher.id(layer);
+    specs.push(role.build(ctx, layer));
+    specs.extend(build_functions(ctx, layer, vec![dispatcher])?);
+    let permission = permission_spec(
+        ctx,
+        layer,
+        "dispatcher-iot",
+        "dispatcher",
+        dispatcher_id.clone(),
+        "iot.amazonaws.com",
+        &topic_rule::rule_arn(ctx),
+    );
+    let rule = ctx
+        .spec(layer, topic_rule::KIND, "telemetry", names::topic_rule_name(twin))
+        .depends_on([dispatcher_id, permission.id.clone()])
+        .desired(ctx.tagged(json!({
+            "sql": topic_rule::rule_sql(twin),
+            "function_arn": function_arn(ctx, "dispatcher"),
+            "enabled": true,
+        })));
+    specs.push(permission);
+    specs.push(rule);
+
+    let sim_path = simulator_config::simulator_dir(&ctx.twin.dir).join("config.json");
+    specs.push(
+        ResourceSpec::new(
+            resource_id(layer, simulator_config::KIND, "config"),
+            layer,
+            twin_config::ProviderName::Aws,
+            simulator_config::KIND,
+            sim_path.display().to_string(),
+        )
+        .depends_on(certificates)
+        .desired(json!({
+            "path": sim_path.display().to_string(),
+            "topic": format!("{twin}/iot-data"),
+            "payload_file_path": "payloads.json",
+            "auth_files_path": "../devices",
+            "root_ca_cert_path": format!("../devices/{}", simulator_config::ROOT_CA_FILE),
+            "example_payloads": simulator_config::example_payloads(ctx.twin),
+        })),
+    );
+    Ok(specs)
+}
