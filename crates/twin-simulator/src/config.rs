@@ -22,23 +22,33 @@ pub enum ConfigError {
     /// The file is missing or unreadable.
     #[error("cannot read simulator config {path}: {source}. {hint}")]
     Read {
+        /// The file concerned.
         path: PathBuf,
+        /// The underlying I/O error.
         source: std::io::Error,
+        /// What the user can do.
         hint: &'static str,
     },
     /// The file is not valid JSON or has unknown/mistyped keys.
     #[error("simulator config {path}, line {line}, column {column}: {message}")]
     Parse {
+        /// The file concerned.
         path: PathBuf,
+        /// 1-based line.
         line: usize,
+        /// 1-based column.
         column: usize,
+        /// What is wrong there.
         message: String,
     },
     /// A key has a value that cannot work.
     #[error("simulator config {path}: `{key}` {problem}")]
     Invalid {
+        /// The file concerned.
         path: PathBuf,
+        /// The offending key.
         key: &'static str,
+        /// What is wrong.
         problem: String,
     },
 }

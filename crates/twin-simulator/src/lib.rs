@@ -4,6 +4,8 @@
 //! The binary (`simulator`) only parses arguments, calls into these modules and maps
 //! [`SimError`] to exit codes.
 
+#![warn(missing_docs)]
+
 pub mod backoff;
 pub mod cli;
 pub mod config;

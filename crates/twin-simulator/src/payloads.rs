@@ -17,28 +17,43 @@ pub enum PayloadError {
     /// The file is missing or unreadable.
     #[error("cannot read payloads file {path}: {source}")]
     Read {
+        /// The file concerned.
         path: PathBuf,
+        /// The underlying I/O error.
         source: std::io::Error,
     },
     /// The file is not valid JSON.
     #[error("payloads file {path}, line {line}, column {column}: {message}")]
     Syntax {
+        /// The file concerned.
         path: PathBuf,
+        /// 1-based line.
         line: usize,
+        /// 1-based column.
         column: usize,
+        /// What is wrong there.
         message: String,
     },
     /// The top level is not a non-empty array.
     #[error("payloads file {path}: {problem}")]
-    Shape { path: PathBuf, problem: String },
+    Shape {
+        /// The file concerned.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
     /// One message of the array is unusable.
     #[error("payloads file {path}, message {index} (line {line}, column {column}): {problem}")]
     Message {
+        /// The file concerned.
         path: PathBuf,
         /// 1-based position in the array.
         index: usize,
+        /// 1-based line.
         line: usize,
+        /// 1-based column.
         column: usize,
+        /// What is wrong.
         problem: String,
     },
 }

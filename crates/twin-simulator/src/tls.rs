@@ -23,27 +23,42 @@ const AWS_IOT_ALPN: &[u8] = b"x-amzn-mqtt-ca";
 pub enum TlsError {
     /// The root CA file is missing, unreadable or holds no certificate.
     #[error("root CA certificate {path} (root_ca_cert_path): {problem}")]
-    RootCa { path: PathBuf, problem: String },
+    RootCa {
+        /// The file concerned.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
     /// A device's certificate is missing, unreadable or invalid.
     #[error("device {device}: certificate {path}: {problem}")]
     Certificate {
+        /// The device concerned.
         device: String,
+        /// The file concerned.
         path: PathBuf,
+        /// What is wrong.
         problem: String,
     },
     /// A device's private key is missing, unreadable or in an unknown format.
     #[error("device {device}: private key {path}: {problem}")]
     PrivateKey {
+        /// The device concerned.
         device: String,
+        /// The file concerned.
         path: PathBuf,
+        /// What is wrong.
         problem: String,
     },
     /// The certificate and key do not belong together, or rustls refuses them.
     #[error("device {device}: {cert} and {key} cannot be used together: {problem}")]
     Pair {
+        /// The device concerned.
         device: String,
+        /// The certificate file.
         cert: PathBuf,
+        /// The private key file.
         key: PathBuf,
+        /// What is wrong.
         problem: String,
     },
 }
@@ -130,6 +145,10 @@ impl TlsContext {
                     rustls::Error::InconsistentKeys(_) => {
                         "the private key does not match the certificate's public key".into()
                     }
+                    rustls::Error::InvalidCertificate(why) => format!(
+                        "the certificate cannot be parsed for TLS ({why:?}); it must be an \
+                         X.509 v3 certificate, as AWS IoT and `openssl x509 -req -extfile` issue"
+                    ),
                     other => other.to_string(),
                 })
             })?;
