@@ -133,6 +133,13 @@ impl Provider for AwsProvider {
             .or_else(|| l5_grafana::driver(kind, &self.clients))
     }
 
+    fn functions(&self) -> Option<Arc<dyn twin_engine::FunctionOps>> {
+        Some(Arc::new(crate::function_ops::AwsFunctionOps::new(
+            self.clients.clone(),
+            self.artifacts.clone(),
+        )))
+    }
+
     async fn discover(&self, layer: Layer, twin: &TwinConfig) -> Result<Vec<ResourceSpec>, CloudError> {
         let ctx = self.ctx(twin);
         match layer {
