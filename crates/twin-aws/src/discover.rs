@@ -48,7 +48,7 @@ async fn discover_l1(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudE
             let p = certificate::device_dir(&ctx.twin.dir, &d.id).join(certificate::CERTIFICATE_FILE);
             std::fs::read_to_string(p).ok()
         })
-        .filter_map(|pem| certificate::certificate_id(&pem))
+        .flat_map(|pem| certificate::candidate_ids(&pem, ctx.clients.endpoint_override))
         .collect();
     let mut token: Option<String> = None;
     loop {
@@ -87,7 +87,7 @@ async fn discover_l1(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudE
             break;
         }
     }
-    // Device policies: `<twin>-<device>-policy`, confirmed by their twin tag.
+    // Device policies: `<twin>-<device>-policy`, confirmed by the topic they allow.
     let configured: HashSet<String> = ctx
         .twin
         .devices
@@ -104,23 +104,23 @@ async fn discover_l1(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudE
             .await
             .map_err(cloud)?;
         for p in page.policies() {
-            let (Some(name), Some(arn)) = (p.policy_name(), p.policy_arn()) else {
+            let Some(name) = p.policy_name() else {
                 continue;
             };
             if !name.starts_with(&prefix) || !name.ends_with("-policy") || configured.contains(name) {
                 continue;
             }
-            let tags = iot
-                .list_tags_for_resource()
-                .resource_arn(arn)
+            // The document names the twin's own topic (`.../topic/<twin>/iot-data/...`), which
+            // tells this twin's policies from those of a twin whose name merely shares the prefix.
+            let doc = iot
+                .get_policy()
+                .policy_name(name)
                 .send()
                 .await
                 .map_err(cloud)?;
-            if tags
-                .tags()
-                .iter()
-                .any(|t| t.key() == names::TAG_KEY && t.value() == Some(twin))
-            {
+            let marker = format!(":topic/{twin}/iot-data/");
+            let text = doc.policy_document().map(crate::iam::parse_policy_document).unwrap_or_default();
+            if text.to_string().contains(&marker) {
                 specs.push(found(ctx, Layer::L1, iot_policy::KIND, name, name));
             }
         }
@@ -171,14 +171,54 @@ async fn discover_l2(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudE
             if tags.tags().and_then(|t| t.get(names::TAG_KEY)).map(String::as_str) != Some(twin) {
                 continue;
             }
-            let log_group = found(ctx, Layer::L2, logs::KIND, name, &logs::log_group_name(name));
-            let function = found(ctx, Layer::L2, lambda_fn::KIND, name, name)
-                .depends_on([log_group.id.clone()]);
-            specs.push(log_group);
-            specs.push(function);
+            specs.push(found(ctx, Layer::L2, lambda_fn::KIND, name, name));
         }
         marker = page.next_marker().map(str::to_string);
         if marker.is_none() {
+            break;
+        }
+    }
+    // Log groups outlive their functions (a function deleted by hand), so they are listed on
+    // their own, confirmed by their twin tag.
+    let group_prefix = logs::log_group_name(&prefix);
+    let mut token: Option<String> = None;
+    loop {
+        let page = ctx
+            .clients
+            .logs
+            .describe_log_groups()
+            .log_group_name_prefix(&group_prefix)
+            .set_next_token(token.clone())
+            .send()
+            .await
+            .map_err(cloud)?;
+        for g in page.log_groups() {
+            let Some(group) = g.log_group_name() else { continue };
+            let function = group.trim_start_matches("/aws/lambda/");
+            if !is_candidate(function) {
+                continue;
+            }
+            let arn = g.arn().unwrap_or_default().trim_end_matches(":*");
+            let tags = ctx
+                .clients
+                .logs
+                .list_tags_for_resource()
+                .resource_arn(arn)
+                .send()
+                .await
+                .map_err(cloud)?;
+            if tags.tags().and_then(|t| t.get(names::TAG_KEY)).map(String::as_str) != Some(twin) {
+                continue;
+            }
+            let log_group = found(ctx, Layer::L2, logs::KIND, group, group);
+            // The function (if it still exists) goes first.
+            if let Some(f) = specs.iter_mut().find(|s| s.name == function) {
+                f.depends_on.push(log_group.id.clone());
+            }
+            specs.push(log_group);
+        }
+        token = page.next_token().map(str::to_string);
+        if token.is_none() {
             break;
         }
     }

@@ -28,6 +28,10 @@ impl RequestInfo {
     pub fn is_mutating(&self) -> bool {
         let op = self.operation.rsplit('.').next().unwrap_or(&self.operation);
         if self.operation.contains(' ') {
+            // IoT's ListAttachedPolicies is a POST.
+            if self.operation == "POST /attached-policies" {
+                return false;
+            }
             return !matches!(self.method.as_str(), "GET" | "HEAD");
         }
         !["Get", "List", "Describe", "Head", "Query", "Scan", "Batch"]

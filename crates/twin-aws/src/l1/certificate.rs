@@ -98,39 +98,51 @@ fn field<'a>(spec: &'a ResourceSpec, k: &str) -> &'a str {
     spec.desired.get(k).and_then(Value::as_str).unwrap_or_default()
 }
 
-/// The certificate id a spec refers to: a discovered one names it, a configured one has it in
-/// its local certificate file.
-fn id_of(spec: &ResourceSpec) -> Option<String> {
+/// The ids a certificate may have: the DER hash (AWS), plus, against an emulator, the hash of
+/// the PEM text, which is how moto derives ids unless configured otherwise.
+pub fn candidate_ids(pem: &str, emulator: bool) -> Vec<String> {
+    let mut ids: Vec<String> = certificate_id(pem).into_iter().collect();
+    if emulator {
+        ids.push(hex::encode(Sha256::digest(pem.as_bytes())));
+    }
+    ids
+}
+
+/// The certificate ids a spec may refer to: a discovered one names it, a configured one has it
+/// in its local certificate file.
+fn ids_of(spec: &ResourceSpec, emulator: bool) -> Vec<String> {
     let named = field(spec, "certificate_id");
     if !named.is_empty() {
-        return Some(named.to_string());
+        return vec![named.to_string()];
     }
     let dir = field(spec, "dir");
     if dir.is_empty() {
-        return None;
+        return Vec::new();
     }
-    let pem = std::fs::read_to_string(Path::new(dir).join(CERTIFICATE_FILE)).ok()?;
-    certificate_id(&pem)
+    match std::fs::read_to_string(Path::new(dir).join(CERTIFICATE_FILE)) {
+        Ok(pem) => candidate_ids(&pem, emulator),
+        Err(_) => Vec::new(),
+    }
 }
 
 #[async_trait]
 impl ResourceDriver for CertificateDriver {
     async fn read(&self, spec: &ResourceSpec, _: &Outputs) -> Result<Option<Observed>, CloudError> {
-        let Some(id) = id_of(spec) else {
-            return Ok(None);
-        };
-        let Some(out) = not_found_is_none(
-            self.clients
-                .iot
-                .describe_certificate()
-                .certificate_id(&id)
-                .send()
-                .await,
-        )?
-        else {
-            return Ok(None);
-        };
-        let Some(d) = out.certificate_description() else {
+        let mut found = None;
+        for id in ids_of(spec, self.clients.endpoint_override) {
+            if let Some(out) = not_found_is_none(
+                self.clients
+                    .iot
+                    .describe_certificate()
+                    .certificate_id(&id)
+                    .send()
+                    .await,
+            )? {
+                found = out.certificate_description().cloned().map(|d| (id, d));
+                break;
+            }
+        }
+        let Some((id, d)) = found else {
             return Ok(None);
         };
         let arn = d.certificate_arn().unwrap_or_default().to_string();
