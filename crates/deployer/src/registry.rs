@@ -7,7 +7,7 @@ use twin_config::{Diagnostic, Layer, ProviderName, TwinConfig};
 use twin_engine::Provider;
 
 /// The providers this version of deployer can deploy to (`none` needs no provider).
-pub const IMPLEMENTED: &[ProviderName] = &[];
+pub const IMPLEMENTED: &[ProviderName] = &[ProviderName::Aws];
 
 /// A diagnostic for every layer whose provider is not implemented in this version: an honest
 /// error at validate time instead of a provider that pretends.
@@ -60,16 +60,23 @@ fn value_position(text: &str, key: &str) -> (usize, usize) {
     (line, column)
 }
 
-/// Builds the providers the twin's layers use.
+/// Builds the providers the twin's layers use (only those: a twin without AWS layers never
+/// asks AWS for credentials).
 pub async fn providers(
     config: &TwinConfig,
-    _cli: &Cli,
+    cli: &Cli,
 ) -> Result<Vec<Arc<dyn Provider>>, CliError> {
     let problems = unimplemented_layers(config);
     if !problems.is_empty() {
         return Err(CliError::Config(twin_config::Diagnostics(problems)));
     }
-    Ok(Vec::new())
+    let mut providers: Vec<Arc<dyn Provider>> = Vec::new();
+    let uses = |p: ProviderName| Layer::ALL.iter().any(|l| config.providers.get(*l) == p);
+    if uses(ProviderName::Aws) {
+        let aws = twin_aws::AwsProvider::new(config, cli.functions_dir.clone()).await?;
+        providers.push(Arc::new(aws));
+    }
+    Ok(providers)
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ pub mod lambda_fn;
 pub mod logs;
 pub mod permissions;
 pub mod provider;
+pub mod testing;
 
 pub use clients::AwsClients;
 pub use context::LayerContext;

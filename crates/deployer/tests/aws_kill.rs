@@ -1,0 +1,124 @@
+//! The real `deployer` binary against moto, killed with SIGKILL at several points of a deploy:
+//! the next deploy completes, a third changes nothing, and destroy leaves nothing behind.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn deployer(dir: &Path, prebuilt: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_deployer"));
+    c.arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("DEPLOYER_PREBUILT_FUNCTIONS", prebuilt)
+        .stdin(Stdio::null());
+    c
+}
+
+fn run(dir: &Path, prebuilt: &Path, args: &[&str]) -> Output {
+    deployer(dir, prebuilt, args).output().expect("run deployer")
+}
+
+fn write_twin(dir: &Path, twin: &str, devices: usize) {
+    let devs: Vec<serde_json::Value> = (0..devices)
+        .map(|i| serde_json::json!({"id": format!("dev-{i}"),
+            "properties": [{"name": "temperature", "dataType": "DOUBLE"}]}))
+        .collect();
+    let files = [
+        ("config.json", serde_json::json!({"digital_twin_name": twin,
+            "hot_storage_size_in_days": 30, "cold_storage_size_in_days": 90})),
+        ("config_iot_devices.json", serde_json::Value::Array(devs)),
+        ("config_providers.json", serde_json::json!({"layer_1_provider": "aws",
+            "layer_2_provider": "aws", "layer_3_hot_provider": "aws",
+            "layer_3_cold_provider": "aws", "layer_3_archive_provider": "aws",
+            "layer_4_provider": "none", "layer_5_provider": "none",
+            "aws": {"region": "us-east-1", "architecture": "x86_64"}})),
+    ];
+    for (name, v) in files {
+        std::fs::write(dir.join(name), v.to_string()).expect("write config");
+    }
+}
+
+fn journal_lines(path: &Path) -> usize {
+    std::fs::read_to_string(path)
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}
+
+/// Starts a deploy and kills it with SIGKILL once its journal has `lines` lines (or lets it
+/// finish if it gets there first).
+fn deploy_and_kill(dir: &Path, prebuilt: &Path, journal: &Path, lines: usize) {
+    let mut child = deployer(dir, prebuilt, &["deploy", "-y", "-q"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn deployer");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut wait = Duration::from_millis(2);
+    loop {
+        if journal_lines(journal) >= lines {
+            child.kill().expect("SIGKILL");
+            let _ = child.wait();
+            return;
+        }
+        if child.try_wait().expect("wait").is_some() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "deploy never reached {lines} journal lines");
+        std::thread::sleep(wait); // polling the journal, not waiting for time to pass
+        wait = (wait * 2).min(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn kill_9_during_deploy_then_deploy_completes_and_destroy_leaves_nothing() {
+    let moto = twin_testkit::aws_env_for_moto();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let prebuilt: PathBuf = dir.path().join("prebuilt");
+    twin_aws::testing::write_prebuilt(&prebuilt).expect("stand-in zips");
+    let twin = "kill-twin";
+    write_twin(dir.path(), twin, 4);
+    let journal = dir.path().join(".deployer").join(format!("{twin}.journal"));
+
+    // Kill at several depths: early (roles, buckets), mid (functions), late (L1 devices).
+    for k in [3, 15, 40] {
+        deploy_and_kill(dir.path(), &prebuilt, &journal, k);
+    }
+    let out = run(dir.path(), &prebuilt, &["deploy", "-y", "--json"]);
+    assert!(
+        out.status.success(),
+        "deploy after kills failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let again = run(dir.path(), &prebuilt, &["deploy", "-y", "--json"]);
+    assert!(again.status.success());
+    let report: serde_json::Value =
+        serde_json::from_slice(&again.stdout).expect("deploy --json document");
+    let text = report.to_string();
+    assert!(
+        text.contains("\"created\":0") && text.contains("\"updated\":0"),
+        "second deploy changed something: {text}"
+    );
+
+    let out = run(dir.path(), &prebuilt, &["destroy", "-y"]);
+    assert!(
+        out.status.success(),
+        "destroy failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let left = rt.block_on(async {
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(&moto.endpoint)
+            .load()
+            .await;
+        let c = twin_aws::AwsClients::from_sdk_config(
+            &config,
+            "123456789012".into(),
+            "us-east-1".into(),
+            "aws".into(),
+        );
+        twin_aws::testing::leftovers(&c, twin).await
+    });
+    assert_eq!(left, Ok(Vec::new()), "destroy left resources behind");
+}
