@@ -62,10 +62,7 @@ fn value_position(text: &str, key: &str) -> (usize, usize) {
 
 /// Builds the providers the twin's layers use (only those: a twin without AWS layers never
 /// asks AWS for credentials).
-pub async fn providers(
-    config: &TwinConfig,
-    cli: &Cli,
-) -> Result<Vec<Arc<dyn Provider>>, CliError> {
+pub async fn providers(config: &TwinConfig, cli: &Cli) -> Result<Vec<Arc<dyn Provider>>, CliError> {
     let problems = unimplemented_layers(config);
     if !problems.is_empty() {
         return Err(CliError::Config(twin_config::Diagnostics(problems)));

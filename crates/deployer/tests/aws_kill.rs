@@ -16,23 +16,33 @@ fn deployer(dir: &Path, prebuilt: &Path, args: &[&str]) -> Command {
 }
 
 fn run(dir: &Path, prebuilt: &Path, args: &[&str]) -> Output {
-    deployer(dir, prebuilt, args).output().expect("run deployer")
+    deployer(dir, prebuilt, args)
+        .output()
+        .expect("run deployer")
 }
 
 fn write_twin(dir: &Path, twin: &str, devices: usize) {
     let devs: Vec<serde_json::Value> = (0..devices)
-        .map(|i| serde_json::json!({"id": format!("dev-{i}"),
-            "properties": [{"name": "temperature", "dataType": "DOUBLE"}]}))
+        .map(|i| {
+            serde_json::json!({"id": format!("dev-{i}"),
+            "properties": [{"name": "temperature", "dataType": "DOUBLE"}]})
+        })
         .collect();
     let files = [
-        ("config.json", serde_json::json!({"digital_twin_name": twin,
-            "hot_storage_size_in_days": 30, "cold_storage_size_in_days": 90})),
+        (
+            "config.json",
+            serde_json::json!({"digital_twin_name": twin,
+            "hot_storage_size_in_days": 30, "cold_storage_size_in_days": 90}),
+        ),
         ("config_iot_devices.json", serde_json::Value::Array(devs)),
-        ("config_providers.json", serde_json::json!({"layer_1_provider": "aws",
+        (
+            "config_providers.json",
+            serde_json::json!({"layer_1_provider": "aws",
             "layer_2_provider": "aws", "layer_3_hot_provider": "aws",
             "layer_3_cold_provider": "aws", "layer_3_archive_provider": "aws",
             "layer_4_provider": "none", "layer_5_provider": "none",
-            "aws": {"region": "us-east-1", "architecture": "x86_64"}})),
+            "aws": {"region": "us-east-1", "architecture": "x86_64"}}),
+        ),
     ];
     for (name, v) in files {
         std::fs::write(dir.join(name), v.to_string()).expect("write config");
@@ -64,7 +74,10 @@ fn deploy_and_kill(dir: &Path, prebuilt: &Path, journal: &Path, lines: usize) {
         if child.try_wait().expect("wait").is_some() {
             return;
         }
-        assert!(Instant::now() < deadline, "deploy never reached {lines} journal lines");
+        assert!(
+            Instant::now() < deadline,
+            "deploy never reached {lines} journal lines"
+        );
         std::thread::sleep(wait); // polling the journal, not waiting for time to pass
         wait = (wait * 2).min(Duration::from_millis(20));
     }

@@ -167,8 +167,20 @@ async fn build(
     let out_dir = ws.join("target").join("deployer-lambda");
     let mut cmd = tokio::process::Command::new(&program);
     cmd.current_dir(ws)
-        .args(["lambda", "build", "--release", "--output-format", "zip", "-p", crate_name])
-        .arg(if arch == Architecture::Arm64 { "--arm64" } else { "--x86-64" })
+        .args([
+            "lambda",
+            "build",
+            "--release",
+            "--output-format",
+            "zip",
+            "-p",
+            crate_name,
+        ])
+        .arg(if arch == Architecture::Arm64 {
+            "--arm64"
+        } else {
+            "--x86-64"
+        })
         .arg("--lambda-dir")
         .arg(&out_dir);
     // cargo-lambda finds zig in the same virtualenv.
@@ -180,8 +192,11 @@ async fn build(
         }
     }
     let out = cmd.output().await.map_err(|e| {
-        CloudError::fatal("BuildFailed", format!("cannot run {}: {e}", program.display()))
-            .with_hint("install cargo-lambda (scripts/setup.sh) or set DEPLOYER_PREBUILT_FUNCTIONS")
+        CloudError::fatal(
+            "BuildFailed",
+            format!("cannot run {}: {e}", program.display()),
+        )
+        .with_hint("install cargo-lambda (scripts/setup.sh) or set DEPLOYER_PREBUILT_FUNCTIONS")
     })?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -199,9 +214,8 @@ async fn build(
         std::fs::create_dir_all(parent)
             .map_err(|e| CloudError::fatal("BuildFailed", format!("{}: {e}", parent.display())))?;
     }
-    std::fs::copy(&built, into).map_err(|e| {
-        CloudError::fatal("BuildFailed", format!("{}: {e}", built.display()))
-    })?;
+    std::fs::copy(&built, into)
+        .map_err(|e| CloudError::fatal("BuildFailed", format!("{}: {e}", built.display())))?;
     Ok(())
 }
 
@@ -309,7 +323,10 @@ impl ArtifactDriver {
 }
 
 fn str_of<'a>(spec: &'a ResourceSpec, key: &str) -> &'a str {
-    spec.desired.get(key).and_then(|v| v.as_str()).unwrap_or_default()
+    spec.desired
+        .get(key)
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
 }
 
 #[async_trait]
@@ -317,7 +334,13 @@ impl ResourceDriver for ArtifactDriver {
     async fn read(&self, spec: &ResourceSpec, _: &Outputs) -> Result<Option<Observed>, CloudError> {
         let (bucket, key) = (str_of(spec, "bucket"), str_of(spec, "key"));
         let found = not_found_is_none(
-            self.clients.s3.head_object().bucket(bucket).key(key).send().await,
+            self.clients
+                .s3
+                .head_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await,
         )?;
         Ok(found.map(|_| {
             Observed::new(

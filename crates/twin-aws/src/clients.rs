@@ -61,14 +61,11 @@ impl AwsClients {
             loader = loader.region(Region::new(region));
         }
         let config = loader.load().await;
-        let region = config
-            .region()
-            .map(|r| r.to_string())
-            .ok_or_else(|| {
-                CloudError::fatal("NoRegion", "no AWS region is configured").with_hint(
-                    "set \"aws\": {\"region\": \"...\"} in config_providers.json or AWS_REGION",
-                )
-            })?;
+        let region = config.region().map(|r| r.to_string()).ok_or_else(|| {
+            CloudError::fatal("NoRegion", "no AWS region is configured").with_hint(
+                "set \"aws\": {\"region\": \"...\"} in config_providers.json or AWS_REGION",
+            )
+        })?;
         let sts = aws_sdk_sts::Client::new(&config);
         let identity = sts.get_caller_identity().send().await.map_err(|e| {
             let mut err = classify(&e);
@@ -85,7 +82,9 @@ impl AwsClients {
             .and_then(|a| a.split(':').nth(1))
             .unwrap_or("aws")
             .to_string();
-        Ok(Self::from_sdk_config(&config, account_id, region, partition))
+        Ok(Self::from_sdk_config(
+            &config, account_id, region, partition,
+        ))
     }
 
     /// Builds every client from one config (tests pass a mocked one).

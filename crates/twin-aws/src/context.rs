@@ -24,8 +24,20 @@ impl LayerContext<'_> {
     }
 
     /// A spec of this provider in `layer` with id `<layer>/<kind>/<key>`.
-    pub fn spec(&self, layer: Layer, kind: &str, key: &str, name: impl Into<String>) -> ResourceSpec {
-        ResourceSpec::new(resource_id(layer, kind, key), layer, ProviderName::Aws, kind, name)
+    pub fn spec(
+        &self,
+        layer: Layer,
+        kind: &str,
+        key: &str,
+        name: impl Into<String>,
+    ) -> ResourceSpec {
+        ResourceSpec::new(
+            resource_id(layer, kind, key),
+            layer,
+            ProviderName::Aws,
+            kind,
+            name,
+        )
     }
 
     /// Whether `layer` is deployed on AWS in this config.
@@ -35,7 +47,10 @@ impl LayerContext<'_> {
 
     /// The tag every taggable resource carries: `twin=<name>`.
     pub fn tag(&self) -> (String, String) {
-        (twin_config::names::TAG_KEY.to_string(), self.name().to_string())
+        (
+            twin_config::names::TAG_KEY.to_string(),
+            self.name().to_string(),
+        )
     }
 }
 

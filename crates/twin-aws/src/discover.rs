@@ -16,7 +16,10 @@ use twin_config::{names, Layer, ProviderName};
 use twin_engine::{CloudError, ResourceSpec};
 
 /// The twin's AWS resources of `layer` found in the cloud.
-pub async fn discover(ctx: &LayerContext<'_>, layer: Layer) -> Result<Vec<ResourceSpec>, CloudError> {
+pub async fn discover(
+    ctx: &LayerContext<'_>,
+    layer: Layer,
+) -> Result<Vec<ResourceSpec>, CloudError> {
     match layer {
         Layer::L1 => discover_l1(ctx).await,
         Layer::L2 => discover_l2(ctx).await,
@@ -45,7 +48,8 @@ async fn discover_l1(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudE
         .devices
         .iter()
         .filter_map(|d| {
-            let p = certificate::device_dir(&ctx.twin.dir, &d.id).join(certificate::CERTIFICATE_FILE);
+            let p =
+                certificate::device_dir(&ctx.twin.dir, &d.id).join(certificate::CERTIFICATE_FILE);
             std::fs::read_to_string(p).ok()
         })
         .flat_map(|pem| certificate::candidate_ids(&pem, ctx.clients.endpoint_override))
@@ -107,7 +111,8 @@ async fn discover_l1(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudE
             let Some(name) = p.policy_name() else {
                 continue;
             };
-            if !name.starts_with(&prefix) || !name.ends_with("-policy") || configured.contains(name) {
+            if !name.starts_with(&prefix) || !name.ends_with("-policy") || configured.contains(name)
+            {
                 continue;
             }
             // The document names the twin's own topic (`.../topic/<twin>/iot-data/...`), which
@@ -119,7 +124,10 @@ async fn discover_l1(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudE
                 .await
                 .map_err(cloud)?;
             let marker = format!(":topic/{twin}/iot-data/");
-            let text = doc.policy_document().map(crate::iam::parse_policy_document).unwrap_or_default();
+            let text = doc
+                .policy_document()
+                .map(crate::iam::parse_policy_document)
+                .unwrap_or_default();
             if text.to_string().contains(&marker) {
                 specs.push(found(ctx, Layer::L1, iot_policy::KIND, name, name));
             }
@@ -141,7 +149,8 @@ async fn discover_l2(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudE
         .map(|d| names::processor_function_name(twin, &d.id))
         .collect();
     let prefix = format!("{twin}-");
-    let is_candidate = |n: &str| n.starts_with(&prefix) && n.ends_with("-processor") && !configured.contains(n);
+    let is_candidate =
+        |n: &str| n.starts_with(&prefix) && n.ends_with("-processor") && !configured.contains(n);
     let mut specs = Vec::new();
     let mut marker: Option<String> = None;
     loop {
@@ -168,7 +177,12 @@ async fn discover_l2(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudE
                 .send()
                 .await
                 .map_err(cloud)?;
-            if tags.tags().and_then(|t| t.get(names::TAG_KEY)).map(String::as_str) != Some(twin) {
+            if tags
+                .tags()
+                .and_then(|t| t.get(names::TAG_KEY))
+                .map(String::as_str)
+                != Some(twin)
+            {
                 continue;
             }
             specs.push(found(ctx, Layer::L2, lambda_fn::KIND, name, name));
@@ -193,7 +207,9 @@ async fn discover_l2(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudE
             .await
             .map_err(cloud)?;
         for g in page.log_groups() {
-            let Some(group) = g.log_group_name() else { continue };
+            let Some(group) = g.log_group_name() else {
+                continue;
+            };
             let function = group.trim_start_matches("/aws/lambda/");
             if !is_candidate(function) {
                 continue;
@@ -207,7 +223,12 @@ async fn discover_l2(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudE
                 .send()
                 .await
                 .map_err(cloud)?;
-            if tags.tags().and_then(|t| t.get(names::TAG_KEY)).map(String::as_str) != Some(twin) {
+            if tags
+                .tags()
+                .and_then(|t| t.get(names::TAG_KEY))
+                .map(String::as_str)
+                != Some(twin)
+            {
                 continue;
             }
             let log_group = found(ctx, Layer::L2, logs::KIND, group, group);

@@ -64,8 +64,14 @@ const CONSISTENCY_CODES: &[&str] = &[
 const CONSISTENCY_MESSAGES: &[(&str, &str)] = &[
     // Lambda right after the role was created.
     ("InvalidParameterValueException", "cannot be assumed"),
-    ("InvalidParameterValueException", "role defined for the function"),
-    ("InvalidParameterValueException", "execution role does not have permissions"),
+    (
+        "InvalidParameterValueException",
+        "role defined for the function",
+    ),
+    (
+        "InvalidParameterValueException",
+        "execution role does not have permissions",
+    ),
     ("InvalidParameterValueException", "is not ready"),
     // IoT rule whose Lambda permission has not propagated.
     ("InvalidRequestException", "permission"),
@@ -109,16 +115,20 @@ fn hint_for(code: &str, status: Option<u16>) -> Option<&'static str> {
         "AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation" => {
             Some("the AWS identity lacks this permission; grant it or use other credentials")
         }
-        "InvalidClientTokenId" | "UnrecognizedClientException" | "ExpiredToken"
-        | "ExpiredTokenException" | "InvalidSignatureException" | "SignatureDoesNotMatch" => {
+        "InvalidClientTokenId"
+        | "UnrecognizedClientException"
+        | "ExpiredToken"
+        | "ExpiredTokenException"
+        | "InvalidSignatureException"
+        | "SignatureDoesNotMatch" => {
             Some("the AWS credentials are invalid or expired; log in again (e.g. `aws sso login`)")
         }
-        "BucketAlreadyExists" => Some(
-            "a bucket of this name belongs to another account; bucket names are global",
-        ),
-        "LimitExceeded" | "ServiceQuotaExceededException" | "TooManyTagsException" => {
-            Some("an account quota is reached; raise it in Service Quotas or delete unused resources")
+        "BucketAlreadyExists" => {
+            Some("a bucket of this name belongs to another account; bucket names are global")
         }
+        "LimitExceeded" | "ServiceQuotaExceededException" | "TooManyTagsException" => Some(
+            "an account quota is reached; raise it in Service Quotas or delete unused resources",
+        ),
         _ if status == Some(403) => {
             Some("the AWS identity lacks this permission; grant it or use other credentials")
         }
@@ -171,7 +181,10 @@ where
         ),
         SdkError::ConstructionFailure(_) => CloudError::fatal(
             "RequestInvalid",
-            format!("the request could not be built: {}", error_chain(err, false)),
+            format!(
+                "the request could not be built: {}",
+                error_chain(err, false)
+            ),
         )
         .with_hint("this is a bug in deployer; please report it"),
         _ => CloudError::new(ErrorClass::Transient, "Unknown", error_chain(err, false)),
@@ -230,10 +243,16 @@ mod tests {
 
     #[test]
     fn classes_by_code_status_and_message() {
-        assert_eq!(class_of("ThrottlingException", Some(400), ""), ErrorClass::Throttling);
+        assert_eq!(
+            class_of("ThrottlingException", Some(400), ""),
+            ErrorClass::Throttling
+        );
         assert_eq!(class_of("Whatever", Some(429), ""), ErrorClass::Throttling);
         assert_eq!(class_of("Whatever", Some(503), ""), ErrorClass::Transient);
-        assert_eq!(class_of("NoSuchEntity", Some(404), ""), ErrorClass::NotFound);
+        assert_eq!(
+            class_of("NoSuchEntity", Some(404), ""),
+            ErrorClass::NotFound
+        );
         assert_eq!(class_of("HTTP404", Some(404), ""), ErrorClass::NotFound);
         assert_eq!(
             class_of(
@@ -244,10 +263,17 @@ mod tests {
             ErrorClass::EventualConsistency
         );
         assert_eq!(
-            class_of("InvalidParameterValueException", Some(400), "Runtime is wrong"),
+            class_of(
+                "InvalidParameterValueException",
+                Some(400),
+                "Runtime is wrong"
+            ),
             ErrorClass::Fatal
         );
-        assert_eq!(class_of("DeleteConflict", Some(409), ""), ErrorClass::EventualConsistency);
+        assert_eq!(
+            class_of("DeleteConflict", Some(409), ""),
+            ErrorClass::EventualConsistency
+        );
         assert_eq!(class_of("AccessDenied", Some(403), "no"), ErrorClass::Fatal);
         assert!(hint_for("AccessDenied", Some(403)).is_some());
     }

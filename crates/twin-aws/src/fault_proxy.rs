@@ -56,7 +56,14 @@ pub struct Fault {
 
 impl Fault {
     /// A fault on requests whose method is `method` and whose path contains `path_part`.
-    pub fn on_path(method: &str, path_part: &str, times: usize, status: u16, code: &str, message: &str) -> Fault {
+    pub fn on_path(
+        method: &str,
+        path_part: &str,
+        times: usize,
+        status: u16,
+        code: &str,
+        message: &str,
+    ) -> Fault {
         let (m, p) = (method.to_string(), path_part.to_string());
         Fault {
             matches: Box::new(move |r| r.method == m && r.path.contains(&p)),
@@ -156,7 +163,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 fn path_is(head: &str, prefix: &str) -> bool {
-    head.split(' ').nth(1).is_some_and(|p| p.starts_with(prefix))
+    head.split(' ')
+        .nth(1)
+        .is_some_and(|p| p.starts_with(prefix))
 }
 
 /// `GET /__proxy/stats` answers the counters as JSON; `POST /__proxy/reset` clears them.
@@ -280,7 +289,8 @@ async fn handle(mut client: TcpStream, shared: Arc<Shared>) -> std::io::Result<(
             remaining = remaining.saturating_sub(n);
         }
         // Query protocols (IAM, STS) answer in XML; the JSON and REST-JSON ones in JSON.
-        let xml = header(&head, "content-type").is_some_and(|c| c.contains("x-www-form-urlencoded"));
+        let xml =
+            header(&head, "content-type").is_some_and(|c| c.contains("x-www-form-urlencoded"));
         let body = if xml {
             format!(
                 "<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>fault</RequestId></ErrorResponse>"
@@ -340,13 +350,26 @@ mod tests {
 
     #[test]
     fn tells_operations_and_mutations() {
-        let op = operation("POST", "/", "X-Amz-Target: DynamoDB_20120810.CreateTable\r\n", b"");
+        let op = operation(
+            "POST",
+            "/",
+            "X-Amz-Target: DynamoDB_20120810.CreateTable\r\n",
+            b"",
+        );
         assert_eq!(op, "DynamoDB_20120810.CreateTable");
-        let r = RequestInfo { method: "POST".into(), path: "/".into(), operation: op };
+        let r = RequestInfo {
+            method: "POST".into(),
+            path: "/".into(),
+            operation: op,
+        };
         assert!(r.is_mutating());
         let op = operation("POST", "/", "", b"Action=GetRole&RoleName=x");
         assert_eq!(op, "GetRole");
-        let r = RequestInfo { method: "POST".into(), path: "/".into(), operation: op };
+        let r = RequestInfo {
+            method: "POST".into(),
+            path: "/".into(),
+            operation: op,
+        };
         assert!(!r.is_mutating());
         let r = RequestInfo {
             method: "GET".into(),

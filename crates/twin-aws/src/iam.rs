@@ -91,8 +91,10 @@ pub fn role_id(layer: Layer, role: &str) -> ResourceId {
 
 /// The ARN of the role `<twin>-<role>` (deterministic, so specs can name it before it exists).
 pub fn role_arn(ctx: &LayerContext<'_>, role: &str) -> String {
-    ctx.clients
-        .global_arn("iam", &format!("role/{}", names::role_name(ctx.name(), role)))
+    ctx.clients.global_arn(
+        "iam",
+        &format!("role/{}", names::role_name(ctx.name(), role)),
+    )
 }
 
 /// A trust policy letting one service principal assume the role.
@@ -121,18 +123,16 @@ fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 3;
-                    }
-                    Err(_) => {
-                        out.push(b'%');
-                        i += 1;
-                    }
+            b'%' if i + 2 < bytes.len() => match u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                Ok(b) => {
+                    out.push(b);
+                    i += 3;
                 }
-            }
+                Err(_) => {
+                    out.push(b'%');
+                    i += 1;
+                }
+            },
             b'+' => {
                 out.push(b' ');
                 i += 1;
@@ -174,9 +174,19 @@ impl RoleDriver {
 
 #[async_trait]
 impl ResourceDriver for RoleDriver {
-    async fn read(&self, spec: &ResourceSpec, _deps: &Outputs) -> Result<Option<Observed>, CloudError> {
-        let Some(role) =
-            not_found_is_none(self.clients.iam.get_role().role_name(&spec.name).send().await)?
+    async fn read(
+        &self,
+        spec: &ResourceSpec,
+        _deps: &Outputs,
+    ) -> Result<Option<Observed>, CloudError> {
+        let Some(role) = not_found_is_none(
+            self.clients
+                .iam
+                .get_role()
+                .role_name(&spec.name)
+                .send()
+                .await,
+        )?
         else {
             return Ok(None);
         };
@@ -249,9 +259,9 @@ impl ResourceDriver for RoleDriver {
                 .map_err(cloud)?;
         }
         self.put_policy(spec).await?;
-        self.read(spec, deps)
-            .await?
-            .ok_or_else(|| CloudError::fatal("NoSuchEntity", format!("role {} vanished", spec.name)))
+        self.read(spec, deps).await?.ok_or_else(|| {
+            CloudError::fatal("NoSuchEntity", format!("role {} vanished", spec.name))
+        })
     }
 
     async fn delete(&self, spec: &ResourceSpec, _current: &Observed) -> Result<(), CloudError> {
@@ -267,11 +277,20 @@ pub async fn delete_role(clients: &crate::AwsClients, name: &str) -> Result<(), 
         return Ok(());
     };
     for p in inline.policy_names() {
-        gone_is_ok(iam.delete_role_policy().role_name(name).policy_name(p).send().await)?;
+        gone_is_ok(
+            iam.delete_role_policy()
+                .role_name(name)
+                .policy_name(p)
+                .send()
+                .await,
+        )?;
     }
-    if let Some(attached) =
-        not_found_is_none(iam.list_attached_role_policies().role_name(name).send().await)?
-    {
+    if let Some(attached) = not_found_is_none(
+        iam.list_attached_role_policies()
+            .role_name(name)
+            .send()
+            .await,
+    )? {
         for p in attached.attached_policies() {
             if let Some(arn) = p.policy_arn() {
                 gone_is_ok(

@@ -98,10 +98,19 @@ impl FunctionSpec {
 
     /// The function's log group and the function itself (which depends on the log group, its
     /// role and its crate's artifact in `layer`).
-    pub fn build(self, ctx: &LayerContext<'_>, layer: Layer) -> Result<Vec<ResourceSpec>, CloudError> {
+    pub fn build(
+        self,
+        ctx: &LayerContext<'_>,
+        layer: Layer,
+    ) -> Result<Vec<ResourceSpec>, CloudError> {
         let name = self.cloud_name(ctx);
         let log_group = ctx
-            .spec(layer, logs::KIND, &self.local_name, logs::log_group_name(&name))
+            .spec(
+                layer,
+                logs::KIND,
+                &self.local_name,
+                logs::log_group_name(&name),
+            )
             .desired(ctx.tagged(json!({"retention_days": logs::RETENTION_DAYS})));
         let mut env = self.env.clone();
         env.insert("TWIN_NAME".into(), ctx.name().to_string());
@@ -318,7 +327,12 @@ impl ResourceDriver for FunctionDriver {
             .role(s(spec, "role"))
             .environment(env_of(spec))
             .description(format!("{HASH_PREFIX}{}", s(spec, "source_hash")))
-            .code(FunctionCode::builder().s3_bucket(bucket).s3_key(key).build())
+            .code(
+                FunctionCode::builder()
+                    .s3_bucket(bucket)
+                    .s3_key(key)
+                    .build(),
+            )
             .tags(names::TAG_KEY, crate::context::twin_tag(spec))
             .send()
             .await
@@ -374,9 +388,12 @@ impl ResourceDriver for FunctionDriver {
                 .map_err(cloud)?;
             self.wait_ready(&spec.name).await?;
         }
-        self.read(spec, deps)
-            .await?
-            .ok_or_else(|| CloudError::fatal("ResourceNotFoundException", format!("function {} vanished", spec.name)))
+        self.read(spec, deps).await?.ok_or_else(|| {
+            CloudError::fatal(
+                "ResourceNotFoundException",
+                format!("function {} vanished", spec.name),
+            )
+        })
     }
 
     async fn delete(&self, spec: &ResourceSpec, _: &Observed) -> Result<(), CloudError> {

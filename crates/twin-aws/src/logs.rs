@@ -47,7 +47,11 @@ impl ResourceDriver for LogGroupDriver {
             .iter()
             .find(|g| g.log_group_name() == Some(spec.name.as_str()))
             .map(|g| {
-                let arn = g.arn().unwrap_or_default().trim_end_matches(":*").to_string();
+                let arn = g
+                    .arn()
+                    .unwrap_or_default()
+                    .trim_end_matches(":*")
+                    .to_string();
                 Observed::new(
                     arn.clone(),
                     json!({"arn": arn, "retention_days": g.retention_in_days()}),

@@ -8,7 +8,9 @@ use async_trait::async_trait;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use twin_config::Layer;
-use twin_engine::{CloudError, ErrorClass, Observed, Outputs, ResourceDriver, ResourceId, ResourceSpec};
+use twin_engine::{
+    CloudError, ErrorClass, Observed, Outputs, ResourceDriver, ResourceId, ResourceSpec,
+};
 
 /// Driver kind of a permission.
 pub const KIND: &str = "lambda_permission";
@@ -49,7 +51,10 @@ impl PermissionDriver {
 }
 
 fn field<'a>(spec: &'a ResourceSpec, k: &str) -> &'a str {
-    spec.desired.get(k).and_then(Value::as_str).unwrap_or_default()
+    spec.desired
+        .get(k)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 #[async_trait]
@@ -66,7 +71,8 @@ impl ResourceDriver for PermissionDriver {
         else {
             return Ok(None);
         };
-        let policy: Value = serde_json::from_str(out.policy().unwrap_or("{}")).unwrap_or(Value::Null);
+        let policy: Value =
+            serde_json::from_str(out.policy().unwrap_or("{}")).unwrap_or(Value::Null);
         let sid = field(spec, "sid");
         let statements = policy
             .get("Statement")

@@ -2,8 +2,8 @@
 
 use crate::artifacts::{self, ArtifactDriver, Artifacts};
 use crate::context::LayerContext;
-use crate::{discover, iam, l1, l2, l3, l4_twinmaker, l5_grafana, lambda_fn, logs, permissions};
 use crate::AwsClients;
+use crate::{discover, iam, l1, l2, l3, l4_twinmaker, l5_grafana, lambda_fn, logs, permissions};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -21,19 +21,31 @@ pub struct AwsProvider {
 impl AwsProvider {
     /// Connects to AWS (region from the config's `aws` settings or the environment) for `twin`,
     /// finding function crates in `functions_dir` or the deployer's workspace.
-    pub async fn new(twin: &TwinConfig, functions_dir: Option<PathBuf>) -> Result<Self, CloudError> {
+    pub async fn new(
+        twin: &TwinConfig,
+        functions_dir: Option<PathBuf>,
+    ) -> Result<Self, CloudError> {
         let settings = &twin.providers.aws;
         let clients = Arc::new(AwsClients::load(Some(settings)).await?);
         let arch = settings.architecture;
-        Ok(Self::with_clients(clients, Arc::new(Artifacts::new(functions_dir, arch))))
+        Ok(Self::with_clients(
+            clients,
+            Arc::new(Artifacts::new(functions_dir, arch)),
+        ))
     }
 
     /// A provider on given clients and code (tests).
     pub fn with_clients(clients: Arc<AwsClients>, artifacts: Arc<Artifacts>) -> Self {
         let mut drivers: HashMap<&'static str, Arc<dyn ResourceDriver>> = HashMap::new();
         drivers.insert(iam::KIND, Arc::new(iam::RoleDriver::new(clients.clone())));
-        drivers.insert(lambda_fn::KIND, Arc::new(lambda_fn::FunctionDriver::new(clients.clone())));
-        drivers.insert(logs::KIND, Arc::new(logs::LogGroupDriver::new(clients.clone())));
+        drivers.insert(
+            lambda_fn::KIND,
+            Arc::new(lambda_fn::FunctionDriver::new(clients.clone())),
+        );
+        drivers.insert(
+            logs::KIND,
+            Arc::new(logs::LogGroupDriver::new(clients.clone())),
+        );
         drivers.insert(
             artifacts::KIND,
             Arc::new(ArtifactDriver::new(clients.clone(), artifacts.clone())),
@@ -58,7 +70,10 @@ impl AwsProvider {
             l3::schedules::KIND,
             Arc::new(l3::schedules::ScheduleDriver::new(clients.clone())),
         );
-        drivers.insert(l1::thing::KIND, Arc::new(l1::thing::ThingDriver::new(clients.clone())));
+        drivers.insert(
+            l1::thing::KIND,
+            Arc::new(l1::thing::ThingDriver::new(clients.clone())),
+        );
         drivers.insert(
             l1::certificate::KIND,
             Arc::new(l1::certificate::CertificateDriver::new(clients.clone())),
@@ -77,7 +92,9 @@ impl AwsProvider {
         );
         drivers.insert(
             l1::simulator_config::KIND,
-            Arc::new(l1::simulator_config::SimulatorConfigDriver::new(clients.clone())),
+            Arc::new(l1::simulator_config::SimulatorConfigDriver::new(
+                clients.clone(),
+            )),
         );
         AwsProvider {
             clients,
@@ -140,7 +157,11 @@ impl Provider for AwsProvider {
         )))
     }
 
-    async fn discover(&self, layer: Layer, twin: &TwinConfig) -> Result<Vec<ResourceSpec>, CloudError> {
+    async fn discover(
+        &self,
+        layer: Layer,
+        twin: &TwinConfig,
+    ) -> Result<Vec<ResourceSpec>, CloudError> {
         let ctx = self.ctx(twin);
         match layer {
             Layer::L4 => l4_twinmaker::discover(&ctx).await,

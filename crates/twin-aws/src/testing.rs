@@ -21,7 +21,10 @@ pub fn write_prebuilt(dir: &Path) -> std::io::Result<()> {
     for c in CRATES {
         let d = dir.join(c);
         std::fs::create_dir_all(&d)?;
-        std::fs::write(d.join("bootstrap.zip"), stored_zip("bootstrap", c.as_bytes()))?;
+        std::fs::write(
+            d.join("bootstrap.zip"),
+            stored_zip("bootstrap", c.as_bytes()),
+        )?;
     }
     Ok(())
 }
@@ -66,7 +69,11 @@ fn crc32(data: &[u8]) -> u32 {
     for b in data {
         crc ^= *b as u32;
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -77,42 +84,97 @@ fn crc32(data: &[u8]) -> u32 {
 pub async fn leftovers(c: &AwsClients, prefix: &str) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     let rule_prefix = prefix.replace('-', "_");
-    for r in c.iam.list_roles().send().await.map_err(|e| e.to_string())?.roles() {
+    for r in c
+        .iam
+        .list_roles()
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .roles()
+    {
         if r.role_name().starts_with(prefix) {
             out.push(format!("iam:{}", r.role_name()));
         }
     }
-    for f in c.lambda.list_functions().send().await.map_err(|e| e.to_string())?.functions() {
+    for f in c
+        .lambda
+        .list_functions()
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .functions()
+    {
         if f.function_name().unwrap_or("").starts_with(prefix) {
             out.push(format!("lambda:{}", f.function_name().unwrap_or("")));
         }
     }
-    for t in c.iot.list_things().send().await.map_err(|e| e.to_string())?.things() {
+    for t in c
+        .iot
+        .list_things()
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .things()
+    {
         if t.thing_name().unwrap_or("").starts_with(prefix) {
             out.push(format!("iot-thing:{}", t.thing_name().unwrap_or("")));
         }
     }
-    for p in c.iot.list_policies().send().await.map_err(|e| e.to_string())?.policies() {
+    for p in c
+        .iot
+        .list_policies()
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .policies()
+    {
         if p.policy_name().unwrap_or("").starts_with(prefix) {
             out.push(format!("iot-policy:{}", p.policy_name().unwrap_or("")));
         }
     }
-    for r in c.iot.list_topic_rules().send().await.map_err(|e| e.to_string())?.rules() {
+    for r in c
+        .iot
+        .list_topic_rules()
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .rules()
+    {
         if r.rule_name().unwrap_or("").starts_with(&rule_prefix) {
             out.push(format!("iot-rule:{}", r.rule_name().unwrap_or("")));
         }
     }
-    for t in c.dynamodb.list_tables().send().await.map_err(|e| e.to_string())?.table_names() {
+    for t in c
+        .dynamodb
+        .list_tables()
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .table_names()
+    {
         if t.starts_with(prefix) {
             out.push(format!("dynamodb:{t}"));
         }
     }
-    for b in c.s3.list_buckets().send().await.map_err(|e| e.to_string())?.buckets() {
+    for b in
+        c.s3.list_buckets()
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .buckets()
+    {
         if b.name().unwrap_or("").starts_with(prefix) {
             out.push(format!("s3:{}", b.name().unwrap_or("")));
         }
     }
-    for a in c.apigw.get_apis().send().await.map_err(|e| e.to_string())?.items() {
+    for a in c
+        .apigw
+        .get_apis()
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .items()
+    {
         if a.name().unwrap_or("").starts_with(prefix) {
             out.push(format!("apigw:{}", a.name().unwrap_or("")));
         }
@@ -139,7 +201,14 @@ pub async fn leftovers(c: &AwsClients, prefix: &str) -> Result<Vec<String>, Stri
     {
         out.push(format!("logs:{}", g.log_group_name().unwrap_or("")));
     }
-    for cert in c.iot.list_certificates().send().await.map_err(|e| e.to_string())?.certificates() {
+    for cert in c
+        .iot
+        .list_certificates()
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .certificates()
+    {
         let arn = cert.certificate_arn().unwrap_or("");
         let things = c
             .iot

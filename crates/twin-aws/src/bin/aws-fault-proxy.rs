@@ -15,7 +15,9 @@ fn arg(args: &[String], name: &str) -> Option<String> {
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let upstream: Option<SocketAddr> = arg(&args, "--upstream").and_then(|u| u.parse().ok());
-    let port: u16 = arg(&args, "--port").and_then(|p| p.parse().ok()).unwrap_or(0);
+    let port: u16 = arg(&args, "--port")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
     let Some(upstream) = upstream else {
         eprintln!("usage: aws-fault-proxy --upstream HOST:PORT [--port PORT]");
         std::process::exit(2);

@@ -24,18 +24,27 @@ impl AttachmentsDriver {
 }
 
 fn field<'a>(spec: &'a ResourceSpec, k: &str) -> &'a str {
-    spec.desired.get(k).and_then(Value::as_str).unwrap_or_default()
+    spec.desired
+        .get(k)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 /// The certificate ARN from the certificate this spec depends on.
 fn cert_arn(spec: &ResourceSpec, deps: &Outputs) -> Option<String> {
     let id = ResourceId::from(field(spec, "certificate"));
-    deps.get(&id).and_then(|o| o.attr("arn")).map(str::to_string)
+    deps.get(&id)
+        .and_then(|o| o.attr("arn"))
+        .map(str::to_string)
 }
 
 #[async_trait]
 impl ResourceDriver for AttachmentsDriver {
-    async fn read(&self, spec: &ResourceSpec, deps: &Outputs) -> Result<Option<Observed>, CloudError> {
+    async fn read(
+        &self,
+        spec: &ResourceSpec,
+        deps: &Outputs,
+    ) -> Result<Option<Observed>, CloudError> {
         // Without a certificate there is nothing to be attached (a certificate's delete
         // detaches everything anyway).
         let Some(arn) = cert_arn(spec, deps) else {
@@ -43,11 +52,13 @@ impl ResourceDriver for AttachmentsDriver {
         };
         let iot = &self.clients.iot;
         let thing = field(spec, "thing");
-        let thing_attached = not_found_is_none(iot.list_thing_principals().thing_name(thing).send().await)?
-            .is_some_and(|p| p.principals().iter().any(|x| x == &arn));
+        let thing_attached =
+            not_found_is_none(iot.list_thing_principals().thing_name(thing).send().await)?
+                .is_some_and(|p| p.principals().iter().any(|x| x == &arn));
         let policy = field(spec, "policy");
-        let policy_attached = not_found_is_none(iot.list_attached_policies().target(&arn).send().await)?
-            .is_some_and(|p| p.policies().iter().any(|x| x.policy_name() == Some(policy)));
+        let policy_attached =
+            not_found_is_none(iot.list_attached_policies().target(&arn).send().await)?
+                .is_some_and(|p| p.policies().iter().any(|x| x.policy_name() == Some(policy)));
         if !thing_attached && !policy_attached {
             return Ok(None);
         }

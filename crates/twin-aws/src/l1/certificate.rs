@@ -95,7 +95,10 @@ impl CertificateDriver {
 }
 
 fn field<'a>(spec: &'a ResourceSpec, k: &str) -> &'a str {
-    spec.desired.get(k).and_then(Value::as_str).unwrap_or_default()
+    spec.desired
+        .get(k)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 /// The ids a certificate may have: the DER hash (AWS), plus, against an emulator, the hash of
@@ -162,10 +165,7 @@ impl ResourceDriver for CertificateDriver {
         let key_path = dir.join(PRIVATE_KEY_FILE);
         // A pair written by an interrupted run is reused; otherwise a new one is made. The
         // key is written first, so a certificate file always has its key beside it.
-        let pem = match (
-            std::fs::read_to_string(&cert_path),
-            key_path.exists(),
-        ) {
+        let pem = match (std::fs::read_to_string(&cert_path), key_path.exists()) {
             (Ok(pem), true) if certificate_id(&pem).is_some() => pem,
             _ => {
                 let (cert, key) = make_certificate(field(spec, "thing"))?;
@@ -216,14 +216,21 @@ impl ResourceDriver for CertificateDriver {
             .send()
             .await
             .map_err(cloud)?;
-        self.read(spec, deps)
-            .await?
-            .ok_or_else(|| CloudError::fatal("ResourceNotFoundException", format!("certificate of {} vanished", spec.name)))
+        self.read(spec, deps).await?.ok_or_else(|| {
+            CloudError::fatal(
+                "ResourceNotFoundException",
+                format!("certificate of {} vanished", spec.name),
+            )
+        })
     }
 
     async fn delete(&self, spec: &ResourceSpec, current: &Observed) -> Result<(), CloudError> {
-        delete_certificate(&self.clients, current.attr("certificate_id").unwrap_or_default(), &current.cloud_id)
-            .await?;
+        delete_certificate(
+            &self.clients,
+            current.attr("certificate_id").unwrap_or_default(),
+            &current.cloud_id,
+        )
+        .await?;
         let dir = field(spec, "dir");
         if !dir.is_empty() {
             // The credentials of a deleted certificate are useless; the key must not linger.
@@ -237,7 +244,11 @@ impl ResourceDriver for CertificateDriver {
 }
 
 /// Deactivates a certificate, detaches it from every thing and policy, and deletes it.
-pub async fn delete_certificate(clients: &AwsClients, id: &str, arn: &str) -> Result<(), CloudError> {
+pub async fn delete_certificate(
+    clients: &AwsClients,
+    id: &str,
+    arn: &str,
+) -> Result<(), CloudError> {
     let iot = &clients.iot;
     gone_is_ok(
         iot.update_certificate()
@@ -246,7 +257,9 @@ pub async fn delete_certificate(clients: &AwsClients, id: &str, arn: &str) -> Re
             .send()
             .await,
     )?;
-    if let Some(things) = not_found_is_none(iot.list_principal_things().principal(arn).send().await)? {
+    if let Some(things) =
+        not_found_is_none(iot.list_principal_things().principal(arn).send().await)?
+    {
         for t in things.things() {
             gone_is_ok(
                 iot.detach_thing_principal()
@@ -257,10 +270,18 @@ pub async fn delete_certificate(clients: &AwsClients, id: &str, arn: &str) -> Re
             )?;
         }
     }
-    if let Some(policies) = not_found_is_none(iot.list_attached_policies().target(arn).send().await)? {
+    if let Some(policies) =
+        not_found_is_none(iot.list_attached_policies().target(arn).send().await)?
+    {
         for p in policies.policies() {
             if let Some(name) = p.policy_name() {
-                gone_is_ok(iot.detach_policy().policy_name(name).target(arn).send().await)?;
+                gone_is_ok(
+                    iot.detach_policy()
+                        .policy_name(name)
+                        .target(arn)
+                        .send()
+                        .await,
+                )?;
             }
         }
     }

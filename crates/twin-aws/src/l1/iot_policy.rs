@@ -136,9 +136,12 @@ impl ResourceDriver for IotPolicyDriver {
             .send()
             .await
             .map_err(cloud)?;
-        self.read(spec, deps)
-            .await?
-            .ok_or_else(|| CloudError::fatal("ResourceNotFoundException", format!("policy {} vanished", spec.name)))
+        self.read(spec, deps).await?.ok_or_else(|| {
+            CloudError::fatal(
+                "ResourceNotFoundException",
+                format!("policy {} vanished", spec.name),
+            )
+        })
     }
 
     async fn delete(&self, spec: &ResourceSpec, _: &Observed) -> Result<(), CloudError> {
@@ -149,13 +152,25 @@ impl ResourceDriver for IotPolicyDriver {
 /// Detaches a policy from every target, deletes its old versions, then the policy.
 pub async fn delete_policy(clients: &AwsClients, name: &str) -> Result<(), CloudError> {
     let iot = &clients.iot;
-    if let Some(t) = not_found_is_none(iot.list_targets_for_policy().policy_name(name).send().await)? {
+    if let Some(t) =
+        not_found_is_none(iot.list_targets_for_policy().policy_name(name).send().await)?
+    {
         for target in t.targets() {
-            gone_is_ok(iot.detach_policy().policy_name(name).target(target).send().await)?;
+            gone_is_ok(
+                iot.detach_policy()
+                    .policy_name(name)
+                    .target(target)
+                    .send()
+                    .await,
+            )?;
         }
     }
     if let Some(v) = not_found_is_none(iot.list_policy_versions().policy_name(name).send().await)? {
-        for version in v.policy_versions().iter().filter(|v| !v.is_default_version()) {
+        for version in v
+            .policy_versions()
+            .iter()
+            .filter(|v| !v.is_default_version())
+        {
             if let Some(id) = version.version_id() {
                 gone_is_ok(
                     iot.delete_policy_version()

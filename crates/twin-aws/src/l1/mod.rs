@@ -82,7 +82,12 @@ pub fn specs(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudError> {
         &topic_rule::rule_arn(ctx),
     );
     let rule = ctx
-        .spec(layer, topic_rule::KIND, "telemetry", names::topic_rule_name(twin))
+        .spec(
+            layer,
+            topic_rule::KIND,
+            "telemetry",
+            names::topic_rule_name(twin),
+        )
         .depends_on([dispatcher_id, permission.id.clone()])
         .desired(ctx.tagged(json!({
             "sql": topic_rule::rule_sql(twin),

@@ -64,7 +64,10 @@ impl SimulatorConfigDriver {
 }
 
 fn field<'a>(spec: &'a ResourceSpec, k: &str) -> &'a str {
-    spec.desired.get(k).and_then(Value::as_str).unwrap_or_default()
+    spec.desired
+        .get(k)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> CloudError + '_ {
@@ -114,7 +117,11 @@ impl ResourceDriver for SimulatorConfigDriver {
         write_private(&ca, AMAZON_ROOT_CA1, 0o644)?;
         let payloads = dir.join(field(spec, "payload_file_path"));
         if !payloads.exists() {
-            let example = spec.desired.get("example_payloads").cloned().unwrap_or(json!([]));
+            let example = spec
+                .desired
+                .get("example_payloads")
+                .cloned()
+                .unwrap_or(json!([]));
             let text = serde_json::to_string_pretty(&example).unwrap_or_else(|_| "[]".into());
             write_private(&payloads, &text, 0o644)?;
         }
@@ -127,9 +134,9 @@ impl ResourceDriver for SimulatorConfigDriver {
         });
         let text = serde_json::to_string_pretty(&config).unwrap_or_default();
         write_private(&path, &text, 0o644)?;
-        self.read(spec, deps)
-            .await?
-            .ok_or_else(|| CloudError::fatal("LocalFile", format!("{} not written", path.display())))
+        self.read(spec, deps).await?.ok_or_else(|| {
+            CloudError::fatal("LocalFile", format!("{} not written", path.display()))
+        })
     }
 
     async fn update(

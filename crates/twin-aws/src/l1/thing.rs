@@ -88,9 +88,12 @@ impl ResourceDriver for ThingDriver {
             .send()
             .await
             .map_err(cloud)?;
-        self.read(spec, deps)
-            .await?
-            .ok_or_else(|| CloudError::fatal("ResourceNotFoundException", format!("thing {} vanished", spec.name)))
+        self.read(spec, deps).await?.ok_or_else(|| {
+            CloudError::fatal(
+                "ResourceNotFoundException",
+                format!("thing {} vanished", spec.name),
+            )
+        })
     }
 
     async fn delete(&self, spec: &ResourceSpec, _: &Observed) -> Result<(), CloudError> {

@@ -23,8 +23,10 @@ pub fn rule_sql(twin: &str) -> String {
 
 /// The rule's ARN (deterministic, so the dispatcher's permission can name it first).
 pub fn rule_arn(ctx: &LayerContext<'_>) -> String {
-    ctx.clients
-        .arn("iot", &format!("rule/{}", names::topic_rule_name(ctx.name())))
+    ctx.clients.arn(
+        "iot",
+        &format!("rule/{}", names::topic_rule_name(ctx.name())),
+    )
 }
 
 /// Creates, reads, replaces and deletes the rule.
@@ -40,7 +42,10 @@ impl TopicRuleDriver {
 }
 
 fn field<'a>(spec: &'a ResourceSpec, k: &str) -> &'a str {
-    spec.desired.get(k).and_then(Value::as_str).unwrap_or_default()
+    spec.desired
+        .get(k)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 fn payload(spec: &ResourceSpec) -> Result<TopicRulePayload, CloudError> {
@@ -73,7 +78,9 @@ impl ResourceDriver for TopicRuleDriver {
             .await;
         // IoT answers a missing rule with UnauthorizedException (it does not reveal names).
         let r = match r {
-            Err(e) if crate::errors::classify(&e).code == "UnauthorizedException" => return Ok(None),
+            Err(e) if crate::errors::classify(&e).code == "UnauthorizedException" => {
+                return Ok(None)
+            }
             other => other,
         };
         let Some(out) = not_found_is_none(r)? else {
@@ -104,7 +111,11 @@ impl ResourceDriver for TopicRuleDriver {
             .create_topic_rule()
             .rule_name(&spec.name)
             .topic_rule_payload(payload(spec)?)
-            .tags(format!("{}={}", names::TAG_KEY, crate::context::twin_tag(spec)))
+            .tags(format!(
+                "{}={}",
+                names::TAG_KEY,
+                crate::context::twin_tag(spec)
+            ))
             .send()
             .await
             .map_err(cloud)?;
@@ -131,9 +142,12 @@ impl ResourceDriver for TopicRuleDriver {
             .send()
             .await
             .map_err(cloud)?;
-        self.read(spec, deps)
-            .await?
-            .ok_or_else(|| CloudError::fatal("ResourceNotFoundException", format!("rule {} vanished", spec.name)))
+        self.read(spec, deps).await?.ok_or_else(|| {
+            CloudError::fatal(
+                "ResourceNotFoundException",
+                format!("rule {} vanished", spec.name),
+            )
+        })
     }
 
     async fn delete(&self, spec: &ResourceSpec, _: &Observed) -> Result<(), CloudError> {

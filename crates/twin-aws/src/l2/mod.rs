@@ -36,7 +36,10 @@ pub fn specs(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudError> {
     let processors_pattern = names::processor_function_name(twin, "*");
     let processor_role = RoleSpec::new(PROCESSOR_ROLE, "lambda.amazonaws.com")
         .allow_logs(ctx, &[processors_pattern])
-        .allow(&["lambda:InvokeFunction"], &[function_arn(ctx, "persister")]);
+        .allow(
+            &["lambda:InvokeFunction"],
+            &[function_arn(ctx, "persister")],
+        );
 
     let mut functions = vec![persister];
     for d in &ctx.twin.devices {
@@ -52,12 +55,18 @@ pub fn specs(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudError> {
                 PROCESSOR_ROLE,
             )
             .env("DEVICE_ID", &d.id)
-            .env("DEVICE_PROPERTIES", serde_json::Value::Array(properties).to_string())
+            .env(
+                "DEVICE_PROPERTIES",
+                serde_json::Value::Array(properties).to_string(),
+            )
             .env("PERSISTER_FUNCTION", &persister_name)
             .depends_on([persister_id.clone()]),
         );
     }
-    let mut specs = vec![persister_role.build(ctx, layer), processor_role.build(ctx, layer)];
+    let mut specs = vec![
+        persister_role.build(ctx, layer),
+        processor_role.build(ctx, layer),
+    ];
     specs.extend(build_functions(ctx, layer, functions)?);
     Ok(specs)
 }

@@ -13,7 +13,9 @@ use aws_sdk_s3::types::{
 use serde_json::{json, Value};
 use std::sync::Arc;
 use twin_config::{names, Layer};
-use twin_engine::{CloudError, ErrorClass, Observed, Outputs, ResourceDriver, ResourceId, ResourceSpec};
+use twin_engine::{
+    CloudError, ErrorClass, Observed, Outputs, ResourceDriver, ResourceId, ResourceSpec,
+};
 
 /// Driver kind of a bucket.
 pub const KIND: &str = "s3_bucket";
@@ -25,7 +27,12 @@ fn bucket_desired(ctx: &LayerContext<'_>, tier: &str) -> Value {
 
 /// The cloud name of a tier's bucket (`cold`, `archive`, `twinmaker`, `artifacts`).
 pub fn bucket_name(ctx: &LayerContext<'_>, tier: &str) -> String {
-    names::bucket_name(ctx.name(), tier, &ctx.clients.account_id, &ctx.clients.region)
+    names::bucket_name(
+        ctx.name(),
+        tier,
+        &ctx.clients.account_id,
+        &ctx.clients.region,
+    )
 }
 
 /// The id of a tier's bucket in `layer`.
@@ -124,30 +131,32 @@ impl ResourceDriver for BucketDriver {
         if not_found_is_none(s3.head_bucket().bucket(&spec.name).send().await)?.is_none() {
             return Ok(None);
         }
-        let encryption = not_found_is_none(s3.get_bucket_encryption().bucket(&spec.name).send().await)
-            .or_else(|e| {
-                // No default encryption configured reads as its own error code.
-                if e.code == "ServerSideEncryptionConfigurationNotFoundError" {
-                    Ok(None)
-                } else {
-                    Err(e)
-                }
-            })?
-            .and_then(|o| {
-                o.server_side_encryption_configuration()
-                    .and_then(|c| c.rules().first())
-                    .and_then(|r| r.apply_server_side_encryption_by_default())
-                    .map(|d| d.sse_algorithm().as_str().to_string())
-            });
-        let blocked = not_found_is_none(s3.get_public_access_block().bucket(&spec.name).send().await)?
-            .and_then(|o| o.public_access_block_configuration().cloned())
-            .map(|c| {
-                c.block_public_acls() == Some(true)
-                    && c.ignore_public_acls() == Some(true)
-                    && c.block_public_policy() == Some(true)
-                    && c.restrict_public_buckets() == Some(true)
-            })
-            .unwrap_or(false);
+        let encryption =
+            not_found_is_none(s3.get_bucket_encryption().bucket(&spec.name).send().await)
+                .or_else(|e| {
+                    // No default encryption configured reads as its own error code.
+                    if e.code == "ServerSideEncryptionConfigurationNotFoundError" {
+                        Ok(None)
+                    } else {
+                        Err(e)
+                    }
+                })?
+                .and_then(|o| {
+                    o.server_side_encryption_configuration()
+                        .and_then(|c| c.rules().first())
+                        .and_then(|r| r.apply_server_side_encryption_by_default())
+                        .map(|d| d.sse_algorithm().as_str().to_string())
+                });
+        let blocked =
+            not_found_is_none(s3.get_public_access_block().bucket(&spec.name).send().await)?
+                .and_then(|o| o.public_access_block_configuration().cloned())
+                .map(|c| {
+                    c.block_public_acls() == Some(true)
+                        && c.ignore_public_acls() == Some(true)
+                        && c.block_public_policy() == Some(true)
+                        && c.restrict_public_buckets() == Some(true)
+                })
+                .unwrap_or(false);
         let arn = format!("arn:{}:s3:::{}", self.clients.partition, spec.name);
         Ok(Some(Observed::new(
             arn.clone(),
@@ -167,7 +176,9 @@ impl ResourceDriver for BucketDriver {
         if self.clients.region != "us-east-1" {
             req = req.create_bucket_configuration(
                 CreateBucketConfiguration::builder()
-                    .location_constraint(BucketLocationConstraint::from(self.clients.region.as_str()))
+                    .location_constraint(BucketLocationConstraint::from(
+                        self.clients.region.as_str(),
+                    ))
                     .build(),
             );
         }
@@ -195,14 +206,21 @@ impl ResourceDriver for BucketDriver {
         deps: &Outputs,
     ) -> Result<Observed, CloudError> {
         self.configure(spec).await?;
-        self.read(spec, deps)
-            .await?
-            .ok_or_else(|| CloudError::fatal("NoSuchBucket", format!("bucket {} vanished", spec.name)))
+        self.read(spec, deps).await?.ok_or_else(|| {
+            CloudError::fatal("NoSuchBucket", format!("bucket {} vanished", spec.name))
+        })
     }
 
     async fn delete(&self, spec: &ResourceSpec, _: &Observed) -> Result<(), CloudError> {
         empty_bucket(&self.clients, &spec.name).await?;
-        gone_is_ok(self.clients.s3.delete_bucket().bucket(&spec.name).send().await)
+        gone_is_ok(
+            self.clients
+                .s3
+                .delete_bucket()
+                .bucket(&spec.name)
+                .send()
+                .await,
+        )
     }
 }
 

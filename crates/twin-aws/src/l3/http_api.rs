@@ -11,7 +11,9 @@ use aws_sdk_apigatewayv2::types::{AuthorizationType, IntegrationType, ProtocolTy
 use serde_json::{json, Value};
 use std::sync::Arc;
 use twin_config::{names, Layer};
-use twin_engine::{CloudError, ErrorClass, Observed, Outputs, ResourceDriver, ResourceId, ResourceSpec};
+use twin_engine::{
+    CloudError, ErrorClass, Observed, Outputs, ResourceDriver, ResourceId, ResourceSpec,
+};
 
 /// Driver kind of the API.
 pub const KIND: &str = "http_api";
@@ -25,15 +27,20 @@ const SID: &str = "deployer-http-api";
 /// The hot reader API's spec; `reader` is the hot reader function's id.
 pub fn http_api_spec(ctx: &LayerContext<'_>, reader: ResourceId) -> ResourceSpec {
     let function = names::function_name(ctx.name(), "hot-reader");
-    ctx.spec(Layer::L3Hot, KIND, "hot-reader", names::http_api_name(ctx.name()))
-        .depends_on([reader])
-        .desired(ctx.tagged(json!({
-            "route": ROUTE,
-            "authorization": "AWS_IAM",
-            "function": function,
-            "target": crate::lambda_fn::function_arn(ctx, "hot-reader"),
-            "invoke_permission": true,
-        })))
+    ctx.spec(
+        Layer::L3Hot,
+        KIND,
+        "hot-reader",
+        names::http_api_name(ctx.name()),
+    )
+    .depends_on([reader])
+    .desired(ctx.tagged(json!({
+        "route": ROUTE,
+        "authorization": "AWS_IAM",
+        "function": function,
+        "target": crate::lambda_fn::function_arn(ctx, "hot-reader"),
+        "invoke_permission": true,
+    })))
 }
 
 /// Creates, reads and deletes the API with everything it owns.
@@ -47,7 +54,10 @@ impl HttpApiDriver {
         HttpApiDriver { clients }
     }
 
-    async fn find(&self, name: &str) -> Result<Option<aws_sdk_apigatewayv2::types::Api>, CloudError> {
+    async fn find(
+        &self,
+        name: &str,
+    ) -> Result<Option<aws_sdk_apigatewayv2::types::Api>, CloudError> {
         let mut token: Option<String> = None;
         loop {
             let out = self
@@ -75,7 +85,12 @@ impl HttpApiDriver {
     async fn ensure_parts(&self, spec: &ResourceSpec, api_id: &str) -> Result<(), CloudError> {
         let apigw = &self.clients.apigw;
         let target = field(spec, "target");
-        let integrations = apigw.get_integrations().api_id(api_id).send().await.map_err(cloud)?;
+        let integrations = apigw
+            .get_integrations()
+            .api_id(api_id)
+            .send()
+            .await
+            .map_err(cloud)?;
         let integration_id = match integrations
             .items()
             .iter()
@@ -96,7 +111,12 @@ impl HttpApiDriver {
                 .unwrap_or_default()
                 .to_string(),
         };
-        let routes = apigw.get_routes().api_id(api_id).send().await.map_err(cloud)?;
+        let routes = apigw
+            .get_routes()
+            .api_id(api_id)
+            .send()
+            .await
+            .map_err(cloud)?;
         let want_target = format!("integrations/{integration_id}");
         match routes.items().iter().find(|r| r.route_key() == Some(ROUTE)) {
             Some(r)
@@ -172,7 +192,8 @@ impl HttpApiDriver {
         let Some(policy) = policy else {
             return Ok(false);
         };
-        let doc: Value = serde_json::from_str(policy.policy().unwrap_or("{}")).unwrap_or(Value::Null);
+        let doc: Value =
+            serde_json::from_str(policy.policy().unwrap_or("{}")).unwrap_or(Value::Null);
         let want = self.source_arn(api_id);
         Ok(doc
             .get("Statement")
@@ -180,7 +201,8 @@ impl HttpApiDriver {
             .is_some_and(|sts| {
                 sts.iter().any(|s| {
                     s.get("Sid").and_then(Value::as_str) == Some(SID)
-                        && s.pointer("/Condition/ArnLike/AWS:SourceArn").and_then(Value::as_str)
+                        && s.pointer("/Condition/ArnLike/AWS:SourceArn")
+                            .and_then(Value::as_str)
                             == Some(want.as_str())
                 })
             }))
@@ -188,7 +210,10 @@ impl HttpApiDriver {
 }
 
 fn field<'a>(spec: &'a ResourceSpec, k: &str) -> &'a str {
-    spec.desired.get(k).and_then(Value::as_str).unwrap_or_default()
+    spec.desired
+        .get(k)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 #[async_trait]
@@ -199,9 +224,19 @@ impl ResourceDriver for HttpApiDriver {
         };
         let api_id = api.api_id().unwrap_or_default().to_string();
         let apigw = &self.clients.apigw;
-        let routes = apigw.get_routes().api_id(&api_id).send().await.map_err(cloud)?;
+        let routes = apigw
+            .get_routes()
+            .api_id(&api_id)
+            .send()
+            .await
+            .map_err(cloud)?;
         let route = routes.items().iter().find(|r| r.route_key() == Some(ROUTE));
-        let integrations = apigw.get_integrations().api_id(&api_id).send().await.map_err(cloud)?;
+        let integrations = apigw
+            .get_integrations()
+            .api_id(&api_id)
+            .send()
+            .await
+            .map_err(cloud)?;
         let target = route
             .and_then(|r| r.target())
             .and_then(|t| t.strip_prefix("integrations/"))
@@ -238,7 +273,8 @@ impl ResourceDriver for HttpApiDriver {
             .send()
             .await
             .map_err(cloud)?;
-        self.ensure_parts(spec, api.api_id().unwrap_or_default()).await?;
+        self.ensure_parts(spec, api.api_id().unwrap_or_default())
+            .await?;
         self.read(spec, deps).await?.ok_or_else(|| {
             CloudError::new(
                 ErrorClass::EventualConsistency,
@@ -255,9 +291,9 @@ impl ResourceDriver for HttpApiDriver {
         deps: &Outputs,
     ) -> Result<Observed, CloudError> {
         self.ensure_parts(spec, &current.cloud_id).await?;
-        self.read(spec, deps)
-            .await?
-            .ok_or_else(|| CloudError::fatal("NotFoundException", format!("API {} vanished", spec.name)))
+        self.read(spec, deps).await?.ok_or_else(|| {
+            CloudError::fatal("NotFoundException", format!("API {} vanished", spec.name))
+        })
     }
 
     async fn delete(&self, spec: &ResourceSpec, current: &Observed) -> Result<(), CloudError> {

@@ -29,7 +29,11 @@ pub fn specs(ctx: &LayerContext<'_>, layer: Layer) -> Result<Vec<ResourceSpec>, 
 }
 
 fn bucket_arn(ctx: &LayerContext<'_>, tier: &str) -> String {
-    format!("arn:{}:s3:::{}", ctx.clients.partition, buckets::bucket_name(ctx, tier))
+    format!(
+        "arn:{}:s3:::{}",
+        ctx.clients.partition,
+        buckets::bucket_name(ctx, tier)
+    )
 }
 
 fn cold(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudError> {
@@ -39,11 +43,8 @@ fn cold(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudError> {
     let (cold, archive) = (bucket_arn(ctx, COLD), bucket_arn(ctx, ARCHIVE));
     let role = RoleSpec::new(mover, "lambda.amazonaws.com")
         .allow_logs(ctx, std::slice::from_ref(&fn_name))
-        .allow(&["s3:ListBucket"], &[cold.clone()])
-        .allow(
-            &["s3:GetObject", "s3:DeleteObject"],
-            &[format!("{cold}/*")],
-        )
+        .allow(&["s3:ListBucket"], std::slice::from_ref(&cold))
+        .allow(&["s3:GetObject", "s3:DeleteObject"], &[format!("{cold}/*")])
         .allow(&["s3:PutObject", "s3:GetObject"], &[format!("{archive}/*")]);
     let mut specs = vec![buckets::bucket_spec(ctx, layer, COLD)];
     let mut function = FunctionSpec::new(mover, mover, mover)
@@ -72,7 +73,7 @@ fn hot(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudError> {
     let reader_name = names::function_name(ctx.name(), "hot-reader");
     let reader_role = RoleSpec::new("hot-reader", "lambda.amazonaws.com")
         .allow_logs(ctx, std::slice::from_ref(&reader_name))
-        .allow(&["dynamodb:Query"], &[table_arn.clone()]);
+        .allow(&["dynamodb:Query"], std::slice::from_ref(&table_arn));
     let reader = FunctionSpec::new("hot-reader", "hot-reader", "hot-reader")
         .env("HOT_TABLE", &table_name)
         .memory(256)
@@ -88,7 +89,12 @@ fn hot(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudError> {
     let role = RoleSpec::new(mover, "lambda.amazonaws.com")
         .allow_logs(ctx, std::slice::from_ref(&mover_name))
         .allow(
-            &["dynamodb:Query", "dynamodb:Scan", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"],
+            &[
+                "dynamodb:Query",
+                "dynamodb:Scan",
+                "dynamodb:DeleteItem",
+                "dynamodb:BatchWriteItem",
+            ],
             &[table_arn],
         )
         .allow(&["s3:PutObject", "s3:GetObject"], &[format!("{cold}/*")])

@@ -9,7 +9,9 @@ use aws_sdk_eventbridge::types::{RuleState, Tag, Target};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use twin_config::{names, Layer};
-use twin_engine::{CloudError, ErrorClass, Observed, Outputs, ResourceDriver, ResourceId, ResourceSpec};
+use twin_engine::{
+    CloudError, ErrorClass, Observed, Outputs, ResourceDriver, ResourceId, ResourceSpec,
+};
 
 /// Driver kind of a schedule.
 pub const KIND: &str = "schedule_rule";
@@ -35,13 +37,18 @@ pub fn schedule_spec(
     mover: &str,
     deps: Vec<ResourceId>,
 ) -> ResourceSpec {
-    ctx.spec(layer, KIND, mover, names::schedule_rule_name(ctx.name(), mover))
-        .depends_on(deps)
-        .desired(ctx.tagged(json!({
-            "schedule": SCHEDULE,
-            "state": "ENABLED",
-            "target": crate::lambda_fn::function_arn(ctx, mover),
-        })))
+    ctx.spec(
+        layer,
+        KIND,
+        mover,
+        names::schedule_rule_name(ctx.name(), mover),
+    )
+    .depends_on(deps)
+    .desired(ctx.tagged(json!({
+        "schedule": SCHEDULE,
+        "state": "ENABLED",
+        "target": crate::lambda_fn::function_arn(ctx, mover),
+    })))
 }
 
 /// Creates, reads and deletes rules with their target.
@@ -97,14 +104,18 @@ impl ScheduleDriver {
 }
 
 fn field<'a>(spec: &'a ResourceSpec, k: &str) -> &'a str {
-    spec.desired.get(k).and_then(Value::as_str).unwrap_or_default()
+    spec.desired
+        .get(k)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 #[async_trait]
 impl ResourceDriver for ScheduleDriver {
     async fn read(&self, spec: &ResourceSpec, _: &Outputs) -> Result<Option<Observed>, CloudError> {
         let ev = &self.clients.events;
-        let Some(rule) = not_found_is_none(ev.describe_rule().name(&spec.name).send().await)? else {
+        let Some(rule) = not_found_is_none(ev.describe_rule().name(&spec.name).send().await)?
+        else {
             return Ok(None);
         };
         let targets = not_found_is_none(ev.list_targets_by_rule().rule(&spec.name).send().await)?;
@@ -146,7 +157,8 @@ impl ResourceDriver for ScheduleDriver {
 
     async fn delete(&self, spec: &ResourceSpec, _: &Observed) -> Result<(), CloudError> {
         let ev = &self.clients.events;
-        if let Some(t) = not_found_is_none(ev.list_targets_by_rule().rule(&spec.name).send().await)? {
+        if let Some(t) = not_found_is_none(ev.list_targets_by_rule().rule(&spec.name).send().await)?
+        {
             let ids: Vec<String> = t.targets().iter().map(|t| t.id().to_string()).collect();
             if !ids.is_empty() {
                 gone_is_ok(

@@ -26,8 +26,10 @@ pub fn table_id() -> ResourceId {
 
 /// The ARN of the hot table.
 pub fn table_arn(ctx: &LayerContext<'_>) -> String {
-    ctx.clients
-        .arn("dynamodb", &format!("table/{}", names::table_name(ctx.name())))
+    ctx.clients.arn(
+        "dynamodb",
+        &format!("table/{}", names::table_name(ctx.name())),
+    )
 }
 
 /// The hot table's spec.
@@ -174,9 +176,12 @@ impl ResourceDriver for TableDriver {
             .send()
             .await
             .map_err(cloud)?;
-        self.read(spec, deps)
-            .await?
-            .ok_or_else(|| CloudError::fatal("ResourceNotFoundException", format!("table {} vanished", spec.name)))
+        self.read(spec, deps).await?.ok_or_else(|| {
+            CloudError::fatal(
+                "ResourceNotFoundException",
+                format!("table {} vanished", spec.name),
+            )
+        })
     }
 
     async fn delete(&self, spec: &ResourceSpec, _: &Observed) -> Result<(), CloudError> {

@@ -10,7 +10,6 @@ use twin_aws::artifacts::{Artifacts, PREBUILT_ENV};
 use twin_aws::{AwsClients, AwsProvider};
 use twin_engine::{Engine, EngineOptions, NoEvents, Provider, RetryPolicy};
 
-pub use twin_aws::testing::CRATES;
 
 /// Points the SDK at moto and the provider at stand-in zips (moto's Lambda does not run them).
 pub fn setup() -> &'static twin_testkit::Moto {
@@ -51,8 +50,11 @@ pub fn write_twin(dir: &Path, twin: &str, devices: usize) {
         ),
     ];
     for (name, v) in files {
-        std::fs::write(dir.join(name), serde_json::to_string_pretty(&v).expect("json"))
-            .expect("write config");
+        std::fs::write(
+            dir.join(name),
+            serde_json::to_string_pretty(&v).expect("json"),
+        )
+        .expect("write config");
     }
 }
 
@@ -102,5 +104,7 @@ pub async fn engine(dir: &Path, endpoint: &str) -> (Engine, Arc<twin_config::Twi
 
 /// What of the twin `prefix` is left in any service.
 pub async fn leftovers(c: &AwsClients, prefix: &str) -> Vec<String> {
-    twin_aws::testing::leftovers(c, prefix).await.expect("list services")
+    twin_aws::testing::leftovers(c, prefix)
+        .await
+        .expect("list services")
 }
