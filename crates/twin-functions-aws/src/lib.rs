@@ -7,6 +7,7 @@ pub mod dynamo_hot_store;
 pub mod error_map;
 pub mod lambda_invoker;
 pub mod s3_object_store;
+pub mod sdk_config;
 pub mod startup;
 
 pub use dynamo_hot_store::DynamoHotStore;

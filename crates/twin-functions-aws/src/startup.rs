@@ -1,6 +1,7 @@
 //! What every Lambda adapter does before serving: JSON logs at `LOG_LEVEL`, settings checked from
 //! the environment (one error naming everything missing), and the SDK configuration.
 
+use crate::sdk_config::{sdk_config_from, SdkEnvError};
 use std::io::Write;
 use twin_functions::env_vars::LOG_LEVEL;
 use twin_functions::settings::{LogLevel, SettingsError};
@@ -45,13 +46,15 @@ pub fn init_tracing(level: LogLevel) {
 }
 
 /// The SDK configuration from the environment (the Lambda role's credentials, `AWS_REGION`,
-/// `AWS_ENDPOINT_URL` for emulators).
-pub async fn aws_sdk_config() -> aws_config::SdkConfig {
-    aws_config::load_from_env().await
+/// `AWS_ENDPOINT_URL` for emulators); see [`crate::sdk_config`]. A missing variable is logged
+/// once and returned, so `main` exits before polling for events.
+pub fn aws_sdk_config() -> Result<aws_types::SdkConfig, SdkEnvError> {
+    sdk_config_from(&|name| std::env::var(name).ok())
+        .inspect_err(|e| tracing::error!(error = %e, "cannot start"))
 }
 
 /// An S3 client; path-style addressing when an endpoint is overridden (emulators).
-pub fn s3_client(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+pub fn s3_client(config: &aws_types::SdkConfig) -> aws_sdk_s3::Client {
     let path_style = std::env::var_os("AWS_ENDPOINT_URL").is_some()
         || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
     let s3 = aws_sdk_s3::config::Builder::from(config)
@@ -61,11 +64,11 @@ pub fn s3_client(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
 }
 
 /// A DynamoDB client.
-pub fn dynamodb_client(config: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Client {
+pub fn dynamodb_client(config: &aws_types::SdkConfig) -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::new(config)
 }
 
 /// A Lambda client.
-pub fn lambda_client(config: &aws_config::SdkConfig) -> aws_sdk_lambda::Client {
+pub fn lambda_client(config: &aws_types::SdkConfig) -> aws_sdk_lambda::Client {
     aws_sdk_lambda::Client::new(config)
 }

@@ -11,7 +11,7 @@ use twin_functions_aws::{aws_sdk_config, s3_client, start, S3ObjectStore};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     let settings = start(ColdToArchiveSettings::from_lookup)?;
-    let objects = S3ObjectStore::new(s3_client(&aws_sdk_config().await));
+    let objects = S3ObjectStore::new(s3_client(&aws_sdk_config()?));
     let mover = ColdToArchiveMover::new(&settings, objects, SystemClock);
     let mover = &mover;
     lambda_runtime::run(service_fn(move |_: LambdaEvent<Value>| async move {

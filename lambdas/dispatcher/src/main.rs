@@ -18,7 +18,7 @@ async fn main() -> Result<(), Error> {
         tracing::error!(error = %reason, "cannot start");
         return Err(reason.into());
     }
-    let invoker = LambdaInvoker::new(lambda_client(&aws_sdk_config().await));
+    let invoker = LambdaInvoker::new(lambda_client(&aws_sdk_config()?));
     let dispatcher = Dispatcher::new(&settings, invoker);
     let dispatcher = &dispatcher;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {

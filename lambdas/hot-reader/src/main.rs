@@ -10,7 +10,7 @@ use twin_functions_aws::{aws_sdk_config, dynamodb_client, start, DynamoHotStore}
 async fn main() -> Result<(), Error> {
     let settings = start(HotReaderSettings::from_lookup)?;
     let store = DynamoHotStore::new(
-        dynamodb_client(&aws_sdk_config().await),
+        dynamodb_client(&aws_sdk_config()?),
         settings.hot_table.clone(),
     );
     let reader = HotReader::new(store, settings.max_response_bytes);

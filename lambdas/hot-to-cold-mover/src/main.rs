@@ -13,7 +13,7 @@ use twin_functions_aws::{
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     let settings = start(HotToColdSettings::from_lookup)?;
-    let config = aws_sdk_config().await;
+    let config = aws_sdk_config()?;
     let hot = DynamoHotStore::new(dynamodb_client(&config), settings.hot_table.clone());
     let mover = HotToColdMover::new(
         &settings,

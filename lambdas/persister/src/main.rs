@@ -9,7 +9,7 @@ use twin_functions_aws::{aws_sdk_config, dynamodb_client, start, DynamoHotStore}
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     let settings = start(PersisterSettings::from_lookup)?;
-    let store = DynamoHotStore::new(dynamodb_client(&aws_sdk_config().await), settings.hot_table);
+    let store = DynamoHotStore::new(dynamodb_client(&aws_sdk_config()?), settings.hot_table);
     let persister = Persister::new(store);
     let persister = &persister;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {

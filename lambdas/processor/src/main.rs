@@ -10,7 +10,7 @@ use twin_functions_aws::{aws_sdk_config, lambda_client, start, LambdaInvoker};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     let settings = start(ProcessorSettings::from_lookup)?;
-    let invoker = LambdaInvoker::new(lambda_client(&aws_sdk_config().await));
+    let invoker = LambdaInvoker::new(lambda_client(&aws_sdk_config()?));
     let processor = Processor::new(&settings, invoker, SystemClock);
     let processor = &processor;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {

@@ -22,7 +22,7 @@ impl MotoTwin {
     /// Creates `<name>-hot`, `<name>-cold` and `<name>-archive` in the shared moto server.
     pub async fn create(name: &str) -> Self {
         twin_testkit::aws_env_for_moto();
-        let config = twin_functions_aws::aws_sdk_config().await;
+        let config = twin_functions_aws::aws_sdk_config().expect("AWS environment for moto");
         let twin = Self {
             dynamodb: dynamodb_client(&config),
             s3: s3_client(&config),
