@@ -22,6 +22,8 @@ use tracing::Instrument;
 const PARAM_START: &str = "startDate";
 const PARAM_END: &str = "endDate";
 const PARAM_TOKEN: &str = "nextToken";
+/// The smallest answer size assumed for a record when estimating how many to ask the store for.
+const MIN_RECORD_BYTES: usize = 64;
 /// The header carrying the continuation token in HTTP answers.
 pub const NEXT_TOKEN_HEADER: &str = "x-next-token";
 
@@ -199,12 +201,16 @@ impl<S: HotStore> HotReader<S> {
         let mut items: Vec<Map<String, Value>> = Vec::new();
         let mut after = request.after.clone();
         loop {
+            // Ask only for about as many records as still fit (estimated from those seen so
+            // far, plus one to detect the cut), so a small cap does not read 1 MB pages.
+            let average = if items.is_empty() { MIN_RECORD_BYTES } else { (used / items.len()).max(MIN_RECORD_BYTES) };
+            let fitting = self.max_response_bytes.saturating_sub(used) / average + 2;
             let query = DeviceQuery {
                 device_id: request.device_id.clone(),
                 range: TimeRange::inclusive(request.start, request.end),
                 after: after.clone(),
                 order: Order::Ascending,
-                limit: None,
+                limit: Some(fitting.min(u32::MAX as usize) as u32),
             };
             let page = self.store.query_page(&query).await?;
             for item in page.items {
