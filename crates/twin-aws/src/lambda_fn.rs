@@ -25,7 +25,7 @@ pub const KIND: &str = "lambda_function";
 pub const RUNTIME: &str = "provided.al2023";
 
 /// Prefix of the description that carries the code hash.
-const HASH_PREFIX: &str = "deployer source_hash=";
+pub(crate) const HASH_PREFIX: &str = "deployer source_hash=";
 
 /// One function to describe.
 #[derive(Debug, Clone)]

@@ -193,6 +193,19 @@ async fn lambda_update_uploads_only_changed_code_and_merges_env_moto() {
         Some(twin_aws::function_ops::code_sha256(&second).as_str())
     );
     assert_eq!(env_of(&c, cloud).await["LOG_LEVEL"], json!("DEBUG"));
+    // The description carries the new source hash, so deploy and info see no drift.
+    let hash = Artifacts::new(None, Architecture::X86_64)
+        .source_hash(crate_name)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        conf.description(),
+        Some(format!("deployer source_hash={hash}").as_str())
+    );
+    let r = ops
+        .update(&config, local, None)
+        .await
+        .unwrap_or_else(|e| panic!("update: {e}"));
+    assert!(!r.code_updated && !r.env_updated && !r.rebuilt, "{r:?}");
 }
 
 #[tokio::test]

@@ -61,25 +61,29 @@ pub async fn update(
         result.code_updated = true;
     }
 
-    if let Some(changes) = env {
-        let have: HashMap<String, String> = current
-            .environment()
-            .and_then(|e| e.variables())
-            .cloned()
-            .unwrap_or_default();
-        let want = merge_env(&have, &changes);
-        if want != have {
-            clients
-                .lambda
-                .update_function_configuration()
-                .function_name(&f.cloud)
-                .environment(Environment::builder().set_variables(Some(want)).build())
-                .send()
-                .await
-                .map_err(cloud)?;
-            wait_ready(clients, &f.cloud).await?;
-            result.env_updated = true;
+    // The description carries the source hash deploy compares; keep it in step with the code
+    // just uploaded so `info` and the next deploy see no drift.
+    let description = format!("{}{source_hash}", crate::lambda_fn::HASH_PREFIX);
+    let description_changed = current.description().unwrap_or_default() != description;
+    let have: HashMap<String, String> = current
+        .environment()
+        .and_then(|e| e.variables())
+        .cloned()
+        .unwrap_or_default();
+    let want = env.map(|changes| merge_env(&have, &changes));
+    let env_changed = want.as_ref().is_some_and(|w| *w != have);
+    if description_changed || env_changed {
+        let mut call = clients
+            .lambda
+            .update_function_configuration()
+            .function_name(&f.cloud)
+            .description(description);
+        if let Some(want) = want.filter(|_| env_changed) {
+            call = call.environment(Environment::builder().set_variables(Some(want)).build());
         }
+        call.send().await.map_err(cloud)?;
+        wait_ready(clients, &f.cloud).await?;
+        result.env_updated = env_changed;
     }
     Ok(result)
 }

@@ -149,10 +149,24 @@ impl ResourceDriver for SimulatorConfigDriver {
     }
 
     async fn delete(&self, spec: &ResourceSpec, _: &Observed) -> Result<(), CloudError> {
+        // payloads.json is the user's to edit and is kept; the config and CA copy go.
         let path = PathBuf::from(field(spec, "path"));
-        let _ = std::fs::remove_file(&path);
+        let mut files = vec![path.clone()];
         if let Some(dir) = path.parent() {
-            let _ = std::fs::remove_file(dir.join(field(spec, "root_ca_cert_path")));
+            files.push(dir.join(field(spec, "root_ca_cert_path")));
+        }
+        for f in files {
+            match std::fs::remove_file(&f) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(CloudError::fatal(
+                        "LocalFile",
+                        format!("cannot remove {}: {e}", f.display()),
+                    )
+                    .with_hint("remove it by hand or fix its permissions, then destroy again"))
+                }
+            }
         }
         Ok(())
     }
