@@ -27,7 +27,12 @@ fn text(b: &[u8]) -> String {
 /// A copy of the example twin in a temp dir, so tests can break it.
 fn example_copy() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    for f in ["config.json", "config_iot_devices.json", "config_providers.json", "config_hierarchy.json"] {
+    for f in [
+        "config.json",
+        "config_iot_devices.json",
+        "config_providers.json",
+        "config_hierarchy.json",
+    ] {
         std::fs::copy(repo_root().join(f), dir.path().join(f)).unwrap();
     }
     dir
@@ -37,7 +42,11 @@ fn example_copy() -> tempfile::TempDir {
 fn validate_passes_on_the_example_twin() {
     let out = deployer(&repo_root(), &["validate"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("config OK: twin 'digital-twin', 3 device(s)"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("config OK: twin 'digital-twin', 3 device(s)"),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 #[test]
@@ -48,27 +57,48 @@ fn broken_config_exits_2_with_every_problem_and_its_position() {
         "{\n  \"digital_twin_name\": \"digital-twin\",\n  \"hot_storage_size_in_days\": 90,\n  \"cold_storage_size_in_days\": 30,\n  \"colour\": 1\n}\n",
     )
     .unwrap();
-    for cmd in [&["validate"][..], &["deploy", "-y"], &["plan"], &["destroy", "-y"], &["info"]] {
+    for cmd in [
+        &["validate"][..],
+        &["deploy", "-y"],
+        &["plan"],
+        &["destroy", "-y"],
+        &["info"],
+    ] {
         let out = deployer(dir.path(), cmd);
         assert_eq!(out.status.code(), Some(2), "{cmd:?}");
         let err = text(&out.stderr);
-        assert!(err.contains("config.json:5:3: $.colour: unknown key"), "{cmd:?}: {err}");
+        assert!(
+            err.contains("config.json:5:3: $.colour: unknown key"),
+            "{cmd:?}: {err}"
+        );
         assert!(err.contains("hot_storage_size_in_days"), "{cmd:?}: {err}");
         assert!(err.contains("nothing was deployed"), "{cmd:?}: {err}");
     }
-    assert!(!dir.path().join(".deployer").exists(), "no state was written for a bad config");
+    assert!(
+        !dir.path().join(".deployer").exists(),
+        "no state was written for a bad config"
+    );
 }
 
 #[test]
 fn json_errors_are_one_document_with_positioned_diagnostics() {
     let dir = example_copy();
-    std::fs::write(dir.path().join("config_iot_devices.json"), "[{\"id\": \"a\", \"properties\": []}]").unwrap();
+    std::fs::write(
+        dir.path().join("config_iot_devices.json"),
+        "[{\"id\": \"a\", \"properties\": []}]",
+    )
+    .unwrap();
     let out = deployer(dir.path(), &["validate", "--json"]);
     assert_eq!(out.status.code(), Some(2));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
     assert_eq!(doc["exit_code"], 2);
     let diags = doc["diagnostics"].as_array().unwrap();
-    assert!(diags.iter().any(|d| d["file"] == "config_iot_devices.json" && d["path"] == "$[0].properties" && d["line"] == 1), "{doc}");
+    assert!(
+        diags.iter().any(|d| d["file"] == "config_iot_devices.json"
+            && d["path"] == "$[0].properties"
+            && d["line"] == 1),
+        "{doc}"
+    );
 }
 
 #[test]
@@ -76,7 +106,11 @@ fn missing_config_dir_is_a_config_error() {
     let dir = tempfile::tempdir().unwrap();
     let out = deployer(dir.path(), &["validate"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("config.json"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("config.json"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -84,20 +118,36 @@ fn destroy_without_a_terminal_requires_yes() {
     let dir = example_copy();
     let out = deployer(dir.path(), &["destroy"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("pass -y"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("pass -y"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
 fn usage_errors_exit_2() {
     let out = deployer(&repo_root(), &["deploy", "--layer", "l9"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("l3-hot"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("l3-hot"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = deployer(&repo_root(), &["lambda_invoke", "persister", "{not json"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("PAYLOAD is not valid JSON"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("PAYLOAD is not valid JSON"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = deployer(&repo_root(), &["lambda_logs", "no-such-fn"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("no function `no-such-fn`"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no function `no-such-fn`"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -105,7 +155,12 @@ fn schema_is_one_json_document_covering_the_four_files() {
     let out = deployer(&repo_root(), &["schema"]);
     assert_eq!(out.status.code(), Some(0));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    for f in ["config.json", "config_iot_devices.json", "config_providers.json", "config_hierarchy.json"] {
+    for f in [
+        "config.json",
+        "config_iot_devices.json",
+        "config_providers.json",
+        "config_hierarchy.json",
+    ] {
         assert!(doc.get(f).is_some(), "schema lacks {f}");
     }
 }
@@ -129,9 +184,22 @@ fn the_shell_reads_commands_from_stdin_with_the_same_parser() {
     let out = child.wait_with_output().unwrap();
     let stdout = text(&out.stdout);
     let stderr = text(&out.stderr);
-    assert!(stdout.contains("lambda_update"), "help listed the commands: {stdout}");
-    assert!(stdout.matches("config OK").count() == 1, "exit stopped the shell: {stdout}");
-    assert!(stderr.contains("<FUNCTION>"), "lambda-logs without a function is a usage error: {stderr}");
+    assert!(
+        stdout.contains("lambda_update"),
+        "help listed the commands: {stdout}"
+    );
+    assert!(
+        stdout.matches("config OK").count() == 1,
+        "exit stopped the shell: {stdout}"
+    );
+    assert!(
+        stderr.contains("<FUNCTION>"),
+        "lambda-logs without a function is a usage error: {stderr}"
+    );
     assert!(stderr.contains("l3-hot"), "{stderr}");
-    assert_eq!(out.status.code(), Some(2), "the shell reports the last failure");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "the shell reports the last failure"
+    );
 }

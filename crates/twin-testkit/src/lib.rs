@@ -147,7 +147,9 @@ fn wait_until_ready(port: u16, within: Duration) -> Result<(), String> {
         match http_request(port, "GET", "/moto-api/data.json", "") {
             Ok(_) => return Ok(()),
             Err(e) if Instant::now() >= deadline => {
-                return Err(format!("moto on port {port} not ready after {within:?}: {e}"))
+                return Err(format!(
+                    "moto on port {port} not ready after {within:?}: {e}"
+                ))
             }
             Err(_) => {
                 std::thread::sleep(delay); // poll backoff
@@ -160,8 +162,10 @@ fn wait_until_ready(port: u16, within: Duration) -> Result<(), String> {
 /// Minimal HTTP/1.1 request to the emulator; returns the body of a 2xx answer.
 pub fn http_request(port: u16, method: &str, path: &str, body: &str) -> Result<String, String> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(30))).map_err(|e| e.to_string())?;
+    let mut s =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(|e| e.to_string())?;
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
@@ -174,7 +178,10 @@ pub fn http_request(port: u16, method: &str, path: &str, body: &str) -> Result<S
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| format!("bad HTTP answer: {resp:.80}"))?;
-    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     if (200..300).contains(&status) {
         Ok(body)
     } else {

@@ -10,7 +10,6 @@ use twin_aws::artifacts::{Artifacts, PREBUILT_ENV};
 use twin_aws::{AwsClients, AwsProvider};
 use twin_engine::{Engine, EngineOptions, NoEvents, Provider, RetryPolicy};
 
-
 /// Points the SDK at moto and the provider at stand-in zips (moto's Lambda does not run them).
 pub fn setup() -> &'static twin_testkit::Moto {
     static PREBUILT: OnceLock<PathBuf> = OnceLock::new();
