@@ -203,7 +203,11 @@ impl<S: HotStore> HotReader<S> {
         loop {
             // Ask only for about as many records as still fit (estimated from those seen so
             // far, plus one to detect the cut), so a small cap does not read 1 MB pages.
-            let average = if items.is_empty() { MIN_RECORD_BYTES } else { (used / items.len()).max(MIN_RECORD_BYTES) };
+            let average = if items.is_empty() {
+                MIN_RECORD_BYTES
+            } else {
+                (used / items.len()).max(MIN_RECORD_BYTES)
+            };
             let fitting = self.max_response_bytes.saturating_sub(used) / average + 2;
             let query = DeviceQuery {
                 device_id: request.device_id.clone(),
