@@ -135,3 +135,92 @@ fn kill_9_during_deploy_then_deploy_completes_and_destroy_leaves_nothing() {
     });
     assert_eq!(left, Ok(Vec::new()), "destroy left resources behind");
 }
+
+/// Ctrl-C in the shell: the running command stops (calls in flight finish, state saved), the
+/// shell goes on to the next command, and a later deploy resumes where the first one stopped.
+#[test]
+fn ctrl_c_cancels_the_running_command_but_not_the_shell() {
+    twin_testkit::aws_env_for_moto();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let prebuilt: PathBuf = dir.path().join("prebuilt");
+    twin_aws::testing::write_prebuilt(&prebuilt).expect("stand-in zips");
+    let twin = "sigint-twin";
+    write_twin(dir.path(), twin, 6);
+    let journal = dir.path().join(".deployer").join(format!("{twin}.journal"));
+
+    // The shell reads its commands from stdin; `info` is only reached if deploy's Ctrl-C
+    // ended the command and not the shell.
+    let mut shell = deployer(dir.path(), &prebuilt, &[])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn shell");
+    {
+        use std::io::Write;
+        let mut stdin = shell.stdin.take().expect("stdin");
+        stdin
+            .write_all(b"deploy -y -q\ninfo --json\n")
+            .expect("write commands");
+    } // stdin closed: after `info` the shell sees end of input and leaves.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut wait = Duration::from_millis(2);
+    while journal_lines(&journal) < 5 {
+        assert!(
+            Instant::now() < deadline,
+            "deploy never started writing state"
+        );
+        assert!(
+            shell.try_wait().expect("wait").is_none(),
+            "shell ended before Ctrl-C"
+        );
+        std::thread::sleep(wait); // polling the journal, not waiting for time to pass
+        wait = (wait * 2).min(Duration::from_millis(20));
+    }
+    // SAFETY: kill(2) on the child's pid, which we own and have not reaped.
+    let sent = unsafe { libc::kill(shell.id() as libc::pid_t, libc::SIGINT) };
+    assert_eq!(sent, 0, "SIGINT not delivered");
+    let out = shell.wait_with_output().expect("shell output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("interrupted; the state file is saved"),
+        "deploy was not cancelled: {stderr}"
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the shell reports the interrupted command: {stderr}"
+    );
+    let rows: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("info --json ran after the interrupt");
+    let statuses: Vec<&str> = rows
+        .as_array()
+        .expect("info rows")
+        .iter()
+        .filter_map(|r| r["status"].as_str())
+        .collect();
+    assert!(
+        statuses.contains(&"ok") && statuses.contains(&"not deployed"),
+        "deploy stopped part-way: {statuses:?}"
+    );
+    assert!(!journal.exists(), "the state was saved (journal folded in)");
+
+    let out = run(dir.path(), &prebuilt, &["deploy", "-y", "--json"]);
+    assert!(
+        out.status.success(),
+        "deploy after Ctrl-C failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("report");
+    assert!(
+        report["unchanged"].as_u64().unwrap_or(0) > 0
+            && report["created"].as_u64().unwrap_or(0) > 0,
+        "the second deploy resumed rather than starting over: {report}"
+    );
+    let out = run(dir.path(), &prebuilt, &["destroy", "-y"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
