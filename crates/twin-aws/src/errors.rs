@@ -3,7 +3,7 @@
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
-use twin_engine::{CloudError, ErrorClass};
+use twin_engine::{CloudError, ErrorClass, Observed};
 
 /// Error codes that mean "slow down".
 const THROTTLING_CODES: &[&str] = &[
@@ -235,6 +235,12 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
     classify(&err)
+}
+
+/// The read that follows a write: `None` means the resource disappeared between the two calls,
+/// reported as a fatal `code` error naming `what` (e.g. "thing digital-twin-sensor-1").
+pub fn reread(found: Option<Observed>, code: &str, what: &str) -> Result<Observed, CloudError> {
+    found.ok_or_else(|| CloudError::fatal(code, format!("{what} vanished")))
 }
 
 #[cfg(test)]

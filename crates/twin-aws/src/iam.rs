@@ -259,9 +259,11 @@ impl ResourceDriver for RoleDriver {
                 .map_err(cloud)?;
         }
         self.put_policy(spec).await?;
-        self.read(spec, deps).await?.ok_or_else(|| {
-            CloudError::fatal("NoSuchEntity", format!("role {} vanished", spec.name))
-        })
+        crate::errors::reread(
+            self.read(spec, deps).await?,
+            "NoSuchEntity",
+            &format!("role {}", spec.name),
+        )
     }
 
     async fn delete(&self, spec: &ResourceSpec, _current: &Observed) -> Result<(), CloudError> {

@@ -388,12 +388,11 @@ impl ResourceDriver for FunctionDriver {
                 .map_err(cloud)?;
             self.wait_ready(&spec.name).await?;
         }
-        self.read(spec, deps).await?.ok_or_else(|| {
-            CloudError::fatal(
-                "ResourceNotFoundException",
-                format!("function {} vanished", spec.name),
-            )
-        })
+        crate::errors::reread(
+            self.read(spec, deps).await?,
+            "ResourceNotFoundException",
+            &format!("function {}", spec.name),
+        )
     }
 
     async fn delete(&self, spec: &ResourceSpec, _: &Observed) -> Result<(), CloudError> {

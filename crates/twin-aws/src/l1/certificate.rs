@@ -216,12 +216,11 @@ impl ResourceDriver for CertificateDriver {
             .send()
             .await
             .map_err(cloud)?;
-        self.read(spec, deps).await?.ok_or_else(|| {
-            CloudError::fatal(
-                "ResourceNotFoundException",
-                format!("certificate of {} vanished", spec.name),
-            )
-        })
+        crate::errors::reread(
+            self.read(spec, deps).await?,
+            "ResourceNotFoundException",
+            &format!("certificate of {}", spec.name),
+        )
     }
 
     async fn delete(&self, spec: &ResourceSpec, current: &Observed) -> Result<(), CloudError> {

@@ -136,12 +136,11 @@ impl ResourceDriver for IotPolicyDriver {
             .send()
             .await
             .map_err(cloud)?;
-        self.read(spec, deps).await?.ok_or_else(|| {
-            CloudError::fatal(
-                "ResourceNotFoundException",
-                format!("policy {} vanished", spec.name),
-            )
-        })
+        crate::errors::reread(
+            self.read(spec, deps).await?,
+            "ResourceNotFoundException",
+            &format!("policy {}", spec.name),
+        )
     }
 
     async fn delete(&self, spec: &ResourceSpec, _: &Observed) -> Result<(), CloudError> {

@@ -88,12 +88,11 @@ impl ResourceDriver for ThingDriver {
             .send()
             .await
             .map_err(cloud)?;
-        self.read(spec, deps).await?.ok_or_else(|| {
-            CloudError::fatal(
-                "ResourceNotFoundException",
-                format!("thing {} vanished", spec.name),
-            )
-        })
+        crate::errors::reread(
+            self.read(spec, deps).await?,
+            "ResourceNotFoundException",
+            &format!("thing {}", spec.name),
+        )
     }
 
     async fn delete(&self, spec: &ResourceSpec, _: &Observed) -> Result<(), CloudError> {

@@ -142,12 +142,11 @@ impl ResourceDriver for TopicRuleDriver {
             .send()
             .await
             .map_err(cloud)?;
-        self.read(spec, deps).await?.ok_or_else(|| {
-            CloudError::fatal(
-                "ResourceNotFoundException",
-                format!("rule {} vanished", spec.name),
-            )
-        })
+        crate::errors::reread(
+            self.read(spec, deps).await?,
+            "ResourceNotFoundException",
+            &format!("rule {}", spec.name),
+        )
     }
 
     async fn delete(&self, spec: &ResourceSpec, _: &Observed) -> Result<(), CloudError> {

@@ -206,9 +206,11 @@ impl ResourceDriver for BucketDriver {
         deps: &Outputs,
     ) -> Result<Observed, CloudError> {
         self.configure(spec).await?;
-        self.read(spec, deps).await?.ok_or_else(|| {
-            CloudError::fatal("NoSuchBucket", format!("bucket {} vanished", spec.name))
-        })
+        crate::errors::reread(
+            self.read(spec, deps).await?,
+            "NoSuchBucket",
+            &format!("bucket {}", spec.name),
+        )
     }
 
     async fn delete(&self, spec: &ResourceSpec, _: &Observed) -> Result<(), CloudError> {

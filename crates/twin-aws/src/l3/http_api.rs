@@ -291,9 +291,11 @@ impl ResourceDriver for HttpApiDriver {
         deps: &Outputs,
     ) -> Result<Observed, CloudError> {
         self.ensure_parts(spec, &current.cloud_id).await?;
-        self.read(spec, deps).await?.ok_or_else(|| {
-            CloudError::fatal("NotFoundException", format!("API {} vanished", spec.name))
-        })
+        crate::errors::reread(
+            self.read(spec, deps).await?,
+            "NotFoundException",
+            &format!("API {}", spec.name),
+        )
     }
 
     async fn delete(&self, spec: &ResourceSpec, current: &Observed) -> Result<(), CloudError> {
