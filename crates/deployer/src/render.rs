@@ -152,6 +152,9 @@ impl EventSink for Progress {
                 }
                 self.line(format!("! {error}"));
             }
+            Event::Skipped { label, reason, .. } => {
+                self.line(format!("? {label}: {reason}"));
+            }
         }
     }
 }

@@ -83,6 +83,8 @@ pub struct Report {
     pub unchanged: usize,
     /// Resources deleted.
     pub deleted: usize,
+    /// Resources found under the twin's names that belong to someone else, left alone.
+    pub foreign: usize,
 }
 
 /// Where a resource stands in `info`.
@@ -141,6 +143,7 @@ pub struct Engine {
 
 /// Everything the per-resource tasks of one command share.
 struct Run {
+    twin: String,
     specs: HashMap<ResourceId, ResourceSpec>,
     providers: Vec<Arc<dyn Provider>>,
     outputs: Mutex<HashMap<ResourceId, Observed>>,
@@ -186,6 +189,59 @@ impl Engine {
         self.providers.iter().find(|p| p.name() == name)
     }
 
+    /// Runs a provider-level call (describing, discovering) under the retry policy.
+    async fn provider_call<T, F, Fut>(&self, provider: ProviderName, call: F) -> Result<T, EngineError>
+    where
+        F: FnMut(u32) -> Fut,
+        Fut: std::future::Future<Output = Result<T, CloudError>>,
+    {
+        self.options
+            .retry
+            .run_quiet(&self.cancel, call)
+            .await
+            .map_err(|e| match e {
+                Some(error) => EngineError::Provider {
+                    provider: provider.to_string(),
+                    error,
+                },
+                None => EngineError::Cancelled,
+            })
+    }
+
+    /// Refuses when the state was made in another cloud scope than the providers reach now.
+    fn check_scopes(&self, state: &StateFile, path: &std::path::Path) -> Result<(), EngineError> {
+        for p in &self.providers {
+            let name = p.name().to_string();
+            if let Some(recorded) = state.scopes.get(&name) {
+                let current = p.scope();
+                if *recorded != current {
+                    return Err(EngineError::ScopeMismatch {
+                        provider: name,
+                        path: path.display().to_string(),
+                        recorded: scope_text(recorded),
+                        current: scope_text(&current),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The cloud scope of every provider, in words (for confirmations).
+    pub fn scopes(&self) -> Vec<String> {
+        self.providers
+            .iter()
+            .map(|p| format!("{} {}", p.name(), scope_text(&p.scope())))
+            .collect()
+    }
+
+    fn state_path(&self) -> std::path::PathBuf {
+        self.config
+            .dir
+            .join(".deployer")
+            .join(format!("{}.json", self.config.twin.digital_twin_name))
+    }
+
     /// The resources the config asks for in `layers`.
     async fn desired(&self, layers: &[Layer]) -> Result<Vec<ResourceSpec>, EngineError> {
         let mut specs = Vec::new();
@@ -194,13 +250,9 @@ impl Engine {
             let provider = self.provider(name).ok_or_else(|| {
                 EngineError::Graph(format!("{layer}: provider `{name}` is not available"))
             })?;
-            let mut layer_specs = provider
-                .layer_resources(*layer, &self.config)
-                .await
-                .map_err(|error| EngineError::Provider {
-                    provider: name.to_string(),
-                    error,
-                })?;
+            let mut layer_specs = self
+                .provider_call(name, |_| provider.layer_resources(*layer, &self.config))
+                .await?;
             specs.append(&mut layer_specs);
         }
         let mut seen = std::collections::HashSet::new();
@@ -233,6 +285,7 @@ impl Engine {
             .filter_map(|(id, r)| r.observed.clone().map(|o| (id.clone(), o)))
             .collect();
         Arc::new(Run {
+            twin: self.config.twin.digital_twin_name.clone(),
             specs,
             providers: self.providers.clone(),
             outputs: Mutex::new(outputs),
@@ -250,13 +303,16 @@ impl Engine {
     /// What `deploy` would do, read from the cloud; changes nothing.
     pub async fn plan(&self, only: Option<Layer>) -> Result<Plan, EngineError> {
         let layers = self.layers(only);
+        let peeked = peek_state(&self.config)?;
+        self.check_scopes(&peeked, &self.state_path())?;
+        let recorded = peeked.resources;
         let specs = self.desired(&layers).await?;
-        let recorded = peek_state(&self.config)?;
         let desired_ids: std::collections::HashSet<_> =
             specs.iter().map(|s| s.id.clone()).collect();
         let stale: Vec<ResourceRecord> = recorded
             .values()
-            .filter(|r| layers.contains(&r.spec.layer) && !desired_ids.contains(&r.spec.id))
+            .filter(|r| self.is_stale(&r.spec, only, &desired_ids))
+            .filter(|r| self.provider(r.spec.provider).is_some())
             .cloned()
             .collect();
         let run = self.new_run(index(specs), None, recorded, false);
@@ -285,17 +341,33 @@ impl Engine {
     /// Creates what is missing, updates what drifted, deletes what the config no longer has.
     pub async fn deploy(&self, only: Option<Layer>) -> Result<Report, EngineError> {
         let layers = self.layers(only);
-        let specs = self.desired(&layers).await?;
         let state = self.open_state()?;
-        let recorded = state.snapshot().resources;
+        let snapshot = state.snapshot();
+        self.check_scopes(&snapshot, state.path())?;
+        let recorded = snapshot.resources;
+        let specs = self.desired(&layers).await?;
         let desired_ids: std::collections::HashSet<_> =
             specs.iter().map(|s| s.id.clone()).collect();
         let stale: Vec<ResourceSpec> = recorded
             .values()
-            .filter(|r| layers.contains(&r.spec.layer) && !desired_ids.contains(&r.spec.id))
+            .filter(|r| self.is_stale(&r.spec, only, &desired_ids))
             .map(|r| r.spec.clone())
             .collect();
+        let unreachable: Vec<String> = stale
+            .iter()
+            .filter(|s| self.provider(s.provider).is_none())
+            .map(|s| format!("{} on {}", s.label(), s.provider))
+            .collect();
+        if !unreachable.is_empty() {
+            return Err(EngineError::MissingDependency(format!(
+                "the state records resources on a provider this command cannot reach: {}; give deployer that provider's credentials so the next deploy can delete them",
+                unreachable.join(", ")
+            )));
+        }
         check_outside_deps(&specs, &desired_ids, &recorded)?;
+        for p in &self.providers {
+            state.set_scope(&p.name().to_string(), p.scope(), None)?;
+        }
         let run = self.new_run(index(specs), Some(state.clone()), recorded.clone(), true);
         let result = self.forward(&run).await;
         let mut report = *lock(&run.report);
@@ -314,45 +386,53 @@ impl Engine {
     /// Deletes every resource of `layers` in reverse dependency order: those in the state
     /// file, those the config describes, and those the providers discover by name or tag.
     pub async fn destroy(&self, only: Option<Layer>) -> Result<Report, EngineError> {
+        // Every layer, deployed or not: a layer switched to `none` or to another provider may
+        // still have resources on the provider it used before.
+        let all: Vec<Layer> = Layer::ALL
+            .iter()
+            .copied()
+            .filter(|l| only.is_none_or(|o| o == *l))
+            .collect();
         let layers = self.layers(only);
         let state = self.open_state()?;
-        let recorded = state.snapshot().resources;
+        let snapshot = state.snapshot();
+        self.check_scopes(&snapshot, state.path())?;
+        let recorded = snapshot.resources;
         let mut targets: BTreeMap<ResourceId, ResourceSpec> = BTreeMap::new();
-        for r in recorded.values().filter(|r| layers.contains(&r.spec.layer)) {
-            targets.insert(r.spec.id.clone(), r.spec.clone());
+        for r in recorded.values().filter(|r| all.contains(&r.spec.layer)) {
+            if self.provider(r.spec.provider).is_some() {
+                targets.insert(r.spec.id.clone(), r.spec.clone());
+            }
         }
         // The config's own specs carry the full dependency edges; they win over the records.
         for s in self.desired(&layers).await? {
             targets.insert(s.id.clone(), s);
         }
         // Discovery finds what neither knows (a lost state file, a device removed from the
-        // config); a resource both know already is not added twice under another id.
-        for layer in &layers {
-            let name = self.config.providers.get(*layer);
-            let Some(provider) = self.provider(name) else {
-                continue;
-            };
-            let found = provider
-                .discover(*layer, &self.config)
-                .await
-                .map_err(|error| EngineError::Provider {
-                    provider: name.to_string(),
-                    error,
-                })?;
-            for s in found {
-                let known = targets
-                    .values()
-                    .any(|t| t.provider == s.provider && t.kind == s.kind && t.name == s.name);
-                if !known {
-                    targets.insert(s.id.clone(), s);
+        // config, a layer that moved to another provider); a resource both know already is
+        // not added twice under another id.
+        for provider in &self.providers {
+            for layer in &all {
+                let found = self
+                    .provider_call(provider.name(), |_| provider.discover(*layer, &self.config))
+                    .await?;
+                for s in found {
+                    let known = targets
+                        .values()
+                        .any(|t| t.provider == s.provider && t.kind == s.kind && t.name == s.name);
+                    if !known {
+                        targets.insert(s.id.clone(), s);
+                    }
                 }
             }
         }
+        // Edges to resources that are not being destroyed (another layer's) are dropped.
+        let ids: std::collections::HashSet<ResourceId> = targets.keys().cloned().collect();
         if only.is_some() {
             let blocking: Vec<String> = recorded
                 .values()
-                .filter(|r| !layers.contains(&r.spec.layer))
-                .filter(|r| r.spec.depends_on.iter().any(|d| targets.contains_key(d)))
+                .filter(|r| !ids.contains(&r.spec.id))
+                .filter(|r| r.spec.depends_on.iter().any(|d| ids.contains(d)))
                 .map(|r| format!("{} ({})", r.spec.label(), r.spec.layer))
                 .collect();
             if !blocking.is_empty() {
@@ -373,17 +453,35 @@ impl Engine {
         result.map(|_| *lock(&run.report))
     }
 
+    /// Whether a recorded resource is no longer wanted by a deploy of `only` (or all layers):
+    /// not in the config any more, its layer set to `none`, or moved to another provider.
+    fn is_stale(
+        &self,
+        spec: &ResourceSpec,
+        only: Option<Layer>,
+        desired: &std::collections::HashSet<ResourceId>,
+    ) -> bool {
+        if only.is_some_and(|o| o != spec.layer) {
+            return false;
+        }
+        !desired.contains(&spec.id) || self.config.providers.get(spec.layer) != spec.provider
+    }
+
     /// Every resource of the twin with its status as found in the cloud.
     pub async fn info(&self) -> Result<Vec<InfoRow>, EngineError> {
         let layers = self.layers(None);
+        let peeked = peek_state(&self.config)?;
+        self.check_scopes(&peeked, &self.state_path())?;
+        let recorded = peeked.resources;
         let specs = self.desired(&layers).await?;
-        let recorded = peek_state(&self.config)?;
         let desired_ids: std::collections::HashSet<_> =
             specs.iter().map(|s| s.id.clone()).collect();
         let mut all = index(specs);
         for r in recorded.values() {
-            all.entry(r.spec.id.clone())
-                .or_insert_with(|| r.spec.clone());
+            if self.provider(r.spec.provider).is_some() {
+                all.entry(r.spec.id.clone())
+                    .or_insert_with(|| r.spec.clone());
+            }
         }
         let run = self.new_run(all.clone(), None, recorded.clone(), false);
         let found = self.read_all(&run).await?;
@@ -640,6 +738,9 @@ impl Run {
             });
             return Ok(());
         }
+        if let Some(cur) = &current {
+            self.check_owned(spec, cur, Action::Update)?;
+        }
         let deps = self.deps(spec);
         let observed = match (action, current) {
             (Action::Create, _) => {
@@ -676,6 +777,10 @@ impl Run {
             (_, Some(cur)) => cur,
             (_, None) => unreachable_none(spec, self)?,
         };
+        // Recorded as done only when it reads back complete: a create retried after a lost
+        // response may have found a resource whose later steps (a rule's target, a role's
+        // policy) never ran; an update finishes them.
+        let observed = self.complete(spec, &driver, &deps, observed).await?;
         let unchanged_record = self.recorded.get(id).is_some_and(|r| {
             r.status == RecordStatus::Created
                 && r.spec == *spec
@@ -702,6 +807,89 @@ impl Run {
         Ok(())
     }
 
+    /// Fails when a resource found under the twin's name is someone else's (its mark says so and
+    /// the state does not record this very resource).
+    fn check_owned(
+        &self,
+        spec: &ResourceSpec,
+        cur: &Observed,
+        action: Action,
+    ) -> Result<(), NodeError> {
+        match self.foreign(spec, cur) {
+            None => Ok(()),
+            Some(reason) => Err(self.failure(
+                spec,
+                action,
+                1,
+                CloudError::fatal(
+                    "NotManaged",
+                    format!(
+                        "{} exists, not managed by twin {}: {reason}",
+                        spec.label(),
+                        self.twin
+                    ),
+                )
+                .with_hint(
+                    "deployer never adopts what it did not create; remove or rename that resource, or choose another twin name",
+                ),
+            )),
+        }
+    }
+
+    /// Why `cur` is not this twin's, if it is not.
+    fn foreign(&self, spec: &ResourceSpec, cur: &Observed) -> Option<String> {
+        let recorded_same = self
+            .recorded
+            .get(&spec.id)
+            .and_then(|r| r.observed.as_ref())
+            .is_some_and(|o| !o.cloud_id.is_empty() && o.cloud_id == cur.cloud_id);
+        if recorded_same {
+            return None;
+        }
+        cur.owner.foreign_to(&self.twin, None)
+    }
+
+    /// Re-reads after a write until the resource matches its desired settings, updating what
+    /// is still missing a few times before giving up with the keys that would not converge.
+    async fn complete(
+        &self,
+        spec: &ResourceSpec,
+        driver: &Arc<dyn ResourceDriver>,
+        deps: &Outputs,
+        mut observed: Observed,
+    ) -> Result<Observed, NodeError> {
+        const ROUNDS: u32 = 3;
+        for round in 1..=ROUNDS {
+            let drift = observed.drift(&spec.desired);
+            if drift.is_empty() {
+                return Ok(observed);
+            }
+            if round == ROUNDS {
+                return Err(self.failure(
+                    spec,
+                    Action::Update,
+                    round,
+                    CloudError::fatal(
+                        "DidNotConverge",
+                        format!(
+                            "{} still differs in {} after {} updates",
+                            spec.label(),
+                            drift.join(", "),
+                            ROUNDS - 1
+                        ),
+                    )
+                    .with_hint("the cloud does not keep these settings; check for a policy or automation that changes them"),
+                ));
+            }
+            let cur = observed.clone();
+            self.record(spec, RecordStatus::Pending, Some(cur.clone()))?;
+            observed = self
+                .retried(spec, Action::Update, |_| driver.update(spec, &cur, deps))
+                .await?;
+        }
+        Ok(observed)
+    }
+
     /// Read and, if it exists, delete one resource; forget it in the state either way.
     async fn remove(&self, id: &ResourceId) -> Result<(), NodeError> {
         if self.cancel.is_cancelled() {
@@ -716,6 +904,20 @@ impl Run {
             action: Action::Delete,
         });
         let current = self.read(spec, &driver).await?;
+        let current = match current {
+            Some(cur) if self.foreign(spec, &cur).is_some() => {
+                // Someone else's resource under the twin's name: left alone, and forgotten.
+                let reason = self.foreign(spec, &cur).unwrap_or_default();
+                self.events.emit(Event::Skipped {
+                    id: id.clone(),
+                    label: spec.label(),
+                    reason: format!("left alone: not this twin's ({reason})"),
+                });
+                lock(&self.report).foreign += 1;
+                None
+            }
+            other => other,
+        };
         let action = match current {
             Some(cur) => {
                 self.retried(spec, Action::Delete, |_| driver.delete(spec, &cur))
@@ -819,7 +1021,16 @@ fn check_outside_deps(
     }
 }
 
-/// The recorded resources, read without taking the lock (plan and info only look).
-fn peek_state(config: &TwinConfig) -> Result<BTreeMap<ResourceId, ResourceRecord>, EngineError> {
-    StateFile::peek(&config.dir, &config.twin.digital_twin_name).map(|s| s.resources)
+/// The recorded state, read without taking the lock (plan and info only look).
+fn peek_state(config: &TwinConfig) -> Result<StateFile, EngineError> {
+    StateFile::peek(&config.dir, &config.twin.digital_twin_name)
+}
+
+/// A scope in words: `account 123456789012, partition aws, region eu-west-1`.
+fn scope_text(scope: &crate::state::Scope) -> String {
+    scope
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

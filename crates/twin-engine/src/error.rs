@@ -41,6 +41,8 @@ pub struct CloudError {
     pub message: String,
     /// What the user can do about it, when the driver knows.
     pub hint: Option<String>,
+    /// How long the cloud asked us to wait before trying again (`Retry-After`).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl CloudError {
@@ -51,12 +53,19 @@ impl CloudError {
             code: code.into(),
             message: message.into(),
             hint: None,
+            retry_after: None,
         }
     }
 
     /// A fatal error (never retried).
     pub fn fatal(code: impl Into<String>, message: impl Into<String>) -> Self {
         Self::new(ErrorClass::Fatal, code, message)
+    }
+
+    /// Records the wait the cloud asked for.
+    pub fn with_retry_after(mut self, wait: Option<std::time::Duration>) -> Self {
+        self.retry_after = wait;
+        self
     }
 
     /// Adds advice for the user.
@@ -144,6 +153,19 @@ pub enum EngineError {
     /// A resource needs one in another layer that is not deployed.
     #[error("{0}")]
     MissingDependency(String),
+    /// The state was made in another cloud scope (account, region, subscription) than the
+    /// credentials reach now; nothing was changed.
+    #[error("{provider}: the state file {path} belongs to {recorded}, but the credentials reach {current}; nothing was changed. Use the credentials and region of {recorded}, or another config directory for {current}")]
+    ScopeMismatch {
+        /// Which provider.
+        provider: String,
+        /// The state file.
+        path: String,
+        /// The scope in the state.
+        recorded: String,
+        /// The scope of the credentials.
+        current: String,
+    },
     /// A provider could not describe or discover its resources.
     #[error("{provider}: {error}")]
     Provider {

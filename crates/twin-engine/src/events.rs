@@ -77,6 +77,15 @@ pub enum Event {
         #[serde(with = "millis")]
         elapsed: Duration,
     },
+    /// A resource was left alone on purpose (it is not this twin's).
+    Skipped {
+        /// Resource.
+        id: ResourceId,
+        /// `kind name`.
+        label: String,
+        /// Why.
+        reason: String,
+    },
     /// The operation failed for good.
     Failed {
         /// Resource.

@@ -23,6 +23,6 @@ pub use functions::{
     function_layer, function_names, FunctionOps, FunctionUpdate, Invocation, LogLine,
 };
 pub use provider::{Outputs, Provider, ResourceDriver};
-pub use resource::{Observed, ResourceId, ResourceSpec};
+pub use resource::{contains, Observed, Owner, ResourceId, ResourceSpec, TWIN_ID_TAG};
 pub use retry::RetryPolicy;
-pub use state::{RecordStatus, ResourceRecord, StateFile, StateStore};
+pub use state::{RecordStatus, ResourceRecord, Scope, StateFile, StateStore};

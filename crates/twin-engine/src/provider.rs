@@ -3,6 +3,7 @@
 
 use crate::error::CloudError;
 use crate::resource::{Observed, ResourceId, ResourceSpec};
+use crate::state::Scope;
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -66,6 +67,11 @@ pub trait ResourceDriver: Send + Sync {
 pub trait Provider: Send + Sync {
     /// Which provider this is.
     fn name(&self) -> ProviderName;
+
+    /// The cloud scope the provider's credentials reach (AWS `partition`, `account`, `region`;
+    /// Azure `tenant`, `subscription`): recorded in the state, and a command against another
+    /// scope is refused.
+    fn scope(&self) -> Scope;
 
     /// The resources this provider deploys for one layer of the twin, with their dependencies
     /// (which may name resources of other layers and providers).

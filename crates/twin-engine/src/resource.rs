@@ -44,8 +44,16 @@ pub struct ResourceSpec {
     pub name: String,
     /// Resources that must exist before this one (and are destroyed after it).
     pub depends_on: Vec<ResourceId>,
-    /// Settings compared against the cloud to find drift; a driver's `read` reports the same keys.
+    /// Settings compared against the cloud to find drift: every key here is one the driver's
+    /// `read` reports back, and a key it does not report counts as drift (a half-made resource).
     pub desired: Value,
+    /// Inputs the driver needs that are not compared (tags, code locations, secrets' hashes).
+    #[serde(default, skip_serializing_if = "is_empty_object")]
+    pub inputs: Value,
+}
+
+fn is_empty_object(v: &Value) -> bool {
+    v.as_object().is_some_and(|o| o.is_empty()) || v.is_null()
 }
 
 impl ResourceSpec {
@@ -65,6 +73,7 @@ impl ResourceSpec {
             name: name.into(),
             depends_on: Vec::new(),
             desired: Value::Object(Default::default()),
+            inputs: Value::Object(Default::default()),
         }
     }
 
@@ -77,6 +86,12 @@ impl ResourceSpec {
     /// Sets the desired settings.
     pub fn desired(mut self, desired: Value) -> Self {
         self.desired = desired;
+        self
+    }
+
+    /// Sets the inputs that are not compared for drift.
+    pub fn inputs(mut self, inputs: Value) -> Self {
+        self.inputs = inputs;
         self
     }
 
@@ -93,7 +108,75 @@ pub struct Observed {
     pub cloud_id: String,
     /// Observed settings (same keys as `desired`) and outputs dependents need (e.g. `arn`).
     pub attributes: Value,
+    /// Who the cloud says the resource belongs to (its ownership tag or attribute).
+    #[serde(default, skip_serializing_if = "Owner::is_unknown")]
+    pub owner: Owner,
 }
+
+/// The ownership mark a resource carries in the cloud.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Owner {
+    /// The kind cannot carry a mark (a permission statement, an attachment): ownership follows
+    /// from the resource it belongs to and from the recorded cloud id.
+    #[default]
+    Unknown,
+    /// Marked as a twin's: `twin=<name>`, with the per-twin id when the resource carries one.
+    Twin {
+        /// The twin name in the mark.
+        name: String,
+        /// The per-twin id in the mark, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+    },
+    /// The kind can carry the mark but this resource has none: someone else made it.
+    Unmarked,
+}
+
+impl Owner {
+    /// Whether nothing is known.
+    pub fn is_unknown(&self) -> bool {
+        matches!(self, Owner::Unknown)
+    }
+
+    /// The owner read from a tag map: `twin=<name>` and `twin-id=<id>`.
+    pub fn from_tags<'a, I>(tags: I) -> Owner
+    where
+        I: IntoIterator<Item = (&'a str, &'a str)>,
+    {
+        let (mut name, mut id) = (None, None);
+        for (k, v) in tags {
+            if k == twin_config::names::TAG_KEY {
+                name = Some(v.to_string());
+            } else if k == TWIN_ID_TAG {
+                id = Some(v.to_string());
+            }
+        }
+        match name {
+            Some(name) => Owner::Twin { name, id },
+            None => Owner::Unmarked,
+        }
+    }
+
+    /// Why a resource with this mark is not the twin `twin` (with per-twin id `twin_id`), or
+    /// `None` when it is (or nothing says otherwise).
+    pub fn foreign_to(&self, twin: &str, twin_id: Option<&str>) -> Option<String> {
+        match self {
+            Owner::Unknown => None,
+            Owner::Unmarked => Some(format!("it carries no `{}` tag", twin_config::names::TAG_KEY)),
+            Owner::Twin { name, .. } if name != twin => {
+                Some(format!("it is tagged as twin `{name}`"))
+            }
+            Owner::Twin { id: Some(id), .. } if twin_id.is_some_and(|t| t != id) => Some(format!(
+                "it belongs to another deployment of a twin named `{twin}` (twin id {id})"
+            )),
+            Owner::Twin { .. } => None,
+        }
+    }
+}
+
+/// Tag key of the per-twin id (a random id made when the twin's state is first written).
+pub const TWIN_ID_TAG: &str = "twin-id";
 
 impl Observed {
     /// An observation with an id and attributes.
@@ -101,7 +184,14 @@ impl Observed {
         Observed {
             cloud_id: cloud_id.into(),
             attributes,
+            owner: Owner::Unknown,
         }
+    }
+
+    /// The same observation with its ownership mark.
+    pub fn owned_by(mut self, owner: Owner) -> Self {
+        self.owner = owner;
+        self
     }
 
     /// A string attribute, if present.
@@ -109,19 +199,34 @@ impl Observed {
         self.attributes.get(key).and_then(Value::as_str)
     }
 
-    /// The keys of `desired` whose observed value differs; keys the cloud does not report are
-    /// not compared (a driver reports every setting it can read back).
+    /// The keys of `desired` that the cloud does not report as desired: a key it does not
+    /// report at all is drift (a step of the resource that never ran), and a value is compared
+    /// by containment, so settings the cloud adds by itself (server defaults, extra tags) are not.
     pub fn drift(&self, desired: &Value) -> Vec<String> {
         let Some(want) = desired.as_object() else {
             return Vec::new();
         };
         let mut drifted: Vec<String> = want
             .iter()
-            .filter(|(k, v)| matches!(self.attributes.get(k.as_str()), Some(have) if have != *v))
+            .filter(|(k, v)| match self.attributes.get(k.as_str()) {
+                Some(have) => !contains(have, v),
+                None => !v.is_null(),
+            })
             .map(|(k, _)| k.clone())
             .collect();
         drifted.sort();
         drifted
+    }
+}
+
+/// Whether `have` contains `want`: objects by key (recursively), everything else by equality.
+pub fn contains(have: &Value, want: &Value) -> bool {
+    match (have, want) {
+        (Value::Object(h), Value::Object(w)) => w.iter().all(|(k, wv)| match h.get(k) {
+            Some(hv) => contains(hv, wv),
+            None => wv.is_null(),
+        }),
+        _ => have == want,
     }
 }
 
@@ -131,7 +236,7 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn drift_compares_only_reported_keys() {
+    fn drift_compares_desired_keys() {
         let o = Observed::new(
             "arn:x",
             json!({"memory": 128, "arn": "arn:x", "timeout": 3}),
@@ -141,14 +246,34 @@ mod tests {
             o.drift(&json!({"memory": 256, "timeout": 3})),
             vec!["memory"]
         );
-        // A setting the cloud cannot report back is not drift.
-        assert!(o.drift(&json!({"secret": "x"})).is_empty());
+        // A setting the cloud does not report is a step that never ran: drift.
+        assert_eq!(o.drift(&json!({"policy": "x"})), vec!["policy"]);
     }
 
     #[test]
-    fn drift_compares_nested_values_whole() {
-        let o = Observed::new("id", json!({"env": {"A": "1", "B": "2"}}));
+    fn drift_is_containment_of_desired_in_observed() {
+        let o = Observed::new(
+            "id",
+            json!({"env": {"A": "1", "B": "2"}, "list": [1, 2], "target": null}),
+        );
         assert!(o.drift(&json!({"env": {"A": "1", "B": "2"}})).is_empty());
-        assert_eq!(o.drift(&json!({"env": {"A": "1"}})), vec!["env"]);
+        // The cloud added B by itself: not drift.
+        assert!(o.drift(&json!({"env": {"A": "1"}})).is_empty());
+        assert_eq!(o.drift(&json!({"env": {"A": "2"}})), vec!["env"]);
+        assert_eq!(o.drift(&json!({"env": {"C": "3"}})), vec!["env"]);
+        // Lists compare whole; a missing target is drift.
+        assert_eq!(o.drift(&json!({"list": [1]})), vec!["list"]);
+        assert_eq!(o.drift(&json!({"target": "arn:fn"})), vec!["target"]);
+    }
+
+    #[test]
+    fn ownership_marks() {
+        let mine = Owner::from_tags([("twin", "t"), ("twin-id", "abc")]);
+        assert_eq!(mine.foreign_to("t", Some("abc")), None);
+        assert_eq!(mine.foreign_to("t", None), None);
+        assert!(mine.foreign_to("t", Some("zzz")).is_some());
+        assert!(mine.foreign_to("u", Some("abc")).is_some());
+        assert!(Owner::from_tags([("team", "x")]).foreign_to("t", None).is_some());
+        assert_eq!(Owner::Unknown.foreign_to("t", Some("abc")), None);
     }
 }

@@ -51,6 +51,24 @@ impl RetryPolicy {
         half + Duration::from_millis(jitter_ms)
     }
 
+    /// Runs `call` without retry events (calls outside a resource: account look-ups,
+    /// discovery, listings), mapping a stop to the last error or `None` when cancelled.
+    pub async fn run_quiet<T, F, Fut>(
+        &self,
+        cancel: &CancellationToken,
+        call: F,
+    ) -> Result<T, Option<CloudError>>
+    where
+        F: FnMut(u32) -> Fut,
+        Fut: Future<Output = Result<T, CloudError>>,
+    {
+        match self.run(cancel, call, |_, _, _| {}).await {
+            Ok((v, _)) => Ok(v),
+            Err(RetryStop::Failed(e, _)) => Err(Some(e)),
+            Err(RetryStop::Cancelled) => Err(None),
+        }
+    }
+
     /// Runs `call` until it succeeds, fails with a non-retryable error, the deadline passes, or
     /// `cancel` fires. `on_retry(attempt, delay, error)` is told before each wait.
     pub async fn run<T, F, Fut>(
@@ -67,10 +85,19 @@ impl RetryPolicy {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            match call(attempt).await {
+            let outcome = tokio::select! {
+                r = call(attempt) => r,
+                // A long call (a wait inside a driver) stops on Ctrl-C too: whatever it had
+                // asked the cloud to do is found again by the next command's read.
+                _ = cancel.cancelled() => return Err(RetryStop::Cancelled),
+            };
+            match outcome {
                 Ok(v) => return Ok((v, attempt)),
                 Err(e) => {
-                    let delay = self.delay(attempt);
+                    // A server's Retry-After is a floor, never shortened by our backoff.
+                    let delay = self
+                        .delay(attempt)
+                        .max(e.retry_after.unwrap_or_default().min(self.cap * 3));
                     if !e.class.is_retryable() || start.elapsed() + delay > self.deadline {
                         return Err(RetryStop::Failed(e, attempt));
                     }
@@ -134,6 +161,54 @@ mod tests {
             .await;
         assert!(matches!(r, Ok((3, 3))));
         assert_eq!(retries, 2);
+    }
+
+    #[tokio::test]
+    async fn honours_retry_after() {
+        let p = RetryPolicy {
+            base: Duration::from_millis(1),
+            cap: Duration::from_millis(100),
+            deadline: Duration::from_secs(5),
+        };
+        let start = Instant::now();
+        let r = p
+            .run(
+                &CancellationToken::new(),
+                |n| async move {
+                    if n < 2 {
+                        Err(CloudError::new(ErrorClass::Throttling, "TooMany", "wait")
+                            .with_retry_after(Some(Duration::from_millis(80))))
+                    } else {
+                        Ok(n)
+                    }
+                },
+                |_, d, _| assert!(d >= Duration::from_millis(80), "{d:?}"),
+            )
+            .await;
+        assert!(matches!(r, Ok((2, 2))));
+        assert!(start.elapsed() >= Duration::from_millis(80));
+    }
+
+    #[tokio::test]
+    async fn a_long_call_stops_on_cancel() {
+        let p = RetryPolicy::default();
+        let cancel = CancellationToken::new();
+        let c = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await; // let the call start
+            c.cancel();
+        });
+        let r: Result<((), u32), _> = p
+            .run(
+                &cancel,
+                |_| async {
+                    std::future::pending::<()>().await;
+                    Ok(())
+                },
+                |_, _, _| {},
+            )
+            .await;
+        assert!(matches!(r, Err(RetryStop::Cancelled)));
     }
 
     #[tokio::test]

@@ -46,13 +46,34 @@ pub struct StateFile {
     pub version: u32,
     /// Twin name.
     pub twin: String,
+    /// A random id made when the state is first written; the twin's resources carry it as a
+    /// tag, so a same-named twin deployed from another state file is told apart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub twin_id: Option<String>,
+    /// The cloud scope each provider's resources were made in (AWS partition, account and
+    /// region; Azure tenant and subscription), by provider name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub scopes: BTreeMap<String, Scope>,
     /// Every recorded resource by id.
     pub resources: BTreeMap<ResourceId, ResourceRecord>,
 }
 
+/// Where a provider's resources live, as named parts (`account`, `region`, ...).
+pub type Scope = BTreeMap<String, String>;
+
 const STATE_VERSION: u32 = 1;
 
 impl StateFile {
+    fn empty(twin: &str) -> StateFile {
+        StateFile {
+            version: STATE_VERSION,
+            twin: twin.to_string(),
+            twin_id: None,
+            scopes: BTreeMap::new(),
+            resources: BTreeMap::new(),
+        }
+    }
+
     /// Reads the state of `twin` under `dir/.deployer/` (with any journal folded in) without
     /// locking or writing, for commands that only look. No state yet reads as empty.
     pub fn peek(dir: &Path, twin: &str) -> Result<StateFile, EngineError> {
@@ -65,11 +86,7 @@ impl StateFile {
         let mut state = match fs::read_to_string(&path) {
             Ok(text) => serde_json::from_str::<StateFile>(&text)
                 .map_err(|e| err(format!("not a valid state file ({e})")))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => StateFile {
-                version: STATE_VERSION,
-                twin: twin.to_string(),
-                resources: BTreeMap::new(),
-            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => StateFile::empty(twin),
             Err(e) => return Err(err(e.to_string())),
         };
         replay(&state_dir.join(format!("{twin}.journal")), &mut state).map_err(err)?;
@@ -80,8 +97,18 @@ impl StateFile {
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
 enum JournalEntry {
-    Put { record: Box<ResourceRecord> },
-    Remove { id: ResourceId },
+    Put {
+        record: Box<ResourceRecord>,
+    },
+    Remove {
+        id: ResourceId,
+    },
+    Scope {
+        provider: String,
+        scope: Scope,
+        #[serde(default)]
+        twin_id: Option<String>,
+    },
 }
 
 struct Inner {
@@ -129,11 +156,7 @@ impl StateStore {
                     "not a valid state file ({e}); move it away to start over (destroy still finds resources by name)"
                 ))
             })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => StateFile {
-                version: STATE_VERSION,
-                twin: twin.to_string(),
-                resources: BTreeMap::new(),
-            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => StateFile::empty(twin),
             Err(e) => return Err(err(e.to_string())),
         };
         if state.version != STATE_VERSION {
@@ -180,6 +203,29 @@ impl StateStore {
         Ok(())
     }
 
+    /// Records the scope of `provider` (and the twin id, when the state has none yet).
+    pub fn set_scope(
+        &self,
+        provider: &str,
+        scope: Scope,
+        twin_id: Option<String>,
+    ) -> Result<(), EngineError> {
+        let mut inner = self.lock();
+        let twin_id = inner.state.twin_id.clone().or(twin_id);
+        if inner.state.scopes.get(provider) == Some(&scope) && inner.state.twin_id == twin_id {
+            return Ok(());
+        }
+        let entry = JournalEntry::Scope {
+            provider: provider.to_string(),
+            scope: scope.clone(),
+            twin_id: twin_id.clone(),
+        };
+        self.append(&mut inner, &entry)?;
+        inner.state.scopes.insert(provider.to_string(), scope);
+        inner.state.twin_id = twin_id;
+        Ok(())
+    }
+
     /// Forgets a resource (after it was deleted).
     pub fn remove(&self, id: &ResourceId) -> Result<(), EngineError> {
         let mut inner = self.lock();
@@ -201,7 +247,7 @@ impl StateStore {
         let text = serde_json::to_string_pretty(&inner.state).map_err(|e| err(e.to_string()))?;
         let tmp = self.path.with_extension("json.tmp");
         let write = || -> std::io::Result<()> {
-            let mut f = File::create(&tmp)?;
+            let mut f = private_file(&tmp, false)?;
             f.write_all(text.as_bytes())?;
             f.sync_all()?;
             fs::rename(&tmp, &self.path)
@@ -221,18 +267,18 @@ impl StateStore {
             reason,
         };
         if inner.journal.is_none() {
-            let f = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.journal_path)
-                .map_err(|e| err(e.to_string()))?;
+            let f = private_file(&self.journal_path, true).map_err(|e| err(e.to_string()))?;
             inner.journal = Some(f);
         }
         let mut line = serde_json::to_vec(entry).map_err(|e| err(e.to_string()))?;
         line.push(b'\n');
         match inner.journal.as_mut() {
-            // One write call per line: a kill -9 can tear at most the last line.
-            Some(f) => f.write_all(&line).map_err(|e| err(e.to_string())),
+            // One write call per line: a kill -9 can tear at most the last line. The data is
+            // synced before the call returns, so a recorded change survives a power cut too.
+            Some(f) => f
+                .write_all(&line)
+                .and_then(|()| f.sync_data())
+                .map_err(|e| err(e.to_string())),
             None => Err(err("journal not open".into())),
         }
     }
@@ -242,6 +288,22 @@ impl StateStore {
         // remove), so a poisoned lock is still safe to use.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Opens a file only its owner can read and write (mode 0600): the state names every resource
+/// and its cloud ids. Existing files are narrowed to 0600 too.
+fn private_file(path: &Path, append: bool) -> std::io::Result<File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut o = OpenOptions::new();
+    o.create(true).mode(0o600);
+    if append {
+        o.append(true);
+    } else {
+        o.write(true).truncate(true);
+    }
+    let f = o.open(path)?;
+    f.set_permissions(fs::Permissions::from_mode(0o600))?;
+    Ok(f)
 }
 
 /// Applies a journal to the state; true if there was one.
@@ -266,6 +328,16 @@ fn replay(journal: &Path, state: &mut StateFile) -> Result<bool, String> {
             }
             Ok(JournalEntry::Remove { id }) => {
                 state.resources.remove(&id);
+            }
+            Ok(JournalEntry::Scope {
+                provider,
+                scope,
+                twin_id,
+            }) => {
+                state.scopes.insert(provider, scope);
+                if state.twin_id.is_none() {
+                    state.twin_id = twin_id;
+                }
             }
             // A torn final line is what kill -9 mid-write leaves; anything earlier is damage.
             Err(_) if i == last => {}

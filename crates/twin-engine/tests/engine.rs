@@ -418,7 +418,15 @@ async fn cancellation_stops_new_work_and_the_next_deploy_resumes() {
     assert!(matches!(e, EngineError::Cancelled), "{e}");
     let made = f.cloud.names().len();
     assert!(made < 12, "cancel stopped new work ({made} made)");
-    assert_eq!(f.state_ids().len(), made, "everything made is recorded");
+    // Calls in flight were interrupted too; each left a pending record, so nothing it may
+    // have made is unknown to the next command.
+    let state = StateFile::peek(f.dir.path(), "t").unwrap();
+    for name in f.cloud.names() {
+        assert!(
+            state.resources.values().any(|r| r.spec.name == name),
+            "{name} made but not recorded"
+        );
+    }
     *f.cloud.op_delay.lock().unwrap() = Duration::ZERO;
     let r = f.engine().deploy(None).await.unwrap();
     assert_eq!(r.created, 12 - made);
@@ -437,4 +445,139 @@ async fn a_create_that_timed_out_after_succeeding_is_adopted_not_repeated() {
         .filter(|(op, _)| op == "create")
         .count();
     assert_eq!(creates, 12, "the retry looked first and found it");
+}
+
+#[tokio::test]
+async fn a_create_whose_later_steps_never_ran_is_completed_before_it_is_recorded() {
+    // Like a schedule rule whose target was never put: the create's answer was lost after its
+    // first step, the retry finds the resource by name, and it must not be taken as complete.
+    for step in 0..12 {
+        let f = Fixture::new();
+        f.cloud.fault_at(step, Fault::PartialAfter);
+        f.engine().deploy(None).await.unwrap();
+        let rows = f.engine().info().await.unwrap();
+        assert!(
+            rows.iter().all(|r| r.status == InfoStatus::Ok),
+            "step {step}: {rows:?}"
+        );
+        let r = f.engine().deploy(None).await.unwrap();
+        assert_eq!(r.unchanged, 12, "step {step}");
+    }
+}
+
+#[tokio::test]
+async fn another_region_or_account_is_refused_and_nothing_changes() {
+    let f = deployed().await;
+    let state_before = std::fs::read_to_string(f.dir.path().join(".deployer/t.json")).unwrap();
+    f.provider.set_region("us-east-1");
+    f.cloud.clear_calls();
+    for result in [
+        f.engine().deploy(None).await.map(|_| ()),
+        f.engine().destroy(None).await.map(|_| ()),
+        f.engine().plan(None).await.map(|_| ()),
+        f.engine().info().await.map(|_| ()),
+    ] {
+        match result {
+            Err(EngineError::ScopeMismatch {
+                recorded, current, ..
+            }) => {
+                assert!(recorded.contains("eu-west-1"), "{recorded}");
+                assert!(current.contains("us-east-1"), "{current}");
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+    assert!(f.cloud.calls().is_empty(), "{:?}", f.cloud.calls());
+    assert_eq!(f.cloud.names(), f.expected_names());
+    let state_after = std::fs::read_to_string(f.dir.path().join(".deployer/t.json")).unwrap();
+    assert_eq!(state_before, state_after);
+    // Back in the recorded region everything works again.
+    f.provider.set_region("eu-west-1");
+    f.engine().destroy(None).await.unwrap();
+    assert!(f.cloud.names().is_empty());
+}
+
+#[tokio::test]
+async fn a_foreign_resource_under_the_twins_name_is_neither_adopted_nor_deleted() {
+    let f = Fixture::new();
+    f.cloud.put_foreign(
+        "t-l2-role-persister",
+        "iam_role",
+        twin_engine::Owner::Unmarked,
+    );
+    f.cloud.put_foreign(
+        "t-l3-table",
+        "dynamodb_table",
+        twin_engine::Owner::Twin {
+            name: "other".into(),
+            id: None,
+        },
+    );
+    let err = f.engine().deploy(None).await.unwrap_err().to_string();
+    assert!(
+        err.contains("iam_role t-l2-role-persister exists, not managed by twin t"),
+        "{err}"
+    );
+    assert!(err.contains("tagged as twin `other`"), "{err}");
+    assert!(!f
+        .cloud
+        .mutating_calls()
+        .iter()
+        .any(|(_, n)| n == "t-l2-role-persister" || n == "t-l3-table"));
+    let r = f.engine().destroy(None).await.unwrap();
+    assert_eq!(r.foreign, 2);
+    assert_eq!(
+        f.cloud.names(),
+        vec!["t-l2-role-persister".to_string(), "t-l3-table".to_string()],
+        "only the foreign resources are left"
+    );
+}
+
+fn set_providers(dir: &std::path::Path, cold: &str, archive: &str) {
+    std::fs::write(
+        dir.join("config_providers.json"),
+        format!(
+            r#"{{"layer_1_provider": "aws", "layer_2_provider": "aws", "layer_3_hot_provider": "aws",
+            "layer_3_cold_provider": "{cold}", "layer_3_archive_provider": "{archive}",
+            "layer_4_provider": "none", "layer_5_provider": "none"}}"#
+        ),
+    )
+    .unwrap();
+}
+
+impl Fixture {
+    fn engine_on_disk_config(&self) -> Engine {
+        let config = Arc::new(twin_config::load_dir(self.dir.path()).unwrap());
+        Engine::new(
+            config,
+            vec![self.provider.clone()],
+            EngineOptions {
+                concurrency: 4,
+                retry: fast_retry(),
+            },
+            Arc::new(NoEvents),
+            CancellationToken::new(),
+        )
+    }
+}
+
+#[tokio::test]
+async fn a_layer_switched_to_none_is_deleted_by_the_next_deploy() {
+    let f = deployed().await;
+    set_providers(f.dir.path(), "none", "none");
+    let plan = f.engine_on_disk_config().plan(None).await.unwrap();
+    assert_eq!(plan.count(Action::Delete), 1, "{plan:?}");
+    let r = f.engine_on_disk_config().deploy(None).await.unwrap();
+    assert_eq!(r.deleted, 1);
+    assert!(!f.cloud.names().contains(&"t-l3-bucket-cold".to_string()));
+    assert!(!f.state_ids().contains(&"l3/bucket-cold".to_string()));
+}
+
+#[tokio::test]
+async fn destroy_removes_a_layer_that_was_switched_to_none() {
+    let f = deployed().await;
+    set_providers(f.dir.path(), "none", "none");
+    f.engine_on_disk_config().destroy(None).await.unwrap();
+    assert!(f.cloud.names().is_empty(), "{:?}", f.cloud.names());
+    assert!(f.state_ids().is_empty());
 }

@@ -13,7 +13,8 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use twin_config::{Layer, ProviderName, TwinConfig};
 use twin_engine::{
-    CloudError, ErrorClass, Observed, Outputs, Provider, ResourceDriver, ResourceId, ResourceSpec,
+    CloudError, ErrorClass, Observed, Outputs, Owner, Provider, ResourceDriver, ResourceId,
+    ResourceSpec, Scope,
 };
 
 /// What the fake cloud does at one mutating call.
@@ -27,6 +28,9 @@ pub enum Fault {
     CrashBefore,
     /// Applies the change, then the answer is lost (a timeout after success).
     TimeoutAfter,
+    /// Applies only the first step of a create (the resource without its last setting, like a
+    /// rule without its target), then the answer is lost.
+    PartialAfter,
 }
 
 /// One resource as the fake cloud stores it.
@@ -36,6 +40,7 @@ pub struct Stored {
     pub kind: String,
     pub settings: Value,
     pub deps: Vec<String>,
+    pub owner: Owner,
 }
 
 #[derive(Default)]
@@ -106,6 +111,20 @@ impl FakeCloud {
         self.lock().resources.remove(name);
     }
 
+    /// Puts a resource that someone else made (marked `owner`) under `name`.
+    pub fn put_foreign(&self, name: &str, kind: &str, owner: Owner) {
+        self.lock().resources.insert(
+            name.to_string(),
+            Stored {
+                id: format!("foreign:{name}"),
+                kind: kind.into(),
+                settings: json!({}),
+                deps: Vec::new(),
+                owner,
+            },
+        );
+    }
+
     fn throttled(&self, op: &str, name: &str) -> bool {
         let mut c = self.lock();
         let limit = c.throttle_each;
@@ -156,6 +175,7 @@ impl FakeCloud {
 pub struct FakeProvider {
     pub cloud: FakeCloud,
     pub model: Mutex<Vec<ResourceSpec>>,
+    pub scope: Mutex<Scope>,
 }
 
 impl FakeProvider {
@@ -163,7 +183,21 @@ impl FakeProvider {
         Arc::new(FakeProvider {
             cloud,
             model: Mutex::new(model),
+            scope: Mutex::new(
+                [("account", "111111111111"), ("region", "eu-west-1")]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
         })
+    }
+
+    /// Points the provider at another region, as other credentials would.
+    pub fn set_region(&self, region: &str) {
+        self.scope
+            .lock()
+            .unwrap()
+            .insert("region".into(), region.into());
     }
 }
 
@@ -171,6 +205,10 @@ impl FakeProvider {
 impl Provider for FakeProvider {
     fn name(&self) -> ProviderName {
         ProviderName::Aws
+    }
+
+    fn scope(&self) -> Scope {
+        self.scope.lock().unwrap().clone()
     }
 
     async fn layer_resources(
@@ -224,7 +262,7 @@ struct FakeDriver {
 fn observed(s: &Stored) -> Observed {
     let mut attrs = s.settings.clone();
     attrs["arn"] = json!(s.id);
-    Observed::new(s.id.clone(), attrs)
+    Observed::new(s.id.clone(), attrs).owned_by(s.owner.clone())
 }
 
 #[async_trait]
@@ -273,12 +311,22 @@ impl ResourceDriver for FakeDriver {
             }
             c.next_id += 1;
             let mut settings = spec.desired.clone();
+            if matches!(fault, Some(Fault::PartialAfter)) {
+                let last = settings.as_object().and_then(|o| o.keys().last().cloned());
+                if let (Some(o), Some(k)) = (settings.as_object_mut(), last) {
+                    o.remove(&k);
+                }
+            }
             settings["layer"] = json!(spec.layer.short());
             let s = Stored {
                 id: format!("fake:{}", spec.name),
                 kind: spec.kind.clone(),
                 settings,
                 deps: dep_names,
+                owner: Owner::Twin {
+                    name: "t".into(),
+                    id: None,
+                },
             };
             c.resources.insert(spec.name.clone(), s.clone());
             s
@@ -286,7 +334,7 @@ impl ResourceDriver for FakeDriver {
         if matches!(fault, Some(Fault::CrashAfter)) {
             self.cloud.die::<()>().await;
         }
-        if matches!(fault, Some(Fault::TimeoutAfter)) {
+        if matches!(fault, Some(Fault::TimeoutAfter | Fault::PartialAfter)) {
             return Err(CloudError::new(
                 ErrorClass::Transient,
                 "RequestTimeout",
