@@ -5,8 +5,9 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 use twin_config::AwsSettings;
-use twin_engine::CloudError;
+use twin_engine::{CloudError, ErrorClass, RetryPolicy};
 
 /// The SDK clients of one account and region, shared by every driver.
 #[derive(Clone, Debug)]
@@ -67,20 +68,43 @@ impl AwsClients {
             )
         })?;
         let sts = aws_sdk_sts::Client::new(&config);
-        let identity = sts.get_caller_identity().send().await.map_err(|e| {
-            let mut err = classify(&e);
-            if err.hint.is_none() {
-                err = err.with_hint(
-                    "check your AWS credentials (AWS_PROFILE, `aws sso login`, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)",
-                );
-            }
-            err
-        })?;
-        let account_id = identity.account().unwrap_or_default().to_string();
+        // The account look-up is retried like every other call: a dropped connection or a
+        // throttled STS must not read as bad credentials.
+        let identity = RetryPolicy::default()
+            .run_quiet(&CancellationToken::new(), |_| async {
+                sts.get_caller_identity().send().await.map_err(|e| {
+                    let mut err = classify(&e);
+                    if err.class == ErrorClass::Fatal && err.hint.is_none() {
+                        err = err.with_hint(
+                            "check your AWS credentials (AWS_PROFILE, `aws sso login`, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)",
+                        );
+                    }
+                    err
+                })
+            })
+            .await
+            .map_err(|e| {
+                e.unwrap_or_else(|| CloudError::fatal("Cancelled", "the account look-up was interrupted"))
+            })?;
+        let account_id = identity
+            .account()
+            .filter(|a| !a.is_empty())
+            .ok_or_else(|| {
+                CloudError::fatal("NoAccount", "STS GetCallerIdentity returned no account id")
+                    .with_hint("check that AWS_ENDPOINT_URL points at AWS or a working emulator")
+            })?
+            .to_string();
         let partition = identity
             .arn()
             .and_then(|a| a.split(':').nth(1))
-            .unwrap_or("aws")
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| {
+                CloudError::fatal(
+                    "NoPartition",
+                    "STS GetCallerIdentity returned no caller ARN",
+                )
+                .with_hint("check that AWS_ENDPOINT_URL points at AWS or a working emulator")
+            })?
             .to_string();
         Ok(Self::from_sdk_config(
             &config, account_id, region, partition,

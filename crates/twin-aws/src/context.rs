@@ -38,6 +38,9 @@ impl LayerContext<'_> {
             kind,
             name,
         )
+        .inputs(serde_json::json!({
+            TAGS_KEY: { twin_config::names::TAG_KEY: self.name() }
+        }))
     }
 
     /// Whether `layer` is deployed on AWS in this config.
@@ -59,28 +62,24 @@ pub fn resource_id(layer: Layer, kind: &str, key: &str) -> ResourceId {
     ResourceId::new(&[layer.short(), kind, key])
 }
 
-/// Desired-settings key under which a spec carries its tags (never reported back, so never drift).
+/// Inputs key under which a spec carries its tags (an input: tags are not settings to compare;
+/// who owns a resource is the engine's question, answered by [`twin_engine::Owner`]).
 pub const TAGS_KEY: &str = "tags";
 
-impl LayerContext<'_> {
-    /// `desired` with the twin tag added under [`TAGS_KEY`], so drivers can tag what they create.
-    pub fn tagged(&self, mut desired: serde_json::Value) -> serde_json::Value {
-        if let Some(map) = desired.as_object_mut() {
-            map.insert(
-                TAGS_KEY.to_string(),
-                serde_json::json!({ twin_config::names::TAG_KEY: self.name() }),
-            );
-        }
-        desired
-    }
-}
-
-/// The twin name a spec is tagged with (see [`LayerContext::tagged`]).
+/// The twin name a spec is tagged with (see [`LayerContext::spec`]).
 pub fn twin_tag(spec: &ResourceSpec) -> String {
-    spec.desired
+    spec.inputs
         .get(TAGS_KEY)
         .and_then(|t| t.get(twin_config::names::TAG_KEY))
         .and_then(|v| v.as_str())
         .unwrap_or_default()
         .to_string()
+}
+
+/// The owner a tag list read from the cloud names.
+pub fn owner_from_tags<'a, I>(tags: I) -> twin_engine::Owner
+where
+    I: IntoIterator<Item = (&'a str, &'a str)>,
+{
+    twin_engine::Owner::from_tags(tags)
 }

@@ -35,7 +35,8 @@ fn found(ctx: &LayerContext<'_>, layer: Layer, kind: &str, key: &str, name: &str
         kind,
         name,
     )
-    .desired(ctx.tagged(json!({})))
+    .desired(json!({}))
+    .inputs(json!({ crate::context::TAGS_KEY: { twin_config::names::TAG_KEY: ctx.name() } }))
 }
 
 async fn discover_l1(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudError> {
@@ -81,7 +82,7 @@ async fn discover_l1(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudE
                     continue;
                 }
                 let mut c = found(ctx, Layer::L1, certificate::KIND, id, id);
-                c.desired = ctx.tagged(json!({"certificate_id": id}));
+                c.inputs["certificate_id"] = json!(id);
                 specs.push(c);
             }
             specs.push(thing_spec);

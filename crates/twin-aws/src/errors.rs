@@ -16,7 +16,6 @@ const THROTTLING_CODES: &[&str] = &[
     "RequestThrottledException",
     "ProvisionedThroughputExceededException",
     "SlowDown",
-    "LimitExceededException",
     "PriorRequestNotComplete",
     "BandwidthLimitExceeded",
     "EC2ThrottledException",
@@ -56,7 +55,19 @@ const CONSISTENCY_CODES: &[&str] = &[
     "ResourceInUseException",
     "OperationAbortedException",
     "DeleteConflict",
+    // IoT: a certificate's or policy's detach is asynchronous, so a delete right after it
+    // conflicts for a few seconds.
+    "DeleteConflictException",
     "ConflictingOperationInProgress",
+];
+
+/// Codes of an account quota that is reached: waiting does not help, so they fail at once.
+const QUOTA_CODES: &[&str] = &[
+    "LimitExceeded",
+    "LimitExceededException",
+    "ServiceQuotaExceededException",
+    "TooManyTagsException",
+    "CodeStorageExceededException",
 ];
 
 /// (code, message fragment) pairs of known eventual-consistency errors that share a code with
@@ -84,6 +95,9 @@ const CONSISTENCY_MESSAGES: &[(&str, &str)] = &[
 /// The class of an error given its code, HTTP status and message.
 pub fn class_of(code: &str, status: Option<u16>, message: &str) -> ErrorClass {
     let lower = message.to_ascii_lowercase();
+    if QUOTA_CODES.contains(&code) {
+        return ErrorClass::Fatal;
+    }
     if THROTTLING_CODES.contains(&code) || status == Some(429) {
         return ErrorClass::Throttling;
     }
@@ -126,8 +140,8 @@ fn hint_for(code: &str, status: Option<u16>) -> Option<&'static str> {
         "BucketAlreadyExists" => {
             Some("a bucket of this name belongs to another account; bucket names are global")
         }
-        "LimitExceeded" | "ServiceQuotaExceededException" | "TooManyTagsException" => Some(
-            "an account quota is reached; raise it in Service Quotas or delete unused resources",
+        c if QUOTA_CODES.contains(&c) => Some(
+            "an account quota is reached (the message names it); raise it in Service Quotas or delete unused resources",
         ),
         _ if status == Some(403) => {
             Some("the AWS identity lacks this permission; grant it or use other credentials")
@@ -158,7 +172,15 @@ where
             } else {
                 code
             };
-            let mut out = CloudError::new(class, code.clone(), message);
+            let retry_after = ctx
+                .raw()
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                .map(std::time::Duration::from_secs_f64);
+            let mut out =
+                CloudError::new(class, code.clone(), message).with_retry_after(retry_after);
             if class == ErrorClass::Fatal {
                 if let Some(h) = hint_for(&code, status) {
                     out = out.with_hint(h);
@@ -171,9 +193,17 @@ where
         }
         SdkError::DispatchFailure(d) => CloudError::new(
             ErrorClass::Transient,
-            "DispatchFailure",
-            format!("could not reach AWS: {}", error_chain(err, d.is_io())),
-        ),
+            if d.is_timeout() {
+                "Timeout"
+            } else {
+                "ConnectionFailed"
+            },
+            format!(
+                "the connection to AWS failed: {}",
+                error_chain(err, d.is_io())
+            ),
+        )
+        .with_hint("a network problem, not your credentials; the call is retried"),
         SdkError::ResponseError(_) => CloudError::new(
             ErrorClass::Transient,
             "ResponseError",
@@ -281,6 +311,16 @@ mod tests {
             ErrorClass::EventualConsistency
         );
         assert_eq!(class_of("AccessDenied", Some(403), "no"), ErrorClass::Fatal);
+        assert_eq!(
+            class_of("DeleteConflictException", Some(409), "attached"),
+            ErrorClass::EventualConsistency
+        );
+        // A quota does not clear by waiting: fatal, with the advice to raise it.
+        assert_eq!(
+            class_of("LimitExceededException", Some(400), "rules per bus"),
+            ErrorClass::Fatal
+        );
+        assert!(hint_for("LimitExceededException", Some(400)).is_some_and(|h| h.contains("quota")));
         assert!(hint_for("AccessDenied", Some(403)).is_some());
     }
 }

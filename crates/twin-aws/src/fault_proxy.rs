@@ -98,11 +98,65 @@ pub struct Stats {
     pub mutating: usize,
     /// Faults injected.
     pub injected: usize,
+    /// Requests the cloud applied whose answer was dropped.
+    pub dropped_after: usize,
+}
+
+/// Random faults on a share of all requests, as an unreliable network and cloud give them.
+#[derive(Debug, Clone, Copy)]
+pub struct Chaos {
+    /// Share of requests that fail (0.0–1.0).
+    pub rate: f64,
+    /// Seed of the deterministic pseudo-random sequence (a failing run can be replayed).
+    pub seed: u64,
+}
+
+/// What chaos did to one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChaosKind {
+    /// 503 ServiceUnavailable, the request not forwarded.
+    Unavailable,
+    /// A throttling error, the request not forwarded.
+    Throttled,
+    /// The connection closed before the request was forwarded.
+    DroppedBefore,
+    /// Forwarded and applied by the cloud, then the connection closed without the answer.
+    DroppedAfter,
+}
+
+struct ChaosState {
+    chaos: Chaos,
+    rng: u64,
+}
+
+impl ChaosState {
+    /// xorshift64*: small, deterministic, good enough to pick faults.
+    fn next(&mut self) -> f64 {
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn pick(&mut self) -> Option<ChaosKind> {
+        if self.next() >= self.chaos.rate {
+            return None;
+        }
+        Some(match (self.next() * 4.0) as u32 {
+            0 => ChaosKind::Unavailable,
+            1 => ChaosKind::Throttled,
+            2 => ChaosKind::DroppedBefore,
+            _ => ChaosKind::DroppedAfter,
+        })
+    }
 }
 
 struct Shared {
     upstream: SocketAddr,
     faults: Mutex<Vec<Fault>>,
+    chaos: Mutex<Option<ChaosState>>,
     stats: Mutex<Stats>,
 }
 
@@ -128,6 +182,7 @@ impl FaultProxy {
         let shared = Arc::new(Shared {
             upstream,
             faults: Mutex::new(Vec::new()),
+            chaos: Mutex::new(None),
             stats: Mutex::new(Stats::default()),
         });
         let s = shared.clone();
@@ -145,6 +200,14 @@ impl FaultProxy {
     /// Adds a fault.
     pub fn inject(&self, fault: Fault) {
         lock(&self.shared.faults).push(fault);
+    }
+
+    /// Fails a random share of every request from now on (or none with `None`).
+    pub fn set_chaos(&self, chaos: Option<Chaos>) {
+        *lock(&self.shared.chaos) = chaos.map(|c| ChaosState {
+            chaos: c,
+            rng: c.seed.max(1),
+        });
     }
 
     /// A copy of the counters.
@@ -256,7 +319,7 @@ async fn handle(mut client: TcpStream, shared: Arc<Shared>) -> std::io::Result<(
         method,
         path,
     };
-    let fault = {
+    let mut fault = {
         let mut faults = lock(&shared.faults);
         faults
             .iter_mut()
@@ -266,6 +329,36 @@ async fn handle(mut client: TcpStream, shared: Arc<Shared>) -> std::io::Result<(
                 (f.status, f.code.clone(), f.message.clone())
             })
     };
+    let chaos = if fault.is_none() {
+        lock(&shared.chaos).as_mut().and_then(ChaosState::pick)
+    } else {
+        None
+    };
+    match chaos {
+        Some(ChaosKind::Unavailable) => {
+            fault = Some((
+                503,
+                "ServiceUnavailable".into(),
+                "injected: unavailable".into(),
+            ))
+        }
+        Some(ChaosKind::Throttled) => {
+            fault = Some((
+                400,
+                "ThrottlingException".into(),
+                "injected: rate exceeded".into(),
+            ))
+        }
+        _ => {}
+    }
+    if chaos.is_some() {
+        lock(&shared.stats).injected += 1;
+    }
+    if chaos == Some(ChaosKind::DroppedBefore) {
+        lock(&shared.stats).total += 1;
+        // Closing without a word: the client sees the connection reset.
+        return Ok(());
+    }
     {
         let mut st = lock(&shared.stats);
         st.total += 1;
@@ -273,7 +366,7 @@ async fn handle(mut client: TcpStream, shared: Arc<Shared>) -> std::io::Result<(
             st.mutating += 1;
         }
         *st.calls.entry(info.operation.clone()).or_default() += 1;
-        if fault.is_some() {
+        if fault.is_some() && chaos.is_none() {
             st.injected += 1;
         }
     }
@@ -335,11 +428,20 @@ async fn handle(mut client: TcpStream, shared: Arc<Shared>) -> std::io::Result<(
         }
         Ok::<_, std::io::Error>(())
     };
+    let drop_answer = chaos == Some(ChaosKind::DroppedAfter);
     let to_client = async {
+        if drop_answer {
+            // Let the cloud finish the call, then drop its answer.
+            tokio::io::copy(&mut ur, &mut tokio::io::sink()).await?;
+            return Ok(());
+        }
         tokio::io::copy(&mut ur, &mut cw).await?;
         cw.shutdown().await
     };
     let (a, b) = tokio::join!(to_upstream, to_client);
+    if drop_answer {
+        lock(&shared.stats).dropped_after += 1;
+    }
     a?;
     b
 }

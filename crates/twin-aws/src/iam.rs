@@ -77,10 +77,10 @@ impl RoleSpec {
         let name = names::role_name(ctx.name(), &self.role);
         ctx.spec(layer, KIND, &self.role, name)
             .depends_on(self.depends_on)
-            .desired(ctx.tagged(json!({
+            .desired(json!({
                 "trust": trust_policy(&self.service),
                 "policy": {"Version": "2012-10-17", "Statement": self.statements},
-            })))
+            }))
     }
 }
 
@@ -208,10 +208,15 @@ impl ResourceDriver for RoleDriver {
             .assume_role_policy_document()
             .map(parse_policy_document)
             .unwrap_or(Value::Null);
-        Ok(Some(Observed::new(
-            role.arn(),
-            json!({"arn": role.arn(), "name": role.role_name(), "trust": trust, "policy": policy}),
-        )))
+        let owner =
+            crate::context::owner_from_tags(role.tags().iter().map(|t| (t.key(), t.value())));
+        Ok(Some(
+            Observed::new(
+                role.arn(),
+                json!({"arn": role.arn(), "name": role.role_name(), "trust": trust, "policy": policy}),
+            )
+            .owned_by(owner),
+        ))
     }
 
     async fn create(&self, spec: &ResourceSpec, deps: &Outputs) -> Result<Observed, CloudError> {

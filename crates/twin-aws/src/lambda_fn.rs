@@ -111,7 +111,7 @@ impl FunctionSpec {
                 &self.local_name,
                 logs::log_group_name(&name),
             )
-            .desired(ctx.tagged(json!({"retention_days": logs::RETENTION_DAYS})));
+            .desired(json!({"retention_days": logs::RETENTION_DAYS}));
         let mut env = self.env.clone();
         env.insert("TWIN_NAME".into(), ctx.name().to_string());
         env.insert("LOG_LEVEL".into(), ctx.twin.twin.mode.as_str().to_string());
@@ -124,7 +124,7 @@ impl FunctionSpec {
                 artifacts::artifact_id(layer, &self.crate_name),
             ])
             .depends_on(self.depends_on)
-            .desired(ctx.tagged(json!({
+            .desired(json!({
                 "runtime": RUNTIME,
                 "architecture": ctx.artifacts.architecture().as_str(),
                 "handler": "bootstrap",
@@ -133,8 +133,10 @@ impl FunctionSpec {
                 "env": env,
                 "role": iam::role_arn(ctx, &self.role),
                 "source_hash": ctx.artifacts.source_hash(&self.crate_name)?,
-                "code": {"bucket": artifacts::bucket_name(ctx), "key": key},
-            })));
+            }));
+        let mut function = function;
+        // Where the code is uploaded is an input: new code shows as a new `source_hash`.
+        function.inputs["code"] = json!({"bucket": artifacts::bucket_name(ctx), "key": key});
         Ok(vec![log_group, function])
     }
 }
@@ -252,7 +254,7 @@ fn i(spec: &ResourceSpec, key: &str) -> i32 {
 }
 
 fn code_of(spec: &ResourceSpec) -> (String, String) {
-    let code = spec.desired.get("code");
+    let code = spec.inputs.get("code");
     let get = |k: &str| {
         code.and_then(|c| c.get(k))
             .and_then(Value::as_str)
@@ -269,10 +271,10 @@ fn arch_of(spec: &ResourceSpec) -> LambdaArch {
 #[async_trait]
 impl ResourceDriver for FunctionDriver {
     async fn read(&self, spec: &ResourceSpec, _: &Outputs) -> Result<Option<Observed>, CloudError> {
-        let Some(out) = not_found_is_none(
+        let Some(got) = not_found_is_none(
             self.clients
                 .lambda
-                .get_function_configuration()
+                .get_function()
                 .function_name(&spec.name)
                 .send()
                 .await,
@@ -280,6 +282,19 @@ impl ResourceDriver for FunctionDriver {
         else {
             return Ok(None);
         };
+        let Some(out) = got.configuration() else {
+            return Err(CloudError::new(
+                twin_engine::ErrorClass::Transient,
+                "IncompleteResponse",
+                format!("GetFunction {} returned no configuration", spec.name),
+            ));
+        };
+        let owner = crate::context::owner_from_tags(
+            got.tags()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        );
         let env: Map<String, Value> = out
             .environment()
             .and_then(|e| e.variables())
@@ -310,7 +325,7 @@ impl ResourceDriver for FunctionDriver {
                 "role": out.role().unwrap_or_default(),
                 "source_hash": hash,
             }),
-        )))
+        ).owned_by(owner)))
     }
 
     async fn create(&self, spec: &ResourceSpec, deps: &Outputs) -> Result<Observed, CloudError> {

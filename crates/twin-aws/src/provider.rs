@@ -123,6 +123,18 @@ impl Provider for AwsProvider {
         ProviderName::Aws
     }
 
+    fn scope(&self) -> twin_engine::Scope {
+        let c = &self.clients;
+        [
+            ("partition", &c.partition),
+            ("account", &c.account_id),
+            ("region", &c.region),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
+    }
+
     async fn layer_resources(
         &self,
         layer: Layer,

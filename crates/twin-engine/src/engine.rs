@@ -190,7 +190,11 @@ impl Engine {
     }
 
     /// Runs a provider-level call (describing, discovering) under the retry policy.
-    async fn provider_call<T, F, Fut>(&self, provider: ProviderName, call: F) -> Result<T, EngineError>
+    async fn provider_call<T, F, Fut>(
+        &self,
+        provider: ProviderName,
+        call: F,
+    ) -> Result<T, EngineError>
     where
         F: FnMut(u32) -> Fut,
         Fut: std::future::Future<Output = Result<T, CloudError>>,

@@ -163,7 +163,10 @@ impl Owner {
     pub fn foreign_to(&self, twin: &str, twin_id: Option<&str>) -> Option<String> {
         match self {
             Owner::Unknown => None,
-            Owner::Unmarked => Some(format!("it carries no `{}` tag", twin_config::names::TAG_KEY)),
+            Owner::Unmarked => Some(format!(
+                "it carries no `{}` tag",
+                twin_config::names::TAG_KEY
+            )),
             Owner::Twin { name, .. } if name != twin => {
                 Some(format!("it is tagged as twin `{name}`"))
             }
@@ -273,7 +276,9 @@ mod tests {
         assert_eq!(mine.foreign_to("t", None), None);
         assert!(mine.foreign_to("t", Some("zzz")).is_some());
         assert!(mine.foreign_to("u", Some("abc")).is_some());
-        assert!(Owner::from_tags([("team", "x")]).foreign_to("t", None).is_some());
+        assert!(Owner::from_tags([("team", "x")])
+            .foreign_to("t", None)
+            .is_some());
         assert_eq!(Owner::Unknown.foreign_to("t", Some("abc")), None);
     }
 }

@@ -95,7 +95,7 @@ impl CertificateDriver {
 }
 
 fn field<'a>(spec: &'a ResourceSpec, k: &str) -> &'a str {
-    spec.desired
+    spec.inputs
         .get(k)
         .and_then(Value::as_str)
         .unwrap_or_default()

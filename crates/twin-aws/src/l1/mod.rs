@@ -29,18 +29,16 @@ pub fn specs(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudError> {
         let policy_name = names::iot_policy_name(twin, &d.id);
         let thing = ctx
             .spec(layer, thing::KIND, &d.id, &thing_name)
-            .desired(ctx.tagged(json!({"twin": twin})));
+            .desired(json!({"twin": twin}));
         let dir = certificate::device_dir(&ctx.twin.dir, &d.id);
-        let cert = ctx
+        let mut cert = ctx
             .spec(layer, certificate::KIND, &d.id, &thing_name)
-            .desired(ctx.tagged(json!({
-                "status": "ACTIVE",
-                "thing": thing_name,
-                "dir": dir.display().to_string(),
-            })));
+            .desired(json!({"status": "ACTIVE"}));
+        cert.inputs["thing"] = json!(thing_name);
+        cert.inputs["dir"] = json!(dir.display().to_string());
         let policy = ctx
             .spec(layer, iot_policy::KIND, &d.id, &policy_name)
-            .desired(ctx.tagged(json!({"document": iot_policy::policy_document(ctx, &d.id)})));
+            .desired(json!({"document": iot_policy::policy_document(ctx, &d.id)}));
         let attach = ctx
             .spec(layer, attachments::KIND, &d.id, &thing_name)
             .depends_on([thing.id.clone(), cert.id.clone(), policy.id.clone()])
@@ -89,11 +87,11 @@ pub fn specs(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudError> {
             names::topic_rule_name(twin),
         )
         .depends_on([dispatcher_id, permission.id.clone()])
-        .desired(ctx.tagged(json!({
+        .desired(json!({
             "sql": topic_rule::rule_sql(twin),
             "function_arn": function_arn(ctx, "dispatcher"),
             "enabled": true,
-        })));
+        }));
     specs.push(permission);
     specs.push(rule);
 
@@ -113,8 +111,8 @@ pub fn specs(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudError> {
             "payload_file_path": "payloads.json",
             "auth_files_path": "../devices",
             "root_ca_cert_path": format!("../devices/{}", simulator_config::ROOT_CA_FILE),
-            "example_payloads": simulator_config::example_payloads(ctx.twin),
-        })),
+        }))
+        .inputs(json!({"example_payloads": simulator_config::example_payloads(ctx.twin)})),
     );
     Ok(specs)
 }

@@ -118,7 +118,7 @@ impl ResourceDriver for SimulatorConfigDriver {
         let payloads = dir.join(field(spec, "payload_file_path"));
         if !payloads.exists() {
             let example = spec
-                .desired
+                .inputs
                 .get("example_payloads")
                 .cloned()
                 .unwrap_or(json!([]));

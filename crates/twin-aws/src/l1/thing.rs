@@ -43,10 +43,20 @@ impl ResourceDriver for ThingDriver {
             .attributes()
             .and_then(|a| a.get(twin_config::names::TAG_KEY))
             .cloned();
-        Ok(Some(Observed::new(
-            arn.clone(),
-            json!({"arn": arn, "name": spec.name, "twin": twin}),
-        )))
+        let owner = match &twin {
+            Some(name) => twin_engine::Owner::Twin {
+                name: name.clone(),
+                id: None,
+            },
+            None => twin_engine::Owner::Unmarked,
+        };
+        Ok(Some(
+            Observed::new(
+                arn.clone(),
+                json!({"arn": arn, "name": spec.name, "twin": twin}),
+            )
+            .owned_by(owner),
+        ))
     }
 
     async fn create(&self, spec: &ResourceSpec, deps: &Outputs) -> Result<Observed, CloudError> {

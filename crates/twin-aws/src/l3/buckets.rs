@@ -21,8 +21,8 @@ use twin_engine::{
 pub const KIND: &str = "s3_bucket";
 
 /// The desired settings of every bucket.
-fn bucket_desired(ctx: &LayerContext<'_>, tier: &str) -> Value {
-    ctx.tagged(json!({"tier": tier, "encryption": "AES256", "public_access_blocked": true}))
+fn bucket_desired(tier: &str) -> Value {
+    json!({"tier": tier, "encryption": "AES256", "public_access_blocked": true})
 }
 
 /// The cloud name of a tier's bucket (`cold`, `archive`, `twinmaker`, `artifacts`).
@@ -43,7 +43,7 @@ pub fn bucket_id(layer: Layer, tier: &str) -> ResourceId {
 /// The bucket of a tier in `layer`.
 pub fn bucket_spec(ctx: &LayerContext<'_>, layer: Layer, tier: &str) -> ResourceSpec {
     ctx.spec(layer, KIND, tier, bucket_name(ctx, tier))
-        .desired(bucket_desired(ctx, tier))
+        .desired(bucket_desired(tier))
 }
 
 /// The function artifacts bucket, owned by `layer`.
@@ -56,7 +56,10 @@ pub fn artifacts_bucket_spec(ctx: &LayerContext<'_>, layer: Layer) -> ResourceSp
         KIND,
         bucket_name(ctx, tier),
     );
-    s.desired = bucket_desired(ctx, tier);
+    s.desired = bucket_desired(tier);
+    s.inputs = serde_json::json!({
+        crate::context::TAGS_KEY: { names::TAG_KEY: ctx.name() }
+    });
     s
 }
 
@@ -157,17 +160,40 @@ impl ResourceDriver for BucketDriver {
                         && c.restrict_public_buckets() == Some(true)
                 })
                 .unwrap_or(false);
+        let tagging = match s3.get_bucket_tagging().bucket(&spec.name).send().await {
+            Ok(t) => Some(t),
+            Err(e) => {
+                let c = crate::errors::classify(&e);
+                // A bucket without tags answers with its own error code.
+                if c.code == "NoSuchTagSet" || c.code == "NoSuchTagSetError" {
+                    None
+                } else if c.class == ErrorClass::NotFound {
+                    return Ok(None);
+                } else {
+                    return Err(c);
+                }
+            }
+        };
+        let owner = crate::context::owner_from_tags(
+            tagging
+                .iter()
+                .flat_map(|t| t.tag_set())
+                .map(|t| (t.key(), t.value())),
+        );
         let arn = format!("arn:{}:s3:::{}", self.clients.partition, spec.name);
-        Ok(Some(Observed::new(
-            arn.clone(),
-            json!({
-                "arn": arn,
-                "name": spec.name,
-                "tier": spec.desired.get("tier"),
-                "encryption": encryption,
-                "public_access_blocked": blocked,
-            }),
-        )))
+        Ok(Some(
+            Observed::new(
+                arn.clone(),
+                json!({
+                    "arn": arn,
+                    "name": spec.name,
+                    "tier": spec.desired.get("tier"),
+                    "encryption": encryption,
+                    "public_access_blocked": blocked,
+                }),
+            )
+            .owned_by(owner),
+        ))
     }
 
     async fn create(&self, spec: &ResourceSpec, deps: &Outputs) -> Result<Observed, CloudError> {

@@ -34,13 +34,13 @@ pub fn http_api_spec(ctx: &LayerContext<'_>, reader: ResourceId) -> ResourceSpec
         names::http_api_name(ctx.name()),
     )
     .depends_on([reader])
-    .desired(ctx.tagged(json!({
+    .desired(json!({
         "route": ROUTE,
         "authorization": "AWS_IAM",
         "function": function,
         "target": crate::lambda_fn::function_arn(ctx, "hot-reader"),
         "invoke_permission": true,
-    })))
+    }))
 }
 
 /// Creates, reads and deletes the API with everything it owns.
@@ -248,18 +248,27 @@ impl ResourceDriver for HttpApiDriver {
                     .and_then(|i| i.integration_uri())
             });
         let permission = self.has_permission(spec, &api_id).await?;
-        Ok(Some(Observed::new(
-            api_id.clone(),
-            json!({
-                "api_id": api_id,
-                "endpoint": api.api_endpoint(),
-                "route": route.and_then(|r| r.route_key()),
-                "authorization": route.and_then(|r| r.authorization_type()).map(|a| a.as_str()),
-                "function": field(spec, "function"),
-                "target": target,
-                "invoke_permission": permission,
-            }),
-        )))
+        let owner = crate::context::owner_from_tags(
+            api.tags()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        );
+        Ok(Some(
+            Observed::new(
+                api_id.clone(),
+                json!({
+                    "api_id": api_id,
+                    "endpoint": api.api_endpoint(),
+                    "route": route.and_then(|r| r.route_key()),
+                    "authorization": route.and_then(|r| r.authorization_type()).map(|a| a.as_str()),
+                    "function": field(spec, "function"),
+                    "target": target,
+                    "invoke_permission": permission,
+                }),
+            )
+            .owned_by(owner),
+        ))
     }
 
     async fn create(&self, spec: &ResourceSpec, deps: &Outputs) -> Result<Observed, CloudError> {

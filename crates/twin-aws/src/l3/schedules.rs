@@ -44,11 +44,11 @@ pub fn schedule_spec(
         names::schedule_rule_name(ctx.name(), mover),
     )
     .depends_on(deps)
-    .desired(ctx.tagged(json!({
+    .desired(json!({
         "schedule": SCHEDULE,
         "state": "ENABLED",
         "target": crate::lambda_fn::function_arn(ctx, mover),
-    })))
+    }))
 }
 
 /// Creates, reads and deletes rules with their target.
@@ -124,15 +124,24 @@ impl ResourceDriver for ScheduleDriver {
             .and_then(|t| t.targets().iter().find(|t| t.id() == TARGET_ID))
             .map(|t| t.arn().to_string());
         let arn = rule.arn().unwrap_or_default().to_string();
-        Ok(Some(Observed::new(
-            arn.clone(),
-            json!({
-                "arn": arn,
-                "schedule": rule.schedule_expression(),
-                "state": rule.state().map(|s| s.as_str()),
-                "target": target,
-            }),
-        )))
+        let tags = not_found_is_none(ev.list_tags_for_resource().resource_arn(&arn).send().await)?;
+        let owner = crate::context::owner_from_tags(
+            tags.iter()
+                .flat_map(|t| t.tags())
+                .map(|t| (t.key(), t.value())),
+        );
+        Ok(Some(
+            Observed::new(
+                arn.clone(),
+                json!({
+                    "arn": arn,
+                    "schedule": rule.schedule_expression(),
+                    "state": rule.state().map(|s| s.as_str()),
+                    "target": target,
+                }),
+            )
+            .owned_by(owner),
+        ))
     }
 
     async fn create(&self, spec: &ResourceSpec, deps: &Outputs) -> Result<Observed, CloudError> {

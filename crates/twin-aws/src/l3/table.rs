@@ -35,10 +35,10 @@ pub fn table_arn(ctx: &LayerContext<'_>) -> String {
 /// The hot table's spec.
 pub fn table_spec(ctx: &LayerContext<'_>) -> ResourceSpec {
     ctx.spec(Layer::L3Hot, KIND, "hot", names::table_name(ctx.name()))
-        .desired(ctx.tagged(json!({
+        .desired(json!({
             "billing_mode": "PAY_PER_REQUEST",
             "keys": "iotDeviceId:S HASH, id:S RANGE",
-        })))
+        }))
 }
 
 /// Creates, reads and deletes the table, waiting for ACTIVE and for deletion to finish.
@@ -123,7 +123,23 @@ fn key(name: &str, t: KeyType) -> Result<KeySchemaElement, CloudError> {
 #[async_trait]
 impl ResourceDriver for TableDriver {
     async fn read(&self, spec: &ResourceSpec, _: &Outputs) -> Result<Option<Observed>, CloudError> {
-        Ok(self.describe(&spec.name).await?.as_ref().map(observe))
+        let Some(table) = self.describe(&spec.name).await? else {
+            return Ok(None);
+        };
+        let tags = not_found_is_none(
+            self.clients
+                .dynamodb
+                .list_tags_of_resource()
+                .resource_arn(table.table_arn().unwrap_or_default())
+                .send()
+                .await,
+        )?;
+        let owner = crate::context::owner_from_tags(
+            tags.iter()
+                .flat_map(|t| t.tags())
+                .map(|t| (t.key(), t.value())),
+        );
+        Ok(Some(observe(&table).owned_by(owner)))
     }
 
     async fn create(&self, spec: &ResourceSpec, _: &Outputs) -> Result<Observed, CloudError> {

@@ -97,10 +97,10 @@ pub fn specs(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudError> {
     let workspace = ctx
         .spec(Layer::L4, WORKSPACE_KIND, "workspace", ws_name.clone())
         .depends_on([role.id.clone(), bucket.id.clone()])
-        .desired(ctx.tagged(json!({
+        .desired(json!({
             "role": role.name,
             "bucket": bucket.name,
-        })));
+        }));
     let ws_id = workspace.id.clone();
     let connector_id = lambda_fn::function_id(Layer::L4, CONNECTOR);
     specs.extend([bucket, role, workspace]);
@@ -121,11 +121,7 @@ pub fn specs(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudError> {
                 names::component_type_id(twin, &d.id),
             )
             .depends_on([ws_id.clone(), connector_id.clone()])
-            .desired(component_type::desired(
-                &ws_name,
-                &model,
-                ctx.tagged(json!({})),
-            )),
+            .desired(component_type::desired(&ws_name, &model, json!({}))),
         );
     }
 
@@ -181,7 +177,7 @@ fn entity_spec(
     deps.dedup();
     ctx.spec(Layer::L4, ENTITY_KIND, &e.id, e.id.clone())
         .depends_on(deps)
-        .desired(entity::desired(ws_name, e, ctx.tagged(json!({}))))
+        .desired(entity::desired(ws_name, e, json!({})))
 }
 
 /// The twin's resources of this layer found in the cloud by name or tag. Every L4 resource has

@@ -84,13 +84,13 @@ pub fn specs(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudError> {
         )
         .depends_on([role.id.clone()])
         .depends_on(deps)
-        .desired(ctx.tagged(json!({
+        .desired(json!({
             "authentication": [auth],
             "permissionType": "CUSTOMER_MANAGED",
             "role": role.name,
             "dataSources": data_sources,
             "accountAccess": "CURRENT_ACCOUNT",
-        })));
+        }));
     Ok(vec![role, workspace])
 }
 
