@@ -32,9 +32,9 @@ fn config() -> Value {
         "required": ["digital_twin_name", "hot_storage_size_in_days", "cold_storage_size_in_days"],
         "properties": {
             "digital_twin_name": {
-                "description": "Prefix of every cloud resource name.",
+                "description": "Prefix of every cloud resource name; no `--` and no trailing `-`.",
                 "type": "string", "minLength": 1, "maxLength": 63,
-                "pattern": "^[A-Za-z][A-Za-z0-9_-]*$"
+                "pattern": "^[A-Za-z](?:[A-Za-z0-9_]|-(?=[A-Za-z0-9_]))*$"
             },
             "hot_storage_size_in_days": days("Days a record stays in hot storage; less than cold_storage_size_in_days."),
             "cold_storage_size_in_days": days("Days an object stays in cold storage before it moves to archive."),

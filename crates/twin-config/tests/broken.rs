@@ -248,7 +248,7 @@ fn config_twin_name_with_a_space() {
 }"#,
             ),
         )],
-        &["config.json:2:24: $.digital_twin_name: the twin name `my twin` contains ' '; twin names are 1-63 characters of A-Z a-z 0-9 - _ starting with a letter"],
+        &["config.json:2:24: $.digital_twin_name: the twin name `my twin` contains ' '; twin names are 1-63 characters of A-Z a-z 0-9 - _ starting with a letter, not ending with - and without -- (which separates twin and device in per-device names)"],
     );
 }
 
@@ -317,19 +317,19 @@ fn config_mode_is_case_sensitive() {
 }
 
 #[test]
-fn config_uppercase_twin_name_breaks_s3_bucket_names() {
+fn config_twin_name_with_a_double_dash_or_a_trailing_dash() {
+    let twin = |name: &str| {
+        format!(
+            "{{\"digital_twin_name\": \"{name}\", \"hot_storage_size_in_days\": 1, \"cold_storage_size_in_days\": 2}}"
+        )
+    };
     check(
-        &[(
-            "config.json",
-            Text(
-                r#"{
-  "digital_twin_name": "MyTwin",
-  "hot_storage_size_in_days": 1,
-  "cold_storage_size_in_days": 2
-}"#,
-            ),
-        )],
-        &["config.json:2:24: $.digital_twin_name: the S3 bucket name `MyTwin-cold-00000000` contains `M`; S3 bucket names are 3-63 characters of a-z 0-9 -, starting and ending with a letter or digit (needed by layer l3-cold on aws)"],
+        &[("config.json", Text(&twin("plant--a")))],
+        &["config.json:1:23: $.digital_twin_name: the twin name `plant--a` contains `--`; twin names are 1-63 characters of A-Z a-z 0-9 - _ starting with a letter, not ending with - and without -- (which separates twin and device in per-device names)"],
+    );
+    check(
+        &[("config.json", Text(&twin("plant-")))],
+        &["config.json:1:23: $.digital_twin_name: the twin name `plant-` ends with `-`; twin names are 1-63 characters of A-Z a-z 0-9 - _ starting with a letter, not ending with - and without -- (which separates twin and device in per-device names)"],
     );
 }
 
@@ -433,13 +433,18 @@ fn device_id_with_a_slash() {
 
 #[test]
 fn device_id_too_long_for_its_processor_function() {
-    let id = "d".repeat(53);
-    let devices =
-        format!(r#"[{{"id": "{id}", "properties": [{{"name": "p", "dataType": "DOUBLE"}}]}}]"#);
+    let id = "d".repeat(52);
+    let devices = format!(
+        r#"[{{"id": "{id}", "processor": "custom", "properties": [{{"name": "p", "dataType": "DOUBLE"}}]}}]"#
+    );
     check(
         &[("config_iot_devices.json", Text(&devices))],
-        &[&format!("config_iot_devices.json:1:9: $[0].id: the Lambda function name `t-{id}-processor` is 65 characters long; Lambda function names are 1-64 characters of A-Z a-z 0-9 - _ (needed by layer l2 on aws)")],
+        &[&format!("config_iot_devices.json:1:9: $[0].id: the Lambda function name `t--{id}-processor` is 65 characters long; Lambda function names are 1-64 characters of A-Z a-z 0-9 - _ (needed by layer l2 on aws)")],
     );
+    // Without a processor crate of its own the device uses the shared processor function.
+    let shared =
+        format!(r#"[{{"id": "{id}", "properties": [{{"name": "p", "dataType": "DOUBLE"}}]}}]"#);
+    check(&[("config_iot_devices.json", Text(&shared))], &[]);
 }
 
 #[test]

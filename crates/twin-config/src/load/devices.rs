@@ -8,6 +8,7 @@ use super::reader::FileReader;
 use crate::model::{ConstProperty, DataType, Device, Property};
 use crate::names;
 use crate::spans::{element, member, Pos};
+use crate::validate::DeviceRef;
 use crate::RESERVED_RECORD_FIELDS;
 
 /// Whatever of the device file was readable.
@@ -16,7 +17,7 @@ pub(crate) struct DevicesPart {
     /// Devices without any diagnostic, in file order.
     pub devices: Vec<Device>,
     /// Every well-formed device id with its index in the file (for cross-file checks).
-    pub ids: Vec<(usize, String)>,
+    pub ids: Vec<DeviceRef>,
 }
 
 const DEVICE_KEYS: [&str; 4] = ["id", "properties", "constProperties", "processor"];
@@ -52,7 +53,11 @@ pub(crate) fn read(r: &mut FileReader<'_>, root: &Value) -> DevicesPart {
                 ),
                 None => {
                     first_seen.insert(id.clone(), here);
-                    part.ids.push((i, id.clone()));
+                    part.ids.push(DeviceRef {
+                        index: i,
+                        id: id.clone(),
+                        own_processor: map.get("processor").is_some_and(Value::is_string),
+                    });
                 }
             }
         }

@@ -62,7 +62,7 @@ pub fn load_dir(dir: &Path) -> Result<TwinConfig, Diagnostics> {
         )
     });
     let twin_name = twin.as_ref().and_then(|t| t.name.as_deref());
-    let device_ids: Option<Vec<(usize, String)>> = match (&devices, &devs) {
+    let device_ids: Option<Vec<validate::DeviceRef>> = match (&devices, &devs) {
         (Some(d), Some(part)) if d.value.is_array() => Some(part.ids.clone()),
         _ => None,
     };
@@ -71,7 +71,7 @@ pub fn load_dir(dir: &Path) -> Result<TwinConfig, Diagnostics> {
             twin: twin_name,
             device_ids: device_ids
                 .as_ref()
-                .map(|ids| ids.iter().map(|(_, id)| id.as_str()).collect()),
+                .map(|ids| ids.iter().map(|d| d.id.as_str()).collect()),
         };
         hierarchy::read(
             &mut FileReader::new(HIERARCHY_FILE, &d.spans, &mut out),
