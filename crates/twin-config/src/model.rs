@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::diagnostics::Diagnostic;
 use crate::providers::Providers;
 
 /// A property's value type, named as IoT TwinMaker names it.
@@ -150,7 +151,7 @@ pub struct TwinSettings {
     pub digital_twin_name: String,
     /// Days a record stays in the hot store before moving to cold.
     pub hot_storage_size_in_days: u32,
-    /// Days an object stays in cold storage before moving to archive; greater than the hot days.
+    /// Days an object stays in cold storage before moving to archive; at least the hot days.
     pub cold_storage_size_in_days: u32,
     /// Log level of the deployed functions.
     #[serde(default)]
@@ -203,6 +204,13 @@ pub struct TwinConfig {
     pub providers: Providers,
     /// `config_hierarchy.json`, when present.
     pub hierarchy: Option<Vec<HierarchyEntity>>,
+    /// `config_events.json` as written, when present: kept for a later version, which deploys
+    /// event rules; this one does not (and says so in [`TwinConfig::warnings`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<serde_json::Value>,
+    /// Legal but doubtful settings, rendered like errors; they do not fail the load.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<Diagnostic>,
 }
 
 impl TwinConfig {

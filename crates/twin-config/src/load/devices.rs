@@ -4,12 +4,12 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
-use super::reader::FileReader;
+use super::reader::{label, FileReader};
 use crate::model::{ConstProperty, DataType, Device, Property};
 use crate::names;
 use crate::spans::{element, member, Pos};
 use crate::validate::DeviceRef;
-use crate::RESERVED_RECORD_FIELDS;
+use crate::{RESERVED_COMPONENT_PROPERTIES, RESERVED_RECORD_FIELDS};
 
 /// Whatever of the device file was readable.
 #[derive(Debug, Default)]
@@ -39,6 +39,11 @@ pub(crate) fn read(r: &mut FileReader<'_>, root: &Value) -> DevicesPart {
             continue;
         };
         let before = r.count();
+        let device_label = map
+            .get("id")
+            .and_then(Value::as_str)
+            .map(|id| label("device", id));
+        r.set_item(device_label);
         let id = device_id(r, map, &path);
         if let Some(id) = &id {
             let id_path = member(&path, "id");
@@ -62,6 +67,7 @@ pub(crate) fn read(r: &mut FileReader<'_>, root: &Value) -> DevicesPart {
             }
         }
         let device = read_device(r, map, &path, id);
+        r.set_item(None);
         if r.count() == before {
             if let Some(device) = device {
                 part.devices.push(device);
@@ -152,12 +158,15 @@ fn read_properties(
     }
     let mut out = Vec::new();
     let mut ok = true;
+    let outer = r.item().map(str::to_string);
     for (j, item) in items.iter().enumerate() {
+        r.set_item(outer.clone());
         let p = element(path, j);
         let Some(map) = r.object(item, &p, "a property object {\"name\", \"dataType\"}") else {
             ok = false;
             continue;
         };
+        r.set_item(sub_item(outer.as_deref(), map, "property"));
         r.keys(
             map,
             &p,
@@ -174,6 +183,7 @@ fn read_properties(
             _ => ok = false,
         }
     }
+    r.set_item(outer);
     ok.then_some(out)
 }
 
@@ -187,7 +197,9 @@ fn read_const_properties(
     let items = r.array(value, path, what)?;
     let mut out = Vec::new();
     let mut ok = true;
+    let outer = r.item().map(str::to_string);
     for (j, item) in items.iter().enumerate() {
+        r.set_item(outer.clone());
         let p = element(path, j);
         let Some(map) = r.object(
             item,
@@ -197,6 +209,7 @@ fn read_const_properties(
             ok = false;
             continue;
         };
+        r.set_item(sub_item(outer.as_deref(), map, "constant property"));
         r.keys(
             map,
             &p,
@@ -233,7 +246,21 @@ fn read_const_properties(
             _ => ok = false,
         }
     }
+    r.set_item(outer);
     ok.then_some(out)
+}
+
+/// The item label of a property inside the item `outer` (its device), e.g.
+/// ``device `d1`, constant property `serial` ``; `outer` alone when the property has no name.
+fn sub_item(outer: Option<&str>, map: &Map<String, Value>, what: &str) -> Option<String> {
+    let Some(name) = map.get("name").and_then(Value::as_str) else {
+        return outer.map(str::to_string);
+    };
+    let own = label(what, name);
+    Some(match outer {
+        Some(o) => format!("{o}, {own}"),
+        None => own,
+    })
 }
 
 fn property_name(
@@ -259,6 +286,16 @@ fn property_name(
                     .map(|f| format!("`{f}`"))
                     .collect::<Vec<_>>()
                     .join(", ")
+            ),
+        );
+        return None;
+    }
+    if !in_records && RESERVED_COMPONENT_PROPERTIES.contains(&name) {
+        r.at_value(
+            &p,
+            format!(
+                "constant property name `{name}` is reserved: every twin component has an \
+                 `{name}` property naming its device"
             ),
         );
         return None;
