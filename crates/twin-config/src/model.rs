@@ -87,6 +87,10 @@ pub struct Property {
     pub name: String,
     /// Type the processor coerces the value to.
     pub data_type: DataType,
+    /// The twin property's initial value (the established tool's `initValue`), shown until the
+    /// first telemetry arrives; validation guarantees it matches `data_type`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_value: Option<serde_json::Value>,
 }
 
 /// A property whose value is fixed in the config (e.g. a serial number).
@@ -255,6 +259,7 @@ mod tests {
             properties: vec![Property {
                 name: "p".to_string(),
                 data_type: DataType::Double,
+                init_value: None,
             }],
             const_properties: Vec::new(),
             processor: None,

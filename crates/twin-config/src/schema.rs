@@ -57,10 +57,11 @@ fn devices() -> Value {
         .iter()
         .map(|f| json!(f))
         .collect();
-    let const_value = |t: &str, value: Value| {
+    let typed = |key: &str, t: &str, value: Value| {
         json!({ "if": { "properties": { "dataType": { "const": t } } },
-                "then": { "properties": { "value": value } } })
+                "then": { "properties": { key: value } } })
     };
+    let const_value = |t: &str, value: Value| typed("value", t, value);
     json!({
         "$schema": DIALECT,
         "title": "config_iot_devices.json",
@@ -82,8 +83,16 @@ fn devices() -> Value {
                         "required": ["name", "dataType"],
                         "properties": {
                             "name": { "allOf": [property_name(), { "not": { "enum": reserved } }] },
-                            "dataType": data_type()
-                        }
+                            "dataType": data_type(),
+                            "initValue": { "description": "The twin property's initial value, of the property's dataType." }
+                        },
+                        "allOf": [
+                            typed("initValue", "DOUBLE", json!({ "type": "number" })),
+                            typed("initValue", "INTEGER", json!({ "type": "integer", "minimum": i32::MIN, "maximum": i32::MAX })),
+                            typed("initValue", "LONG", json!({ "type": "integer", "minimum": i64::MIN, "maximum": i64::MAX })),
+                            typed("initValue", "BOOLEAN", json!({ "type": "boolean" })),
+                            typed("initValue", "STRING", json!({ "type": "string" }))
+                        ]
                     }
                 },
                 "constProperties": {

@@ -462,7 +462,7 @@ fn device_unknown_keys() {
         )],
         &[
             "config_iot_devices.json:2:16: $[0].location (device `d1`): unknown key `location`; allowed keys: `id`, `properties`, `constProperties`, `processor`",
-            "config_iot_devices.json:3:55: $[0].properties[0].unit (device `d1`, property `p`): unknown key `unit`; allowed keys: `name`, `dataType`",
+            "config_iot_devices.json:3:55: $[0].properties[0].unit (device `d1`, property `p`): unknown key `unit`; allowed keys: `name`, `dataType`, `initValue`",
         ],
     );
 }
@@ -595,6 +595,21 @@ fn device_const_values_must_match_their_data_type() {
             "config_iot_devices.json:9:51: $[0].constProperties[4].value (device `d1`, constant property `e`): value null does not match dataType DOUBLE: expected a number",
             "config_iot_devices.json:10:51: $[0].constProperties[5].value (device `d1`, constant property `f`): value 1232323 does not match dataType STRING: expected a string",
         ],
+    );
+}
+
+#[test]
+fn device_init_value_must_match_its_data_type() {
+    check(
+        &[(
+            "config_iot_devices.json",
+            Text(
+                r#"[{"id": "d1", "properties": [
+  {"name": "p", "dataType": "DOUBLE", "initValue": "warm"},
+  {"name": "q", "dataType": "BOOLEAN", "initValue": false}]}]"#,
+            ),
+        )],
+        &["config_iot_devices.json:2:52: $[0].properties[0].initValue (device `d1`, property `p`): initValue \"warm\" does not match dataType DOUBLE: expected a number"],
     );
 }
 
@@ -921,7 +936,28 @@ fn hierarchy_component_without_a_resolvable_device() {
                 r#"[{"id": "e", "children": [{"type": "component", "name": "c", "componentTypeId": "other"}]}]"#,
             ),
         )],
+        &["config_hierarchy.json:1:81: $[0].children[0].componentTypeId: unknown componentTypeId `other`; the configured devices' component types: `t-d1`"],
+    );
+    check(
+        &[(
+            "config_hierarchy.json",
+            Text(r#"[{"id": "e", "children": [{"type": "component", "name": "c"}]}]"#),
+        )],
         &["config_hierarchy.json:1:27: $[0].children[0].iotDeviceId: missing required key `iotDeviceId` (the id of the configured device whose data this component shows)"],
+    );
+}
+
+#[test]
+fn hierarchy_component_type_of_another_device() {
+    check(
+        &[(
+            "config_hierarchy.json",
+            Text(
+                r#"[{"id": "e", "children": [
+  {"name": "c", "iotDeviceId": "d1", "componentTypeId": "t-d2"}]}]"#,
+            ),
+        )],
+        &["config_hierarchy.json:2:57: $[0].children[0].componentTypeId: componentTypeId `t-d2` is not the component type of device `d1`; allowed: `t-d1`, or leave componentTypeId out"],
     );
 }
 

@@ -21,7 +21,7 @@ pub(crate) struct DevicesPart {
 }
 
 const DEVICE_KEYS: [&str; 4] = ["id", "properties", "constProperties", "processor"];
-const PROPERTY_KEYS: [&str; 2] = ["name", "dataType"];
+const PROPERTY_KEYS: [&str; 3] = ["name", "dataType", "initValue"];
 const CONST_KEYS: [&str; 3] = ["name", "dataType", "value"];
 
 pub(crate) fn read(r: &mut FileReader<'_>, root: &Value) -> DevicesPart {
@@ -178,8 +178,27 @@ fn read_properties(
         );
         let name = property_name(r, map, &p, seen, true);
         let data_type = map.get("dataType").and_then(|v| data_type(r, v, &p));
+        let init_value = map.get("initValue");
+        if let (Some(t), Some(v)) = (data_type, init_value) {
+            if !t.accepts(v) {
+                r.at_value(
+                    &member(&p, "initValue"),
+                    format!(
+                        "initValue {} does not match dataType {t}: expected {}",
+                        shorten(v),
+                        t.describe_values()
+                    ),
+                );
+                ok = false;
+                continue;
+            }
+        }
         match (name, data_type) {
-            (Some(name), Some(data_type)) => out.push(Property { name, data_type }),
+            (Some(name), Some(data_type)) => out.push(Property {
+                name,
+                data_type,
+                init_value: init_value.cloned(),
+            }),
             _ => ok = false,
         }
     }
