@@ -23,6 +23,10 @@ pub fn config_dir(cli: &Cli) -> PathBuf {
 pub fn load_config(cli: &Cli) -> Result<TwinConfig, CliError> {
     let dir = config_dir(cli);
     let mut config = twin_config::load_dir(&dir).map_err(CliError::Config)?;
+    // Legal but doubtful settings: on stderr, so `--json` output on stdout stays one document.
+    for warning in &config.warnings {
+        eprintln!("warning: {warning}");
+    }
     // Absolute, so the state file and device files land in the same place whatever the cwd.
     if let Ok(abs) = std::fs::canonicalize(&config.dir) {
         config.dir = abs;

@@ -34,6 +34,7 @@ pub fn unimplemented_layers(config: &TwinConfig) -> Vec<Diagnostic> {
                     p.as_str(),
                     allowed.join(", ")
                 ),
+                item: None,
             })
         })
         .collect()

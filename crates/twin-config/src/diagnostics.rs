@@ -3,7 +3,7 @@
 use std::fmt;
 
 /// One problem in a config file.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct Diagnostic {
     /// File name within the config directory, e.g. `config_iot_devices.json`.
     pub file: String,
@@ -15,19 +15,25 @@ pub struct Diagnostic {
     pub column: usize,
     /// What is wrong and what is allowed.
     pub message: String,
+    /// The named item the problem is in, e.g. ``device `d1`, constant property `serial` ``;
+    /// `None` where the path alone says it (a file-level setting) or the item has no name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<String>,
 }
 
 impl fmt::Display for Diagnostic {
+    /// `file:line:col: path (item): message`; without `line:col` when there is no position and
+    /// without `(item)` when there is no named item.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.line == 0 {
-            write!(f, "{}: {}: {}", self.file, self.path, self.message)
-        } else {
-            write!(
-                f,
-                "{}:{}:{}: {}: {}",
-                self.file, self.line, self.column, self.path, self.message
-            )
+        write!(f, "{}", self.file)?;
+        if self.line != 0 {
+            write!(f, ":{}:{}", self.line, self.column)?;
         }
+        write!(f, ": {}", self.path)?;
+        if let Some(item) = &self.item {
+            write!(f, " ({item})")?;
+        }
+        write!(f, ": {}", self.message)
     }
 }
 
@@ -86,6 +92,7 @@ mod tests {
             line,
             column,
             message: "bad".to_string(),
+            item: None,
         }
     }
 
@@ -97,5 +104,13 @@ mod tests {
             "config.json:3:7: $.mode: bad\nconfig.json: $.mode: bad"
         );
         assert_eq!(d.len(), 2);
+        let named = Diagnostic {
+            item: Some("device `d1`".to_string()),
+            ..diag(1, 2)
+        };
+        assert_eq!(
+            named.to_string(),
+            "config.json:1:2: $.mode (device `d1`): bad"
+        );
     }
 }

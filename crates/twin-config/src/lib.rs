@@ -16,7 +16,7 @@ mod spans;
 mod validate;
 
 pub use diagnostics::{Diagnostic, Diagnostics};
-pub use load::{load_dir, CONFIG_FILE, DEVICES_FILE, HIERARCHY_FILE, PROVIDERS_FILE};
+pub use load::{load_dir, CONFIG_FILE, DEVICES_FILE, EVENTS_FILE, HIERARCHY_FILE, PROVIDERS_FILE};
 pub use model::{
     ConstProperty, DataType, Device, HierarchyEntity, HierarchyNode, LogMode, Property, TwinConfig,
     TwinSettings,
@@ -26,5 +26,17 @@ pub use providers::{
 };
 pub use schema::schema;
 
-/// Fields the pipeline writes into every record, so no device property may be named like them.
-pub const RESERVED_RECORD_FIELDS: &[&str] = &["iotDeviceId", "id", "time", "correlationId"];
+/// Fields the pipeline writes into every record, so no device property may be named like them:
+/// the device id and timestamp (`iotDeviceId`, `time`, stored as `id`), the dispatcher's
+/// `correlationId`, and the IoT topic rule's `topic(3) AS topicDeviceId`.
+pub const RESERVED_RECORD_FIELDS: &[&str] = &[
+    "iotDeviceId",
+    "id",
+    "time",
+    "correlationId",
+    "topicDeviceId",
+];
+
+/// Properties every twin component has (TwinMaker's external id naming the device), so no
+/// constant property may be named like them.
+pub const RESERVED_COMPONENT_PROPERTIES: &[&str] = &["iotDeviceId"];

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::diagnostics::Diagnostic;
 use crate::providers::Providers;
 
 /// A property's value type, named as IoT TwinMaker names it.
@@ -86,6 +87,10 @@ pub struct Property {
     pub name: String,
     /// Type the processor coerces the value to.
     pub data_type: DataType,
+    /// The twin property's initial value (the established tool's `initValue`), shown until the
+    /// first telemetry arrives; validation guarantees it matches `data_type`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_value: Option<serde_json::Value>,
 }
 
 /// A property whose value is fixed in the config (e.g. a serial number).
@@ -150,7 +155,7 @@ pub struct TwinSettings {
     pub digital_twin_name: String,
     /// Days a record stays in the hot store before moving to cold.
     pub hot_storage_size_in_days: u32,
-    /// Days an object stays in cold storage before moving to archive; greater than the hot days.
+    /// Days an object stays in cold storage before moving to archive; at least the hot days.
     pub cold_storage_size_in_days: u32,
     /// Log level of the deployed functions.
     #[serde(default)]
@@ -203,6 +208,13 @@ pub struct TwinConfig {
     pub providers: Providers,
     /// `config_hierarchy.json`, when present.
     pub hierarchy: Option<Vec<HierarchyEntity>>,
+    /// `config_events.json` as written, when present: kept for a later version, which deploys
+    /// event rules; this one does not (and says so in [`TwinConfig::warnings`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<serde_json::Value>,
+    /// Legal but doubtful settings, rendered like errors; they do not fail the load.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<Diagnostic>,
 }
 
 impl TwinConfig {
@@ -247,6 +259,7 @@ mod tests {
             properties: vec![Property {
                 name: "p".to_string(),
                 data_type: DataType::Double,
+                init_value: None,
             }],
             const_properties: Vec::new(),
             processor: None,

@@ -112,6 +112,32 @@ impl Layer {
         }
     }
 
+    /// The layers that must be deployed (not `none`) whenever this layer is, because without
+    /// them the deploy would succeed but the twin would lose or never show data:
+    ///
+    /// - L1 needs L2: the dispatcher hands every message to a processor; none → all dropped.
+    /// - L2 needs L3 hot: the persister writes every record there; none → all lost.
+    /// - L3 hot needs L3 cold, L3 cold needs L3 archive: each daily mover writes to the next
+    ///   tier (and deletes what it moved); with no next tier it fails every day.
+    /// - L4 needs L3 hot: the twin connector reads the twin's values from hot storage.
+    /// - L5 needs L4: Grafana shows the twin; with no twin it has nothing to show.
+    ///
+    /// These are [`Layer::dependencies`] except L2 → L4: the persister updates the twin only
+    /// when there is one. The other direction is allowed: a layer that nobody feeds
+    /// (L2 without L1, L3 cold without L3 hot, ...) loses nothing, and a twin may be deployed
+    /// storage-first or fed through `lambda_invoke` or a cross-cloud ingress.
+    pub fn requires(&self) -> &'static [Layer] {
+        match self {
+            Layer::L1 => &[Layer::L2],
+            Layer::L2 => &[Layer::L3Hot],
+            Layer::L3Hot => &[Layer::L3Cold],
+            Layer::L3Cold => &[Layer::L3Archive],
+            Layer::L3Archive => &[],
+            Layer::L4 => &[Layer::L3Hot],
+            Layer::L5 => &[Layer::L4],
+        }
+    }
+
     /// The key of this layer in `config_providers.json`.
     pub fn key(&self) -> &'static str {
         match self {
@@ -343,6 +369,15 @@ mod tests {
             for dep in layer.dependencies() {
                 let at = Layer::ALL.iter().position(|l| l == dep);
                 assert!(at.is_some_and(|j| j < i), "{layer} must come after {dep}");
+            }
+        }
+    }
+
+    #[test]
+    fn required_layers_are_dependencies() {
+        for layer in Layer::ALL {
+            for r in layer.requires() {
+                assert!(layer.dependencies().contains(r), "{layer} requires {r}");
             }
         }
     }

@@ -32,9 +32,9 @@ fn config() -> Value {
         "required": ["digital_twin_name", "hot_storage_size_in_days", "cold_storage_size_in_days"],
         "properties": {
             "digital_twin_name": {
-                "description": "Prefix of every cloud resource name.",
+                "description": "Prefix of every cloud resource name; no `--` and no trailing `-`.",
                 "type": "string", "minLength": 1, "maxLength": 63,
-                "pattern": "^[A-Za-z][A-Za-z0-9_-]*$"
+                "pattern": "^[A-Za-z](?:[A-Za-z0-9_]|-(?=[A-Za-z0-9_]))*$"
             },
             "hot_storage_size_in_days": days("Days a record stays in hot storage; less than cold_storage_size_in_days."),
             "cold_storage_size_in_days": days("Days an object stays in cold storage before it moves to archive."),
@@ -57,10 +57,11 @@ fn devices() -> Value {
         .iter()
         .map(|f| json!(f))
         .collect();
-    let const_value = |t: &str, value: Value| {
+    let typed = |key: &str, t: &str, value: Value| {
         json!({ "if": { "properties": { "dataType": { "const": t } } },
-                "then": { "properties": { "value": value } } })
+                "then": { "properties": { key: value } } })
     };
+    let const_value = |t: &str, value: Value| typed("value", t, value);
     json!({
         "$schema": DIALECT,
         "title": "config_iot_devices.json",
@@ -82,8 +83,16 @@ fn devices() -> Value {
                         "required": ["name", "dataType"],
                         "properties": {
                             "name": { "allOf": [property_name(), { "not": { "enum": reserved } }] },
-                            "dataType": data_type()
-                        }
+                            "dataType": data_type(),
+                            "initValue": { "description": "The twin property's initial value, of the property's dataType." }
+                        },
+                        "allOf": [
+                            typed("initValue", "DOUBLE", json!({ "type": "number" })),
+                            typed("initValue", "INTEGER", json!({ "type": "integer", "minimum": i32::MIN, "maximum": i32::MAX })),
+                            typed("initValue", "LONG", json!({ "type": "integer", "minimum": i64::MIN, "maximum": i64::MAX })),
+                            typed("initValue", "BOOLEAN", json!({ "type": "boolean" })),
+                            typed("initValue", "STRING", json!({ "type": "string" }))
+                        ]
                     }
                 },
                 "constProperties": {

@@ -32,6 +32,18 @@ impl NameProblem {
     }
 }
 
+/// The layers that host AWS Lambda functions, in [`Layer::ALL`] order: the first of them on
+/// AWS also hosts the twin's artifacts (function code) bucket.
+const FUNCTION_LAYERS: [Layer; 5] = [Layer::L3Cold, Layer::L3Hot, Layer::L4, Layer::L2, Layer::L1];
+
+/// The layer that hosts the artifacts bucket: the first layer of [`Layer::ALL`] that hosts
+/// functions on AWS.
+fn artifacts_layer(provider_of: &impl Fn(Layer) -> Option<ProviderName>) -> Option<Layer> {
+    Layer::ALL
+        .into_iter()
+        .find(|l| FUNCTION_LAYERS.contains(l) && provider_of(*l) == Some(ProviderName::Aws))
+}
+
 /// Placeholder for the account/region hash of bucket names, which is only known at deploy time
 /// but always has the same length.
 fn bucket_placeholder(twin: &str, tier: &str) -> String {
@@ -57,7 +69,11 @@ fn twin_names(
             v.extend(function("dispatcher"));
             v
         }
-        (ProviderName::Aws, Layer::L2) => function("persister"),
+        (ProviderName::Aws, Layer::L2) => {
+            let mut v = function("persister");
+            v.extend(function(SHARED_PROCESSOR));
+            v
+        }
         (ProviderName::Aws, Layer::L3Hot) => {
             let mut v = vec![(&DYNAMODB_TABLE, table_name(twin))];
             v.extend(function("hot-reader"));
@@ -98,30 +114,42 @@ fn twin_names(
     }
 }
 
+/// A device as the name checks see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DeviceRef {
+    /// Index in `config_iot_devices.json`.
+    pub index: usize,
+    /// The device id.
+    pub id: String,
+    /// Whether the device names its own processor crate (and so gets its own function).
+    pub own_processor: bool,
+}
+
 /// The per-device names a layer creates on a provider.
 fn device_names(
     layer: Layer,
     provider: ProviderName,
     twin: &str,
-    device: &str,
+    device: &DeviceRef,
 ) -> Vec<(&'static NameRule, String)> {
     use names::*;
+    let id = device.id.as_str();
     match (provider, layer) {
         (ProviderName::Aws, Layer::L1) => vec![
-            (&IOT_THING, thing_name(twin, device)),
-            (&IOT_POLICY, iot_policy_name(twin, device)),
-            (&MQTT_TOPIC, telemetry_topic(twin, device)),
+            (&IOT_THING, thing_name(twin, id)),
+            (&IOT_POLICY, iot_policy_name(twin, id)),
+            (&MQTT_TOPIC, telemetry_topic(twin, id)),
         ],
-        (ProviderName::Aws, Layer::L2) => vec![
-            (&LAMBDA_FUNCTION, processor_function_name(twin, device)),
-            (&IAM_ROLE, role_name(twin, &processor_local_name(device))),
+        (ProviderName::Aws, Layer::L2) if device.own_processor => vec![
+            (&LAMBDA_FUNCTION, processor_function_name(twin, id)),
+            (&IAM_ROLE, processor_role_name(twin, id)),
         ],
         (ProviderName::Aws, Layer::L4) => {
-            vec![(&TWINMAKER_COMPONENT_TYPE, component_type_id(twin, device))]
+            vec![(&TWINMAKER_COMPONENT_TYPE, component_type_id(twin, id))]
         }
-        (ProviderName::Azure, Layer::L1) => vec![(&AZURE_IOT_DEVICE, device.to_string())],
+        (ProviderName::Azure, Layer::L1) => vec![(&AZURE_IOT_DEVICE, id.to_string())],
         (ProviderName::Azure, Layer::L2) => {
-            vec![(&AZURE_FUNCTION, processor_local_name(device))]
+            vec![(&AZURE_FUNCTION, processor_local_name(id))]
         }
         _ => Vec::new(),
     }
@@ -133,7 +161,7 @@ fn device_names(
 pub(crate) fn names(
     twin: &str,
     provider_of: impl Fn(Layer) -> Option<ProviderName>,
-    devices: &[(usize, String)],
+    devices: &[DeviceRef],
 ) -> Vec<NameProblem> {
     let mut out: Vec<NameProblem> = Vec::new();
     let push_first = |out: &mut Vec<NameProblem>, p: NameProblem| {
@@ -152,8 +180,16 @@ pub(crate) fn names(
         .iter()
         .filter_map(|l| provider_of(*l).map(|p| (*l, p)))
         .collect();
+    let artifacts = artifacts_layer(&provider_of);
     for (layer, provider) in &layers {
-        for (rule, name) in twin_names(*layer, *provider, twin) {
+        let mut twin_level = twin_names(*layer, *provider, twin);
+        if artifacts == Some(*layer) {
+            twin_level.push((
+                &names::S3_BUCKET,
+                bucket_placeholder(twin, names::ARTIFACTS_TIER),
+            ));
+        }
+        for (rule, name) in twin_level {
             if let Err(error) = rule.check(&name) {
                 push_first(
                     &mut out,
@@ -167,14 +203,14 @@ pub(crate) fn names(
             }
         }
     }
-    for (index, device) in devices {
+    for device in devices {
         for (layer, provider) in &layers {
             for (rule, name) in device_names(*layer, *provider, twin, device) {
                 if let Err(error) = rule.check(&name) {
                     push_first(
                         &mut out,
                         NameProblem {
-                            source: Source::Device(*index),
+                            source: Source::Device(device.index),
                             layer: *layer,
                             provider: *provider,
                             error,
@@ -195,10 +231,14 @@ mod tests {
         move |_| Some(p)
     }
 
-    fn devices(ids: &[&str]) -> Vec<(usize, String)> {
+    fn devices(ids: &[&str]) -> Vec<DeviceRef> {
         ids.iter()
             .enumerate()
-            .map(|(i, d)| (i, d.to_string()))
+            .map(|(i, d)| DeviceRef {
+                index: i,
+                id: d.to_string(),
+                own_processor: true,
+            })
             .collect()
     }
 
@@ -211,24 +251,35 @@ mod tests {
     }
 
     #[test]
-    fn uppercase_twin_names_break_s3_only_where_buckets_are_made() {
-        let found = names("MyTwin", all(ProviderName::Aws), &[]);
-        assert_eq!(found.len(), 1);
-        assert_eq!(found[0].layer, Layer::L3Cold);
-        assert_eq!(
-            found[0].message(),
-            "the S3 bucket name `MyTwin-cold-00000000` contains `M`; S3 bucket names are 3-63 \
-             characters of a-z 0-9 -, starting and ending with a letter or digit (needed by layer l3-cold on aws)"
-        );
-        let only_hot = |l: Layer| {
-            Some(if l == Layer::L3Hot {
+    fn mixed_case_twin_names_are_lowercased_in_bucket_names() {
+        assert_eq!(names("MyTwin", all(ProviderName::Aws), &[]), vec![]);
+        assert_eq!(names("My_Twin", all(ProviderName::Aws), &[]), vec![]);
+    }
+
+    #[test]
+    fn the_artifacts_bucket_is_checked_on_the_first_aws_function_layer() {
+        // 45 characters: every function name fits, `<twin>-artifacts-00000000` (64) does not.
+        let twin = "t".repeat(45);
+        let l1_l2 = |l: Layer| {
+            Some(if matches!(l, Layer::L1 | Layer::L2) {
                 ProviderName::Aws
             } else {
                 ProviderName::None
             })
         };
-        assert_eq!(names("MyTwin", only_hot, &[]), vec![]);
-        assert_eq!(names("MyTwin", all(ProviderName::Azure), &[]), vec![]);
+        let found = names(&twin, l1_l2, &[]);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].layer, Layer::L2);
+        assert_eq!(found[0].error.kind, "S3 bucket name");
+        assert!(found[0].error.name.contains("-artifacts-"));
+    }
+
+    #[test]
+    fn devices_without_their_own_processor_have_no_processor_function() {
+        let id = "d".repeat(60);
+        let mut d = devices(&[&id]);
+        d[0].own_processor = false;
+        assert_eq!(names("t", all(ProviderName::Aws), &d), vec![]);
     }
 
     #[test]
@@ -238,7 +289,7 @@ mod tests {
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].source, Source::Device(0));
         assert_eq!(found[0].error.kind, "Lambda function name");
-        assert_eq!(found[0].error.problem, "is 65 characters long");
+        assert_eq!(found[0].error.problem, "is 66 characters long");
         let none = names("digital-twin", all(ProviderName::None), &devices(&[&id]));
         assert_eq!(none, vec![]);
     }

@@ -94,6 +94,7 @@ fn diagnostics_carry_file_path_position_and_message() {
             line: 1,
             column: 23,
             message: "expected the twin's name, a string, found a number".to_string(),
+            item: None,
         }]
     );
     assert_eq!(
@@ -248,7 +249,7 @@ fn config_twin_name_with_a_space() {
 }"#,
             ),
         )],
-        &["config.json:2:24: $.digital_twin_name: the twin name `my twin` contains ' '; twin names are 1-63 characters of A-Z a-z 0-9 - _ starting with a letter"],
+        &["config.json:2:24: $.digital_twin_name: the twin name `my twin` contains ' '; twin names are 1-63 characters of A-Z a-z 0-9 - _ starting with a letter, not ending with - and without -- (which separates twin and device in per-device names)"],
     );
 }
 
@@ -294,7 +295,7 @@ fn config_hot_not_less_than_cold() {
                 r#"{"digital_twin_name": "t", "hot_storage_size_in_days": 90, "cold_storage_size_in_days": 30}"#,
             ),
         )],
-        &["config.json:1:56: $.hot_storage_size_in_days: hot_storage_size_in_days (90) must be less than cold_storage_size_in_days (30): data leaves hot storage before it leaves cold storage"],
+        &["config.json:1:56: $.hot_storage_size_in_days: hot_storage_size_in_days (90) must not be greater than cold_storage_size_in_days (30): data leaves hot storage before it leaves cold storage"],
     );
 }
 
@@ -317,19 +318,19 @@ fn config_mode_is_case_sensitive() {
 }
 
 #[test]
-fn config_uppercase_twin_name_breaks_s3_bucket_names() {
+fn config_twin_name_with_a_double_dash_or_a_trailing_dash() {
+    let twin = |name: &str| {
+        format!(
+            "{{\"digital_twin_name\": \"{name}\", \"hot_storage_size_in_days\": 1, \"cold_storage_size_in_days\": 2}}"
+        )
+    };
     check(
-        &[(
-            "config.json",
-            Text(
-                r#"{
-  "digital_twin_name": "MyTwin",
-  "hot_storage_size_in_days": 1,
-  "cold_storage_size_in_days": 2
-}"#,
-            ),
-        )],
-        &["config.json:2:24: $.digital_twin_name: the S3 bucket name `MyTwin-cold-00000000` contains `M`; S3 bucket names are 3-63 characters of a-z 0-9 -, starting and ending with a letter or digit (needed by layer l3-cold on aws)"],
+        &[("config.json", Text(&twin("plant--a")))],
+        &["config.json:1:23: $.digital_twin_name: the twin name `plant--a` contains `--`; twin names are 1-63 characters of A-Z a-z 0-9 - _ starting with a letter, not ending with - and without -- (which separates twin and device in per-device names)"],
+    );
+    check(
+        &[("config.json", Text(&twin("plant-")))],
+        &["config.json:1:23: $.digital_twin_name: the twin name `plant-` ends with `-`; twin names are 1-63 characters of A-Z a-z 0-9 - _ starting with a letter, not ending with - and without -- (which separates twin and device in per-device names)"],
     );
 }
 
@@ -416,7 +417,7 @@ fn device_duplicate_ids() {
 ]"#,
             ),
         )],
-        &["config_iot_devices.json:3:10: $[1].id: duplicate device id `d1` (first defined at 2:10); device ids must be unique"],
+        &["config_iot_devices.json:3:10: $[1].id (device `d1`): duplicate device id `d1` (first defined at 2:10); device ids must be unique"],
     );
 }
 
@@ -427,19 +428,24 @@ fn device_id_with_a_slash() {
             "config_iot_devices.json",
             Text(r#"[{"id": "room/d1", "properties": [{"name": "p", "dataType": "DOUBLE"}]}]"#),
         )],
-        &["config_iot_devices.json:1:9: $[0].id: the device id `room/d1` contains `/`; device ids are 1-128 characters of A-Z a-z 0-9 - _"],
+        &["config_iot_devices.json:1:9: $[0].id (device `room/d1`): the device id `room/d1` contains `/`; device ids are 1-128 characters of A-Z a-z 0-9 - _"],
     );
 }
 
 #[test]
 fn device_id_too_long_for_its_processor_function() {
-    let id = "d".repeat(53);
-    let devices =
-        format!(r#"[{{"id": "{id}", "properties": [{{"name": "p", "dataType": "DOUBLE"}}]}}]"#);
+    let id = "d".repeat(52);
+    let devices = format!(
+        r#"[{{"id": "{id}", "processor": "custom", "properties": [{{"name": "p", "dataType": "DOUBLE"}}]}}]"#
+    );
     check(
         &[("config_iot_devices.json", Text(&devices))],
-        &[&format!("config_iot_devices.json:1:9: $[0].id: the Lambda function name `t-{id}-processor` is 65 characters long; Lambda function names are 1-64 characters of A-Z a-z 0-9 - _ (needed by layer l2 on aws)")],
+        &[&format!("config_iot_devices.json:1:9: $[0].id (device `{}...`): the Lambda function name `t--{id}-processor` is 65 characters long; Lambda function names are 1-64 characters of A-Z a-z 0-9 - _ (needed by layer l2 on aws)", "d".repeat(37))],
     );
+    // Without a processor crate of its own the device uses the shared processor function.
+    let shared =
+        format!(r#"[{{"id": "{id}", "properties": [{{"name": "p", "dataType": "DOUBLE"}}]}}]"#);
+    check(&[("config_iot_devices.json", Text(&shared))], &[]);
 }
 
 #[test]
@@ -455,8 +461,8 @@ fn device_unknown_keys() {
             ),
         )],
         &[
-            "config_iot_devices.json:2:16: $[0].location: unknown key `location`; allowed keys: `id`, `properties`, `constProperties`, `processor`",
-            "config_iot_devices.json:3:55: $[0].properties[0].unit: unknown key `unit`; allowed keys: `name`, `dataType`",
+            "config_iot_devices.json:2:16: $[0].location (device `d1`): unknown key `location`; allowed keys: `id`, `properties`, `constProperties`, `processor`",
+            "config_iot_devices.json:3:55: $[0].properties[0].unit (device `d1`, property `p`): unknown key `unit`; allowed keys: `name`, `dataType`, `initValue`",
         ],
     );
 }
@@ -468,7 +474,7 @@ fn device_empty_properties() {
             "config_iot_devices.json",
             Text("[\n  {\"id\": \"d1\",\n   \"properties\": []}\n]"),
         )],
-        &["config_iot_devices.json:3:18: $[0].properties: a device needs at least one property: an empty list leaves nothing to record"],
+        &["config_iot_devices.json:3:18: $[0].properties (device `d1`): a device needs at least one property: an empty list leaves nothing to record"],
     );
 }
 
@@ -479,7 +485,7 @@ fn device_properties_not_an_array() {
             "config_iot_devices.json",
             Text(r#"[{"id": "d1", "properties": {"name": "p"}}]"#),
         )],
-        &["config_iot_devices.json:1:29: $[0].properties: expected an array of {\"name\", \"dataType\"} objects, found an object"],
+        &["config_iot_devices.json:1:29: $[0].properties (device `d1`): expected an array of {\"name\", \"dataType\"} objects, found an object"],
     );
 }
 
@@ -502,8 +508,8 @@ fn device_duplicate_property_names() {
             ),
         )],
         &[
-            "config_iot_devices.json:5:15: $[0].properties[1].name: duplicate property name `p` (first defined at 4:15); property and constant property names must be unique within a device",
-            "config_iot_devices.json:8:15: $[0].constProperties[0].name: duplicate property name `p` (first defined at 4:15); property and constant property names must be unique within a device",
+            "config_iot_devices.json:5:15: $[0].properties[1].name (device `d1`, property `p`): duplicate property name `p` (first defined at 4:15); property and constant property names must be unique within a device",
+            "config_iot_devices.json:8:15: $[0].constProperties[0].name (device `d1`, constant property `p`): duplicate property name `p` (first defined at 4:15); property and constant property names must be unique within a device",
         ],
     );
 }
@@ -525,9 +531,9 @@ fn device_unknown_data_types() {
             ),
         )],
         &[
-            "config_iot_devices.json:4:32: $[0].properties[0].dataType: unknown dataType `FLOAT`; allowed: DOUBLE, INTEGER, LONG, BOOLEAN, STRING",
-            "config_iot_devices.json:5:32: $[0].properties[1].dataType: expected a string (one of: DOUBLE, INTEGER, LONG, BOOLEAN, STRING), found a number",
-            "config_iot_devices.json:6:32: $[0].properties[2].dataType: unknown dataType `double` (did you mean `DOUBLE`? values are case-sensitive); allowed: DOUBLE, INTEGER, LONG, BOOLEAN, STRING",
+            "config_iot_devices.json:4:32: $[0].properties[0].dataType (device `d1`, property `a`): unknown dataType `FLOAT`; allowed: DOUBLE, INTEGER, LONG, BOOLEAN, STRING",
+            "config_iot_devices.json:5:32: $[0].properties[1].dataType (device `d1`, property `b`): expected a string (one of: DOUBLE, INTEGER, LONG, BOOLEAN, STRING), found a number",
+            "config_iot_devices.json:6:32: $[0].properties[2].dataType (device `d1`, property `c`): unknown dataType `double` (did you mean `DOUBLE`? values are case-sensitive); allowed: DOUBLE, INTEGER, LONG, BOOLEAN, STRING",
         ],
     );
 }
@@ -542,14 +548,21 @@ fn device_reserved_property_names() {
   {"id": "d1",
    "properties": [
      {"name": "time", "dataType": "STRING"},
-     {"name": "iotDeviceId", "dataType": "STRING"}
+     {"name": "iotDeviceId", "dataType": "STRING"},
+     {"name": "topicDeviceId", "dataType": "STRING"}
+   ],
+   "constProperties": [
+     {"name": "time", "dataType": "STRING", "value": "x"},
+     {"name": "iotDeviceId", "dataType": "STRING", "value": "x"}
    ]}
 ]"#,
             ),
         )],
         &[
-            "config_iot_devices.json:4:15: $[0].properties[0].name: property name `time` is reserved: the pipeline writes `iotDeviceId`, `id`, `time`, `correlationId` into every record",
-            "config_iot_devices.json:5:15: $[0].properties[1].name: property name `iotDeviceId` is reserved: the pipeline writes `iotDeviceId`, `id`, `time`, `correlationId` into every record",
+            "config_iot_devices.json:4:15: $[0].properties[0].name (device `d1`, property `time`): property name `time` is reserved: the pipeline writes `iotDeviceId`, `id`, `time`, `correlationId`, `topicDeviceId` into every record",
+            "config_iot_devices.json:5:15: $[0].properties[1].name (device `d1`, property `iotDeviceId`): property name `iotDeviceId` is reserved: the pipeline writes `iotDeviceId`, `id`, `time`, `correlationId`, `topicDeviceId` into every record",
+            "config_iot_devices.json:6:15: $[0].properties[2].name (device `d1`, property `topicDeviceId`): property name `topicDeviceId` is reserved: the pipeline writes `iotDeviceId`, `id`, `time`, `correlationId`, `topicDeviceId` into every record",
+            "config_iot_devices.json:10:15: $[0].constProperties[1].name (device `d1`, constant property `iotDeviceId`): constant property name `iotDeviceId` is reserved: every twin component has an `iotDeviceId` property naming its device",
         ],
     );
 }
@@ -575,13 +588,28 @@ fn device_const_values_must_match_their_data_type() {
             ),
         )],
         &[
-            "config_iot_devices.json:5:52: $[0].constProperties[0].value: value 1.5 does not match dataType INTEGER: expected a whole number from -2147483648 to 2147483647",
-            "config_iot_devices.json:6:52: $[0].constProperties[1].value: value 3000000000 does not match dataType INTEGER: expected a whole number from -2147483648 to 2147483647",
-            "config_iot_devices.json:7:49: $[0].constProperties[2].value: value \"7\" does not match dataType LONG: expected a whole number from -9223372036854775808 to 9223372036854775807",
-            "config_iot_devices.json:8:52: $[0].constProperties[3].value: value \"true\" does not match dataType BOOLEAN: expected true or false",
-            "config_iot_devices.json:9:51: $[0].constProperties[4].value: value null does not match dataType DOUBLE: expected a number",
-            "config_iot_devices.json:10:51: $[0].constProperties[5].value: value 1232323 does not match dataType STRING: expected a string",
+            "config_iot_devices.json:5:52: $[0].constProperties[0].value (device `d1`, constant property `a`): value 1.5 does not match dataType INTEGER: expected a whole number from -2147483648 to 2147483647",
+            "config_iot_devices.json:6:52: $[0].constProperties[1].value (device `d1`, constant property `b`): value 3000000000 does not match dataType INTEGER: expected a whole number from -2147483648 to 2147483647",
+            "config_iot_devices.json:7:49: $[0].constProperties[2].value (device `d1`, constant property `c`): value \"7\" does not match dataType LONG: expected a whole number from -9223372036854775808 to 9223372036854775807",
+            "config_iot_devices.json:8:52: $[0].constProperties[3].value (device `d1`, constant property `d`): value \"true\" does not match dataType BOOLEAN: expected true or false",
+            "config_iot_devices.json:9:51: $[0].constProperties[4].value (device `d1`, constant property `e`): value null does not match dataType DOUBLE: expected a number",
+            "config_iot_devices.json:10:51: $[0].constProperties[5].value (device `d1`, constant property `f`): value 1232323 does not match dataType STRING: expected a string",
         ],
+    );
+}
+
+#[test]
+fn device_init_value_must_match_its_data_type() {
+    check(
+        &[(
+            "config_iot_devices.json",
+            Text(
+                r#"[{"id": "d1", "properties": [
+  {"name": "p", "dataType": "DOUBLE", "initValue": "warm"},
+  {"name": "q", "dataType": "BOOLEAN", "initValue": false}]}]"#,
+            ),
+        )],
+        &["config_iot_devices.json:2:52: $[0].properties[0].initValue (device `d1`, property `p`): initValue \"warm\" does not match dataType DOUBLE: expected a number"],
     );
 }
 
@@ -595,7 +623,7 @@ fn device_const_property_missing_value() {
   "constProperties": [{"name": "serial", "dataType": "STRING"}]}]"#,
             ),
         )],
-        &["config_iot_devices.json:2:23: $[0].constProperties[0].value: missing required key `value` (the property's fixed value)"],
+        &["config_iot_devices.json:2:23: $[0].constProperties[0].value (device `d1`, constant property `serial`): missing required key `value` (the property's fixed value)"],
     );
 }
 
@@ -608,7 +636,7 @@ fn device_processor_name() {
                 r#"[{"id": "d1", "processor": "my processor", "properties": [{"name": "p", "dataType": "DOUBLE"}]}]"#,
             ),
         )],
-        &["config_iot_devices.json:1:28: $[0].processor: the processor crate name `my processor` contains ' '; processor crate names are 1-64 characters of A-Z a-z 0-9 - _ starting with a letter"],
+        &["config_iot_devices.json:1:28: $[0].processor (device `d1`): the processor crate name `my processor` contains ' '; processor crate names are 1-64 characters of A-Z a-z 0-9 - _ starting with a letter"],
     );
 }
 
@@ -696,7 +724,104 @@ fn azure_function_names_need_a_leading_letter() {
                 Text(r#"[{"id": "1-sensor", "properties": [{"name": "p", "dataType": "DOUBLE"}]}]"#),
             ),
         ],
-        &["config_iot_devices.json:1:9: $[0].id: the Azure Function name `1-sensor-processor` starts with `1`; Azure Function names are 1-128 characters of A-Z a-z 0-9 - _ starting with a letter (needed by layer l2 on azure)"],
+        &["config_iot_devices.json:1:9: $[0].id (device `1-sensor`): the Azure Function name `1-sensor-processor` starts with `1`; Azure Function names are 1-128 characters of A-Z a-z 0-9 - _ starting with a letter (needed by layer l2 on azure)"],
+    );
+}
+
+#[test]
+fn providers_unknown_grafana_authentication_provider() {
+    let text = PROVIDERS_AWS.replace(
+        "{\n",
+        "{\n  \"aws\": {\"grafana_authentication_provider\": \"OKTA\"},\n",
+    );
+    check(
+        &[("config_providers.json", Text(&text))],
+        &["config_providers.json:2:46: $.aws.grafana_authentication_provider: unknown Grafana authentication provider `OKTA`; allowed: AWS_SSO, SAML"],
+    );
+    let text = PROVIDERS_AWS.replace(
+        "{\n",
+        "{\n  \"aws\": {\"grafana_authentication_provider\": \"aws_sso\"},\n",
+    );
+    check(
+        &[("config_providers.json", Text(&text))],
+        &["config_providers.json:2:46: $.aws.grafana_authentication_provider: unknown Grafana authentication provider `aws_sso` (did you mean `AWS_SSO`? values are case-sensitive); allowed: AWS_SSO, SAML"],
+    );
+}
+
+/// `config_providers.json` with the given provider per layer, in file order.
+fn providers(layers: [&str; 7]) -> String {
+    let keys = [
+        "layer_1_provider",
+        "layer_2_provider",
+        "layer_3_hot_provider",
+        "layer_3_cold_provider",
+        "layer_3_archive_provider",
+        "layer_4_provider",
+        "layer_5_provider",
+    ];
+    let body: Vec<String> = keys
+        .iter()
+        .zip(layers)
+        .map(|(k, p)| format!("  \"{k}\": \"{p}\""))
+        .collect();
+    format!("{{\n{}\n}}", body.join(",\n"))
+}
+
+#[test]
+fn providers_visualization_without_a_twin_and_a_twin_without_hot_storage() {
+    let text = providers(["none", "none", "none", "none", "none", "aws", "aws"]);
+    check(
+        &[("config_providers.json", Text(&text))],
+        &[
+            "config_providers.json:7:23: $.layer_4_provider: layer_4_provider is `aws` but layer_3_hot_provider is `none`: the twin connector reads the twin's data from hot storage, so the twin would have no data; allowed: aws or azure for layer_3_hot_provider, or none here",
+        ],
+    );
+    let text = providers(["aws", "aws", "aws", "aws", "aws", "none", "azure"]);
+    check(
+        &[("config_providers.json", Text(&text))],
+        &[
+            "config_providers.json:8:23: $.layer_5_provider: layer_5_provider is `azure` but layer_4_provider is `none`: Grafana shows the twin of layer 4, so it would have no twin to show; allowed: aws or azure for layer_4_provider, or none here",
+        ],
+    );
+}
+
+#[test]
+fn providers_a_layer_whose_receiving_layer_is_not_deployed() {
+    let text = providers(["aws", "none", "aws", "none", "none", "none", "none"]);
+    check(
+        &[("config_providers.json", Text(&text))],
+        &[
+            "config_providers.json:2:23: $.layer_1_provider: layer_1_provider is `aws` but layer_2_provider is `none`: the dispatcher hands every message to a processor in layer 2, so every message would be dropped; allowed: aws or azure for layer_2_provider, or none here",
+            "config_providers.json:4:27: $.layer_3_hot_provider: layer_3_hot_provider is `aws` but layer_3_cold_provider is `none`: the hot-to-cold mover moves older records to cold storage, so it would fail every day; allowed: aws or azure for layer_3_cold_provider, or none here",
+        ],
+    );
+    let text = providers(["none", "aws", "none", "aws", "none", "none", "none"]);
+    check(
+        &[("config_providers.json", Text(&text))],
+        &[
+            "config_providers.json:3:23: $.layer_2_provider: layer_2_provider is `aws` but layer_3_hot_provider is `none`: the persister writes every record to hot storage, so every record would be lost; allowed: aws or azure for layer_3_hot_provider, or none here",
+            "config_providers.json:5:28: $.layer_3_cold_provider: layer_3_cold_provider is `aws` but layer_3_archive_provider is `none`: the cold-to-archive mover moves older objects to archive storage, so it would fail every day; allowed: aws or azure for layer_3_archive_provider, or none here",
+        ],
+    );
+    // A layer nobody feeds is allowed: storage first, the rest later.
+    let text = providers(["none", "none", "none", "none", "aws", "none", "none"]);
+    check(&[("config_providers.json", Text(&text))], &[]);
+}
+
+#[test]
+fn artifacts_bucket_name_on_the_layer_that_hosts_the_functions() {
+    // 45 characters: every AWS function name fits, `<twin>-artifacts-00000000` (64) does not.
+    let twin = "t".repeat(45);
+    let config = format!(
+        "{{\"digital_twin_name\": \"{twin}\", \"hot_storage_size_in_days\": 1, \"cold_storage_size_in_days\": 2}}"
+    );
+    let text = providers(["aws", "aws", "azure", "azure", "azure", "none", "none"]);
+    check(
+        &[
+            ("config.json", Text(&config)),
+            ("config_providers.json", Text(&text)),
+        ],
+        &[&format!("config.json:1:23: $.digital_twin_name: the S3 bucket name `{twin}-artifacts-00000000` is 64 characters long; S3 bucket names are 3-63 characters of a-z 0-9 -, starting and ending with a letter or digit (needed by layer l2 on aws)")],
     );
 }
 
@@ -811,7 +936,28 @@ fn hierarchy_component_without_a_resolvable_device() {
                 r#"[{"id": "e", "children": [{"type": "component", "name": "c", "componentTypeId": "other"}]}]"#,
             ),
         )],
+        &["config_hierarchy.json:1:81: $[0].children[0].componentTypeId: unknown componentTypeId `other`; the configured devices' component types: `t-d1`"],
+    );
+    check(
+        &[(
+            "config_hierarchy.json",
+            Text(r#"[{"id": "e", "children": [{"type": "component", "name": "c"}]}]"#),
+        )],
         &["config_hierarchy.json:1:27: $[0].children[0].iotDeviceId: missing required key `iotDeviceId` (the id of the configured device whose data this component shows)"],
+    );
+}
+
+#[test]
+fn hierarchy_component_type_of_another_device() {
+    check(
+        &[(
+            "config_hierarchy.json",
+            Text(
+                r#"[{"id": "e", "children": [
+  {"name": "c", "iotDeviceId": "d1", "componentTypeId": "t-d2"}]}]"#,
+            ),
+        )],
+        &["config_hierarchy.json:2:57: $[0].children[0].componentTypeId: componentTypeId `t-d2` is not the component type of device `d1`; allowed: `t-d1`, or leave componentTypeId out"],
     );
 }
 
@@ -826,5 +972,15 @@ fn hierarchy_is_not_checked_against_a_broken_device_file() {
             ),
         ],
         &["config_iot_devices.json:1:1: $: invalid JSON: EOF while parsing a list"],
+    );
+}
+
+// ---- config_events.json ----
+
+#[test]
+fn events_file_with_a_syntax_error() {
+    check(
+        &[("config_events.json", Text("[\n  {\"rule\": }\n]"))],
+        &["config_events.json:2:12: $: invalid JSON: expected value"],
     );
 }

@@ -132,3 +132,74 @@ fn the_python_tools_files_load_unchanged() {
         }]
     );
 }
+
+/// The established tool's other accepted spellings: a mixed-case twin name, `initValue` on a
+/// property, a component naming only `componentTypeId`, hot days equal to cold days and a
+/// `config_events.json` beside the other files.
+#[test]
+fn mixed_case_init_values_equal_retention_and_events_load() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = r#"{
+    "digital_twin_name": "MyTwin",
+    "hot_storage_size_in_days": 30,
+    "cold_storage_size_in_days": 30
+}"#;
+    let devices = r#"[
+  {
+    "id": "temperature-sensor-1",
+    "properties": [
+      { "name": "temperature", "dataType": "DOUBLE", "initValue": 20.5 },
+      { "name": "alarm", "dataType": "BOOLEAN", "initValue": false },
+      { "name": "status", "dataType": "STRING" }
+    ]
+  }
+]"#;
+    let hierarchy = r#"[
+  { "type": "entity", "id": "hall-1", "children": [
+      { "type": "component", "name": "sensor", "componentTypeId": "MyTwin-temperature-sensor-1" }
+  ] }
+]"#;
+    let events = r#"[{ "condition": "temperature > 30", "action": "notify" }]"#;
+    for (name, text) in [
+        ("config.json", config),
+        ("config_iot_devices.json", devices),
+        ("config_providers.json", PROVIDERS),
+        ("config_hierarchy.json", hierarchy),
+        ("config_events.json", events),
+    ] {
+        std::fs::write(dir.path().join(name), text).expect("write");
+    }
+    let config = match load_dir(dir.path()) {
+        Ok(c) => c,
+        Err(problems) => panic!("{problems}"),
+    };
+    assert_eq!(config.name(), "MyTwin");
+    let props = &config.devices[0].properties;
+    assert_eq!(props[0].init_value, Some(serde_json::json!(20.5)));
+    assert_eq!(props[1].init_value, Some(serde_json::json!(false)));
+    assert_eq!(props[2].init_value, None);
+    let tree = config.hierarchy.as_deref().unwrap_or_default();
+    assert_eq!(
+        tree[0].children,
+        [HierarchyNode::Component {
+            name: "sensor".to_string(),
+            iot_device_id: "temperature-sensor-1".to_string(),
+            component_type_id: Some("MyTwin-temperature-sensor-1".to_string()),
+        }]
+    );
+    assert_eq!(config.events, serde_json::from_str(events).ok());
+    let warnings: Vec<String> = config.warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(
+        warnings,
+        [
+            "config.json:3:33: $.hot_storage_size_in_days: hot_storage_size_in_days equals \
+             cold_storage_size_in_days (30): data passes through cold storage the same day it \
+             arrives there and goes on to archive",
+            "config_events.json: $: event rules are not deployed by this version",
+        ]
+    );
+    assert_eq!(
+        twin_config::names::bucket_name(config.name(), "cold", "123456789012", "us-east-1"),
+        "mytwin-cold-4e2acffe"
+    );
+}

@@ -4,11 +4,12 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
-use super::reader::FileReader;
+use super::reader::{label, FileReader};
 use crate::model::{ConstProperty, DataType, Device, Property};
 use crate::names;
 use crate::spans::{element, member, Pos};
-use crate::RESERVED_RECORD_FIELDS;
+use crate::validate::DeviceRef;
+use crate::{RESERVED_COMPONENT_PROPERTIES, RESERVED_RECORD_FIELDS};
 
 /// Whatever of the device file was readable.
 #[derive(Debug, Default)]
@@ -16,11 +17,11 @@ pub(crate) struct DevicesPart {
     /// Devices without any diagnostic, in file order.
     pub devices: Vec<Device>,
     /// Every well-formed device id with its index in the file (for cross-file checks).
-    pub ids: Vec<(usize, String)>,
+    pub ids: Vec<DeviceRef>,
 }
 
 const DEVICE_KEYS: [&str; 4] = ["id", "properties", "constProperties", "processor"];
-const PROPERTY_KEYS: [&str; 2] = ["name", "dataType"];
+const PROPERTY_KEYS: [&str; 3] = ["name", "dataType", "initValue"];
 const CONST_KEYS: [&str; 3] = ["name", "dataType", "value"];
 
 pub(crate) fn read(r: &mut FileReader<'_>, root: &Value) -> DevicesPart {
@@ -38,6 +39,11 @@ pub(crate) fn read(r: &mut FileReader<'_>, root: &Value) -> DevicesPart {
             continue;
         };
         let before = r.count();
+        let device_label = map
+            .get("id")
+            .and_then(Value::as_str)
+            .map(|id| label("device", id));
+        r.set_item(device_label);
         let id = device_id(r, map, &path);
         if let Some(id) = &id {
             let id_path = member(&path, "id");
@@ -52,11 +58,16 @@ pub(crate) fn read(r: &mut FileReader<'_>, root: &Value) -> DevicesPart {
                 ),
                 None => {
                     first_seen.insert(id.clone(), here);
-                    part.ids.push((i, id.clone()));
+                    part.ids.push(DeviceRef {
+                        index: i,
+                        id: id.clone(),
+                        own_processor: map.get("processor").is_some_and(Value::is_string),
+                    });
                 }
             }
         }
         let device = read_device(r, map, &path, id);
+        r.set_item(None);
         if r.count() == before {
             if let Some(device) = device {
                 part.devices.push(device);
@@ -147,12 +158,15 @@ fn read_properties(
     }
     let mut out = Vec::new();
     let mut ok = true;
+    let outer = r.item().map(str::to_string);
     for (j, item) in items.iter().enumerate() {
+        r.set_item(outer.clone());
         let p = element(path, j);
         let Some(map) = r.object(item, &p, "a property object {\"name\", \"dataType\"}") else {
             ok = false;
             continue;
         };
+        r.set_item(sub_item(outer.as_deref(), map, "property"));
         r.keys(
             map,
             &p,
@@ -164,11 +178,31 @@ fn read_properties(
         );
         let name = property_name(r, map, &p, seen, true);
         let data_type = map.get("dataType").and_then(|v| data_type(r, v, &p));
+        let init_value = map.get("initValue");
+        if let (Some(t), Some(v)) = (data_type, init_value) {
+            if !t.accepts(v) {
+                r.at_value(
+                    &member(&p, "initValue"),
+                    format!(
+                        "initValue {} does not match dataType {t}: expected {}",
+                        shorten(v),
+                        t.describe_values()
+                    ),
+                );
+                ok = false;
+                continue;
+            }
+        }
         match (name, data_type) {
-            (Some(name), Some(data_type)) => out.push(Property { name, data_type }),
+            (Some(name), Some(data_type)) => out.push(Property {
+                name,
+                data_type,
+                init_value: init_value.cloned(),
+            }),
             _ => ok = false,
         }
     }
+    r.set_item(outer);
     ok.then_some(out)
 }
 
@@ -182,7 +216,9 @@ fn read_const_properties(
     let items = r.array(value, path, what)?;
     let mut out = Vec::new();
     let mut ok = true;
+    let outer = r.item().map(str::to_string);
     for (j, item) in items.iter().enumerate() {
+        r.set_item(outer.clone());
         let p = element(path, j);
         let Some(map) = r.object(
             item,
@@ -192,6 +228,7 @@ fn read_const_properties(
             ok = false;
             continue;
         };
+        r.set_item(sub_item(outer.as_deref(), map, "constant property"));
         r.keys(
             map,
             &p,
@@ -228,7 +265,21 @@ fn read_const_properties(
             _ => ok = false,
         }
     }
+    r.set_item(outer);
     ok.then_some(out)
+}
+
+/// The item label of a property inside the item `outer` (its device), e.g.
+/// ``device `d1`, constant property `serial` ``; `outer` alone when the property has no name.
+fn sub_item(outer: Option<&str>, map: &Map<String, Value>, what: &str) -> Option<String> {
+    let Some(name) = map.get("name").and_then(Value::as_str) else {
+        return outer.map(str::to_string);
+    };
+    let own = label(what, name);
+    Some(match outer {
+        Some(o) => format!("{o}, {own}"),
+        None => own,
+    })
 }
 
 fn property_name(
@@ -254,6 +305,16 @@ fn property_name(
                     .map(|f| format!("`{f}`"))
                     .collect::<Vec<_>>()
                     .join(", ")
+            ),
+        );
+        return None;
+    }
+    if !in_records && RESERVED_COMPONENT_PROPERTIES.contains(&name) {
+        r.at_value(
+            &p,
+            format!(
+                "constant property name `{name}` is reserved: every twin component has an \
+                 `{name}` property naming its device"
             ),
         );
         return None;

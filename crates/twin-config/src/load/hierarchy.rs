@@ -217,6 +217,17 @@ impl Walk<'_, '_> {
                 {
                     return Some(id.to_string());
                 }
+                r.at_value(
+                    &member(path, "componentTypeId"),
+                    format!(
+                        "unknown componentTypeId `{ct}`; the configured devices' component types: {}",
+                        ids.iter()
+                            .map(|i| format!("`{}`", names::component_type_id(twin, i)))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
+                return None;
             }
             r.at_value(
                 &dev_path,
@@ -238,6 +249,18 @@ impl Walk<'_, '_> {
                     ),
                 );
                 return None;
+            }
+            if let (Some(twin), Some(ct)) = (self.ctx.twin, component_type_id) {
+                let own = names::component_type_id(twin, id);
+                if ct != own {
+                    r.at_value(
+                        &member(path, "componentTypeId"),
+                        format!(
+                            "componentTypeId `{ct}` is not the component type of device `{id}`; allowed: `{own}`, or leave componentTypeId out"
+                        ),
+                    );
+                    return None;
+                }
             }
         }
         Some(id.to_string())

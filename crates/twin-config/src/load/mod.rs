@@ -24,9 +24,17 @@ pub const DEVICES_FILE: &str = "config_iot_devices.json";
 pub const PROVIDERS_FILE: &str = "config_providers.json";
 /// The optional hierarchy file.
 pub const HIERARCHY_FILE: &str = "config_hierarchy.json";
+/// The optional event rules file (read and kept, not deployed by this version).
+pub const EVENTS_FILE: &str = "config_events.json";
 
 /// The files in report order.
-const FILES: [&str; 4] = [CONFIG_FILE, DEVICES_FILE, PROVIDERS_FILE, HIERARCHY_FILE];
+const FILES: [&str; 5] = [
+    CONFIG_FILE,
+    DEVICES_FILE,
+    PROVIDERS_FILE,
+    HIERARCHY_FILE,
+    EVENTS_FILE,
+];
 
 /// A file that parsed as JSON, with the positions of its values.
 struct Doc {
@@ -35,13 +43,15 @@ struct Doc {
 }
 
 /// Reads and validates `config.json`, `config_iot_devices.json`, `config_providers.json` and,
-/// when present, `config_hierarchy.json` from `dir`, reporting every problem at once.
+/// when present, `config_hierarchy.json` and `config_events.json` from `dir`, reporting every
+/// problem at once. Legal but doubtful settings are in [`TwinConfig::warnings`].
 pub fn load_dir(dir: &Path) -> Result<TwinConfig, Diagnostics> {
     let mut out: Vec<Diagnostic> = Vec::new();
     let config = read_doc(dir, CONFIG_FILE, true, &mut out);
     let devices = read_doc(dir, DEVICES_FILE, true, &mut out);
     let providers = read_doc(dir, PROVIDERS_FILE, true, &mut out);
     let hierarchy = read_doc(dir, HIERARCHY_FILE, false, &mut out);
+    let events = read_doc(dir, EVENTS_FILE, false, &mut out);
 
     let twin = config.as_ref().map(|d| {
         twin::read(
@@ -62,7 +72,7 @@ pub fn load_dir(dir: &Path) -> Result<TwinConfig, Diagnostics> {
         )
     });
     let twin_name = twin.as_ref().and_then(|t| t.name.as_deref());
-    let device_ids: Option<Vec<(usize, String)>> = match (&devices, &devs) {
+    let device_ids: Option<Vec<validate::DeviceRef>> = match (&devices, &devs) {
         (Some(d), Some(part)) if d.value.is_array() => Some(part.ids.clone()),
         _ => None,
     };
@@ -71,7 +81,7 @@ pub fn load_dir(dir: &Path) -> Result<TwinConfig, Diagnostics> {
             twin: twin_name,
             device_ids: device_ids
                 .as_ref()
-                .map(|ids| ids.iter().map(|(_, id)| id.as_str()).collect()),
+                .map(|ids| ids.iter().map(|d| d.id.as_str()).collect()),
         };
         hierarchy::read(
             &mut FileReader::new(HIERARCHY_FILE, &d.spans, &mut out),
@@ -83,12 +93,26 @@ pub fn load_dir(dir: &Path) -> Result<TwinConfig, Diagnostics> {
     if let (Some(name), Some(p)) = (twin_name, &provs) {
         let ids = device_ids.clone().unwrap_or_default();
         for problem in validate::names(name, |l| p.get(l), &ids) {
-            let (file, doc, path) = match problem.source {
-                Source::Twin => (CONFIG_FILE, &config, "$.digital_twin_name".to_string()),
-                Source::Device(i) => (DEVICES_FILE, &devices, format!("$[{i}].id")),
+            let (file, doc, path, item) = match problem.source {
+                Source::Twin => (
+                    CONFIG_FILE,
+                    &config,
+                    "$.digital_twin_name".to_string(),
+                    None,
+                ),
+                Source::Device(i) => (
+                    DEVICES_FILE,
+                    &devices,
+                    format!("$[{i}].id"),
+                    ids.iter()
+                        .find(|d| d.index == i)
+                        .map(|d| reader::label("device", &d.id)),
+                ),
             };
             if let Some(doc) = doc {
-                FileReader::new(file, &doc.spans, &mut out).at_value(&path, problem.message());
+                let mut r = FileReader::new(file, &doc.spans, &mut out);
+                r.set_item(item);
+                r.at_value(&path, problem.message());
             }
         }
     }
@@ -97,6 +121,21 @@ pub fn load_dir(dir: &Path) -> Result<TwinConfig, Diagnostics> {
         sort(&mut out);
         return Err(Diagnostics(out));
     }
+    let mut warnings = twin
+        .as_ref()
+        .map(|t| t.warnings.clone())
+        .unwrap_or_default();
+    if events.is_some() {
+        warnings.push(Diagnostic {
+            file: EVENTS_FILE.to_string(),
+            path: "$".to_string(),
+            line: 0,
+            column: 0,
+            message: "event rules are not deployed by this version".to_string(),
+            item: None,
+        });
+    }
+    sort(&mut warnings);
     let assembled = (|| {
         let t = twin?;
         Some(TwinConfig {
@@ -113,6 +152,8 @@ pub fn load_dir(dir: &Path) -> Result<TwinConfig, Diagnostics> {
                 None => None,
                 Some(t) => Some(t?),
             },
+            events: events.map(|d| d.value),
+            warnings,
         })
     })();
     assembled.ok_or_else(|| {
@@ -124,6 +165,7 @@ pub fn load_dir(dir: &Path) -> Result<TwinConfig, Diagnostics> {
             column: 0,
             message: "internal error: the config was incomplete without a reported problem"
                 .to_string(),
+            item: None,
         }])
     })
 }
@@ -142,6 +184,7 @@ fn read_doc(
         line: 0,
         column: 0,
         message,
+        item: None,
     };
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
@@ -189,6 +232,7 @@ fn read_doc(
                 "duplicate key `{}` (first at {}:{}); each key may appear once per object",
                 dup.key, dup.first.line, dup.first.column
             ),
+            item: None,
         });
     }
     Some(Doc { value, spans })
@@ -218,6 +262,7 @@ fn syntax_error(file: &str, text: &str, e: &serde_json::Error) -> Diagnostic {
         line,
         column,
         message: format!("invalid JSON: {message}"),
+        item: None,
     }
 }
 

@@ -58,6 +58,7 @@ pub(crate) fn read(r: &mut FileReader<'_>, root: &Value) -> ProvidersPart {
             part.layers[i] = r.one_of(v, &member("$", layer.key()), "provider", &PROVIDERS);
         }
     }
+    required_layers(r, &part);
     part.aws = match map.get("aws") {
         None => Some(AwsSettings::default()),
         Some(v) => read_aws(r, v),
@@ -67,6 +68,42 @@ pub(crate) fn read(r: &mut FileReader<'_>, root: &Value) -> ProvidersPart {
         Some(v) => read_azure(r, v),
     };
     part
+}
+
+/// Why `layer` cannot be deployed without the layers it requires (see [`Layer::requires`]).
+fn requirement_reason(layer: Layer) -> &'static str {
+    match layer {
+        Layer::L1 => "the dispatcher hands every message to a processor in layer 2, so every message would be dropped",
+        Layer::L2 => "the persister writes every record to hot storage, so every record would be lost",
+        Layer::L3Hot => "the hot-to-cold mover moves older records to cold storage, so it would fail every day",
+        Layer::L3Cold => "the cold-to-archive mover moves older objects to archive storage, so it would fail every day",
+        Layer::L4 => "the twin connector reads the twin's data from hot storage, so the twin would have no data",
+        Layer::L5 => "Grafana shows the twin of layer 4, so it would have no twin to show",
+        Layer::L3Archive => "",
+    }
+}
+
+/// Reports every deployed layer whose required layers ([`Layer::requires`]) are `none`.
+fn required_layers(r: &mut FileReader<'_>, part: &ProvidersPart) {
+    for layer in Layer::IN_FILE_ORDER {
+        let Some(provider) = part.get(layer).filter(|p| *p != ProviderName::None) else {
+            continue;
+        };
+        for needed in layer.requires() {
+            if part.get(*needed) == Some(ProviderName::None) {
+                r.at_value(
+                    &member("$", layer.key()),
+                    format!(
+                        "{} is `{provider}` but {} is `none`: {}; allowed: aws or azure for {}, or none here",
+                        layer.key(),
+                        needed.key(),
+                        requirement_reason(layer),
+                        needed.key()
+                    ),
+                );
+            }
+        }
+    }
 }
 
 fn read_aws(r: &mut FileReader<'_>, value: &Value) -> Option<AwsSettings> {

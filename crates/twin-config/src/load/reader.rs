@@ -12,11 +12,42 @@ pub(crate) struct FileReader<'a> {
     pub file: &'static str,
     spans: &'a Spans,
     out: &'a mut Vec<Diagnostic>,
+    /// The named item that diagnostics are in from now on (see [`Diagnostic::item`]).
+    item: Option<String>,
 }
 
 impl<'a> FileReader<'a> {
     pub fn new(file: &'static str, spans: &'a Spans, out: &'a mut Vec<Diagnostic>) -> Self {
-        FileReader { file, spans, out }
+        FileReader {
+            file,
+            spans,
+            out,
+            item: None,
+        }
+    }
+
+    /// Names the item that the following diagnostics are in; `None` for none.
+    pub fn set_item(&mut self, item: Option<String>) {
+        self.item = item;
+    }
+
+    /// The item that diagnostics are in now.
+    pub fn item(&self) -> Option<&str> {
+        self.item.as_deref()
+    }
+
+    /// A diagnostic at the value at `path`, in the current item, without recording it (for
+    /// warnings, which are kept apart from the errors).
+    pub fn diagnostic(&self, path: &str, message: impl Into<String>) -> Diagnostic {
+        let pos = self.spans.value(path);
+        Diagnostic {
+            file: self.file.to_string(),
+            path: path.to_string(),
+            line: pos.line,
+            column: pos.column,
+            message: message.into(),
+            item: self.item.clone(),
+        }
     }
 
     /// How many diagnostics have been collected so far (all files).
@@ -48,6 +79,7 @@ impl<'a> FileReader<'a> {
             line: pos.line,
             column: pos.column,
             message,
+            item: self.item.clone(),
         });
     }
 
@@ -153,6 +185,17 @@ impl<'a> FileReader<'a> {
             format!("unknown {what} `{text}`{hint}; allowed: {list}"),
         );
         None
+    }
+}
+
+/// An item label such as ``device `d1` ``, with the name cut short so a huge one cannot flood
+/// the report.
+pub(crate) fn label(what: &str, name: &str) -> String {
+    if name.chars().count() > 40 {
+        let cut: String = name.chars().take(37).collect();
+        format!("{what} `{cut}...`")
+    } else {
+        format!("{what} `{name}`")
     }
 }
 

@@ -3,6 +3,7 @@
 use serde_json::Value;
 
 use super::reader::{kind, FileReader};
+use crate::diagnostics::Diagnostic;
 use crate::model::LogMode;
 use crate::names;
 
@@ -13,6 +14,8 @@ pub(crate) struct TwinPart {
     pub hot_days: Option<u32>,
     pub cold_days: Option<u32>,
     pub mode: Option<LogMode>,
+    /// Legal but doubtful settings.
+    pub warnings: Vec<Diagnostic>,
 }
 
 const KEYS: [&str; 4] = [
@@ -59,11 +62,19 @@ pub(crate) fn read(r: &mut FileReader<'_>, root: &Value) -> TwinPart {
         .get("cold_storage_size_in_days")
         .and_then(|v| days(r, v, "$.cold_storage_size_in_days"));
     if let (Some(hot), Some(cold)) = (part.hot_days, part.cold_days) {
-        if hot >= cold {
+        if hot == cold {
+            part.warnings.push(r.diagnostic(
+                "$.hot_storage_size_in_days",
+                format!(
+                    "hot_storage_size_in_days equals cold_storage_size_in_days ({hot}): data \
+                     passes through cold storage the same day it arrives there and goes on to archive"
+                ),
+            ));
+        } else if hot > cold {
             r.at_value(
                 "$.hot_storage_size_in_days",
                 format!(
-                    "hot_storage_size_in_days ({hot}) must be less than \
+                    "hot_storage_size_in_days ({hot}) must not be greater than \
                      cold_storage_size_in_days ({cold}): data leaves hot storage before it leaves cold storage"
                 ),
             );

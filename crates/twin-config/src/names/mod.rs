@@ -37,41 +37,118 @@ pub fn function_name(twin: &str, role: &str) -> String {
     format!("{twin}-{role}")
 }
 
+/// The separator between the twin name and the device id in every per-device name.
+///
+/// Per-device names are `<twin>--<device>[-<suffix>]`, and [`TWIN_NAME`] forbids `--` inside
+/// a twin name and a trailing `-`. So, reading a per-device name from the left, the first `--`
+/// is always the end of the twin name: any `-` the twin name holds is followed by a character
+/// other than `-`, and the twin name cannot end with `-` to form a `--` with the separator.
+/// The twin name is therefore everything before the first `--`, the device id is the rest up
+/// to the fixed suffix, so no two (twin, device) pairs give the same name. Twin-level names
+/// (`<twin>-<role>`) never contain `--` at the twin's end either (roles start with a letter),
+/// so they cannot equal a per-device name of any twin.
+pub const DEVICE_SEPARATOR: &str = "--";
+
+/// The prefix of every per-device name of a twin (thing, IoT policy, processor function, its
+/// role and log group): `<twin>--`. A pattern `<twin>--*` cannot match another twin's names,
+/// per-device or shared (see [`DEVICE_SEPARATOR`]), so it is safe in IAM resource ARNs.
+pub fn per_device_prefix(twin: &str) -> String {
+    format!("{twin}{DEVICE_SEPARATOR}")
+}
+
 /// Local (CLI) name of a device's processor: `<device>-processor`.
 pub fn processor_local_name(device: &str) -> String {
     format!("{device}-processor")
 }
 
-/// Lambda function of a device's processor: `<twin>-<device>-processor`.
+/// Local (CLI) name of the shared processor function.
+pub const SHARED_PROCESSOR: &str = "processor";
+
+/// Lambda function of a device's own processor: `<twin>--<device>-processor` (for devices that
+/// name a `processor` crate; the others use [`shared_processor_function_name`]).
 pub fn processor_function_name(twin: &str, device: &str) -> String {
-    function_name(twin, &processor_local_name(device))
+    format!(
+        "{}{}",
+        per_device_prefix(twin),
+        processor_local_name(device)
+    )
 }
 
-/// The first [`BUCKET_HASH_LEN`] hex digits of sha256(`<account_id>/<region>`).
-pub fn bucket_hash(account_id: &str, region: &str) -> String {
-    short_hash(&format!("{account_id}/{region}"), BUCKET_HASH_LEN)
+/// IAM role of a device's own processor function: the function's name,
+/// `<twin>--<device>-processor`.
+pub fn processor_role_name(twin: &str, device: &str) -> String {
+    processor_function_name(twin, device)
 }
 
-/// S3 bucket of a tier (`cold`, `archive`, `twinmaker`): `<twin>-<tier>-<hash>`, globally unique
-/// through the account/region hash.
+/// The one processor function shared by every device that does not name its own processor
+/// crate: `<twin>-processor`.
+pub fn shared_processor_function_name(twin: &str) -> String {
+    function_name(twin, SHARED_PROCESSOR)
+}
+
+/// The cloud function name of a local (CLI) function name: a shared role in
+/// [`FUNCTION_ROLES`] or [`SHARED_PROCESSOR`] gives `<twin>-<role>`, `<device>-processor` gives
+/// [`processor_function_name`].
+pub fn cloud_function_name(twin: &str, local: &str) -> String {
+    if local == SHARED_PROCESSOR || FUNCTION_ROLES.contains(&local) {
+        return function_name(twin, local);
+    }
+    match local.strip_suffix("-processor") {
+        Some(device) if !device.is_empty() => processor_function_name(twin, device),
+        _ => function_name(twin, local),
+    }
+}
+
+/// The first [`BUCKET_HASH_LEN`] hex digits of sha256(`<account_id>/<region>/<twin>`): the
+/// exact twin name is hashed, so twins whose names differ only in case (`MyTwin`, `mytwin`)
+/// get different bucket names although the names themselves are lowercased.
+pub fn bucket_hash(twin: &str, account_id: &str, region: &str) -> String {
+    short_hash(&format!("{account_id}/{region}/{twin}"), BUCKET_HASH_LEN)
+}
+
+/// S3 bucket of a tier (`cold`, `archive`, `twinmaker`, [`ARTIFACTS_TIER`]):
+/// `<twin, lowercased>-<tier>-<hash>`, globally unique through the account/region/twin hash.
 pub fn bucket_name(twin: &str, tier: &str, account_id: &str, region: &str) -> String {
-    bucket_name_with_hash(twin, tier, &bucket_hash(account_id, region))
+    bucket_name_with_hash(twin, tier, &bucket_hash(twin, account_id, region))
 }
 
-/// `<twin>-<tier>-<hash>` for a hash already computed (or a placeholder of the same length when
-/// validating before the account is known).
+/// `<twin, lowercased>-<tier>-<hash>` for a hash already computed (or a placeholder of the same
+/// length when validating before the account is known). S3 allows only lowercase letters, so
+/// the twin name is lowercased and its `_` become `-`; [`bucket_hash`] keeps such names apart.
 pub fn bucket_name_with_hash(twin: &str, tier: &str, hash: &str) -> String {
-    format!("{twin}-{tier}-{hash}")
+    format!("{}-{tier}-{hash}", bucket_stem(twin))
 }
 
-/// IoT thing of a device: `<twin>-<device>`.
+/// The twin name as S3 allows it: lowercase, `_` turned into `-`.
+fn bucket_stem(twin: &str) -> String {
+    twin.chars()
+        .map(|c| {
+            if c == '_' {
+                '-'
+            } else {
+                c.to_ascii_lowercase()
+            }
+        })
+        .collect()
+}
+
+/// Bucket "tier" of the twin's function-code (artifacts) bucket.
+pub const ARTIFACTS_TIER: &str = "artifacts";
+
+/// IoT thing of a device: `<twin>--<device>`.
 pub fn thing_name(twin: &str, device: &str) -> String {
-    format!("{twin}-{device}")
+    format!("{}{device}", per_device_prefix(twin))
 }
 
-/// IoT policy of a device: `<twin>-<device>-policy`.
+/// MQTT client id of a device: its thing name, `<twin>--<device>`, so that it is unique across
+/// every twin in the account (AWS IoT disconnects an older session with the same client id).
+pub fn mqtt_client_id(twin: &str, device: &str) -> String {
+    thing_name(twin, device)
+}
+
+/// IoT policy of a device: `<twin>--<device>-policy`.
 pub fn iot_policy_name(twin: &str, device: &str) -> String {
-    format!("{twin}-{device}-policy")
+    format!("{}-policy", thing_name(twin, device))
 }
 
 /// IoT topic rule forwarding telemetry to the dispatcher: `<twin>_iot_data`, with every `-` of
@@ -85,8 +162,11 @@ pub fn table_name(twin: &str) -> String {
     format!("{twin}-hot")
 }
 
-/// IAM role of a function or service (`persister`, `<device>-processor`, `twinmaker`,
-/// `grafana`, ...): `<twin>-<role>`.
+/// IAM role of a shared function or service (`persister`, `processor`, `twinmaker`,
+/// `grafana`, ...): `<twin>-<role>`. A device's own processor has [`processor_role_name`].
+///
+/// IAM role names are unique regardless of case: twins `MyTwin` and `mytwin` in one account
+/// would share their roles.
 pub fn role_name(twin: &str, role: &str) -> String {
     format!("{twin}-{role}")
 }
@@ -189,35 +269,143 @@ mod tests {
         );
         assert_eq!(
             processor_function_name("digital-twin", "temperature-sensor-1"),
-            "digital-twin-temperature-sensor-1-processor"
+            "digital-twin--temperature-sensor-1-processor"
         );
+        assert_eq!(
+            processor_role_name("digital-twin", "temperature-sensor-1"),
+            "digital-twin--temperature-sensor-1-processor"
+        );
+        assert_eq!(
+            shared_processor_function_name("digital-twin"),
+            "digital-twin-processor"
+        );
+        assert_eq!(per_device_prefix("digital-twin"), "digital-twin--");
         assert_eq!(processor_local_name("p-1"), "p-1-processor");
+        assert_eq!(cloud_function_name("t", "persister"), "t-persister");
+        assert_eq!(cloud_function_name("t", "processor"), "t-processor");
+        assert_eq!(
+            cloud_function_name("t", "p-1-processor"),
+            "t--p-1-processor"
+        );
         for role in FUNCTION_ROLES {
             assert!(LAMBDA_FUNCTION
                 .check(&function_name("digital-twin", role))
+                .is_ok());
+            assert_eq!(cloud_function_name("t", role), function_name("t", role));
+        }
+    }
+
+    /// Every per-device name of each (twin, device) pair, tagged with its kind.
+    fn per_device_names(twin: &str, device: &str) -> Vec<(&'static str, String)> {
+        vec![
+            ("thing", thing_name(twin, device)),
+            ("policy", iot_policy_name(twin, device)),
+            ("processor", processor_function_name(twin, device)),
+            ("role", processor_role_name(twin, device)),
+            ("client id", mqtt_client_id(twin, device)),
+        ]
+    }
+
+    #[test]
+    fn per_device_names_never_collide_across_twins() {
+        // Pairs that a plain `-` join confuses: a/b-x vs a-b/x, separators at the edges, `_`
+        // next to `-`, ids that themselves hold `--`, and twins that prefix each other.
+        let twins = ["a", "a-b", "a_", "a_b", "ab", "a-b-c", "A", "a-x"];
+        let devices = [
+            "b-x",
+            "x",
+            "-x",
+            "_x",
+            "b",
+            "x-",
+            "--x",
+            "b--x",
+            "-",
+            "_",
+            "c-x",
+            "x-processor",
+            "policy",
+            "b-x-policy",
+            "1",
+        ];
+        let mut seen: std::collections::HashMap<(&str, String), (&str, &str)> =
+            std::collections::HashMap::new();
+        for twin in twins {
+            assert!(TWIN_NAME.check(twin).is_ok(), "{twin}");
+            for device in devices {
+                assert!(DEVICE_ID.check(device).is_ok(), "{device}");
+                for (kind, name) in per_device_names(twin, device) {
+                    assert!(name.starts_with(&per_device_prefix(twin)), "{name}");
+                    if let Some(first) = seen.insert((kind, name.clone()), (twin, device)) {
+                        panic!("{kind} `{name}` of {twin}/{device} also belongs to {first:?}");
+                    }
+                }
+            }
+            // No other twin's per-device names start with this twin's prefix.
+            for other in twins.iter().filter(|o| **o != twin) {
+                for device in devices {
+                    let name = thing_name(other, device);
+                    assert!(!name.starts_with(&per_device_prefix(twin)), "{name}");
+                }
+            }
+            // Shared names hold no `--`, so they never equal a per-device name.
+            for role in FUNCTION_ROLES.iter().chain(&[SHARED_PROCESSOR]) {
+                assert!(!function_name(twin, role).contains(DEVICE_SEPARATOR));
+            }
+        }
+        // The old `-` join made these collide.
+        assert_ne!(thing_name("a", "b-x"), thing_name("a-b", "x"));
+        assert_eq!(thing_name("a", "b-x"), "a--b-x");
+        assert_eq!(thing_name("a-b", "x"), "a-b--x");
+    }
+
+    #[test]
+    fn twin_names_that_would_break_injectivity_are_rejected() {
+        let e = TWIN_NAME.check("a--b").map_err(|e| e.problem);
+        assert_eq!(e, Err("contains `--`".to_string()));
+        let e = TWIN_NAME.check("a-").map_err(|e| e.problem);
+        assert_eq!(e, Err("ends with `-`".to_string()));
+        assert!(TWIN_NAME.check("a-b_").is_ok());
+    }
+
+    #[test]
+    fn bucket_names_hash_account_region_and_exact_twin() {
+        // sha256("123456789012/us-east-1/digital-twin") starts with these digits (computed
+        // independently with `printf %s 123456789012/us-east-1/digital-twin | sha256sum`).
+        assert_eq!(
+            bucket_hash("digital-twin", "123456789012", "us-east-1"),
+            "0c96d59d"
+        );
+        let name = bucket_name("digital-twin", "cold", "123456789012", "us-east-1");
+        assert_eq!(name, "digital-twin-cold-0c96d59d");
+        assert!(S3_BUCKET.check(&name).is_ok());
+        assert_ne!(
+            bucket_hash("t", "123456789012", "us-east-1"),
+            bucket_hash("t", "123456789012", "eu-west-1")
+        );
+        assert_eq!(bucket_hash("t", "a", "b").len(), BUCKET_HASH_LEN);
+        // Mixed case: lowercased name, exact twin in the hash (`printf %s
+        // 123456789012/us-east-1/MyTwin | sha256sum` gives 4e2acffe..., `.../mytwin` b712eacf...).
+        let upper = bucket_name("MyTwin", "cold", "123456789012", "us-east-1");
+        let lower = bucket_name("mytwin", "cold", "123456789012", "us-east-1");
+        assert_eq!(upper, "mytwin-cold-4e2acffe");
+        assert_eq!(lower, "mytwin-cold-b712eacf");
+        assert_eq!(
+            bucket_name("My_Twin", ARTIFACTS_TIER, "1", "r"),
+            format!("my-twin-artifacts-{}", bucket_hash("My_Twin", "1", "r"))
+        );
+        for tier in BUCKET_TIERS.iter().chain(&[ARTIFACTS_TIER]) {
+            assert!(S3_BUCKET
+                .check(&bucket_name("Twin_1", tier, "1", "r"))
                 .is_ok());
         }
     }
 
     #[test]
-    fn bucket_names_hash_account_and_region() {
-        // sha256("123456789012/us-east-1") starts with these digits (computed independently
-        // with `printf %s 123456789012/us-east-1 | sha256sum`).
-        assert_eq!(bucket_hash("123456789012", "us-east-1"), "eb805c6c");
-        let name = bucket_name("digital-twin", "cold", "123456789012", "us-east-1");
-        assert_eq!(name, "digital-twin-cold-eb805c6c");
-        assert!(S3_BUCKET.check(&name).is_ok());
-        assert_ne!(
-            bucket_hash("123456789012", "us-east-1"),
-            bucket_hash("123456789012", "eu-west-1")
-        );
-        assert_eq!(bucket_hash("a", "b").len(), BUCKET_HASH_LEN);
-    }
-
-    #[test]
     fn iot_names() {
-        assert_eq!(thing_name("t", "d"), "t-d");
-        assert_eq!(iot_policy_name("t", "d"), "t-d-policy");
+        assert_eq!(thing_name("t", "d"), "t--d");
+        assert_eq!(mqtt_client_id("t", "d"), "t--d");
+        assert_eq!(iot_policy_name("t", "d"), "t--d-policy");
         assert_eq!(topic_rule_name("digital-twin"), "digital_twin_iot_data");
         assert!(IOT_TOPIC_RULE
             .check(&topic_rule_name("digital-twin"))

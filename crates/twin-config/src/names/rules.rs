@@ -19,6 +19,7 @@ pub struct NameRule {
     first: fn(char) -> bool,
     last: fn(char) -> bool,
     reserved_prefixes: &'static [&'static str],
+    forbidden: &'static [&'static str],
 }
 
 /// A name that breaks its kind's rule.
@@ -73,6 +74,9 @@ impl NameRule {
         if let Some(c) = name.chars().last().filter(|c| !(self.last)(*c)) {
             return Err(fail(format!("ends with {}", show(c))));
         }
+        if let Some(f) = self.forbidden.iter().find(|f| name.contains(*f)) {
+            return Err(fail(format!("contains `{f}`")));
+        }
         if let Some(p) = self.reserved_prefixes.iter().find(|p| name.starts_with(*p)) {
             return Err(fail(format!("starts with the reserved prefix `{p}`")));
         }
@@ -108,17 +112,20 @@ fn word_dash(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '-' || c == '_'
 }
 
-/// A twin name: it prefixes every resource name and names the state file.
+/// A twin name: it prefixes every resource name and names the state file. No `--` and no
+/// trailing `-`, so that per-device names are injective (see [`super::DEVICE_SEPARATOR`]).
 pub const TWIN_NAME: NameRule = NameRule {
     kind: "twin name",
     min: 1,
     max: 63,
     bytes: false,
-    allowed: "twin names are 1-63 characters of A-Z a-z 0-9 - _ starting with a letter",
+    allowed: "twin names are 1-63 characters of A-Z a-z 0-9 - _ starting with a letter, \
+              not ending with - and without -- (which separates twin and device in per-device names)",
     chars: word_dash,
     first: letter,
-    last: any,
+    last: |c| c != '-',
     reserved_prefixes: &[],
+    forbidden: &["--"],
 };
 
 /// A device id: part of function, thing, policy and topic names.
@@ -132,6 +139,7 @@ pub const DEVICE_ID: NameRule = NameRule {
     first: any,
     last: any,
     reserved_prefixes: &[],
+    forbidden: &[],
 };
 
 /// A property name: a key of every telemetry record and a twin component property.
@@ -145,6 +153,7 @@ pub const PROPERTY_NAME: NameRule = NameRule {
     first: any,
     last: any,
     reserved_prefixes: &[],
+    forbidden: &[],
 };
 
 /// A custom processor crate name (a directory under `lambdas/`).
@@ -158,6 +167,7 @@ pub const PROCESSOR_CRATE: NameRule = NameRule {
     first: letter,
     last: any,
     reserved_prefixes: &[],
+    forbidden: &[],
 };
 
 /// AWS Lambda function name.
@@ -171,6 +181,7 @@ pub const LAMBDA_FUNCTION: NameRule = NameRule {
     first: any,
     last: any,
     reserved_prefixes: &[],
+    forbidden: &[],
 };
 
 /// Amazon S3 bucket name (as this deployer forms them: no dots).
@@ -184,6 +195,7 @@ pub const S3_BUCKET: NameRule = NameRule {
     first: lower_alnum,
     last: lower_alnum,
     reserved_prefixes: &["xn--", "sthree-", "amzn-s3-demo-"],
+    forbidden: &[],
 };
 
 /// AWS IoT thing name.
@@ -197,6 +209,7 @@ pub const IOT_THING: NameRule = NameRule {
     first: any,
     last: any,
     reserved_prefixes: &[],
+    forbidden: &[],
 };
 
 /// AWS IoT policy name.
@@ -210,6 +223,7 @@ pub const IOT_POLICY: NameRule = NameRule {
     first: any,
     last: any,
     reserved_prefixes: &[],
+    forbidden: &[],
 };
 
 /// AWS IoT topic rule name.
@@ -223,6 +237,7 @@ pub const IOT_TOPIC_RULE: NameRule = NameRule {
     first: any,
     last: any,
     reserved_prefixes: &[],
+    forbidden: &[],
 };
 
 /// An MQTT topic a device publishes to (AWS IoT: at most 256 bytes, no wildcards).
@@ -236,6 +251,7 @@ pub const MQTT_TOPIC: NameRule = NameRule {
     first: |c| c != '$',
     last: any,
     reserved_prefixes: &[],
+    forbidden: &[],
 };
 
 /// AWS IAM role name.
@@ -249,6 +265,7 @@ pub const IAM_ROLE: NameRule = NameRule {
     first: any,
     last: any,
     reserved_prefixes: &[],
+    forbidden: &[],
 };
 
 /// Amazon DynamoDB table name.
@@ -262,6 +279,7 @@ pub const DYNAMODB_TABLE: NameRule = NameRule {
     first: any,
     last: any,
     reserved_prefixes: &[],
+    forbidden: &[],
 };
 
 /// Amazon EventBridge rule name.
@@ -275,6 +293,7 @@ pub const EVENTBRIDGE_RULE: NameRule = NameRule {
     first: any,
     last: any,
     reserved_prefixes: &[],
+    forbidden: &[],
 };
 
 /// API Gateway HTTP API name.
@@ -288,6 +307,7 @@ pub const HTTP_API: NameRule = NameRule {
     first: any,
     last: any,
     reserved_prefixes: &[],
+    forbidden: &[],
 };
 
 /// AWS IoT TwinMaker workspace id.
@@ -301,6 +321,7 @@ pub const TWINMAKER_WORKSPACE: NameRule = NameRule {
     first: |c| alnum(c) || c == '_',
     last: alnum,
     reserved_prefixes: &[],
+    forbidden: &[],
 };
 
 /// AWS IoT TwinMaker component type id.
@@ -314,6 +335,7 @@ pub const TWINMAKER_COMPONENT_TYPE: NameRule = NameRule {
     first: any,
     last: any,
     reserved_prefixes: &[],
+    forbidden: &[],
 };
 
 /// Amazon Managed Grafana workspace name.
@@ -327,6 +349,7 @@ pub const GRAFANA_WORKSPACE: NameRule = NameRule {
     first: any,
     last: any,
     reserved_prefixes: &[],
+    forbidden: &[],
 };
 
 /// Azure resource group name.
@@ -340,6 +363,7 @@ pub const AZURE_RESOURCE_GROUP: NameRule = NameRule {
     first: any,
     last: |c| c != '.',
     reserved_prefixes: &[],
+    forbidden: &[],
 };
 
 /// Azure storage account name.
@@ -353,6 +377,7 @@ pub const AZURE_STORAGE_ACCOUNT: NameRule = NameRule {
     first: any,
     last: any,
     reserved_prefixes: &[],
+    forbidden: &[],
 };
 
 /// Azure IoT Hub device identity id.
@@ -367,6 +392,7 @@ pub const AZURE_IOT_DEVICE: NameRule = NameRule {
     first: any,
     last: any,
     reserved_prefixes: &[],
+    forbidden: &[],
 };
 
 /// Name of a function inside an Azure Function App.
@@ -380,6 +406,7 @@ pub const AZURE_FUNCTION: NameRule = NameRule {
     first: letter,
     last: any,
     reserved_prefixes: &[],
+    forbidden: &[],
 };
 
 /// A globally unique Azure resource name that is also a DNS label (IoT Hub, Function App,
@@ -394,6 +421,7 @@ pub const AZURE_DNS_NAME: NameRule = NameRule {
     first: |c| c.is_ascii_lowercase(),
     last: lower_alnum,
     reserved_prefixes: &[],
+    forbidden: &[],
 };
 
 #[cfg(test)]
