@@ -66,6 +66,8 @@ fn twin(name: &str) -> TwinConfig {
         .unwrap_or_else(|e| panic!("{e}")),
         providers: Providers::all(ProviderName::Aws),
         hierarchy: None,
+        events: None,
+        warnings: Vec::new(),
     }
 }
 

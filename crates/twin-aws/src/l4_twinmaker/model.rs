@@ -199,10 +199,12 @@ mod tests {
                 Property {
                     name: "pressure".into(),
                     data_type: DataType::Double,
+                    init_value: None,
                 },
                 Property {
                     name: "hardness".into(),
                     data_type: DataType::Integer,
+                    init_value: None,
                 },
             ],
             const_properties: vec![

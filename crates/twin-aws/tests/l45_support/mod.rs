@@ -134,5 +134,7 @@ pub fn twin(dir: PathBuf) -> TwinConfig {
         devices,
         providers: Providers::all(ProviderName::Aws),
         hierarchy,
+        events: None,
+        warnings: Vec::new(),
     }
 }
