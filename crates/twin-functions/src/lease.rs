@@ -283,6 +283,14 @@ impl<O: ObjectStore + ?Sized> LeaseStore for BucketLease<'_, O> {
         until: Timestamp,
         now: Timestamp,
     ) -> Result<LeaseOutcome, CloudError> {
+        // Usually the lease object is absent (the last run released it): one request.
+        if self
+            .write(name, holder, until, PutCondition::IfAbsent)
+            .await?
+            == ConditionalWrite::Applied
+        {
+            return Ok(LeaseOutcome::Acquired);
+        }
         let mut last_seen = None;
         for _ in 0..OBJECT_LEASE_ATTEMPTS {
             let outcome = match self.read(name).await? {

@@ -322,3 +322,67 @@ async fn a_lease_left_by_a_crashed_run_blocks_until_it_expires_then_is_taken_ove
     assert!(report.records_moved > 0);
     assert_eq!(hot.lease(HOT_TO_COLD_LEASE), None);
 }
+
+/// A clock that moves `step_ms` forward every time it is read.
+struct TickingClock {
+    at: std::sync::atomic::AtomicI64,
+    step_ms: i64,
+}
+
+impl twin_functions::Clock for TickingClock {
+    fn now(&self) -> Timestamp {
+        let t = self
+            .at
+            .fetch_add(self.step_ms, std::sync::atomic::Ordering::SeqCst);
+        Timestamp::from_millis(t).unwrap()
+    }
+}
+
+#[tokio::test]
+async fn a_run_that_outlives_its_lease_stops_before_its_next_write_and_the_next_run_finishes() {
+    let hot = Arc::new(InMemoryHotStore::new(17));
+    let objects = Arc::new(InMemoryObjectStore::new(&["cold", "archive"], 5));
+    let all = fill(&hot, &["a", "b"], 200).await;
+    // A 60 s lease on a clock that jumps 10 s per reading: it runs out after a few chunks.
+    let settings = HotToColdSettings {
+        lease_seconds: 60,
+        ..hot_settings()
+    };
+    let clock = TickingClock {
+        at: std::sync::atomic::AtomicI64::new(now().millis()),
+        step_ms: 10_000,
+    };
+    let slow =
+        HotToColdMover::new(&settings, hot.clone(), objects.clone(), clock).with_chunk_limit(2_000);
+    let err = slow.run().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            twin_functions::mover_error::MoverError::LeaseExpired { .. }
+        ),
+        "{err}"
+    );
+    let (partial, _) = records_in(&objects, "cold");
+    assert!(
+        !partial.is_empty(),
+        "some chunks were written before the lease ran out"
+    );
+    assert_eq!(
+        hot.lease(HOT_TO_COLD_LEASE),
+        None,
+        "released after the error"
+    );
+    // The next run (same day) completes the move: nothing lost, nothing duplicated.
+    let mover = HotToColdMover::new(
+        &hot_settings(),
+        hot.clone(),
+        objects.clone(),
+        FixedClock::new(now()),
+    )
+    .with_chunk_limit(2_000);
+    mover.run().await.unwrap();
+    let expected = expected_old(&all, now().minus_days(30));
+    let (moved, copies) = records_in(&objects, "cold");
+    assert_eq!(moved, expected);
+    assert_eq!(copies, expected.len());
+}
