@@ -114,6 +114,7 @@ async fn moto_throughput() -> BenchResult {
         hot_table: table.into(),
         cold_bucket: cold.into(),
         hot_storage_days: 30,
+        lease_seconds: twin_functions::lease::DEFAULT_LEASE_SECONDS,
     };
     let mover = HotToColdMover::new(
         &hot_settings,
@@ -138,6 +139,7 @@ async fn moto_throughput() -> BenchResult {
         cold_bucket: cold.into(),
         archive_bucket: archive.into(),
         cold_storage_days: 60,
+        lease_seconds: twin_functions::lease::DEFAULT_LEASE_SECONDS,
     };
     let archiver = ColdToArchiveMover::new(&archive_settings, S3ObjectStore::new(s3), clock);
     let started = Instant::now();

@@ -3,13 +3,16 @@
 use crate::attribute_value::{from_item, to_item};
 use crate::error_map::cloud_error;
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, WriteRequest};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, DeleteRequest, ReturnValuesOnConditionCheckFailure, WriteRequest,
+};
 use aws_sdk_dynamodb::Client;
 use std::collections::HashMap;
 use std::time::Duration;
 use twin_functions::hot_store::{
     DevicePage, DeviceQuery, HotPage, HotStore, Order, ScanCursor, TimeRange,
 };
+use twin_functions::lease::{LeaseHeld, LeaseOutcome, LeaseStore, LEASE_PARTITION};
 use twin_functions::record::{HotItem, FIELD_DEVICE_ID, FIELD_ID};
 use twin_functions::{CloudError, CloudErrorKind, Timestamp};
 
@@ -17,8 +20,14 @@ use twin_functions::{CloudError, CloudErrorKind, Timestamp};
 const BATCH_LIMIT: usize = 25;
 /// How often unprocessed deletes (throttling) are resubmitted before giving up.
 const UNPROCESSED_ATTEMPTS: u32 = 8;
+/// The lease item's holder attribute.
+const LEASE_HOLDER: &str = "holder";
+/// The lease item's expiry attribute (a canonical timestamp; they sort as strings).
+const LEASE_UNTIL: &str = "until";
 
-/// The hot table.
+/// The hot table. Leases ([`LeaseStore`]) are items in the reserved partition
+/// `iotDeviceId = "#lease"` (sort key = the lease's name), which no device id can take; every
+/// read and write of records refuses or skips that partition.
 #[derive(Debug, Clone)]
 pub struct DynamoHotStore {
     client: Client,
@@ -36,6 +45,16 @@ impl DynamoHotStore {
 
     fn resource(&self) -> String {
         format!("table {}", self.table)
+    }
+
+    fn reserved(&self, operation: &'static str) -> CloudError {
+        CloudError::new(
+            operation,
+            self.resource(),
+            "ReservedPartition",
+            format!("{LEASE_PARTITION} is reserved for the movers' leases, not a device id"),
+            CloudErrorKind::Rejected,
+        )
     }
 
     fn key(device_id: &str, id: &str) -> HashMap<String, AttributeValue> {
@@ -70,6 +89,9 @@ fn sort_key(item: Option<&HashMap<String, AttributeValue>>, field: &str) -> Opti
 #[async_trait]
 impl HotStore for DynamoHotStore {
     async fn put_item(&self, item: &HotItem) -> Result<(), CloudError> {
+        if item.device_id == LEASE_PARTITION {
+            return Err(self.reserved("PutItem"));
+        }
         self.client
             .put_item()
             .table_name(&self.table)
@@ -81,6 +103,10 @@ impl HotStore for DynamoHotStore {
     }
 
     async fn query_page(&self, query: &DeviceQuery) -> Result<HotPage, CloudError> {
+        if query.device_id == LEASE_PARTITION {
+            // Not a device: the lease items are nobody's records.
+            return Ok(HotPage::default());
+        }
         let mut values =
             HashMap::from([(":d".to_string(), AttributeValue::S(query.device_id.clone()))]);
         let mut bind = |name: &str, t: Timestamp| {
@@ -146,10 +172,11 @@ impl HotStore for DynamoHotStore {
             .scan()
             .table_name(&self.table)
             .projection_expression("#d")
-            .filter_expression("#id < :cutoff")
+            .filter_expression("#id < :cutoff AND #d <> :lease")
             .expression_attribute_names("#d", FIELD_DEVICE_ID)
             .expression_attribute_names("#id", FIELD_ID)
             .expression_attribute_values(":cutoff", AttributeValue::S(cutoff.canonical()))
+            .expression_attribute_values(":lease", AttributeValue::S(LEASE_PARTITION.into()))
             .set_exclusive_start_key(after.map(|c| Self::key(&c.device_id, &c.id)))
             .send()
             .await
@@ -158,6 +185,7 @@ impl HotStore for DynamoHotStore {
             .items()
             .iter()
             .filter_map(|i| sort_key(Some(i), FIELD_DEVICE_ID))
+            .filter(|d| d != LEASE_PARTITION)
             .collect();
         let next = match (
             sort_key(out.last_evaluated_key(), FIELD_DEVICE_ID),
@@ -170,6 +198,9 @@ impl HotStore for DynamoHotStore {
     }
 
     async fn delete_items(&self, device_id: &str, ids: &[Timestamp]) -> Result<(), CloudError> {
+        if device_id == LEASE_PARTITION {
+            return Err(self.reserved("BatchWriteItem"));
+        }
         for batch in ids.chunks(BATCH_LIMIT) {
             let mut requests: Vec<WriteRequest> = batch
                 .iter()
@@ -224,5 +255,99 @@ impl HotStore for DynamoHotStore {
             }
         }
         Ok(())
+    }
+}
+
+/// The holder and expiry of a lease item, if it has them.
+fn lease_of(name: &str, item: &HashMap<String, AttributeValue>) -> Option<LeaseHeld> {
+    let holder = item.get(LEASE_HOLDER)?.as_s().ok()?.clone();
+    let until = Timestamp::parse(item.get(LEASE_UNTIL)?.as_s().ok()?).ok()?;
+    Some(LeaseHeld {
+        name: name.to_string(),
+        holder,
+        until,
+    })
+}
+
+#[async_trait]
+impl LeaseStore for DynamoHotStore {
+    /// One conditional PutItem of `{iotDeviceId: "#lease", id: name, holder, until}` under
+    /// `attribute_not_exists(iotDeviceId) OR until < :now OR holder = :me`.
+    async fn try_acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<LeaseOutcome, CloudError> {
+        let mut item = Self::key(LEASE_PARTITION, name);
+        item.insert(LEASE_HOLDER.into(), AttributeValue::S(holder.into()));
+        item.insert(LEASE_UNTIL.into(), AttributeValue::S(until.canonical()));
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#d) OR #until < :now OR #holder = :me")
+            .expression_attribute_names("#d", FIELD_DEVICE_ID)
+            .expression_attribute_names("#until", LEASE_UNTIL)
+            .expression_attribute_names("#holder", LEASE_HOLDER)
+            .expression_attribute_values(":now", AttributeValue::S(now.canonical()))
+            .expression_attribute_values(":me", AttributeValue::S(holder.into()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(LeaseOutcome::Acquired),
+            Err(e) => match e.as_service_error() {
+                Some(
+                    aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(
+                        failed,
+                    ),
+                ) => {
+                    let held = failed.item().and_then(|i| lease_of(name, i)).unwrap_or(LeaseHeld {
+                        // The condition failed, so a live lease of someone else exists; only its
+                        // details are unknown.
+                        name: name.to_string(),
+                        holder: "another run".to_string(),
+                        until,
+                    });
+                    Ok(LeaseOutcome::Held(held))
+                }
+                _ => Err(cloud_error(
+                    "PutItem",
+                    format!("lease {name} in {}", self.resource()),
+                    e,
+                )),
+            },
+        }
+    }
+
+    /// One conditional DeleteItem of the lease item under `holder = :me`.
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<bool, CloudError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(LEASE_PARTITION, name)))
+            .condition_expression("#holder = :me")
+            .expression_attribute_names("#holder", LEASE_HOLDER)
+            .expression_attribute_values(":me", AttributeValue::S(holder.into()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(cloud_error(
+                "DeleteItem",
+                format!("lease {name} in {}", self.resource()),
+                e,
+            )),
+        }
     }
 }

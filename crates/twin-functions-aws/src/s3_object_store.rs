@@ -5,7 +5,10 @@ use async_trait::async_trait;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::StorageClass;
 use aws_sdk_s3::Client;
-use twin_functions::object_store::{ObjectInfo, ObjectListing, ObjectStore, StorageTier};
+use twin_functions::object_store::{
+    ConditionalWrite, ObjectInfo, ObjectListing, ObjectStore, PutCondition, StorageTier,
+    TaggedObject,
+};
 use twin_functions::{CloudError, CloudErrorKind};
 
 /// Objects in S3 buckets.
@@ -54,6 +57,23 @@ fn copy_source(bucket: &str, key: &str) -> String {
         }
     }
     out
+}
+
+/// Whether a conditional request failed on its condition: 412 Precondition Failed, 409
+/// ConditionalRequestConflict (a concurrent conditional write to the key won), or 404 for an
+/// `If-Match` on a key that no longer exists.
+fn lost_condition<E>(
+    err: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> bool
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata,
+{
+    let code = err.as_service_error().and_then(|e| e.code());
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    matches!(
+        code,
+        Some("PreconditionFailed" | "ConditionalRequestConflict" | "NoSuchKey")
+    ) || matches!(status, Some(409 | 412))
 }
 
 #[async_trait]
@@ -188,6 +208,95 @@ impl ObjectStore for S3ObjectStore {
             .await
             .map_err(|e| cloud_error("DeleteObject", object(bucket, key), e))?;
         Ok(())
+    }
+
+    async fn put_object_if(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        tier: StorageTier,
+        condition: PutCondition,
+    ) -> Result<ConditionalWrite, CloudError> {
+        let request = self
+            .client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_type("application/json")
+            .storage_class(storage_class(&tier))
+            .body(ByteStream::from(body));
+        let request = match condition {
+            PutCondition::IfAbsent => request.if_none_match("*"),
+            PutCondition::IfMatch(etag) => request.if_match(etag),
+        };
+        match request.send().await {
+            Ok(_) => Ok(ConditionalWrite::Applied),
+            Err(e) if lost_condition(&e) => Ok(ConditionalWrite::PreconditionFailed),
+            Err(e) => Err(cloud_error("PutObject", object(bucket, key), e)),
+        }
+    }
+
+    async fn get_object_tagged(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<TaggedObject>, CloudError> {
+        let out = match self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+            Err(e) => return Err(cloud_error("GetObject", object(bucket, key), e)),
+        };
+        let etag = out.e_tag().map(str::to_string).ok_or_else(|| {
+            CloudError::new(
+                "GetObject",
+                object(bucket, key),
+                "MissingETag",
+                "the response carried no ETag, so a conditional write cannot follow",
+                CloudErrorKind::Rejected,
+            )
+        })?;
+        let body = out.body.collect().await.map_err(|e| {
+            CloudError::new(
+                "GetObject",
+                object(bucket, key),
+                "ReadBody",
+                e.to_string(),
+                CloudErrorKind::Transient,
+            )
+        })?;
+        Ok(Some(TaggedObject {
+            body: body.into_bytes().to_vec(),
+            etag,
+        }))
+    }
+
+    async fn delete_object_if_match(
+        &self,
+        bucket: &str,
+        key: &str,
+        etag: &str,
+    ) -> Result<ConditionalWrite, CloudError> {
+        match self
+            .client
+            .delete_object()
+            .bucket(bucket)
+            .key(key)
+            .if_match(etag)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(ConditionalWrite::Applied),
+            Err(e) if lost_condition(&e) => Ok(ConditionalWrite::PreconditionFailed),
+            Err(e) => Err(cloud_error("DeleteObject", object(bucket, key), e)),
+        }
     }
 }
 

@@ -70,6 +70,7 @@ async fn hot_to_cold_crash_and_rerun(name: &str, ok_deletes: i64) {
         hot_table: twin.table.clone(),
         cold_bucket: twin.cold.clone(),
         hot_storage_days: 30,
+        lease_seconds: twin_functions::lease::DEFAULT_LEASE_SECONDS,
     };
     let crashing = CrashingHotStore {
         inner: twin.hot_store(),
@@ -124,6 +125,7 @@ async fn cold_to_archive_crash_between_copy_and_delete_then_rerun() {
         hot_table: twin.table.clone(),
         cold_bucket: twin.cold.clone(),
         hot_storage_days: 30,
+        lease_seconds: twin_functions::lease::DEFAULT_LEASE_SECONDS,
     };
     HotToColdMover::new(
         &settings,
@@ -143,6 +145,7 @@ async fn cold_to_archive_crash_between_copy_and_delete_then_rerun() {
         cold_bucket: twin.cold.clone(),
         archive_bucket: twin.archive.clone(),
         cold_storage_days: 60,
+        lease_seconds: twin_functions::lease::DEFAULT_LEASE_SECONDS,
     };
     clock.set(now().plus_days(31));
     let crashing = CrashingObjectStore {

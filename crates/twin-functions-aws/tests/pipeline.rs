@@ -196,6 +196,7 @@ async fn ten_thousand_records_through_every_tier() {
         hot_table: twin.table.clone(),
         cold_bucket: twin.cold.clone(),
         hot_storage_days: 30,
+        lease_seconds: twin_functions::lease::DEFAULT_LEASE_SECONDS,
     };
     let mover = HotToColdMover::new(
         &settings,
@@ -236,6 +237,7 @@ async fn ten_thousand_records_through_every_tier() {
         cold_bucket: twin.cold.clone(),
         archive_bucket: twin.archive.clone(),
         cold_storage_days: 60,
+        lease_seconds: twin_functions::lease::DEFAULT_LEASE_SECONDS,
     };
     clock.set(now().plus_days(29));
     let archiver = ColdToArchiveMover::new(&archive_settings, twin.object_store(), clock.clone());

@@ -7,6 +7,9 @@
 
 use crate::clock::Clock;
 use crate::cold_key::ColdObjectKey;
+use crate::lease::{
+    run_under_lease, BucketLease, HeldLease, LeaseHeld, COLD_TO_ARCHIVE_LEASE, LEASE_PARTITION,
+};
 use crate::mover_error::MoverError;
 use crate::object_store::{ObjectInfo, ObjectStore, StorageTier};
 use crate::settings::ColdToArchiveSettings;
@@ -26,6 +29,8 @@ pub struct ColdToArchiveReport {
     pub objects_kept: u64,
     /// Objects whose key this pipeline did not write (left alone).
     pub objects_foreign: u64,
+    /// Set when another run held the mover's lease: this run did nothing.
+    pub lease_held: Option<LeaseHeld>,
 }
 
 /// The cold-to-archive mover's logic.
@@ -35,6 +40,7 @@ pub struct ColdToArchiveMover<O, C> {
     archive_bucket: String,
     cold_storage_days: u32,
     clock: C,
+    lease_seconds: u32,
 }
 
 impl<O: ObjectStore, C: Clock> ColdToArchiveMover<O, C> {
@@ -46,11 +52,31 @@ impl<O: ObjectStore, C: Clock> ColdToArchiveMover<O, C> {
             archive_bucket: settings.archive_bucket.clone(),
             cold_storage_days: settings.cold_storage_days,
             clock,
+            lease_seconds: settings.lease_seconds,
         }
     }
 
-    /// One run over every cold object.
+    /// One run over every cold object, under the `cold-to-archive-mover` lease kept in the cold
+    /// bucket (`#lease/cold-to-archive-mover`). When another run holds it, nothing is done and the
+    /// report says so in `lease_held`.
     pub async fn run(&self) -> Result<ColdToArchiveReport, MoverError> {
+        let leases = BucketLease::new(&self.objects, &self.cold_bucket);
+        let outcome = run_under_lease(
+            &leases,
+            &self.clock,
+            COLD_TO_ARCHIVE_LEASE,
+            self.lease_seconds,
+            |lease| self.run_leased(lease),
+        )
+        .await?;
+        Ok(outcome.unwrap_or_else(|held| ColdToArchiveReport {
+            lease_held: Some(held),
+            ..Default::default()
+        }))
+    }
+
+    async fn run_leased(&self, lease: HeldLease) -> Result<ColdToArchiveReport, MoverError> {
+        let lease_prefix = format!("{LEASE_PARTITION}/");
         let cutoff = self.clock.now().minus_days(self.cold_storage_days);
         let mut report = ColdToArchiveReport {
             cutoff: Some(cutoff),
@@ -64,12 +90,16 @@ impl<O: ObjectStore, C: Clock> ColdToArchiveMover<O, C> {
                 .list_objects(&self.cold_bucket, "", continuation)
                 .await?;
             for object in listing.objects {
+                if object.key.starts_with(&lease_prefix) {
+                    continue;
+                }
                 match ColdObjectKey::parse(&object.key) {
                     None => {
                         report.objects_foreign += 1;
                         tracing::warn!(key = %object.key, "leaving an object this pipeline did not write");
                     }
                     Some(key) if key.window.end <= cutoff => {
+                        MoverError::check_lease(&lease, self.clock.now())?;
                         let span =
                             tracing::info_span!("archive", device_id = %key.window.device_id);
                         self.archive(&object).instrument(span).await?;

@@ -28,3 +28,6 @@ pub const HOT_STORAGE_DAYS: &str = "HOT_STORAGE_DAYS";
 pub const ARCHIVE_BUCKET: &str = "ARCHIVE_BUCKET";
 /// Cold-to-archive mover: cold objects whose records are all older than this many days leave cold.
 pub const COLD_STORAGE_DAYS: &str = "COLD_STORAGE_DAYS";
+/// Both movers (optional): how many seconds a run's lease lasts; must exceed the function's
+/// timeout (default 900 = Lambda's maximum).
+pub const MOVER_LEASE_SECONDS: &str = "MOVER_LEASE_SECONDS";

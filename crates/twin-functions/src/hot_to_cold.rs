@@ -14,6 +14,7 @@ use crate::chunk::{ChunkBuilder, MAX_CHUNK_BYTES};
 use crate::clock::Clock;
 use crate::cold_key::{ColdObjectKey, ColdWindow};
 use crate::hot_store::{DeviceQuery, HotStore, Order, TimeRange};
+use crate::lease::{run_under_lease, HeldLease, LeaseHeld, LeaseStore, HOT_TO_COLD_LEASE};
 use crate::mover_error::MoverError;
 use crate::object_store::{ObjectStore, StorageTier};
 use crate::record::HotItem;
@@ -41,6 +42,8 @@ pub struct HotToColdReport {
     pub objects_written: u64,
     /// Bytes written.
     pub bytes_written: u64,
+    /// Set when another run held the mover's lease: this run did nothing.
+    pub lease_held: Option<LeaseHeld>,
 }
 
 /// The hot-to-cold mover's logic.
@@ -51,6 +54,7 @@ pub struct HotToColdMover<H, O, C> {
     hot_storage_days: u32,
     clock: C,
     chunk_limit: usize,
+    lease_seconds: u32,
 }
 
 /// Objects an earlier run wrote for a device, by window, with their chunk indices and keys.
@@ -62,7 +66,7 @@ struct OpenWindow {
     next_index: u32,
 }
 
-impl<H: HotStore, O: ObjectStore, C: Clock> HotToColdMover<H, O, C> {
+impl<H: HotStore + LeaseStore, O: ObjectStore, C: Clock> HotToColdMover<H, O, C> {
     /// A mover from `hot` to the cold bucket in `objects`.
     pub fn new(settings: &HotToColdSettings, hot: H, objects: O, clock: C) -> Self {
         Self {
@@ -72,6 +76,7 @@ impl<H: HotStore, O: ObjectStore, C: Clock> HotToColdMover<H, O, C> {
             hot_storage_days: settings.hot_storage_days,
             clock,
             chunk_limit: MAX_CHUNK_BYTES,
+            lease_seconds: settings.lease_seconds,
         }
     }
 
@@ -81,8 +86,25 @@ impl<H: HotStore, O: ObjectStore, C: Clock> HotToColdMover<H, O, C> {
         self
     }
 
-    /// One run: every device, every record older than now minus the hot storage days.
+    /// One run: every device, every record older than now minus the hot storage days, under the
+    /// `hot-to-cold-mover` lease kept in the hot store. When another run holds it, nothing is done
+    /// and the report says so in `lease_held`.
     pub async fn run(&self) -> Result<HotToColdReport, MoverError> {
+        let outcome = run_under_lease(
+            &self.hot,
+            &self.clock,
+            HOT_TO_COLD_LEASE,
+            self.lease_seconds,
+            |lease| self.run_leased(lease),
+        )
+        .await?;
+        Ok(outcome.unwrap_or_else(|held| HotToColdReport {
+            lease_held: Some(held),
+            ..Default::default()
+        }))
+    }
+
+    async fn run_leased(&self, lease: HeldLease) -> Result<HotToColdReport, MoverError> {
         let cutoff = self.clock.now().minus_days(self.hot_storage_days);
         let mut report = HotToColdReport {
             cutoff: Some(cutoff),
@@ -93,7 +115,7 @@ impl<H: HotStore, O: ObjectStore, C: Clock> HotToColdMover<H, O, C> {
         tracing::info!(cutoff = %cutoff, devices = devices.len(), "moving hot records to cold");
         for device in devices {
             let span = tracing::info_span!("move_device", device_id = %device);
-            self.move_device(&device, cutoff, &mut report)
+            self.move_device(&device, cutoff, &lease, &mut report)
                 .instrument(span)
                 .await?;
         }
@@ -126,8 +148,10 @@ impl<H: HotStore, O: ObjectStore, C: Clock> HotToColdMover<H, O, C> {
         &self,
         device: &str,
         cutoff: Timestamp,
+        lease: &HeldLease,
         report: &mut HotToColdReport,
     ) -> Result<(), MoverError> {
+        MoverError::check_lease(lease, self.clock.now())?;
         let windows = self.existing_windows(device).await?;
         let mut stored: HashMap<ColdWindow, HashSet<Timestamp>> = HashMap::new();
         let mut confirmed: Vec<Timestamp> = Vec::new();
@@ -150,7 +174,8 @@ impl<H: HotStore, O: ObjectStore, C: Clock> HotToColdMover<H, O, C> {
                 }
                 let json = Value::Object(item.to_json()).to_string().into_bytes();
                 if !chunk.fits(&json) {
-                    self.flush(device, &mut open, &mut chunk, report).await?;
+                    self.flush(device, &mut open, &mut chunk, lease, report)
+                        .await?;
                 }
                 if open.is_none() {
                     open = Some(self.open_window(&windows, device, item.id, cutoff));
@@ -167,7 +192,8 @@ impl<H: HotStore, O: ObjectStore, C: Clock> HotToColdMover<H, O, C> {
             }
         }
         if !chunk.is_empty() {
-            self.flush(device, &mut open, &mut chunk, report).await?;
+            self.flush(device, &mut open, &mut chunk, lease, report)
+                .await?;
         }
         self.delete_confirmed(device, &mut confirmed, report).await
     }
@@ -276,11 +302,13 @@ impl<H: HotStore, O: ObjectStore, C: Clock> HotToColdMover<H, O, C> {
         device: &str,
         open: &mut Option<OpenWindow>,
         chunk: &mut ChunkBuilder,
+        lease: &HeldLease,
         report: &mut HotToColdReport,
     ) -> Result<(), MoverError> {
         let Some(open) = open.as_mut() else {
             return Ok(());
         };
+        MoverError::check_lease(lease, self.clock.now())?;
         let key = ColdObjectKey {
             window: open.window.clone(),
             index: open.next_index,

@@ -2,11 +2,16 @@
 
 use crate::error::{CloudError, CloudErrorKind};
 use crate::hot_store::{DevicePage, DeviceQuery, HotPage, HotStore, Order, ScanCursor};
-use crate::object_store::{ObjectInfo, ObjectListing, ObjectStore, StorageTier};
+use crate::lease::{LeaseHeld, LeaseOutcome, LeaseStore, LEASE_PARTITION};
+use crate::object_store::{
+    ConditionalWrite, ObjectInfo, ObjectListing, ObjectStore, PutCondition, StorageTier,
+    TaggedObject,
+};
 use crate::record::HotItem;
 use crate::timestamp::Timestamp;
 use async_trait::async_trait;
 use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{Hash, Hasher};
 use std::ops::Bound;
 use std::sync::Mutex;
 
@@ -14,6 +19,7 @@ use std::sync::Mutex;
 #[derive(Debug)]
 pub struct InMemoryHotStore {
     items: Mutex<BTreeMap<(String, Timestamp), HotItem>>,
+    leases: Mutex<BTreeMap<String, (String, Timestamp)>>,
     page_size: usize,
 }
 
@@ -22,8 +28,18 @@ impl InMemoryHotStore {
     pub fn new(page_size: usize) -> Self {
         Self {
             items: Mutex::new(BTreeMap::new()),
+            leases: Mutex::new(BTreeMap::new()),
             page_size: page_size.max(1),
         }
+    }
+
+    /// The holder and expiry of lease `name`, if one is stored.
+    pub fn lease(&self, name: &str) -> Option<(String, Timestamp)> {
+        self.leases
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
     }
 
     /// Every stored item, ordered by device then time.
@@ -40,6 +56,9 @@ impl InMemoryHotStore {
 #[async_trait]
 impl HotStore for InMemoryHotStore {
     async fn put_item(&self, item: &HotItem) -> Result<(), CloudError> {
+        if item.device_id == LEASE_PARTITION {
+            return Err(reserved_partition("PutItem"));
+        }
         self.lock()
             .insert((item.device_id.clone(), item.id), item.clone());
         Ok(())
@@ -122,6 +141,51 @@ impl HotStore for InMemoryHotStore {
     }
 }
 
+#[async_trait]
+impl LeaseStore for InMemoryHotStore {
+    async fn try_acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<LeaseOutcome, CloudError> {
+        let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+        match leases.get(name) {
+            Some((current, current_until)) if current != holder && *current_until >= now => {
+                Ok(LeaseOutcome::Held(LeaseHeld {
+                    name: name.to_string(),
+                    holder: current.clone(),
+                    until: *current_until,
+                }))
+            }
+            _ => {
+                leases.insert(name.to_string(), (holder.to_string(), until));
+                Ok(LeaseOutcome::Acquired)
+            }
+        }
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<bool, CloudError> {
+        let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+        if leases.get(name).is_some_and(|(h, _)| h == holder) {
+            leases.remove(name);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+}
+
+fn reserved_partition(operation: &'static str) -> CloudError {
+    CloudError::new(
+        operation,
+        "in-memory hot store",
+        "ValidationException",
+        format!("{LEASE_PARTITION} is reserved for leases, not a device id"),
+        CloudErrorKind::Rejected,
+    )
+}
+
 fn bad_key(e: crate::timestamp::TimestampError) -> CloudError {
     CloudError::new(
         "Query",
@@ -181,12 +245,19 @@ impl InMemoryObjectStore {
     }
 }
 
+/// A content hash, like S3's ETag of a single-part upload: equal bodies, equal tags.
+fn etag(body: &[u8]) -> String {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    body.hash(&mut hasher);
+    format!("\"{:016x}\"", hasher.finish())
+}
+
 fn info(key: &str, body: &[u8], tier: &StorageTier) -> ObjectInfo {
     ObjectInfo {
         key: key.to_string(),
         size: body.len() as u64,
         tier: tier.clone(),
-        etag: Some(format!("{:x}", body.len())),
+        etag: Some(etag(body)),
     }
 }
 
@@ -279,5 +350,69 @@ impl ObjectStore for InMemoryObjectStore {
         self.check_bucket("DeleteObject", bucket)?;
         self.lock().remove(&(bucket.to_string(), key.to_string()));
         Ok(())
+    }
+
+    async fn put_object_if(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        tier: StorageTier,
+        condition: PutCondition,
+    ) -> Result<ConditionalWrite, CloudError> {
+        self.check_bucket("PutObject", bucket)?;
+        // One lock around check and write: the in-memory twin of S3's atomic conditional PUT.
+        let mut objects = self.lock();
+        let id = (bucket.to_string(), key.to_string());
+        let holds = match (&condition, objects.get(&id)) {
+            (PutCondition::IfAbsent, existing) => existing.is_none(),
+            (PutCondition::IfMatch(want), Some((current, _))) => etag(current) == *want,
+            (PutCondition::IfMatch(_), None) => false,
+        };
+        if !holds {
+            return Ok(ConditionalWrite::PreconditionFailed);
+        }
+        objects.insert(id, (body, tier));
+        Ok(ConditionalWrite::Applied)
+    }
+
+    async fn get_object_tagged(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<TaggedObject>, CloudError> {
+        self.check_bucket("GetObject", bucket)?;
+        match self.lock().get(&(bucket.to_string(), key.to_string())) {
+            None => Ok(None),
+            Some((_, StorageTier::Archive)) => Err(CloudError::new(
+                "GetObject",
+                format!("object s3://{bucket}/{key}"),
+                "InvalidObjectState",
+                "The operation is not valid for the object's storage class",
+                CloudErrorKind::Rejected,
+            )),
+            Some((body, _)) => Ok(Some(TaggedObject {
+                body: body.clone(),
+                etag: etag(body),
+            })),
+        }
+    }
+
+    async fn delete_object_if_match(
+        &self,
+        bucket: &str,
+        key: &str,
+        want: &str,
+    ) -> Result<ConditionalWrite, CloudError> {
+        self.check_bucket("DeleteObject", bucket)?;
+        let mut objects = self.lock();
+        let id = (bucket.to_string(), key.to_string());
+        match objects.get(&id) {
+            Some((current, _)) if etag(current) == want => {
+                objects.remove(&id);
+                Ok(ConditionalWrite::Applied)
+            }
+            _ => Ok(ConditionalWrite::PreconditionFailed),
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! run picks up where this one ended.
 
 use crate::error::CloudError;
+use crate::timestamp::Timestamp;
 
 /// A mover run that could not finish.
 #[derive(Debug, thiserror::Error)]
@@ -31,4 +32,26 @@ pub enum MoverError {
         /// Why it could not be read.
         detail: String,
     },
+    /// The run's lease ran out before the run ended, so another run may have taken over: this
+    /// one stopped before its next write. Raise `MOVER_LEASE_SECONDS` above the function's timeout.
+    #[error("the lease {name} expired at {until} before the run ended; stopped before the next write so that a run that took over is not disturbed (set MOVER_LEASE_SECONDS above the function's timeout)")]
+    LeaseExpired {
+        /// The lease's name.
+        name: String,
+        /// When it expired.
+        until: Timestamp,
+    },
+}
+
+impl MoverError {
+    /// Fails with [`MoverError::LeaseExpired`] once `now` reaches the lease's end.
+    pub fn check_lease(lease: &crate::lease::HeldLease, now: Timestamp) -> Result<(), Self> {
+        if now >= lease.until {
+            return Err(MoverError::LeaseExpired {
+                name: lease.name.clone(),
+                until: lease.until,
+            });
+        }
+        Ok(())
+    }
 }

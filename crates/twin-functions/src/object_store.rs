@@ -36,6 +36,33 @@ pub struct ObjectListing {
     pub next: Option<String>,
 }
 
+/// The precondition of a conditional write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutCondition {
+    /// Only if no object has the key (`If-None-Match: *`).
+    IfAbsent,
+    /// Only if the object's current ETag is this one (`If-Match: <etag>`).
+    IfMatch(String),
+}
+
+/// What a conditional write or delete did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConditionalWrite {
+    /// The condition held and the object was written (or deleted).
+    Applied,
+    /// The condition did not hold (or a concurrent write to the key won): nothing was written.
+    PreconditionFailed,
+}
+
+/// An object's content with the ETag it had when read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaggedObject {
+    /// The content.
+    pub body: Vec<u8>,
+    /// The ETag, to make a later write conditional on the object being unchanged.
+    pub etag: String,
+}
+
 /// A store of objects in named buckets.
 #[async_trait]
 pub trait ObjectStore: Send + Sync {
@@ -73,6 +100,33 @@ pub trait ObjectStore: Send + Sync {
 
     /// Deletes an object; deleting a missing object is not an error.
     async fn delete_object(&self, bucket: &str, key: &str) -> Result<(), CloudError>;
+
+    /// Writes an object only if `condition` holds, atomically (the check and the write are one
+    /// request); a failed condition is an outcome, not an error.
+    async fn put_object_if(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        tier: StorageTier,
+        condition: PutCondition,
+    ) -> Result<ConditionalWrite, CloudError>;
+
+    /// The object's content and ETag, or `None` if it does not exist.
+    async fn get_object_tagged(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<TaggedObject>, CloudError>;
+
+    /// Deletes an object only if its ETag is still `etag`, atomically (`If-Match: <etag>`); a
+    /// changed or missing object is an outcome, not an error.
+    async fn delete_object_if_match(
+        &self,
+        bucket: &str,
+        key: &str,
+        etag: &str,
+    ) -> Result<ConditionalWrite, CloudError>;
 }
 
 #[async_trait]
@@ -113,5 +167,32 @@ impl<T: ObjectStore + ?Sized> ObjectStore for std::sync::Arc<T> {
     }
     async fn delete_object(&self, bucket: &str, key: &str) -> Result<(), CloudError> {
         (**self).delete_object(bucket, key).await
+    }
+    async fn put_object_if(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        tier: StorageTier,
+        condition: PutCondition,
+    ) -> Result<ConditionalWrite, CloudError> {
+        (**self)
+            .put_object_if(bucket, key, body, tier, condition)
+            .await
+    }
+    async fn get_object_tagged(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<TaggedObject>, CloudError> {
+        (**self).get_object_tagged(bucket, key).await
+    }
+    async fn delete_object_if_match(
+        &self,
+        bucket: &str,
+        key: &str,
+        etag: &str,
+    ) -> Result<ConditionalWrite, CloudError> {
+        (**self).delete_object_if_match(bucket, key, etag).await
     }
 }

@@ -136,6 +136,20 @@ impl<'a> EnvReader<'a> {
         parsed
     }
 
+    /// The movers' optional `MOVER_LEASE_SECONDS` (60..=86400), defaulted.
+    pub fn lease_seconds(&mut self) -> u32 {
+        self.parsed_optional(
+            MOVER_LEASE_SECONDS,
+            "a number of seconds between 60 and 86400",
+            |raw| {
+                raw.parse::<u32>()
+                    .ok()
+                    .filter(|s| (60..=86_400).contains(s))
+            },
+        )
+        .unwrap_or(crate::lease::DEFAULT_LEASE_SECONDS)
+    }
+
     /// The common settings every function reads.
     pub fn common(&mut self) -> CommonSettings {
         let twin_name = self.required(TWIN_NAME);
@@ -366,6 +380,8 @@ pub struct HotToColdSettings {
     pub cold_bucket: String,
     /// `HOT_STORAGE_DAYS`.
     pub hot_storage_days: u32,
+    /// `MOVER_LEASE_SECONDS`, defaulted: how long a run's lease lasts.
+    pub lease_seconds: u32,
 }
 
 impl HotToColdSettings {
@@ -378,11 +394,13 @@ impl HotToColdSettings {
         let hot_storage_days = env
             .parsed(HOT_STORAGE_DAYS, "a whole number of days >= 1", parse_days)
             .unwrap_or(0);
+        let lease_seconds = env.lease_seconds();
         env.finish(Self {
             common,
             hot_table,
             cold_bucket,
             hot_storage_days,
+            lease_seconds,
         })
     }
 }
@@ -398,6 +416,8 @@ pub struct ColdToArchiveSettings {
     pub archive_bucket: String,
     /// `COLD_STORAGE_DAYS`.
     pub cold_storage_days: u32,
+    /// `MOVER_LEASE_SECONDS`, defaulted: how long a run's lease lasts.
+    pub lease_seconds: u32,
 }
 
 impl ColdToArchiveSettings {
@@ -410,11 +430,13 @@ impl ColdToArchiveSettings {
         let cold_storage_days = env
             .parsed(COLD_STORAGE_DAYS, "a whole number of days >= 1", parse_days)
             .unwrap_or(0);
+        let lease_seconds = env.lease_seconds();
         env.finish(Self {
             common,
             cold_bucket,
             archive_bucket,
             cold_storage_days,
+            lease_seconds,
         })
     }
 }
@@ -523,6 +545,26 @@ mod tests {
         .unwrap();
         assert_eq!(s.device_ids.len(), 2);
         assert!(!format!("{s:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn movers_default_and_bound_the_lease_duration() {
+        let base = [
+            ("TWIN_NAME", "t"),
+            ("COLD_BUCKET", "c"),
+            ("ARCHIVE_BUCKET", "a"),
+            ("COLD_STORAGE_DAYS", "90"),
+        ];
+        let s = ColdToArchiveSettings::from_lookup(&env(&base)).unwrap();
+        assert_eq!(s.lease_seconds, crate::lease::DEFAULT_LEASE_SECONDS);
+        let mut set = base.to_vec();
+        set.push(("MOVER_LEASE_SECONDS", "1200"));
+        let s = ColdToArchiveSettings::from_lookup(&env(&set)).unwrap();
+        assert_eq!(s.lease_seconds, 1200);
+        set.pop();
+        set.push(("MOVER_LEASE_SECONDS", "5"));
+        let e = ColdToArchiveSettings::from_lookup(&env(&set)).unwrap_err();
+        assert!(e.to_string().contains("MOVER_LEASE_SECONDS"), "{e}");
     }
 
     #[test]

@@ -8,12 +8,15 @@ use twin_functions::cold_to_archive::ColdToArchiveMover;
 use twin_functions::hot_store::HotStore;
 use twin_functions::hot_to_cold::HotToColdMover;
 use twin_functions::in_memory::{InMemoryHotStore, InMemoryObjectStore};
+use twin_functions::lease::{COLD_TO_ARCHIVE_LEASE, HOT_TO_COLD_LEASE};
 use twin_functions::object_store::StorageTier;
 use twin_functions::record::HotItem;
 use twin_functions::settings::{
     ColdToArchiveSettings, CommonSettings, HotToColdSettings, LogLevel,
 };
-use twin_functions::testing::{CrashPoint, CrashingHotStore, CrashingObjectStore};
+use twin_functions::testing::{
+    CrashPoint, CrashingHotStore, CrashingObjectStore, Pause, PausingHotStore, PausingObjectStore,
+};
 use twin_functions::{FixedClock, Timestamp};
 
 const DAY: i64 = 86_400_000;
@@ -35,6 +38,7 @@ fn hot_settings() -> HotToColdSettings {
         hot_table: "hot".into(),
         cold_bucket: "cold".into(),
         hot_storage_days: 30,
+        lease_seconds: twin_functions::lease::DEFAULT_LEASE_SECONDS,
     }
 }
 
@@ -44,6 +48,7 @@ fn archive_settings() -> ColdToArchiveSettings {
         cold_bucket: "cold".into(),
         archive_bucket: "archive".into(),
         cold_storage_days: 60,
+        lease_seconds: twin_functions::lease::DEFAULT_LEASE_SECONDS,
     }
 }
 
@@ -217,4 +222,167 @@ async fn archives_objects_whose_records_are_all_older_than_cold_days_and_survive
         assert!(cold_before.iter().any(|(k, b, _)| *k == key && *b == body));
     }
     assert!(!records_before.is_empty());
+}
+
+#[tokio::test]
+async fn overlapping_runs_move_every_record_exactly_once_and_the_later_one_finds_the_lease_held() {
+    let hot = Arc::new(InMemoryHotStore::new(17));
+    let objects = Arc::new(InMemoryObjectStore::new(&["cold", "archive"], 5));
+    let all = fill(&hot, &["a", "b"], 200).await;
+    let clock = Arc::new(FixedClock::new(now()));
+    let lease_end = Timestamp::from_millis(now().millis() + 900_000).unwrap();
+
+    // The first run takes the lease and stops at its device scan; the second starts then.
+    let pause = Arc::new(Pause::default());
+    let paused = PausingHotStore {
+        inner: hot.clone(),
+        pause: pause.clone(),
+    };
+    let first = HotToColdMover::new(&hot_settings(), paused, objects.clone(), clock.clone())
+        .with_chunk_limit(2_000);
+    let second = HotToColdMover::new(&hot_settings(), hot.clone(), objects.clone(), clock.clone())
+        .with_chunk_limit(2_000);
+    let (a, b) = tokio::join!(first.run(), async {
+        pause.reached.wait().await;
+        let report = second.run().await;
+        pause.resume.set();
+        report
+    });
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let held = b.lease_held.expect("the second run finds the lease held");
+    assert_eq!(
+        (held.name.as_str(), held.until),
+        (HOT_TO_COLD_LEASE, lease_end)
+    );
+    assert_eq!((b.cutoff, b.records_moved, b.objects_written), (None, 0, 0));
+    assert!(a.lease_held.is_none());
+    let expected = expected_old(&all, now().minus_days(30));
+    let (moved, copies) = records_in(&objects, "cold");
+    assert_eq!(moved, expected, "none lost");
+    assert_eq!(copies, expected.len(), "none duplicated");
+    assert_eq!(a.records_moved as usize, expected.len());
+    assert_eq!(hot.lease(HOT_TO_COLD_LEASE), None, "released at the end");
+
+    // The same for cold → archive, 100 days on: every window is old enough.
+    clock.set(now().plus_days(100));
+    let pause = Arc::new(Pause::default());
+    let paused = PausingObjectStore {
+        inner: objects.clone(),
+        pause: pause.clone(),
+    };
+    let first = ColdToArchiveMover::new(&archive_settings(), paused, clock.clone());
+    let second = ColdToArchiveMover::new(&archive_settings(), objects.clone(), clock.clone());
+    let (a, b) = tokio::join!(first.run(), async {
+        pause.reached.wait().await;
+        let report = second.run().await;
+        pause.resume.set();
+        report
+    });
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let held = b
+        .lease_held
+        .expect("the second archive run finds the lease held");
+    assert_eq!(held.name, COLD_TO_ARCHIVE_LEASE);
+    assert_eq!((b.cutoff, b.objects_archived), (None, 0));
+    assert!(a.lease_held.is_none());
+    assert_eq!(
+        a.objects_foreign, 0,
+        "the lease object is not a foreign object"
+    );
+    let (archived, copies) = records_in(&objects, "archive");
+    assert_eq!(archived, expected, "none lost");
+    assert_eq!(copies, expected.len(), "none duplicated");
+    assert!(
+        objects.objects("cold").is_empty(),
+        "cold drained, lease released"
+    );
+}
+
+#[tokio::test]
+async fn a_lease_left_by_a_crashed_run_blocks_until_it_expires_then_is_taken_over() {
+    use twin_functions::LeaseStore;
+    let hot = Arc::new(InMemoryHotStore::new(17));
+    let objects = Arc::new(InMemoryObjectStore::new(&["cold", "archive"], 5));
+    let all = fill(&hot, &["a"], 200).await;
+    let clock = Arc::new(FixedClock::new(now()));
+    // A run that died holding the lease, 10 minutes ago, for 15 minutes.
+    let taken = Timestamp::from_millis(now().millis() - 600_000).unwrap();
+    let until = Timestamp::from_millis(taken.millis() + 900_000).unwrap();
+    hot.try_acquire_lease(HOT_TO_COLD_LEASE, "crashed", until, taken)
+        .await
+        .unwrap();
+    let mover = HotToColdMover::new(&hot_settings(), hot.clone(), objects.clone(), clock.clone())
+        .with_chunk_limit(2_000);
+    let blocked = mover.run().await.unwrap();
+    assert_eq!(blocked.lease_held.map(|h| h.holder), Some("crashed".into()));
+    assert_eq!(hot.all().len(), all.len(), "nothing done");
+    clock.set(Timestamp::from_millis(until.millis() + 1).unwrap());
+    let report = mover.run().await.unwrap();
+    assert!(report.lease_held.is_none());
+    assert!(report.records_moved > 0);
+    assert_eq!(hot.lease(HOT_TO_COLD_LEASE), None);
+}
+
+/// A clock that moves `step_ms` forward every time it is read.
+struct TickingClock {
+    at: std::sync::atomic::AtomicI64,
+    step_ms: i64,
+}
+
+impl twin_functions::Clock for TickingClock {
+    fn now(&self) -> Timestamp {
+        let t = self
+            .at
+            .fetch_add(self.step_ms, std::sync::atomic::Ordering::SeqCst);
+        Timestamp::from_millis(t).unwrap()
+    }
+}
+
+#[tokio::test]
+async fn a_run_that_outlives_its_lease_stops_before_its_next_write_and_the_next_run_finishes() {
+    let hot = Arc::new(InMemoryHotStore::new(17));
+    let objects = Arc::new(InMemoryObjectStore::new(&["cold", "archive"], 5));
+    let all = fill(&hot, &["a", "b"], 200).await;
+    // A 60 s lease on a clock that jumps 10 s per reading: it runs out after a few chunks.
+    let settings = HotToColdSettings {
+        lease_seconds: 60,
+        ..hot_settings()
+    };
+    let clock = TickingClock {
+        at: std::sync::atomic::AtomicI64::new(now().millis()),
+        step_ms: 10_000,
+    };
+    let slow =
+        HotToColdMover::new(&settings, hot.clone(), objects.clone(), clock).with_chunk_limit(2_000);
+    let err = slow.run().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            twin_functions::mover_error::MoverError::LeaseExpired { .. }
+        ),
+        "{err}"
+    );
+    let (partial, _) = records_in(&objects, "cold");
+    assert!(
+        !partial.is_empty(),
+        "some chunks were written before the lease ran out"
+    );
+    assert_eq!(
+        hot.lease(HOT_TO_COLD_LEASE),
+        None,
+        "released after the error"
+    );
+    // The next run (same day) completes the move: nothing lost, nothing duplicated.
+    let mover = HotToColdMover::new(
+        &hot_settings(),
+        hot.clone(),
+        objects.clone(),
+        FixedClock::new(now()),
+    )
+    .with_chunk_limit(2_000);
+    mover.run().await.unwrap();
+    let expected = expected_old(&all, now().minus_days(30));
+    let (moved, copies) = records_in(&objects, "cold");
+    assert_eq!(moved, expected);
+    assert_eq!(copies, expected.len());
 }

@@ -22,6 +22,11 @@ async fn main() -> Result<(), Error> {
             "bytesArchived": r.bytes_archived,
             "objectsKept": r.objects_kept,
             "objectsForeign": r.objects_foreign,
+            "leaseHeld": r.lease_held.map(|h| json!({
+                "holder": h.holder,
+                "until": h.until.canonical(),
+                "message": h.to_string(),
+            })),
         }))
     }))
     .await

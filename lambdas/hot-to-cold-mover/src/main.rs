@@ -31,6 +31,11 @@ async fn main() -> Result<(), Error> {
             "recordsAlreadyInCold": r.records_already_in_cold,
             "objectsWritten": r.objects_written,
             "bytesWritten": r.bytes_written,
+            "leaseHeld": r.lease_held.map(|h| json!({
+                "holder": h.holder,
+                "until": h.until.canonical(),
+                "message": h.to_string(),
+            })),
         }))
     }))
     .await
