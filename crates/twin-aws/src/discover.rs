@@ -92,14 +92,14 @@ async fn discover_l1(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudE
             break;
         }
     }
-    // Device policies: `<twin>-<device>-policy`, confirmed by the topic they allow.
+    // Device policies: `<twin>--<device>-policy`, confirmed by the topic they allow.
     let configured: HashSet<String> = ctx
         .twin
         .devices
         .iter()
         .map(|d| names::iot_policy_name(twin, &d.id))
         .collect();
-    let prefix = format!("{twin}-");
+    let prefix = names::per_device_prefix(twin);
     let mut marker: Option<String> = None;
     loop {
         let page = iot
@@ -149,7 +149,7 @@ async fn discover_l2(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudE
         .iter()
         .map(|d| names::processor_function_name(twin, &d.id))
         .collect();
-    let prefix = format!("{twin}-");
+    let prefix = names::per_device_prefix(twin);
     let is_candidate =
         |n: &str| n.starts_with(&prefix) && n.ends_with("-processor") && !configured.contains(n);
     let mut specs = Vec::new();

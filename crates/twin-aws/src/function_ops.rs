@@ -80,7 +80,7 @@ pub fn resolve(twin: &TwinConfig, local: &str) -> Result<TwinFunction, CloudErro
     }
     Ok(TwinFunction {
         local: local.to_string(),
-        cloud: names::function_name(twin.name(), local),
+        cloud: names::cloud_function_name(twin.name(), local),
         crate_name,
     })
 }

@@ -93,7 +93,7 @@ impl FunctionSpec {
 
     /// The function's cloud name.
     pub fn cloud_name(&self, ctx: &LayerContext<'_>) -> String {
-        names::function_name(ctx.name(), &self.local_name)
+        names::cloud_function_name(ctx.name(), &self.local_name)
     }
 
     /// The function's log group and the function itself (which depends on the log group, its
@@ -167,7 +167,10 @@ pub fn function_id(layer: Layer, local_name: &str) -> ResourceId {
 pub fn function_arn(ctx: &LayerContext<'_>, local_name: &str) -> String {
     ctx.clients.arn(
         "lambda",
-        &format!("function:{}", names::function_name(ctx.name(), local_name)),
+        &format!(
+            "function:{}",
+            names::cloud_function_name(ctx.name(), local_name)
+        ),
     )
 }
 

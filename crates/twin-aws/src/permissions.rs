@@ -26,7 +26,7 @@ pub fn permission_spec(
     principal: &str,
     source_arn: &str,
 ) -> ResourceSpec {
-    let function = twin_config::names::function_name(ctx.name(), function_local);
+    let function = twin_config::names::cloud_function_name(ctx.name(), function_local);
     let sid = format!("deployer-{key}");
     ctx.spec(layer, KIND, key, format!("{function}/{sid}"))
         .depends_on([function_id])

@@ -533,12 +533,12 @@ async fn a_foreign_resource_under_the_twins_name_is_neither_adopted_nor_deleted(
     );
 }
 
-fn set_providers(dir: &std::path::Path, cold: &str, archive: &str) {
+fn set_layer_1(dir: &std::path::Path, provider: &str) {
     std::fs::write(
         dir.join("config_providers.json"),
         format!(
-            r#"{{"layer_1_provider": "aws", "layer_2_provider": "aws", "layer_3_hot_provider": "aws",
-            "layer_3_cold_provider": "{cold}", "layer_3_archive_provider": "{archive}",
+            r#"{{"layer_1_provider": "{provider}", "layer_2_provider": "aws", "layer_3_hot_provider": "aws",
+            "layer_3_cold_provider": "aws", "layer_3_archive_provider": "aws",
             "layer_4_provider": "none", "layer_5_provider": "none"}}"#
         ),
     )
@@ -564,19 +564,20 @@ impl Fixture {
 #[tokio::test]
 async fn a_layer_switched_to_none_is_deleted_by_the_next_deploy() {
     let f = deployed().await;
-    set_providers(f.dir.path(), "none", "none");
+    set_layer_1(f.dir.path(), "none");
     let plan = f.engine_on_disk_config().plan(None).await.unwrap();
-    assert_eq!(plan.count(Action::Delete), 1, "{plan:?}");
+    assert_eq!(plan.count(Action::Delete), 5, "{plan:?}");
     let r = f.engine_on_disk_config().deploy(None).await.unwrap();
-    assert_eq!(r.deleted, 1);
-    assert!(!f.cloud.names().contains(&"t-l3-bucket-cold".to_string()));
-    assert!(!f.state_ids().contains(&"l3/bucket-cold".to_string()));
+    assert_eq!(r.deleted, 5);
+    assert_eq!(r.unchanged, 7);
+    assert!(f.cloud.names().iter().all(|n| !n.starts_with("t-l1-")));
+    assert!(f.state_ids().iter().all(|id| !id.starts_with("l1/")));
 }
 
 #[tokio::test]
 async fn destroy_removes_a_layer_that_was_switched_to_none() {
     let f = deployed().await;
-    set_providers(f.dir.path(), "none", "none");
+    set_layer_1(f.dir.path(), "none");
     f.engine_on_disk_config().destroy(None).await.unwrap();
     assert!(f.cloud.names().is_empty(), "{:?}", f.cloud.names());
     assert!(f.state_ids().is_empty());

@@ -48,9 +48,9 @@ impl<I: FunctionInvoker> Dispatcher<I> {
         }
     }
 
-    /// The processor function of a device: `<twin>-<device>-processor`.
+    /// The processor function of a device: `<twin>--<device>-processor` (`twin_config::names`).
     pub fn processor_name(&self, device_id: &str) -> String {
-        format!("{}-{device_id}-processor", self.twin_name)
+        format!("{}--{device_id}-processor", self.twin_name)
     }
 
     /// Checks one message: the device's id and the payload (topic field removed, correlation id
@@ -163,12 +163,12 @@ mod tests {
             out,
             DispatchOutcome::Forwarded {
                 device_id: "s-1".into(),
-                processor: "twin-s-1-processor".into()
+                processor: "twin--s-1-processor".into()
             }
         );
         let calls = d.invoker.calls();
         assert_eq!(calls.len(), 1);
-        assert_eq!(calls[0].0, "twin-s-1-processor");
+        assert_eq!(calls[0].0, "twin--s-1-processor");
         assert_eq!(
             calls[0].1,
             json!({"iotDeviceId":"s-1","time":"2025-11-04T13:23:11.203Z","t":1,"correlationId":"req-1"})

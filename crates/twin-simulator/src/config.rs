@@ -64,6 +64,10 @@ struct RawConfig {
     payload_file_path: String,
     auth_files_path: String,
     root_ca_cert_path: String,
+    /// Put before each device id to make its MQTT client id (`<twin>--`, so two twins with the
+    /// same device ids do not knock each other off); absent in the established tool's files.
+    #[serde(default)]
+    client_id_prefix: String,
 }
 
 /// The simulator config with every path made absolute (or relative to the working directory).
@@ -83,6 +87,8 @@ pub struct SimulatorConfig {
     pub auth_files_dir: PathBuf,
     /// The CA certificate(s) that sign the broker's certificate.
     pub root_ca_cert: PathBuf,
+    /// Put before each device id to make its MQTT client id.
+    pub client_id_prefix: String,
 }
 
 impl SimulatorConfig {
@@ -151,6 +157,7 @@ impl SimulatorConfig {
             payload_file: base.join(&raw.payload_file_path),
             auth_files_dir: base.join(&raw.auth_files_path),
             root_ca_cert: base.join(&raw.root_ca_cert_path),
+            client_id_prefix: raw.client_id_prefix,
         })
     }
 

@@ -52,6 +52,7 @@ pub async fn run_load(
     let device_ids = choose_devices(payloads, args.devices)?;
     let tls = TlsContext::load(&config.root_ca_cert, config.port)?;
     let mut options = LinkOptions::new(config.endpoint.clone(), config.port);
+    options.client_id_prefix = config.client_id_prefix.clone();
     options.buffer = usize::try_from(args.buffer).unwrap_or(usize::MAX);
     options.inflight = args.inflight;
 

@@ -42,6 +42,8 @@ pub struct LinkOptions {
     pub attempt_timeout: Duration,
     /// Delays between reconnection attempts.
     pub backoff: Backoff,
+    /// Put before the device id to make the MQTT client id.
+    pub client_id_prefix: String,
 }
 
 impl LinkOptions {
@@ -55,6 +57,7 @@ impl LinkOptions {
             keep_alive: Duration::from_secs(30),
             attempt_timeout: Duration::from_secs(10),
             backoff: Backoff::default(),
+            client_id_prefix: String::new(),
         }
     }
 }
@@ -276,7 +279,8 @@ impl DeviceLink {
         options: &LinkOptions,
         context: FailureContext,
     ) -> Self {
-        let mut mqtt = MqttOptions::new(device_id, options.host.clone(), options.port);
+        let client_id = format!("{}{device_id}", options.client_id_prefix);
+        let mut mqtt = MqttOptions::new(client_id, options.host.clone(), options.port);
         mqtt.set_transport(Transport::Tls(TlsConfiguration::Rustls(tls)))
             .set_keep_alive(options.keep_alive.max(Duration::from_secs(1)))
             // A clean session: the link itself carries unacknowledged messages across reconnects.

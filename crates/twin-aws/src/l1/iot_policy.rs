@@ -13,15 +13,16 @@ use twin_engine::{CloudError, ErrorClass, Observed, Outputs, ResourceDriver, Res
 /// Driver kind of an IoT policy.
 pub const KIND: &str = "iot_policy";
 
-/// The policy document of one device. The client id is the device id (what the simulator
-/// connects as); the topic is `<twin>/iot-data/<device>`.
+/// The policy document of one device. The client id is the thing name (what the simulator
+/// connects as: unique across twins); the topic is `<twin>/iot-data/<device>`.
 pub fn policy_document(ctx: &LayerContext<'_>, device: &str) -> Value {
     let topic = names::telemetry_topic(ctx.name(), device);
+    let client = names::mqtt_client_id(ctx.name(), device);
     json!({
         "Version": "2012-10-17",
         "Statement": [
             {"Effect": "Allow", "Action": "iot:Connect",
-             "Resource": ctx.clients.arn("iot", &format!("client/{device}"))},
+             "Resource": ctx.clients.arn("iot", &format!("client/{client}"))},
             {"Effect": "Allow", "Action": "iot:Publish",
              "Resource": ctx.clients.arn("iot", &format!("topic/{topic}"))},
         ],

@@ -111,6 +111,7 @@ pub fn specs(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudError> {
             "payload_file_path": "payloads.json",
             "auth_files_path": "../devices",
             "root_ca_cert_path": format!("../devices/{}", simulator_config::ROOT_CA_FILE),
+            "client_id_prefix": names::per_device_prefix(twin),
         }))
         .inputs(json!({"example_payloads": simulator_config::example_payloads(ctx.twin)})),
     );

@@ -94,6 +94,7 @@ impl ResourceDriver for SimulatorConfigDriver {
                 "topic": v.get("topic"),
                 "auth_files_path": v.get("auth_files_path"),
                 "root_ca_cert_path": v.get("root_ca_cert_path"),
+                "client_id_prefix": v.get("client_id_prefix"),
                 "payload_file_path": v.get("payload_file_path"),
                 "root_ca_present": ca_present,
             }),
@@ -131,6 +132,7 @@ impl ResourceDriver for SimulatorConfigDriver {
             "payload_file_path": field(spec, "payload_file_path"),
             "auth_files_path": field(spec, "auth_files_path"),
             "root_ca_cert_path": field(spec, "root_ca_cert_path"),
+            "client_id_prefix": field(spec, "client_id_prefix"),
         });
         let text = serde_json::to_string_pretty(&config).unwrap_or_default();
         write_private(&path, &text, 0o644)?;

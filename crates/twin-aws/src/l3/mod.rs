@@ -45,6 +45,8 @@ fn cold(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudError> {
         .allow_logs(ctx, std::slice::from_ref(&fn_name))
         .allow(&["s3:ListBucket"], std::slice::from_ref(&cold))
         .allow(&["s3:GetObject", "s3:DeleteObject"], &[format!("{cold}/*")])
+        // The run lease: one object written with a conditional PUT (two runs never overlap).
+        .allow(&["s3:PutObject"], &[format!("{cold}/#lease/*")])
         .allow(&["s3:PutObject", "s3:GetObject"], &[format!("{archive}/*")]);
     let mut specs = vec![buckets::bucket_spec(ctx, layer, COLD)];
     let mut function = FunctionSpec::new(mover, mover, mover)
@@ -94,6 +96,8 @@ fn hot(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudError> {
                 "dynamodb:Scan",
                 "dynamodb:DeleteItem",
                 "dynamodb:BatchWriteItem",
+                // The run lease: one item written with a conditional PutItem.
+                "dynamodb:PutItem",
             ],
             &[table_arn],
         )
