@@ -330,7 +330,15 @@ async fn handle(mut client: TcpStream, shared: Arc<Shared>) -> std::io::Result<(
             })
     };
     let chaos = if fault.is_none() {
-        lock(&shared.chaos).as_mut().and_then(ChaosState::pick)
+        lock(&shared.chaos)
+            .as_mut()
+            .and_then(ChaosState::pick)
+            // A connection cut while the client still sends a body is a torn upload, not a
+            // dropped request: those fail as unavailable instead.
+            .map(|k| match k {
+                ChaosKind::DroppedBefore if length > 0 => ChaosKind::Unavailable,
+                k => k,
+            })
     } else {
         None
     };
@@ -351,8 +359,11 @@ async fn handle(mut client: TcpStream, shared: Arc<Shared>) -> std::io::Result<(
         }
         _ => {}
     }
-    if chaos.is_some() {
+    if let Some(kind) = chaos {
         lock(&shared.stats).injected += 1;
+        if std::env::var_os("FAULT_PROXY_LOG").is_some() {
+            eprintln!("fault-proxy: {kind:?} {} {}", info.method, info.path);
+        }
     }
     if chaos == Some(ChaosKind::DroppedBefore) {
         lock(&shared.stats).total += 1;
@@ -384,7 +395,10 @@ async fn handle(mut client: TcpStream, shared: Arc<Shared>) -> std::io::Result<(
         // Query protocols (IAM, STS) answer in XML; the JSON and REST-JSON ones in JSON.
         let xml =
             header(&head, "content-type").is_some_and(|c| c.contains("x-www-form-urlencoded"));
-        let body = if xml {
+        let body = if info.method == "HEAD" {
+            // A HEAD answer has no body (S3 reads the error from the status alone).
+            String::new()
+        } else if xml {
             format!(
                 "<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>fault</RequestId></ErrorResponse>"
             )

@@ -129,7 +129,7 @@ async fn lambda_update_uploads_only_changed_code_and_merges_env_moto() {
     let config = twin("fo-upd");
     let (local, cloud, crate_name) = (
         "fo-upd-dev-processor",
-        "fo-upd-fo-upd-dev-processor",
+        "fo-upd--fo-upd-dev-processor",
         "fo-upd-proc",
     );
     let first = zip_bytes("first");

@@ -138,7 +138,7 @@ async fn deploy_creates_l1_to_l3_then_converges_and_destroy_leaves_nothing() {
     let p0 = c
         .lambda
         .get_function_configuration()
-        .function_name("conv-twin-sensor-0-processor")
+        .function_name("conv-twin--sensor-0-processor")
         .send()
         .await
         .expect("processor");
@@ -318,14 +318,14 @@ async fn deploy_creates_l1_to_l3_then_converges_and_destroy_leaves_nothing() {
     // info reads the cloud: a deleted function shows as missing.
     c.lambda
         .delete_function()
-        .function_name("conv-twin-sensor-2-processor")
+        .function_name("conv-twin--sensor-2-processor")
         .send()
         .await
         .expect("delete");
     let rows = engine.info().await.expect("info");
     let row = rows
         .iter()
-        .find(|r| r.name == "conv-twin-sensor-2-processor")
+        .find(|r| r.name == "conv-twin--sensor-2-processor")
         .expect("row");
     assert_eq!(row.status, twin_engine::InfoStatus::Missing);
 

@@ -255,6 +255,9 @@ impl ResourceDriver for BucketDriver {
 /// Deletes every object version and delete marker of a bucket, 1000 per call.
 pub async fn empty_bucket(clients: &AwsClients, bucket: &str) -> Result<(), CloudError> {
     let s3 = &clients.s3;
+    // Each round deletes what one listing returned; a round that frees nothing means the
+    // objects cannot be deleted (object lock, a bucket policy), and repeating would loop forever.
+    let mut last_count = usize::MAX;
     loop {
         let page = match not_found_is_none(s3.list_object_versions().bucket(bucket).send().await)? {
             Some(p) => p,
@@ -274,6 +277,17 @@ pub async fn empty_bucket(clients: &AwsClients, bucket: &str) -> Result<(), Clou
         if ids.is_empty() {
             return Ok(());
         }
+        if ids.len() >= last_count && !page.is_truncated().unwrap_or(false) {
+            return Err(CloudError::fatal(
+                "BucketNotEmptied",
+                format!(
+                    "bucket {bucket} still holds {} object(s) after deleting them",
+                    ids.len()
+                ),
+            )
+            .with_hint("an object lock, retention or bucket policy keeps them; remove it or empty the bucket by hand, then run destroy again"));
+        }
+        last_count = ids.len();
         let objects: Result<Vec<ObjectIdentifier>, _> = ids
             .into_iter()
             .map(|(k, v)| {
@@ -290,7 +304,23 @@ pub async fn empty_bucket(clients: &AwsClients, bucket: &str) -> Result<(), Clou
                 .quiet(true)
                 .build()
                 .map_err(|e| CloudError::fatal("RequestInvalid", e.to_string()))?;
-            gone_is_ok(s3.delete_objects().bucket(bucket).delete(del).send().await)?;
+            let out =
+                not_found_is_none(s3.delete_objects().bucket(bucket).delete(del).send().await)?;
+            // DeleteObjects answers 200 with per-key errors: the first one names the cause.
+            if let Some(e) = out.as_ref().and_then(|o| o.errors().first()) {
+                let code = e.code().unwrap_or("DeleteFailed").to_string();
+                let message = format!(
+                    "cannot delete {} from bucket {bucket}: {}",
+                    e.key().unwrap_or("an object"),
+                    e.message().unwrap_or("no reason given")
+                );
+                let class = crate::errors::class_of(&code, None, &message);
+                let mut err = CloudError::new(class, code, message);
+                if class == twin_engine::ErrorClass::Fatal {
+                    err = err.with_hint("check the bucket's object lock and policy; destroy resumes where it stopped");
+                }
+                return Err(err);
+            }
         }
     }
 }

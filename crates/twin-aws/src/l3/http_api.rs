@@ -165,6 +165,17 @@ impl HttpApiDriver {
                 .map_err(cloud)?;
         }
         if !self.has_permission(spec, api_id).await? {
+            // A statement left from an API that was deleted and recreated names the old API's
+            // ARN under the same id; it must go first, or adding fails with a conflict forever.
+            crate::errors::gone_is_ok(
+                self.clients
+                    .lambda
+                    .remove_permission()
+                    .function_name(field(spec, "function"))
+                    .statement_id(SID)
+                    .send()
+                    .await,
+            )?;
             self.clients
                 .lambda
                 .add_permission()

@@ -26,9 +26,17 @@ pub fn setup() -> &'static twin_testkit::Moto {
 
 /// Writes a twin's three config files (L4/L5 = none, x86_64) with `devices` devices.
 pub fn write_twin(dir: &Path, twin: &str, devices: usize) {
-    let devs: Vec<serde_json::Value> = (0..devices)
-        .map(|i| {
-            serde_json::json!({"id": format!("sensor-{i}"),
+    let ids: Vec<String> = (0..devices).map(|i| format!("sensor-{i}")).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    write_twin_with_devices(dir, twin, &ids);
+}
+
+/// Writes a twin's three config files (L4/L5 = none, x86_64) with devices of these ids.
+pub fn write_twin_with_devices(dir: &Path, twin: &str, ids: &[&str]) {
+    let devs: Vec<serde_json::Value> = ids
+        .iter()
+        .map(|id| {
+            serde_json::json!({"id": id,
                 "properties": [{"name": "temperature", "dataType": "DOUBLE"}]})
         })
         .collect();
@@ -68,24 +76,37 @@ pub fn fast_retry() -> RetryPolicy {
 
 /// Clients talking to `endpoint` (moto or a proxy in front of it).
 pub async fn clients(endpoint: &str) -> Arc<AwsClients> {
+    clients_in(endpoint, "us-east-1").await
+}
+
+/// Clients talking to `endpoint` in `region`.
+pub async fn clients_in(endpoint: &str, region: &str) -> Arc<AwsClients> {
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(endpoint)
-        .region(aws_config::Region::new("us-east-1"))
+        .region(aws_config::Region::new(region.to_string()))
         .retry_config(aws_config::retry::RetryConfig::disabled())
         .load()
         .await;
     Arc::new(AwsClients::from_sdk_config(
         &config,
         "123456789012".into(),
-        "us-east-1".into(),
+        region.into(),
         "aws".into(),
     ))
 }
 
+/// An engine over the AWS provider for the twin in `dir`, with clients on `endpoint` in `region`.
+pub async fn engine_in_region(dir: &Path, endpoint: &str, region: &str) -> Engine {
+    engine_with(dir, clients_in(endpoint, region).await).0
+}
+
 /// An engine over the AWS provider for the twin in `dir`, with clients on `endpoint`.
 pub async fn engine(dir: &Path, endpoint: &str) -> (Engine, Arc<twin_config::TwinConfig>) {
+    engine_with(dir, clients(endpoint).await)
+}
+
+fn engine_with(dir: &Path, clients: Arc<AwsClients>) -> (Engine, Arc<twin_config::TwinConfig>) {
     let config = Arc::new(twin_config::load_dir(dir).expect("valid twin config"));
-    let clients = clients(endpoint).await;
     let artifacts = Arc::new(Artifacts::new(None, config.providers.aws.architecture));
     let provider: Arc<dyn Provider> = Arc::new(AwsProvider::with_clients(clients, artifacts));
     let engine = Engine::new(

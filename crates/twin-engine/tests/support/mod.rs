@@ -312,7 +312,9 @@ impl ResourceDriver for FakeDriver {
             c.next_id += 1;
             let mut settings = spec.desired.clone();
             if matches!(fault, Some(Fault::PartialAfter)) {
-                let last = settings.as_object().and_then(|o| o.keys().last().cloned());
+                let last = settings
+                    .as_object()
+                    .and_then(|o| o.keys().next_back().cloned());
                 if let (Some(o), Some(k)) = (settings.as_object_mut(), last) {
                     o.remove(&k);
                 }
