@@ -330,15 +330,7 @@ async fn handle(mut client: TcpStream, shared: Arc<Shared>) -> std::io::Result<(
             })
     };
     let chaos = if fault.is_none() {
-        lock(&shared.chaos)
-            .as_mut()
-            .and_then(ChaosState::pick)
-            // A connection cut while the client still sends a body is a torn upload, not a
-            // dropped request: those fail as unavailable instead.
-            .map(|k| match k {
-                ChaosKind::DroppedBefore if length > 0 => ChaosKind::Unavailable,
-                k => k,
-            })
+        lock(&shared.chaos).as_mut().and_then(ChaosState::pick)
     } else {
         None
     };
@@ -351,10 +343,11 @@ async fn handle(mut client: TcpStream, shared: Arc<Shared>) -> std::io::Result<(
             ))
         }
         Some(ChaosKind::Throttled) => {
+            // S3's throttling answer (503 SlowDown), which JSON protocols read by its code too.
             fault = Some((
-                400,
-                "ThrottlingException".into(),
-                "injected: rate exceeded".into(),
+                503,
+                "SlowDown".into(),
+                "injected: please reduce your request rate".into(),
             ))
         }
         _ => {}

@@ -842,13 +842,16 @@ impl Run {
 
     /// Why `cur` is not this twin's, if it is not.
     fn foreign(&self, spec: &ResourceSpec, cur: &Observed) -> Option<String> {
-        let recorded_same = self
-            .recorded
-            .get(&spec.id)
-            .and_then(|r| r.observed.as_ref())
-            .is_some_and(|o| !o.cloud_id.is_empty() && o.cloud_id == cur.cloud_id);
-        if recorded_same {
-            return None;
+        if let Some(r) = self.recorded.get(&spec.id) {
+            let same_id = r
+                .observed
+                .as_ref()
+                .is_some_and(|o| !o.cloud_id.is_empty() && o.cloud_id == cur.cloud_id);
+            // A pending record is a create this twin sent whose answer was never recorded (a
+            // crash between the create and its tagging step): what is found is what it made.
+            if same_id || r.status == RecordStatus::Pending {
+                return None;
+            }
         }
         cur.owner.foreign_to(&self.twin, None)
     }
@@ -864,7 +867,11 @@ impl Run {
     ) -> Result<Observed, NodeError> {
         const ROUNDS: u32 = 3;
         for round in 1..=ROUNDS {
-            let drift = observed.drift(&spec.desired);
+            let mut drift = observed.drift(&spec.desired);
+            // Ours (checked before) but not marked so: the tagging step never ran.
+            if observed.owner.foreign_to(&self.twin, None).is_some() {
+                drift.push("owner tag".into());
+            }
             if drift.is_empty() {
                 return Ok(observed);
             }
