@@ -86,9 +86,16 @@ pub async fn run(cli: &Cli, cmd: &Command, cancel: CancellationToken) -> Result<
             Ok(())
         }
         Command::Destroy { layer } => {
-            let config = load_config(cli)?;
-            confirm_destroy(cli, &config, *layer)?;
-            let (engine, progress, _) = engine(cli, cancel, true).await?;
+            // Without a terminal to ask, -y is required: said before any cloud call.
+            if !cli.yes && !std::io::stdin().is_terminal() {
+                let config = load_config(cli)?;
+                return confirm_destroy(cli, &config, *layer, &[]);
+            }
+            let (engine, progress, config) = engine(cli, cancel, true).await?;
+            if let Err(e) = confirm_destroy(cli, &config, *layer, &engine.scopes()) {
+                progress.finish();
+                return Err(e);
+            }
             let start = Instant::now();
             let report = engine.destroy(*layer).await;
             progress.finish();
@@ -286,6 +293,7 @@ fn confirm_destroy(
     cli: &Cli,
     config: &TwinConfig,
     layer: Option<twin_config::Layer>,
+    scopes: &[String],
 ) -> Result<(), CliError> {
     if cli.yes {
         return Ok(());
@@ -293,6 +301,12 @@ fn confirm_destroy(
     let what = match layer {
         Some(l) => format!("layer {l} of twin '{}'", config.twin.digital_twin_name),
         None => format!("every resource of twin '{}'", config.twin.digital_twin_name),
+    };
+    // Which account and region: the one question that matters before deleting anything.
+    let what = if scopes.is_empty() {
+        what
+    } else {
+        format!("{what} in {}", scopes.join("; "))
     };
     if !std::io::stdin().is_terminal() {
         return Err(CliError::Usage(format!(

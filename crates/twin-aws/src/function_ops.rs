@@ -17,8 +17,10 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 use twin_config::{names, ProviderName, TwinConfig};
+use tokio_util::sync::CancellationToken;
 use twin_engine::{
-    function_layer, function_names, CloudError, FunctionOps, FunctionUpdate, Invocation, LogLine,
+    function_layer, function_names, CloudError, ErrorClass, FunctionOps, FunctionUpdate,
+    Invocation, LogLine, RetryPolicy,
 };
 
 /// Function commands against AWS Lambda and CloudWatch Logs.
@@ -94,7 +96,8 @@ impl FunctionOps for AwsFunctionOps {
         env: Option<Map<String, Value>>,
     ) -> Result<FunctionUpdate, CloudError> {
         let f = resolve(twin, function)?;
-        update::update(&self.clients, &self.artifacts, &f, env).await
+        // An update is idempotent (same code, same merged environment): retried like deploy.
+        retried(|| update::update(&self.clients, &self.artifacts, &f, env.clone())).await
     }
 
     async fn logs(
@@ -106,7 +109,7 @@ impl FunctionOps for AwsFunctionOps {
         since_ms: Option<i64>,
     ) -> Result<Vec<LogLine>, CloudError> {
         let f = resolve(twin, function)?;
-        logs::fetch(&self.clients, &f, lines, include_system, since_ms).await
+        retried(|| logs::fetch(&self.clients, &f, lines, include_system, since_ms)).await
     }
 
     async fn invoke(
@@ -117,6 +120,30 @@ impl FunctionOps for AwsFunctionOps {
         asynchronous: bool,
     ) -> Result<Invocation, CloudError> {
         let f = resolve(twin, function)?;
-        invoke::invoke(&self.clients, &f, payload, asynchronous).await
+        // An invocation is not idempotent: only a throttled call (never run) is tried again;
+        // after a 5xx or a dropped connection the function may have run, so the error stands.
+        retried(|| async {
+            invoke::invoke(&self.clients, &f, payload, asynchronous)
+                .await
+                .map_err(|mut e| {
+                    if e.class != ErrorClass::Throttling {
+                        e.class = ErrorClass::Fatal;
+                    }
+                    e
+                })
+        })
+        .await
     }
+}
+
+/// Runs a command's cloud calls under the engine's retry policy.
+async fn retried<T, F, Fut>(mut call: F) -> Result<T, CloudError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, CloudError>>,
+{
+    RetryPolicy::default()
+        .run_quiet(&CancellationToken::new(), |_| call())
+        .await
+        .map_err(|e| e.unwrap_or_else(|| CloudError::fatal("Cancelled", "interrupted")))
 }
