@@ -69,7 +69,15 @@ pub async fn providers(config: &TwinConfig, cli: &Cli) -> Result<Vec<Arc<dyn Pro
         return Err(CliError::Config(twin_config::Diagnostics(problems)));
     }
     let mut providers: Vec<Arc<dyn Provider>> = Vec::new();
-    let uses = |p: ProviderName| Layer::ALL.iter().any(|l| config.providers.get(*l) == p);
+    // A provider the state still records resources on is needed too: the next deploy or
+    // destroy deletes what a layer left behind when it moved to `none` or another provider.
+    let recorded: Vec<ProviderName> =
+        twin_engine::StateFile::peek(&config.dir, &config.twin.digital_twin_name)
+            .map(|s| s.resources.values().map(|r| r.spec.provider).collect())
+            .unwrap_or_default();
+    let uses = |p: ProviderName| {
+        Layer::ALL.iter().any(|l| config.providers.get(*l) == p) || recorded.contains(&p)
+    };
     if uses(ProviderName::Aws) {
         let aws = twin_aws::AwsProvider::new(config, cli.functions_dir.clone()).await?;
         providers.push(Arc::new(aws));

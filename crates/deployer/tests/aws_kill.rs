@@ -58,7 +58,13 @@ fn journal_lines(path: &Path) -> usize {
 /// Starts a deploy and kills it with SIGKILL once its journal has `lines` lines (or lets it
 /// finish if it gets there first).
 fn deploy_and_kill(dir: &Path, prebuilt: &Path, journal: &Path, lines: usize) {
-    let mut child = deployer(dir, prebuilt, &["deploy", "-y", "-q"])
+    run_and_kill(dir, prebuilt, &["deploy", "-y", "-q"], journal, lines)
+}
+
+/// Starts `args` and kills it with SIGKILL once the journal has `lines` lines (or lets it
+/// finish if it never gets there).
+fn run_and_kill(dir: &Path, prebuilt: &Path, args: &[&str], journal: &Path, lines: usize) {
+    let mut child = deployer(dir, prebuilt, args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -76,7 +82,7 @@ fn deploy_and_kill(dir: &Path, prebuilt: &Path, journal: &Path, lines: usize) {
         }
         assert!(
             Instant::now() < deadline,
-            "deploy never reached {lines} journal lines"
+            "{args:?} never reached {lines} journal lines"
         );
         std::thread::sleep(wait); // polling the journal, not waiting for time to pass
         wait = (wait * 2).min(Duration::from_millis(20));
@@ -165,7 +171,10 @@ fn ctrl_c_cancels_the_running_command_but_not_the_shell() {
     } // stdin closed: after `info` the shell sees end of input and leaves.
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut wait = Duration::from_millis(2);
-    while journal_lines(&journal) < 5 {
+    // Some resources finished (a created record) and others are still to come.
+    let finished_one =
+        |j: &Path| std::fs::read_to_string(j).is_ok_and(|t| t.contains("\"status\":\"created\""));
+    while journal_lines(&journal) < 5 || !finished_one(&journal) {
         assert!(
             Instant::now() < deadline,
             "deploy never started writing state"
@@ -223,4 +232,75 @@ fn ctrl_c_cancels_the_running_command_but_not_the_shell() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Journal depths drawn from a fixed seed (a failing run can be replayed): "random moments"
+/// that are the same on every run.
+fn depths(seed: u64, n: usize, max: usize) -> Vec<usize> {
+    let mut x = seed.max(1);
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            1 + (x % max as u64) as usize
+        })
+        .collect()
+}
+
+#[test]
+fn kill_9_at_random_moments_of_deploy_and_destroy_then_reruns_converge() {
+    let moto = twin_testkit::aws_env_for_moto();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let prebuilt: PathBuf = dir.path().join("prebuilt");
+    twin_aws::testing::write_prebuilt(&prebuilt).expect("stand-in zips");
+    let twin = "rkill-twin";
+    write_twin(dir.path(), twin, 3);
+    let journal = dir.path().join(".deployer").join(format!("{twin}.journal"));
+    for k in depths(0x9e37_79b9, 4, 50) {
+        run_and_kill(dir.path(), &prebuilt, &["deploy", "-y", "-q"], &journal, k);
+    }
+    let out = run(dir.path(), &prebuilt, &["deploy", "-y", "--json"]);
+    assert!(
+        out.status.success(),
+        "deploy after kills failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(dir.path(), &prebuilt, &["info", "--json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("info --json");
+    let not_ok: Vec<String> = rows
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter(|r| r["status"] != "ok")
+        .map(|r| r.to_string())
+        .collect();
+    assert!(
+        not_ok.is_empty(),
+        "after the kills and a deploy: {not_ok:?}"
+    );
+    for k in depths(0x85eb_ca6b, 3, 30) {
+        run_and_kill(dir.path(), &prebuilt, &["destroy", "-y", "-q"], &journal, k);
+    }
+    let out = run(dir.path(), &prebuilt, &["destroy", "-y"]);
+    assert!(
+        out.status.success(),
+        "destroy after kills failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let left = rt.block_on(async {
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(&moto.endpoint)
+            .load()
+            .await;
+        let c = twin_aws::AwsClients::from_sdk_config(
+            &config,
+            "123456789012".into(),
+            "us-east-1".into(),
+            "aws".into(),
+        );
+        twin_aws::testing::leftovers(&c, twin).await
+    });
+    assert_eq!(left, Ok(Vec::new()), "destroy left resources behind");
 }

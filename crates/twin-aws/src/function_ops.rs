@@ -16,8 +16,8 @@ use crate::AwsClients;
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 use std::sync::Arc;
-use twin_config::{names, ProviderName, TwinConfig};
 use tokio_util::sync::CancellationToken;
+use twin_config::{names, ProviderName, TwinConfig};
 use twin_engine::{
     function_layer, function_names, CloudError, ErrorClass, FunctionOps, FunctionUpdate,
     Invocation, LogLine, RetryPolicy,

@@ -454,7 +454,21 @@ impl Engine {
         );
         let result = self.backward(&run).await;
         state.flush()?;
-        result.map(|_| *lock(&run.report))
+        let report = result.map(|_| *lock(&run.report))?;
+        let unreachable: Vec<String> = state
+            .snapshot()
+            .resources
+            .values()
+            .filter(|r| all.contains(&r.spec.layer))
+            .map(|r| format!("{} on {}", r.spec.label(), r.spec.provider))
+            .collect();
+        if !unreachable.is_empty() {
+            return Err(EngineError::MissingDependency(format!(
+                "the state still records resources on a provider this command cannot reach: {}; give deployer that provider's credentials and run destroy again",
+                unreachable.join(", ")
+            )));
+        }
+        Ok(report)
     }
 
     /// Whether a recorded resource is no longer wanted by a deploy of `only` (or all layers):
@@ -503,7 +517,15 @@ impl Engine {
                             InfoStatus::Drifted(d)
                         }
                     }
-                    (None, _) if recorded.contains_key(&s.id) => InfoStatus::Missing,
+                    // A pending record whose create never reached the cloud is not missing:
+                    // it was never there.
+                    (None, _)
+                        if recorded
+                            .get(&s.id)
+                            .is_some_and(|r| r.status == RecordStatus::Created) =>
+                    {
+                        InfoStatus::Missing
+                    }
                     (None, _) => InfoStatus::NotDeployed,
                 };
                 InfoRow {

@@ -137,6 +137,12 @@ impl StateStore {
         };
         fs::create_dir_all(&state_dir)
             .map_err(|e| err(format!("cannot create {}: {e}", state_dir.display())))?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            // The state names every resource and holds the devices' keys below it.
+            fs::set_permissions(&state_dir, fs::Permissions::from_mode(0o700))
+                .map_err(|e| err(format!("cannot restrict {}: {e}", state_dir.display())))?;
+        }
         let lock_path = state_dir.join(format!("{twin}.lock"));
         let lock = OpenOptions::new()
             .create(true)
@@ -385,6 +391,25 @@ mod tests {
         assert_eq!(ids, vec![ResourceId("b".into())]);
         assert!(!journal.exists(), "journal folded into the snapshot");
         assert!(dir.path().join(".deployer/t.json").exists());
+    }
+
+    #[test]
+    fn state_files_are_private_and_journal_lines_are_synced() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let s = StateStore::open(dir.path(), "t").unwrap();
+        s.put(record("a")).unwrap();
+        let mode = |p: &str| {
+            fs::metadata(dir.path().join(p))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        assert_eq!(mode(".deployer/t.journal"), 0o600);
+        s.flush().unwrap();
+        assert_eq!(mode(".deployer/t.json"), 0o600);
+        assert_eq!(mode(".deployer"), 0o700);
     }
 
     #[test]
