@@ -42,21 +42,38 @@ impl ResourceDriver for LogGroupDriver {
             .send()
             .await
             .map_err(cloud)?;
-        Ok(out
+        let Some(g) = out
             .log_groups()
             .iter()
             .find(|g| g.log_group_name() == Some(spec.name.as_str()))
-            .map(|g| {
-                let arn = g
-                    .arn()
-                    .unwrap_or_default()
-                    .trim_end_matches(":*")
-                    .to_string();
-                Observed::new(
-                    arn.clone(),
-                    json!({"arn": arn, "retention_days": g.retention_in_days()}),
-                )
-            }))
+        else {
+            return Ok(None);
+        };
+        let arn = g
+            .arn()
+            .unwrap_or_default()
+            .trim_end_matches(":*")
+            .to_string();
+        let tags = crate::errors::not_found_is_none(
+            self.clients
+                .logs
+                .list_tags_for_resource()
+                .resource_arn(&arn)
+                .send()
+                .await,
+        )?;
+        let owner = crate::context::owner_from_tags(
+            tags.iter()
+                .flat_map(|t| t.tags().into_iter().flatten())
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        );
+        Ok(Some(
+            Observed::new(
+                arn.clone(),
+                json!({"arn": arn, "retention_days": g.retention_in_days()}),
+            )
+            .owned_by(owner),
+        ))
     }
 
     async fn create(&self, spec: &ResourceSpec, deps: &Outputs) -> Result<Observed, CloudError> {

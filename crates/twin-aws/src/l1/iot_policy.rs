@@ -68,10 +68,26 @@ impl ResourceDriver for IotPolicyDriver {
             .policy_document()
             .map(crate::iam::parse_policy_document)
             .unwrap_or(Value::Null);
-        Ok(Some(Observed::new(
-            arn.clone(),
-            json!({"arn": arn, "name": spec.name, "document": doc}),
-        )))
+        // IoT lists no tags on moto and a policy document is the policy: one that grants the
+        // twin's own telemetry topic is the twin's (the same mark discovery uses).
+        let owner = if doc.to_string().contains(&format!(
+            ":topic/{}/iot-data/",
+            crate::context::twin_tag(spec)
+        )) {
+            twin_engine::Owner::Twin {
+                name: crate::context::twin_tag(spec),
+                id: None,
+            }
+        } else {
+            twin_engine::Owner::Unmarked
+        };
+        Ok(Some(
+            Observed::new(
+                arn.clone(),
+                json!({"arn": arn, "name": spec.name, "document": doc}),
+            )
+            .owned_by(owner),
+        ))
     }
 
     async fn create(&self, spec: &ResourceSpec, deps: &Outputs) -> Result<Observed, CloudError> {

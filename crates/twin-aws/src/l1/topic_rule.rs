@@ -94,15 +94,31 @@ impl ResourceDriver for TopicRuleDriver {
             .iter()
             .find_map(|a| a.lambda().map(|l| l.function_arn().to_string()));
         let arn = out.rule_arn().unwrap_or_default().to_string();
-        Ok(Some(Observed::new(
-            arn.clone(),
-            json!({
-                "arn": arn,
-                "sql": rule.sql(),
-                "function_arn": function,
-                "enabled": !rule.rule_disabled().unwrap_or(false),
-            }),
-        )))
+        // A rule is the twin's when it reads the twin's own telemetry topics.
+        let twin = crate::context::twin_tag(spec);
+        let owner = if rule.sql().unwrap_or_default().contains(&format!(
+            "'{}'",
+            twin_config::names::telemetry_topic_filter(&twin)
+        )) {
+            twin_engine::Owner::Twin {
+                name: twin,
+                id: None,
+            }
+        } else {
+            twin_engine::Owner::Unmarked
+        };
+        Ok(Some(
+            Observed::new(
+                arn.clone(),
+                json!({
+                    "arn": arn,
+                    "sql": rule.sql(),
+                    "function_arn": function,
+                    "enabled": !rule.rule_disabled().unwrap_or(false),
+                }),
+            )
+            .owned_by(owner),
+        ))
     }
 
     async fn create(&self, spec: &ResourceSpec, deps: &Outputs) -> Result<Observed, CloudError> {
