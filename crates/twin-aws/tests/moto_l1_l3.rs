@@ -31,7 +31,7 @@ async fn deploy_creates_l1_to_l3_then_converges_and_destroy_leaves_nothing() {
     // L1: things, certificates (active, attached), device policies scoped to one client id
     // and one topic, the rule and its permission.
     for d in &config.devices {
-        let thing = format!("{twin}-{}", d.id);
+        let thing = format!("{twin}--{}", d.id);
         let principals = c
             .iot
             .list_thing_principals()
@@ -75,7 +75,7 @@ async fn deploy_creates_l1_to_l3_then_converges_and_destroy_leaves_nothing() {
             .expect("policy");
         let doc = parse_policy_document(policy.policy_document().unwrap_or_default());
         let text = policy_text(&doc);
-        assert!(text.contains(&format!(":client/{}\"", d.id)), "{text}");
+        assert!(text.contains(&format!(":client/{thing}\"")), "{text}");
         assert!(
             text.contains(&format!(":topic/{twin}/iot-data/{}\"", d.id)),
             "{text}"
