@@ -302,6 +302,13 @@ async fn an_interrupted_rotation_is_finished_by_a_rerun() {
     assert_eq!(file_cert_id(&c, &files.cert()).await, first);
     assert_eq!(status(&c, &first).await.as_deref(), Some("ACTIVE"));
 
+    // A deploy in between keeps the device's one certificate (the one its files name) and
+    // removes the half-attached new one; the rerun registers the staged pair again.
+    engine.deploy(None).await.expect("deploy between the runs");
+    assert_eq!(principals(&c, &thing).await.len(), 1);
+    assert_eq!(file_cert_id(&c, &files.cert()).await, first);
+    assert!(files.staged_cert().exists());
+
     // Fails deleting the old certificate: the new one is active, attached and on disk, the old
     // one deactivated and detached, its files kept as `.previous`.
     proxy.inject(Fault::on_path(
