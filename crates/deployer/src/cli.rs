@@ -97,6 +97,13 @@ pub enum Command {
         #[arg(long = "async")]
         asynchronous: bool,
     },
+    /// Give devices a new key and certificate; the old certificate is deleted once the new
+    /// one is active, attached and on disk.
+    #[command(name = "rotate_certificates", alias = "rotate-certificates")]
+    RotateCertificates {
+        /// Device ids (default: every device of the twin).
+        devices: Vec<String>,
+    },
     /// List the commands.
     Help {
         /// Show the full help of one command.
@@ -145,6 +152,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "lambda_invoke",
         "invoke a function: lambda_invoke <fn> [PAYLOAD] [--async]",
     ),
+    (
+        "rotate_certificates",
+        "give devices a new key and certificate: rotate_certificates [DEVICE...]",
+    ),
     ("schema", "print the JSON Schema of the config files"),
     (
         "help",
@@ -184,6 +195,24 @@ mod tests {
                 include_system: true,
                 follow: false
             })
+        );
+    }
+
+    #[test]
+    fn rotate_certificates_takes_any_number_of_devices_in_either_spelling() {
+        let a = parse_line("rotate_certificates sensor-1 sensor-2").unwrap();
+        let b = parse_line("rotate-certificates sensor-1 sensor-2").unwrap();
+        assert_eq!(a.command, b.command);
+        assert_eq!(
+            a.command,
+            Some(Command::RotateCertificates {
+                devices: vec!["sensor-1".into(), "sensor-2".into()]
+            })
+        );
+        let all = parse_line("rotate-certificates").unwrap();
+        assert_eq!(
+            all.command,
+            Some(Command::RotateCertificates { devices: vec![] })
         );
     }
 

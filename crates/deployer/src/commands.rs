@@ -129,6 +129,7 @@ pub async fn run(cli: &Cli, cmd: &Command, cancel: CancellationToken) -> Result<
             }
             Ok(())
         }
+        Command::RotateCertificates { devices } => rotate_certificates(cli, devices, &cancel).await,
         Command::LambdaUpdate { function, env_json } => {
             let env = match env_json {
                 None => None,
@@ -234,6 +235,96 @@ pub async fn run(cli: &Cli, cmd: &Command, cancel: CancellationToken) -> Result<
             }
         }
     }
+}
+
+/// `rotate_certificates [DEVICE...]`: one device after the other, so a failure leaves at most
+/// one device mid-rotation (a rerun finishes it).
+async fn rotate_certificates(
+    cli: &Cli,
+    devices: &[String],
+    cancel: &CancellationToken,
+) -> Result<(), CliError> {
+    let config = load_config(cli)?;
+    let known: Vec<String> = config.devices.iter().map(|d| d.id.clone()).collect();
+    let unknown: Vec<&str> = devices
+        .iter()
+        .filter(|d| !known.contains(d))
+        .map(String::as_str)
+        .collect();
+    if !unknown.is_empty() {
+        return Err(CliError::Usage(format!(
+            "no device {} in twin '{}'; devices: {}",
+            unknown.join(", "),
+            config.twin.digital_twin_name,
+            known.join(", ")
+        )));
+    }
+    let layer = twin_config::Layer::L1;
+    let provider_name = config.providers.get(layer);
+    if provider_name == twin_config::ProviderName::None {
+        return Err(CliError::Usage(format!(
+            "the devices belong to layer {layer}, whose provider is `none`"
+        )));
+    }
+    let targets: Vec<String> = if devices.is_empty() {
+        known
+    } else {
+        devices.to_vec()
+    };
+    let providers = registry::providers(&config, cli).await?;
+    let provider = providers
+        .iter()
+        .find(|p| p.name() == provider_name)
+        .ok_or_else(|| CliError::Usage(format!("provider `{provider_name}` is not available")))?;
+    let ops = provider.devices().ok_or_else(|| {
+        CliError::Usage(format!(
+            "provider `{}` has no device commands",
+            provider_name.as_str()
+        ))
+    })?;
+    // The state lock keeps a deploy or destroy from running at the same time; the recorded
+    // scope keeps the rotation in the account and region the twin was deployed to (SPEC §10).
+    let state = twin_engine::StateStore::open(&config.dir, &config.twin.digital_twin_name)?;
+    let scope_text = |s: &twin_engine::Scope| {
+        s.iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if let Some(recorded) = state.snapshot().scopes.get(provider_name.as_str()) {
+        let current = provider.scope();
+        if *recorded != current {
+            return Err(twin_engine::EngineError::ScopeMismatch {
+                provider: provider_name.to_string(),
+                path: state.path().display().to_string(),
+                recorded: scope_text(recorded),
+                current: scope_text(&current),
+            }
+            .into());
+        }
+    }
+    let retry = EngineOptions::default().retry;
+    let mut rotated = Vec::new();
+    for device in &targets {
+        if !cli.quiet {
+            eprintln!("rotating the certificate of {device}");
+        }
+        let r = ops
+            .rotate_certificate(&config, device, &retry, cancel)
+            .await?;
+        if !cli.json {
+            println!(
+                "{device}: certificate {} replaced by {}",
+                r.old_certificate_id.as_deref().unwrap_or("(none)"),
+                r.new_certificate_id
+            );
+        }
+        rotated.push(r);
+    }
+    if cli.json {
+        output::json(&serde_json::json!({ "rotated": rotated }));
+    }
+    Ok(())
 }
 
 fn print_logs(cli: &Cli, lines: &[twin_engine::LogLine]) {

@@ -203,3 +203,21 @@ fn the_shell_reads_commands_from_stdin_with_the_same_parser() {
         "the shell reports the last failure"
     );
 }
+
+#[test]
+fn rotate_certificates_of_an_unknown_device_is_a_usage_error_listing_the_devices() {
+    for spelling in ["rotate_certificates", "rotate-certificates"] {
+        let out = deployer(
+            &repo_root(),
+            &[spelling, "temperature-sensor-1", "no-such-sensor"],
+        );
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+        let err = text(&out.stderr);
+        assert!(err.contains("no-such-sensor"), "{err}");
+        assert!(
+            err.contains("temperature-sensor-1, temperature-sensor-2, pressure-sensor-1"),
+            "{err}"
+        );
+        assert!(!err.contains("no device temperature-sensor-1"), "{err}");
+    }
+}

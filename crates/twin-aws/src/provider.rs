@@ -169,6 +169,12 @@ impl Provider for AwsProvider {
         )))
     }
 
+    fn devices(&self) -> Option<Arc<dyn twin_engine::DeviceOps>> {
+        Some(Arc::new(l1::rotation::AwsDeviceOps::new(
+            self.clients.clone(),
+        )))
+    }
+
     async fn discover(
         &self,
         layer: Layer,

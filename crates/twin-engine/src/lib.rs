@@ -4,6 +4,7 @@
 //! A deploy is one pass over the dependency graph: each resource is read from the cloud, compared
 //! with what the config asks for, and created or updated only when it is missing or drifted.
 
+mod devices;
 mod engine;
 mod error;
 mod events;
@@ -16,6 +17,7 @@ mod retry;
 mod state;
 pub mod wait;
 
+pub use devices::{CertificateRotation, DeviceOps};
 pub use engine::{Engine, EngineOptions, InfoRow, InfoStatus, Plan, PlanItem, Report};
 pub use error::{CloudError, EngineError, ErrorClass, ResourceFailure};
 pub use events::{Action, Event, EventSink, NoEvents};

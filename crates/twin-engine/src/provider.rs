@@ -89,6 +89,11 @@ pub trait Provider: Send + Sync {
         None
     }
 
+    /// The device commands (certificate rotation), if this provider hosts devices.
+    fn devices(&self) -> Option<Arc<dyn crate::DeviceOps>> {
+        None
+    }
+
     /// Finds the twin's resources in the cloud by name prefix or tag, for a destroy whose state
     /// file was lost or that missed something (e.g. a device removed from the config).
     async fn discover(

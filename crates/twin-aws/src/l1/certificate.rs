@@ -69,7 +69,10 @@ pub fn write_private(path: &Path, contents: &str, mode: u32) -> Result<(), Cloud
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(fail)?;
     }
-    let tmp = path.with_extension("tmp");
+    // `<name>.tmp` beside it: distinct for `private.pem.key` and `private.pem.key.next`.
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)

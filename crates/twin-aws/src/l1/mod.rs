@@ -5,6 +5,7 @@
 pub mod attachments;
 pub mod certificate;
 pub mod iot_policy;
+pub mod rotation;
 pub mod simulator_config;
 pub mod thing;
 pub mod topic_rule;
@@ -48,6 +49,7 @@ pub fn specs(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudError> {
                 "policy": policy_name,
                 "thing_attached": true,
                 "policy_attached": true,
+                "other_principals": [],
             }));
         certificates.push(attach.id.clone());
         specs.extend([thing, cert, policy, attach]);
