@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Benchmark: deploys and destroys the example twin's layers L1-L3 with 1, 10, 100 and 500
 # devices against a local moto server, counting API calls through a counting proxy.
-#   bash scripts/bench-aws.sh            # sizes 1 10 100 500
+#   bash scripts/bench-aws.sh                      # sizes 1 10 100 500
 #   SIZES="1 10" bash scripts/bench-aws.sh
-# Prints: devices, deploy s, destroy s, API calls (deploy+destroy), calls/s.
+#   SIZES="1000 10000" bash scripts/bench-aws.sh   # large twins: minutes to hours on moto
+#   PER_DEVICE=1 bash scripts/bench-aws.sh         # "processor_per_device": true (a function each)
+# Prints per size: deploy s, destroy s, API calls of deploy and destroy, calls per device of each,
+# deploy ms per device and calls/s. Devices without a processor crate share one processor
+# function (unless PER_DEVICE=1), so calls per device approach the per-device L1 resources.
 # Function code is a stand-in zip (moto does not run it), so no cargo-lambda build is timed.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -11,6 +15,10 @@ cd "$root"
 venv="${TWIN_VENV:-$root/.venv}"
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
 sizes="${SIZES:-1 10 100 500}"
+per_device="${PER_DEVICE:-0}"
+for n in $sizes; do
+  [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "SIZES must be whole numbers of devices, got '$n'" >&2; exit 2; }
+done
 
 [ -x "$venv/bin/moto_server" ] || bash scripts/setup.sh
 cargo build -p deployer --bin deployer -p twin-aws --bin aws-fault-proxy >&2
@@ -70,13 +78,14 @@ unset AWS_PROFILE || true
 calls() { http GET "http://127.0.0.1:$proxy_port/__proxy/stats" | py -c 'import sys,json; print(json.load(sys.stdin)["total"])'; }
 now() { date +%s.%N; }
 
-printf '%-8s %10s %10s %10s %10s\n' devices deploy_s destroy_s api_calls calls/s
+printf '%-8s %10s %10s %12s %12s %10s %10s %12s %10s\n' \
+  devices deploy_s destroy_s deploy_calls destroy_calls dep/dev des/dev deploy_ms/dev calls/s
 for n in $sizes; do
   dir="$work/twin-$n"
   mkdir -p "$dir"
-  py - "$dir" "$n" <<'PY'
+  py - "$dir" "$n" "$per_device" <<'PY'
 import sys, json, os
-d, n = sys.argv[1], int(sys.argv[2])
+d, n, per_device = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
 json.dump({"digital_twin_name": f"bench{n}", "hot_storage_size_in_days": 30,
            "cold_storage_size_in_days": 90, "mode": "INFO"}, open(os.path.join(d, "config.json"), "w"))
 json.dump([{"id": f"sensor-{i}", "properties": [{"name": "temperature", "dataType": "DOUBLE"}]}
@@ -84,7 +93,8 @@ json.dump([{"id": f"sensor-{i}", "properties": [{"name": "temperature", "dataTyp
 json.dump({"layer_1_provider": "aws", "layer_2_provider": "aws", "layer_3_hot_provider": "aws",
            "layer_3_cold_provider": "aws", "layer_3_archive_provider": "aws",
            "layer_4_provider": "none", "layer_5_provider": "none",
-           "aws": {"region": "us-east-1", "architecture": "x86_64"}},
+           "aws": {"region": "us-east-1", "architecture": "x86_64",
+                   "processor_per_device": per_device}},
           open(os.path.join(d, "config_providers.json"), "w"))
 PY
   http POST "http://127.0.0.1:$proxy_port/__proxy/reset" >/dev/null
@@ -96,6 +106,6 @@ PY
   t2="$(now)"
   total="$(calls)"
   py -c "
-d=$t1-$t0; x=$t2-$t1; c=$total
-print(f'{$n:<8} {d:10.1f} {x:10.1f} {c:>10} {c/(d+x):10.1f}   (deploy {$deploy_calls} calls, destroy {c-$deploy_calls})')"
+n=$n; d=$t1-$t0; x=$t2-$t1; dc=$deploy_calls; xc=$total-$deploy_calls
+print(f'{n:<8} {d:10.1f} {x:10.1f} {dc:>12} {xc:>12} {dc/n:10.1f} {xc/n:10.1f} {1000*d/n:12.1f} {(dc+xc)/(d+x):10.1f}')"
 done

@@ -143,15 +143,27 @@ async fn discover_l1(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudE
 
 async fn discover_l2(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudError> {
     let twin = ctx.name();
+    // The processors the config still names: the devices' own, and the shared one while some
+    // device uses it. A device that moved to the shared processor leaves its own behind, and the
+    // shared one is left behind when every device gets its own (`aws.processor_per_device`).
     let configured: HashSet<String> = ctx
         .twin
         .devices
         .iter()
+        .filter(|d| ctx.twin.has_own_processor(d))
         .map(|d| names::processor_function_name(twin, &d.id))
         .collect();
+    let shared = names::shared_processor_function_name(twin);
+    let shared_configured = ctx
+        .twin
+        .devices
+        .iter()
+        .any(|d| !ctx.twin.has_own_processor(d));
     let prefix = names::per_device_prefix(twin);
-    let is_candidate =
-        |n: &str| n.starts_with(&prefix) && n.ends_with("-processor") && !configured.contains(n);
+    let is_candidate = |n: &str| {
+        (n.starts_with(&prefix) && n.ends_with("-processor") && !configured.contains(n))
+            || (n == shared && !shared_configured)
+    };
     let mut specs = Vec::new();
     let mut marker: Option<String> = None;
     loop {
@@ -195,14 +207,32 @@ async fn discover_l2(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudE
     }
     // Log groups outlive their functions (a function deleted by hand), so they are listed on
     // their own, confirmed by their twin tag.
-    let group_prefix = logs::log_group_name(&prefix);
+    let mut group_prefixes = vec![logs::log_group_name(&prefix)];
+    if !shared_configured {
+        group_prefixes.push(logs::log_group_name(&shared));
+    }
+    for group_prefix in &group_prefixes {
+        discover_log_groups(ctx, group_prefix, &is_candidate, &mut specs).await?;
+    }
+    Ok(specs)
+}
+
+/// The twin's log groups under `group_prefix` whose function `is_candidate`, each before its
+/// function (if that still exists) in `specs`.
+async fn discover_log_groups(
+    ctx: &LayerContext<'_>,
+    group_prefix: &str,
+    is_candidate: &(dyn Fn(&str) -> bool + Sync),
+    specs: &mut Vec<ResourceSpec>,
+) -> Result<(), CloudError> {
+    let twin = ctx.name();
     let mut token: Option<String> = None;
     loop {
         let page = ctx
             .clients
             .logs
             .describe_log_groups()
-            .log_group_name_prefix(&group_prefix)
+            .log_group_name_prefix(group_prefix)
             .set_next_token(token.clone())
             .send()
             .await
@@ -244,5 +274,5 @@ async fn discover_l2(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudE
             break;
         }
     }
-    Ok(specs)
+    Ok(())
 }

@@ -58,13 +58,24 @@ pub fn resolve(twin: &TwinConfig, local: &str) -> Result<TwinFunction, CloudErro
         .with_hint(format!("use one of: {}", function_names(twin).join(", ")))
     };
     let layer = function_layer(local).ok_or_else(unknown)?;
-    let crate_name = match local.strip_suffix("-processor") {
-        Some(device) => twin
-            .device(device)
-            .ok_or_else(unknown)?
-            .processor
-            .clone()
-            .unwrap_or_else(|| "processor".to_string()),
+    let crate_name = match local.strip_suffix("-processor").filter(|d| !d.is_empty()) {
+        Some(device) => {
+            let d = twin.device(device).ok_or_else(unknown)?;
+            if !twin.has_own_processor(d) {
+                return Err(CloudError::fatal(
+                    "SharedProcessor",
+                    format!(
+                        "device {device} has no processor function of its own: it shares `{}` with every device that names no processor crate",
+                        names::SHARED_PROCESSOR
+                    ),
+                )
+                .with_hint(format!(
+                    "use `{}`, or set \"processor_per_device\": true under \"aws\" in config_providers.json",
+                    names::SHARED_PROCESSOR
+                )));
+            }
+            twin.processor_crate(d).to_string()
+        }
         None => local.to_string(),
     };
     let provider = twin.providers.get(layer);

@@ -4,6 +4,7 @@
 //! artifacts. The engine (`twin-engine`) owns ordering, retries and state.
 
 pub mod artifacts;
+pub mod catalogue;
 pub mod clients;
 pub mod context;
 pub mod discover;
@@ -17,6 +18,7 @@ pub mod l3;
 pub mod l4_twinmaker;
 pub mod l5_grafana;
 pub mod lambda_fn;
+pub mod limits;
 pub mod logs;
 pub mod permissions;
 pub mod provider;

@@ -3,7 +3,9 @@
 use crate::artifacts::{self, ArtifactDriver, Artifacts};
 use crate::context::LayerContext;
 use crate::AwsClients;
-use crate::{discover, iam, l1, l2, l3, l4_twinmaker, l5_grafana, lambda_fn, logs, permissions};
+use crate::{
+    catalogue, discover, iam, l1, l2, l3, l4_twinmaker, l5_grafana, lambda_fn, logs, permissions,
+};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -49,6 +51,10 @@ impl AwsProvider {
         drivers.insert(
             artifacts::KIND,
             Arc::new(ArtifactDriver::new(clients.clone(), artifacts.clone())),
+        );
+        drivers.insert(
+            catalogue::KIND,
+            Arc::new(catalogue::CatalogueDriver::new(clients.clone())),
         );
         drivers.insert(
             permissions::KIND,

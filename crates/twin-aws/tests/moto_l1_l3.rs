@@ -134,11 +134,12 @@ async fn deploy_creates_l1_to_l3_then_converges_and_destroy_leaves_nothing() {
         .join(".deployer/devices/AmazonRootCA1.pem")
         .exists());
 
-    // L2: processors share one uploaded zip, get their device's env; persister has HOT_TABLE.
+    // L2: devices without a crate of their own share one processor, which learns every device
+    // from the catalogue object; persister has HOT_TABLE.
     let p0 = c
         .lambda
         .get_function_configuration()
-        .function_name("conv-twin--sensor-0-processor")
+        .function_name("conv-twin-processor")
         .send()
         .await
         .expect("processor");
@@ -149,7 +150,36 @@ async fn deploy_creates_l1_to_l3_then_converges_and_destroy_leaves_nothing() {
         .and_then(|e| e.variables())
         .cloned()
         .unwrap_or_default();
-    assert_eq!(env.get("DEVICE_ID").map(String::as_str), Some("sensor-0"));
+    assert_eq!(env.get("DEVICE_ID"), None);
+    let bucket = env
+        .get("DEVICE_CATALOGUE_BUCKET")
+        .cloned()
+        .unwrap_or_default();
+    let key = env.get("DEVICE_CATALOGUE_KEY").cloned().unwrap_or_default();
+    assert!(key.starts_with("catalogue/l2/"), "{key}");
+    let body =
+        c.s3.get_object()
+            .bucket(&bucket)
+            .key(&key)
+            .send()
+            .await
+            .expect("catalogue");
+    let body = body.body.collect().await.expect("body").into_bytes();
+    let catalogue: Value = serde_json::from_slice(&body).expect("catalogue json");
+    assert_eq!(catalogue["sharedProcessor"], "conv-twin-processor");
+    assert_eq!(
+        catalogue["devices"].as_object().map(|d| d.len()),
+        Some(config.devices.len())
+    );
+    for missing in ["conv-twin--sensor-0-processor"] {
+        let gone = c
+            .lambda
+            .get_function_configuration()
+            .function_name(missing)
+            .send()
+            .await;
+        assert!(gone.is_err(), "{missing} exists");
+    }
     assert_eq!(
         env.get("PERSISTER_FUNCTION").map(String::as_str),
         Some("conv-twin-persister")
@@ -318,14 +348,14 @@ async fn deploy_creates_l1_to_l3_then_converges_and_destroy_leaves_nothing() {
     // info reads the cloud: a deleted function shows as missing.
     c.lambda
         .delete_function()
-        .function_name("conv-twin--sensor-2-processor")
+        .function_name("conv-twin-processor")
         .send()
         .await
         .expect("delete");
     let rows = engine.info().await.expect("info");
     let row = rows
         .iter()
-        .find(|r| r.name == "conv-twin--sensor-2-processor")
+        .find(|r| r.name == "conv-twin-processor" && r.kind == "lambda_function")
         .expect("row");
     assert_eq!(row.status, twin_engine::InfoStatus::Missing);
 

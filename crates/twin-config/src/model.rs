@@ -227,7 +227,24 @@ impl TwinConfig {
     pub fn name(&self) -> &str {
         &self.twin.digital_twin_name
     }
+
+    /// Whether `device` gets a processor function of its own on AWS: it names its own crate,
+    /// or `aws.processor_per_device` is set. Every other device uses the shared processor.
+    pub fn has_own_processor(&self, device: &Device) -> bool {
+        device.processor.is_some() || self.providers.aws.processor_per_device
+    }
+
+    /// The crate a device's processor is built from (`processor` unless it names its own).
+    pub fn processor_crate<'a>(&self, device: &'a Device) -> &'a str {
+        device
+            .processor
+            .as_deref()
+            .unwrap_or(DEFAULT_PROCESSOR_CRATE)
+    }
 }
+
+/// The crate of the default processor (shared, or per device with `processor_per_device`).
+pub const DEFAULT_PROCESSOR_CRATE: &str = "processor";
 
 #[cfg(test)]
 mod tests {

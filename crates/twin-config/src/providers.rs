@@ -236,6 +236,10 @@ pub struct AwsSettings {
     pub architecture: Architecture,
     /// Authentication of the Managed Grafana workspace (`AWS_SSO` or `SAML`).
     pub grafana_authentication_provider: String,
+    /// Gives every device its own processor function `<twin>--<device>-processor` (default
+    /// `false`: devices without a processor crate of their own share `<twin>-processor`).
+    #[serde(default)]
+    pub processor_per_device: bool,
 }
 
 impl Default for AwsSettings {
@@ -244,6 +248,7 @@ impl Default for AwsSettings {
             region: None,
             architecture: Architecture::default(),
             grafana_authentication_provider: "AWS_SSO".to_string(),
+            processor_per_device: false,
         }
     }
 }

@@ -137,7 +137,8 @@ fn providers() -> Value {
             "properties": {
                 "region": { "type": "string", "pattern": "^[a-z]+(-[a-z]+)+-[0-9]+$" },
                 "architecture": { "enum": ["arm64", "x86_64"], "default": "arm64" },
-                "grafana_authentication_provider": { "enum": ["AWS_SSO", "SAML"], "default": "AWS_SSO" }
+                "grafana_authentication_provider": { "enum": ["AWS_SSO", "SAML"], "default": "AWS_SSO" },
+                "processor_per_device": { "type": "boolean", "default": false }
             }
         }),
     );

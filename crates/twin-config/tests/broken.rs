@@ -673,8 +673,38 @@ fn providers_unknown_missing_and_bad_aws_settings() {
             "config_providers.json:3:23: $.layer_2_provider: unknown provider `AWS` (did you mean `aws`? values are case-sensitive); allowed: aws, azure, none",
             "config_providers.json:8:21: $.aws.region: `US East` is not an AWS region name; regions look like `us-east-1` or `eu-central-1`",
             "config_providers.json:8:48: $.aws.architecture: unknown architecture `amd64`; allowed: arm64, x86_64",
-            "config_providers.json:8:57: $.aws.profile: unknown key `profile`; allowed keys: `region`, `architecture`, `grafana_authentication_provider`",
+            "config_providers.json:8:57: $.aws.profile: unknown key `profile`; allowed keys: `region`, `architecture`, `grafana_authentication_provider`, `processor_per_device`",
         ],
+    );
+}
+
+#[test]
+fn providers_processor_per_device_must_be_a_boolean() {
+    let bad = PROVIDERS_AWS.replace(
+        "\"layer_5_provider\": \"aws\"",
+        "\"layer_5_provider\": \"aws\",\n  \"aws\": {\"processor_per_device\": \"yes\"}",
+    );
+    check(
+        &[("config_providers.json", Text(&bad))],
+        &["config_providers.json:9:35: $.aws.processor_per_device: expected true or false (give every device its own processor function), found a string"],
+    );
+}
+
+#[test]
+fn processor_per_device_checks_every_device_processor_name() {
+    let id = "d".repeat(52);
+    let devices =
+        format!(r#"[{{"id": "{id}", "properties": [{{"name": "p", "dataType": "DOUBLE"}}]}}]"#);
+    let per_device = PROVIDERS_AWS.replace(
+        "\"layer_5_provider\": \"aws\"",
+        "\"layer_5_provider\": \"aws\",\n  \"aws\": {\"processor_per_device\": true}",
+    );
+    check(
+        &[
+            ("config_iot_devices.json", Text(&devices)),
+            ("config_providers.json", Text(&per_device)),
+        ],
+        &[&format!("config_iot_devices.json:1:9: $[0].id (device `{}...`): the Lambda function name `t--{id}-processor` is 65 characters long; Lambda function names are 1-64 characters of A-Z a-z 0-9 - _ (needed by layer l2 on aws)", "d".repeat(37))],
     );
 }
 

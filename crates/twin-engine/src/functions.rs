@@ -4,7 +4,7 @@
 use crate::error::CloudError;
 use async_trait::async_trait;
 use serde::Serialize;
-use twin_config::{Layer, TwinConfig};
+use twin_config::{names, Layer, TwinConfig};
 
 /// One log line of a function.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -39,11 +39,12 @@ pub struct FunctionUpdate {
     pub env_updated: bool,
 }
 
-/// The layer that hosts a local function name (`dispatcher`, `<device>-processor`, ...).
+/// The layer that hosts a local function name (`dispatcher`, `processor`, `<device>-processor`,
+/// ...).
 pub fn function_layer(function: &str) -> Option<Layer> {
     match function {
         "dispatcher" => Some(Layer::L1),
-        "persister" => Some(Layer::L2),
+        "persister" | names::SHARED_PROCESSOR => Some(Layer::L2),
         "hot-reader" | "hot-to-cold-mover" => Some(Layer::L3Hot),
         "cold-to-archive-mover" => Some(Layer::L3Cold),
         "twin-connector" => Some(Layer::L4),
@@ -52,7 +53,9 @@ pub fn function_layer(function: &str) -> Option<Layer> {
     }
 }
 
-/// The local names of every function of a twin, for completion and error messages.
+/// The local names of every function of a twin, for completion and error messages: the shared
+/// `processor` while some device uses it, and `<device>-processor` for each device with a
+/// processor function of its own.
 pub fn function_names(twin: &TwinConfig) -> Vec<String> {
     let mut names: Vec<String> = [
         "dispatcher",
@@ -65,7 +68,15 @@ pub fn function_names(twin: &TwinConfig) -> Vec<String> {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    names.extend(twin.devices.iter().map(|d| format!("{}-processor", d.id)));
+    if twin.devices.iter().any(|d| !twin.has_own_processor(d)) {
+        names.push(names::SHARED_PROCESSOR.to_string());
+    }
+    names.extend(
+        twin.devices
+            .iter()
+            .filter(|d| twin.has_own_processor(d))
+            .map(|d| names::processor_local_name(&d.id)),
+    );
     names
 }
 

@@ -178,13 +178,15 @@ fn zip_sizes(dir: &Path) -> BenchResult {
 fn function_env(f: &str) -> Vec<(&'static str, &'static str)> {
     let mut env = vec![("TWIN_NAME", "bench"), ("LOG_LEVEL", "INFO")];
     env.extend(match f {
-        "dispatcher" => vec![("DEVICE_IDS", "dev-1,dev-2")],
+        // These two read the device catalogue from S3 before serving: without a reachable
+        // S3 (AWS_ENDPOINT_URL) they exit at start instead of reaching the runtime API.
+        "dispatcher" => vec![
+            ("DEVICE_CATALOGUE_BUCKET", "bench"),
+            ("DEVICE_CATALOGUE_KEY", "catalogue/l1/bench.json"),
+        ],
         "processor" => vec![
-            ("DEVICE_ID", "dev-1"),
-            (
-                "DEVICE_PROPERTIES",
-                r#"[{"name":"temperature","dataType":"DOUBLE"}]"#,
-            ),
+            ("DEVICE_CATALOGUE_BUCKET", "bench"),
+            ("DEVICE_CATALOGUE_KEY", "catalogue/l2/bench.json"),
             ("PERSISTER_FUNCTION", "bench-persister"),
         ],
         "hot-to-cold-mover" => vec![

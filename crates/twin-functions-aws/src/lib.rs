@@ -13,4 +13,6 @@ pub mod startup;
 pub use dynamo_hot_store::DynamoHotStore;
 pub use lambda_invoker::LambdaInvoker;
 pub use s3_object_store::S3ObjectStore;
-pub use startup::{aws_sdk_config, dynamodb_client, lambda_client, s3_client, start};
+pub use startup::{
+    aws_sdk_config, dynamodb_client, lambda_client, load_catalogue, s3_client, start,
+};

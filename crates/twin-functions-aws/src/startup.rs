@@ -3,6 +3,7 @@
 
 use crate::sdk_config::{sdk_config_from, SdkEnvError};
 use std::io::Write;
+use twin_functions::catalogue::{CatalogueError, CatalogueLocation, DeviceCatalogue};
 use twin_functions::env_vars::LOG_LEVEL;
 use twin_functions::settings::{LogLevel, SettingsError};
 
@@ -71,4 +72,23 @@ pub fn dynamodb_client(config: &aws_types::SdkConfig) -> aws_sdk_dynamodb::Clien
 /// A Lambda client.
 pub fn lambda_client(config: &aws_types::SdkConfig) -> aws_sdk_lambda::Client {
     aws_sdk_lambda::Client::new(config)
+}
+
+/// Reads the device catalogue from S3 at cold start (dispatcher, processors). A failure is logged
+/// once and returned, so `main` exits before polling for events: Lambda reports it as an init
+/// error and the next cold start tries again.
+pub async fn load_catalogue(
+    config: &aws_types::SdkConfig,
+    location: &CatalogueLocation,
+) -> Result<DeviceCatalogue, CatalogueError> {
+    let store = crate::S3ObjectStore::new(s3_client(config));
+    let catalogue = DeviceCatalogue::load(&store, location)
+        .await
+        .inspect_err(|e| tracing::error!(error = %e, "cannot start"))?;
+    tracing::info!(
+        devices = catalogue.devices.len(),
+        catalogue = %location,
+        "device catalogue loaded"
+    );
+    Ok(catalogue)
 }

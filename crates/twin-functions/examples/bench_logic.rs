@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 use serde_json::{json, Value};
 use std::time::Instant;
+use twin_functions::catalogue::{CatalogueDevice, CatalogueLocation, DeviceCatalogue};
 use twin_functions::data_type::{DataType, PropertySpec};
 use twin_functions::in_memory::InMemoryHotStore;
 use twin_functions::persister::Persister;
@@ -40,26 +41,42 @@ async fn logic_throughput() -> BenchResult {
     const N: i64 = 200_000;
     let settings = ProcessorSettings {
         common: common(),
-        device_id: "temperature-sensor-1".into(),
-        properties: vec![
-            PropertySpec {
-                name: "temperature".into(),
-                data_type: DataType::Double,
-            },
-            PropertySpec {
-                name: "humidity".into(),
-                data_type: DataType::Integer,
-            },
-            PropertySpec {
-                name: "on".into(),
-                data_type: DataType::Boolean,
-            },
-        ],
+        device_id: None,
+        catalogue: CatalogueLocation {
+            bucket: "bench".into(),
+            key: "catalogue.json".into(),
+        },
         persister_function: "bench-persister".into(),
+    };
+    let properties = vec![
+        PropertySpec {
+            name: "temperature".into(),
+            data_type: DataType::Double,
+        },
+        PropertySpec {
+            name: "humidity".into(),
+            data_type: DataType::Integer,
+        },
+        PropertySpec {
+            name: "on".into(),
+            data_type: DataType::Boolean,
+        },
+    ];
+    let catalogue = DeviceCatalogue {
+        shared_processor: "bench-processor".into(),
+        devices: [(
+            "temperature-sensor-1".to_string(),
+            CatalogueDevice {
+                properties,
+                processor: None,
+            },
+        )]
+        .into_iter()
+        .collect(),
     };
     let start_time = Timestamp::parse("2025-11-04T00:00:00Z")?;
     let sink = InProcessPersister(Persister::new(InMemoryHotStore::new(1000)));
-    let processor = Processor::new(&settings, sink, FixedClock::new(start_time));
+    let processor = Processor::new(&settings, catalogue, sink, FixedClock::new(start_time));
     let messages: Vec<Value> = (0..N)
         .map(|i| {
             let time = Timestamp::from_millis(start_time.millis() + i).map(|t| t.canonical()).unwrap_or_default();

@@ -5,14 +5,17 @@
 //! must match it. When it is absent the event did not come through the topic rule (a direct
 //! invocation such as `deployer lambda_invoke dispatcher '{...}'`), so no topic check is possible
 //! and only the configured-device check applies.
+//!
+//! Which devices are configured, and which processor serves each (its own function or the
+//! shared one), comes from the device catalogue read at cold start (`catalogue.rs`).
 
+use crate::catalogue::DeviceCatalogue;
 use crate::drops::{DropCounter, DropReason};
 use crate::error::CloudError;
 use crate::invoker::FunctionInvoker;
 use crate::record::{FIELD_CORRELATION_ID, FIELD_DEVICE_ID, FIELD_TOPIC_DEVICE_ID};
 use crate::settings::DispatcherSettings;
 use serde_json::{Map, Value};
-use std::collections::BTreeSet;
 use tracing::Instrument;
 
 /// What the dispatcher did with one message.
@@ -31,26 +34,26 @@ pub enum DispatchOutcome {
 
 /// The dispatcher function's logic.
 pub struct Dispatcher<I> {
-    twin_name: String,
-    device_ids: BTreeSet<String>,
+    catalogue: DeviceCatalogue,
     invoker: I,
     drops: DropCounter,
 }
 
 impl<I: FunctionInvoker> Dispatcher<I> {
-    /// A dispatcher for the configured devices, invoking processors through `invoker`.
-    pub fn new(settings: &DispatcherSettings, invoker: I) -> Self {
+    /// A dispatcher for the catalogue's devices, invoking processors through `invoker`.
+    pub fn new(_settings: &DispatcherSettings, catalogue: DeviceCatalogue, invoker: I) -> Self {
         Self {
-            twin_name: settings.common.twin_name.clone(),
-            device_ids: settings.device_ids.clone(),
+            catalogue,
             invoker,
             drops: DropCounter::default(),
         }
     }
 
-    /// The processor function of a device: `<twin>--<device>-processor` (`twin_config::names`).
-    pub fn processor_name(&self, device_id: &str) -> String {
-        format!("{}--{device_id}-processor", self.twin_name)
+    /// The processor function of a configured device: its own function
+    /// (`<twin>--<device>-processor`) when it has one, else the shared `<twin>-processor`, as
+    /// the catalogue says (the deployer writes both names from `twin_config::names`).
+    pub fn processor_name(&self, device_id: &str) -> Option<&str> {
+        self.catalogue.processor_of(device_id)
     }
 
     /// Checks one message: the device's id and the payload (topic field removed, correlation id
@@ -67,7 +70,7 @@ impl<I: FunctionInvoker> Dispatcher<I> {
             Some(Value::String(d)) if !d.trim().is_empty() => d.clone(),
             _ => return Err(DropReason::MissingDeviceId),
         };
-        if !self.device_ids.contains(&device_id) {
+        if self.catalogue.device(&device_id).is_none() {
             return Err(DropReason::UnknownDevice(device_id));
         }
         match message.remove(FIELD_TOPIC_DEVICE_ID) {
@@ -114,7 +117,12 @@ impl<I: FunctionInvoker> Dispatcher<I> {
         let span =
             tracing::info_span!("dispatch", device_id = %device_id, correlation_id = %correlation);
         async {
-            let processor = self.processor_name(&device_id);
+            let Some(processor) = self.processor_name(&device_id).map(str::to_string) else {
+                // `check` refused devices the catalogue does not list.
+                let reason = DropReason::UnknownDevice(device_id);
+                self.drops.record("dispatcher", &reason);
+                return Ok(DispatchOutcome::Dropped(reason));
+            };
             let payload = Value::Object(message).to_string().into_bytes();
             self.invoker.invoke_async(&processor, payload).await?;
             tracing::debug!(processor = %processor, "forwarded to processor");
@@ -146,14 +154,26 @@ mod tests {
                 twin_name: "twin".into(),
                 log_level: LogLevel::Info,
             },
-            device_ids: ["s-1".to_string()].into_iter().collect(),
+            catalogue: crate::catalogue::CatalogueLocation {
+                bucket: "b".into(),
+                key: "k".into(),
+            },
             remote_processor: None,
         };
-        Dispatcher::new(&settings, RecordingInvoker::default())
+        let catalogue: DeviceCatalogue = serde_json::from_value(json!({
+            "sharedProcessor": "twin-processor",
+            "devices": {
+                "s-1": {"properties": [{"name": "t", "dataType": "DOUBLE"}]},
+                "own": {"properties": [{"name": "t", "dataType": "DOUBLE"}],
+                        "processor": "twin--own-processor"},
+            }
+        }))
+        .unwrap();
+        Dispatcher::new(&settings, catalogue, RecordingInvoker::default())
     }
 
     #[tokio::test]
-    async fn forwards_to_the_device_processor_with_a_correlation_id() {
+    async fn forwards_to_the_shared_processor_with_a_correlation_id() {
         let d = dispatcher();
         let out = d
             .handle(json!({"iotDeviceId":"s-1","time":"2025-11-04T13:23:11.203Z","t":1,"topicDeviceId":"s-1"}), "req-1")
@@ -163,12 +183,12 @@ mod tests {
             out,
             DispatchOutcome::Forwarded {
                 device_id: "s-1".into(),
-                processor: "twin--s-1-processor".into()
+                processor: "twin-processor".into()
             }
         );
         let calls = d.invoker.calls();
         assert_eq!(calls.len(), 1);
-        assert_eq!(calls[0].0, "twin--s-1-processor");
+        assert_eq!(calls[0].0, "twin-processor");
         assert_eq!(
             calls[0].1,
             json!({"iotDeviceId":"s-1","time":"2025-11-04T13:23:11.203Z","t":1,"correlationId":"req-1"})
@@ -196,6 +216,26 @@ mod tests {
         }
         assert_eq!(d.dropped(), 5);
         assert!(d.invoker.calls().is_empty());
+    }
+
+    #[tokio::test]
+    async fn forwards_a_device_with_its_own_processor_there() {
+        let d = dispatcher();
+        let out = d
+            .handle(
+                json!({"iotDeviceId":"own","t":1,"topicDeviceId":"own"}),
+                "r",
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            out,
+            DispatchOutcome::Forwarded {
+                device_id: "own".into(),
+                processor: "twin--own-processor".into()
+            }
+        );
+        assert_eq!(d.processor_name("nope"), None);
     }
 
     #[tokio::test]

@@ -4,16 +4,17 @@
 pub const TWIN_NAME: &str = "TWIN_NAME";
 /// All functions: `DEBUG` or `INFO` (from `mode` in config.json); `INFO` when absent.
 pub const LOG_LEVEL: &str = "LOG_LEVEL";
-/// Dispatcher: comma-separated ids of the configured devices.
-pub const DEVICE_IDS: &str = "DEVICE_IDS";
+/// Dispatcher and processors: bucket of the device catalogue object (`catalogue.rs`).
+pub const DEVICE_CATALOGUE_BUCKET: &str = "DEVICE_CATALOGUE_BUCKET";
+/// Dispatcher and processors: key of the device catalogue object (its content hash in the name).
+pub const DEVICE_CATALOGUE_KEY: &str = "DEVICE_CATALOGUE_KEY";
 /// Dispatcher, cross-cloud L1→L2: HTTPS ingress of the remote processor.
 pub const REMOTE_PROCESSOR_URL: &str = "REMOTE_PROCESSOR_URL";
 /// Dispatcher, cross-cloud: bearer token for the remote ingress (never logged).
 pub const REMOTE_TOKEN: &str = "REMOTE_TOKEN";
-/// Processor: the one device this processor serves.
+/// Processor (optional): the one device a device's own processor serves; absent on the shared
+/// processor, which serves every device of the catalogue.
 pub const DEVICE_ID: &str = "DEVICE_ID";
-/// Processor: JSON array of `{"name":..,"dataType":..}` describing the device's properties.
-pub const DEVICE_PROPERTIES: &str = "DEVICE_PROPERTIES";
 /// Processor: name of the persister function to invoke.
 pub const PERSISTER_FUNCTION: &str = "PERSISTER_FUNCTION";
 /// Persister, hot reader, hot-to-cold mover, twin connector: the hot table's name.

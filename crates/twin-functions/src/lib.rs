@@ -5,6 +5,7 @@
 //! later, the Azure ones) implement. Each function is a struct holding its settings and those
 //! traits, with a `handle` method the thin runtime adapter calls.
 
+pub mod catalogue;
 pub mod chunk;
 pub mod clock;
 pub mod cold_key;
@@ -30,6 +31,7 @@ pub mod testing;
 pub mod timestamp;
 pub mod twin_connector;
 
+pub use catalogue::{CatalogueLocation, DeviceCatalogue};
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use error::{CloudError, CloudErrorKind};
 pub use hot_store::HotStore;

@@ -1,7 +1,11 @@
-//! The default per-device processor (L2): checks and coerces each property to its dataType, fills
-//! a missing time, and hands the record to the persister.
+//! The default processor (L2): checks and coerces each property to its dataType, fills a missing
+//! time, and hands the record to the persister.
 //!
-//! A message fits when: it is this processor's device; `time`, if present, is a timestamp; every
+//! One function serves every device without a processor of its own (the shared `<twin>-processor`);
+//! with `DEVICE_ID` set it is a device's own function and serves that device only. Either way the
+//! property types come from the device catalogue read at cold start (`catalogue.rs`).
+//!
+//! A message fits when: its device is in the catalogue (and is `DEVICE_ID`, when set); `time`, if present, is a timestamp; every
 //! other key is a configured property or a reserved field; every present property's value fits
 //! its dataType; and at least one configured property is present (devices may send partial
 //! messages). Anything else is dropped with the reason.
@@ -9,8 +13,8 @@
 //! The persister is invoked asynchronously: the platform retries a failed persister invocation
 //! and the persister is idempotent, so the processor need not wait for the write.
 
+use crate::catalogue::DeviceCatalogue;
 use crate::clock::Clock;
-use crate::data_type::PropertySpec;
 use crate::drops::{DropCounter, DropReason};
 use crate::error::CloudError;
 use crate::invoker::FunctionInvoker;
@@ -33,8 +37,8 @@ pub enum ProcessOutcome {
 
 /// The processor function's logic.
 pub struct Processor<I, C> {
-    device_id: String,
-    properties: Vec<PropertySpec>,
+    only_device: Option<String>,
+    catalogue: DeviceCatalogue,
     persister_function: String,
     invoker: I,
     clock: C,
@@ -42,11 +46,16 @@ pub struct Processor<I, C> {
 }
 
 impl<I: FunctionInvoker, C: Clock> Processor<I, C> {
-    /// A processor for one device.
-    pub fn new(settings: &ProcessorSettings, invoker: I, clock: C) -> Self {
+    /// A processor for the catalogue's devices (only `DEVICE_ID`'s, when set).
+    pub fn new(
+        settings: &ProcessorSettings,
+        catalogue: DeviceCatalogue,
+        invoker: I,
+        clock: C,
+    ) -> Self {
         Self {
-            device_id: settings.device_id.clone(),
-            properties: settings.properties.clone(),
+            only_device: settings.device_id.clone(),
+            catalogue,
             persister_function: settings.persister_function.clone(),
             invoker,
             clock,
@@ -59,13 +68,18 @@ impl<I: FunctionInvoker, C: Clock> Processor<I, C> {
         let Value::Object(mut message) = event else {
             return Err(DropReason::NotAnObject);
         };
-        match message.get(FIELD_DEVICE_ID) {
-            Some(Value::String(d)) if *d == self.device_id => {}
-            Some(Value::String(d)) if !d.is_empty() => {
-                return Err(DropReason::UnknownDevice(d.clone()))
-            }
+        let device_id = match message.get(FIELD_DEVICE_ID) {
+            Some(Value::String(d)) if !d.is_empty() => d.clone(),
             _ => return Err(DropReason::MissingDeviceId),
-        }
+        };
+        let served = self
+            .only_device
+            .as_ref()
+            .is_none_or(|only| *only == device_id);
+        let properties = match self.catalogue.device(&device_id) {
+            Some(device) if served => &device.properties,
+            _ => return Err(DropReason::UnknownDevice(device_id)),
+        };
         message.remove(FIELD_TOPIC_DEVICE_ID);
         let time = match message.get(FIELD_TIME) {
             None | Some(Value::Null) => self.clock.now(),
@@ -83,8 +97,7 @@ impl<I: FunctionInvoker, C: Clock> Processor<I, C> {
         let unknown: Vec<String> = message
             .keys()
             .filter(|k| {
-                !RESERVED_FIELDS.contains(&k.as_str())
-                    && !self.properties.iter().any(|p| p.name == **k)
+                !RESERVED_FIELDS.contains(&k.as_str()) && !properties.iter().any(|p| p.name == **k)
             })
             .cloned()
             .collect();
@@ -92,17 +105,14 @@ impl<I: FunctionInvoker, C: Clock> Processor<I, C> {
             return Err(DropReason::UnknownProperties(unknown));
         }
 
-        let mut record = Map::with_capacity(self.properties.len() + 3);
-        record.insert(
-            FIELD_DEVICE_ID.into(),
-            Value::String(self.device_id.clone()),
-        );
+        let mut record = Map::with_capacity(properties.len() + 3);
+        record.insert(FIELD_DEVICE_ID.into(), Value::String(device_id.clone()));
         record.insert(FIELD_TIME.into(), Value::String(time.canonical()));
         if let Some(c) = message.get(FIELD_CORRELATION_ID).filter(|c| c.is_string()) {
             record.insert(FIELD_CORRELATION_ID.into(), c.clone());
         }
         let mut present = 0;
-        for spec in &self.properties {
+        for spec in properties {
             if let Some(value) = message.get(&spec.name) {
                 let coerced = spec
                     .data_type
@@ -130,7 +140,13 @@ impl<I: FunctionInvoker, C: Clock> Processor<I, C> {
             .and_then(Value::as_str)
             .unwrap_or(correlation_id)
             .to_string();
-        let span = tracing::info_span!("process", device_id = %self.device_id, correlation_id = %correlation);
+        let device_id = event
+            .get(FIELD_DEVICE_ID)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let span =
+            tracing::info_span!("process", device_id = %device_id, correlation_id = %correlation);
         async {
             match self.process(event) {
                 Err(reason) => {
@@ -162,36 +178,61 @@ impl<I: FunctionInvoker, C: Clock> Processor<I, C> {
 mod tests {
     use super::*;
     use crate::clock::FixedClock;
-    use crate::data_type::DataType;
     use crate::settings::{CommonSettings, LogLevel};
     use crate::testing::RecordingInvoker;
     use serde_json::json;
 
-    fn processor() -> Processor<RecordingInvoker, FixedClock> {
+    fn catalogue() -> DeviceCatalogue {
+        serde_json::from_value(json!({
+            "sharedProcessor": "twin-processor",
+            "devices": {
+                "s-1": {"properties": [
+                    {"name": "temperature", "dataType": "DOUBLE"},
+                    {"name": "count", "dataType": "INTEGER"},
+                    {"name": "on", "dataType": "BOOLEAN"},
+                ]},
+                "s-3": {"properties": [{"name": "count", "dataType": "STRING"}]},
+            }
+        }))
+        .unwrap()
+    }
+
+    fn processor_for(only: Option<&str>) -> Processor<RecordingInvoker, FixedClock> {
         let settings = ProcessorSettings {
             common: CommonSettings {
                 twin_name: "twin".into(),
                 log_level: LogLevel::Info,
             },
-            device_id: "s-1".into(),
-            properties: vec![
-                PropertySpec {
-                    name: "temperature".into(),
-                    data_type: DataType::Double,
-                },
-                PropertySpec {
-                    name: "count".into(),
-                    data_type: DataType::Integer,
-                },
-                PropertySpec {
-                    name: "on".into(),
-                    data_type: DataType::Boolean,
-                },
-            ],
+            device_id: only.map(str::to_string),
+            catalogue: crate::catalogue::CatalogueLocation {
+                bucket: "b".into(),
+                key: "k".into(),
+            },
             persister_function: "twin-persister".into(),
         };
         let clock = FixedClock::new(Timestamp::parse("2025-11-04T00:00:00Z").unwrap());
-        Processor::new(&settings, RecordingInvoker::default(), clock)
+        Processor::new(&settings, catalogue(), RecordingInvoker::default(), clock)
+    }
+
+    fn processor() -> Processor<RecordingInvoker, FixedClock> {
+        processor_for(None)
+    }
+
+    #[test]
+    fn the_shared_processor_coerces_by_each_device_s_own_types() {
+        let p = processor();
+        let a = p.process(json!({"iotDeviceId":"s-1","count":"7"})).unwrap();
+        assert_eq!(a["count"], json!(7));
+        let b = p.process(json!({"iotDeviceId":"s-3","count":7})).unwrap();
+        assert_eq!(b["count"], json!("7"));
+    }
+
+    #[test]
+    fn a_device_s_own_processor_serves_that_device_only() {
+        let p = processor_for(Some("s-1"));
+        assert!(p.process(json!({"iotDeviceId":"s-1","count":1})).is_ok());
+        let got = p.process(json!({"iotDeviceId":"s-3","count":"x"}));
+        assert_eq!(got.map_err(|r| r.code()), Err("unknown_device"));
     }
 
     #[tokio::test]

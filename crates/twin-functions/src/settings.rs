@@ -1,9 +1,8 @@
 //! Each function's settings, read from the environment once at cold start. Every missing or
 //! invalid variable is reported in one error, so one redeploy fixes them all.
 
-use crate::data_type::PropertySpec;
+use crate::catalogue::CatalogueLocation;
 use crate::env_vars::*;
-use std::collections::BTreeSet;
 use std::fmt;
 
 /// The hot reader's default response cap: below Lambda's 6 MB synchronous response limit with
@@ -150,6 +149,14 @@ impl<'a> EnvReader<'a> {
         .unwrap_or(crate::lease::DEFAULT_LEASE_SECONDS)
     }
 
+    /// `DEVICE_CATALOGUE_BUCKET` and `DEVICE_CATALOGUE_KEY`: where the device catalogue is.
+    pub fn catalogue(&mut self) -> CatalogueLocation {
+        CatalogueLocation {
+            bucket: self.required(DEVICE_CATALOGUE_BUCKET),
+            key: self.required(DEVICE_CATALOGUE_KEY),
+        }
+    }
+
     /// The common settings every function reads.
     pub fn common(&mut self) -> CommonSettings {
         let twin_name = self.required(TWIN_NAME);
@@ -215,8 +222,9 @@ impl fmt::Debug for RemoteIngress {
 pub struct DispatcherSettings {
     /// Common settings.
     pub common: CommonSettings,
-    /// `DEVICE_IDS`.
-    pub device_ids: BTreeSet<String>,
+    /// `DEVICE_CATALOGUE_BUCKET` + `DEVICE_CATALOGUE_KEY`: the configured devices and their
+    /// processors, read at cold start.
+    pub catalogue: CatalogueLocation,
     /// `REMOTE_PROCESSOR_URL` + `REMOTE_TOKEN`, when L2 is on another cloud.
     pub remote_processor: Option<RemoteIngress>,
 }
@@ -226,17 +234,7 @@ impl DispatcherSettings {
     pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
         let mut env = EnvReader::new("dispatcher", lookup);
         let common = env.common();
-        let device_ids = env
-            .parsed(DEVICE_IDS, "a comma-separated list of device ids", |raw| {
-                let ids: BTreeSet<String> = raw
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(String::from)
-                    .collect();
-                (!ids.is_empty()).then_some(ids)
-            })
-            .unwrap_or_default();
+        let catalogue = env.catalogue();
         let url = env.optional(REMOTE_PROCESSOR_URL);
         let token = env.optional(REMOTE_TOKEN);
         let remote_processor = match (url, token) {
@@ -262,7 +260,7 @@ impl DispatcherSettings {
         };
         env.finish(Self {
             common,
-            device_ids,
+            catalogue,
             remote_processor,
         })
     }
@@ -273,10 +271,11 @@ impl DispatcherSettings {
 pub struct ProcessorSettings {
     /// Common settings.
     pub common: CommonSettings,
-    /// `DEVICE_ID`.
-    pub device_id: String,
-    /// `DEVICE_PROPERTIES`.
-    pub properties: Vec<PropertySpec>,
+    /// `DEVICE_ID`: set on a device's own processor, which serves that device only; `None` on
+    /// the shared processor.
+    pub device_id: Option<String>,
+    /// `DEVICE_CATALOGUE_BUCKET` + `DEVICE_CATALOGUE_KEY`: every device's property types.
+    pub catalogue: CatalogueLocation,
     /// `PERSISTER_FUNCTION`.
     pub persister_function: String,
 }
@@ -286,35 +285,16 @@ impl ProcessorSettings {
     pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
         let mut env = EnvReader::new("processor", lookup);
         let common = env.common();
-        let device_id = env.required(DEVICE_ID);
-        let properties = env
-            .parsed(
-                DEVICE_PROPERTIES,
-                r#"a non-empty JSON array like [{"name":"temperature","dataType":"DOUBLE"}] with unique, non-reserved names"#,
-                parse_properties,
-            )
-            .unwrap_or_default();
+        let device_id = env.optional(DEVICE_ID);
+        let catalogue = env.catalogue();
         let persister_function = env.required(PERSISTER_FUNCTION);
         env.finish(Self {
             common,
             device_id,
-            properties,
+            catalogue,
             persister_function,
         })
     }
-}
-
-fn parse_properties(raw: &str) -> Option<Vec<PropertySpec>> {
-    let specs: Vec<PropertySpec> = serde_json::from_str(raw).ok()?;
-    let mut seen = BTreeSet::new();
-    let valid = !specs.is_empty()
-        && specs.iter().all(|p| {
-            !p.name.is_empty()
-                && !crate::record::RESERVED_FIELDS.contains(&p.name.as_str())
-                && p.name != crate::record::FIELD_TOPIC_DEVICE_ID
-                && seen.insert(p.name.clone())
-        });
-    valid.then_some(specs)
 }
 
 /// Persister settings.
@@ -498,52 +478,52 @@ mod tests {
         let s = ProcessorSettings::from_lookup(&env(&[
             ("TWIN_NAME", "twin"),
             ("LOG_LEVEL", "debug"),
-            ("DEVICE_ID", "s-1"),
-            (
-                "DEVICE_PROPERTIES",
-                r#"[{"name":"temperature","dataType":"DOUBLE"}]"#,
-            ),
+            ("DEVICE_CATALOGUE_BUCKET", "b"),
+            ("DEVICE_CATALOGUE_KEY", "catalogue/l2/abc.json"),
             ("PERSISTER_FUNCTION", "twin-persister"),
         ]))
         .unwrap();
         assert_eq!(s.common.log_level, LogLevel::Debug);
-        assert_eq!(s.properties.len(), 1);
+        assert_eq!(s.device_id, None);
+        assert_eq!(s.catalogue.to_string(), "b/catalogue/l2/abc.json");
     }
 
     #[test]
-    fn rejects_reserved_or_duplicate_property_names() {
-        for props in [
-            r#"[{"name":"time","dataType":"DOUBLE"}]"#,
-            r#"[{"name":"a","dataType":"DOUBLE"},{"name":"a","dataType":"LONG"}]"#,
-            r#"[]"#,
-        ] {
-            let e = ProcessorSettings::from_lookup(&env(&[
-                ("TWIN_NAME", "twin"),
-                ("DEVICE_ID", "s-1"),
-                ("DEVICE_PROPERTIES", props),
-                ("PERSISTER_FUNCTION", "p"),
-            ]));
-            assert!(e.is_err(), "{props}");
-        }
+    fn processor_and_dispatcher_need_the_catalogue() {
+        let e = ProcessorSettings::from_lookup(&env(&[
+            ("TWIN_NAME", "twin"),
+            ("DEVICE_ID", "s-1"),
+            ("PERSISTER_FUNCTION", "p"),
+        ]))
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("DEVICE_CATALOGUE_BUCKET, DEVICE_CATALOGUE_KEY"),
+            "{e}"
+        );
+        let e = DispatcherSettings::from_lookup(&env(&[("TWIN_NAME", "twin")])).unwrap_err();
+        assert!(e.to_string().contains("DEVICE_CATALOGUE_BUCKET"), "{e}");
     }
 
     #[test]
     fn dispatcher_needs_url_and_token_together_and_hides_the_token() {
         let e = DispatcherSettings::from_lookup(&env(&[
             ("TWIN_NAME", "twin"),
-            ("DEVICE_IDS", "a, b"),
+            ("DEVICE_CATALOGUE_BUCKET", "b"),
+            ("DEVICE_CATALOGUE_KEY", "k"),
             ("REMOTE_PROCESSOR_URL", "https://x"),
         ]))
         .unwrap_err();
         assert!(e.to_string().contains("REMOTE_TOKEN is missing"));
         let s = DispatcherSettings::from_lookup(&env(&[
             ("TWIN_NAME", "twin"),
-            ("DEVICE_IDS", "a, b"),
+            ("DEVICE_CATALOGUE_BUCKET", "b"),
+            ("DEVICE_CATALOGUE_KEY", "k"),
             ("REMOTE_PROCESSOR_URL", "https://x"),
             ("REMOTE_TOKEN", "s3cret"),
         ]))
         .unwrap();
-        assert_eq!(s.device_ids.len(), 2);
+        assert_eq!(s.catalogue.key, "k");
         assert!(!format!("{s:?}").contains("s3cret"));
     }
 

@@ -4,7 +4,7 @@ use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::{json, Value};
 use twin_functions::dispatcher::{DispatchOutcome, Dispatcher};
 use twin_functions::settings::DispatcherSettings;
-use twin_functions_aws::{aws_sdk_config, lambda_client, start, LambdaInvoker};
+use twin_functions_aws::{aws_sdk_config, lambda_client, load_catalogue, start, LambdaInvoker};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
@@ -18,8 +18,10 @@ async fn main() -> Result<(), Error> {
         tracing::error!(error = %reason, "cannot start");
         return Err(reason.into());
     }
-    let invoker = LambdaInvoker::new(lambda_client(&aws_sdk_config()?));
-    let dispatcher = Dispatcher::new(&settings, invoker);
+    let config = aws_sdk_config()?;
+    let catalogue = load_catalogue(&config, &settings.catalogue).await?;
+    let invoker = LambdaInvoker::new(lambda_client(&config));
+    let dispatcher = Dispatcher::new(&settings, catalogue, invoker);
     let dispatcher = &dispatcher;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let outcome = match dispatcher

@@ -5,13 +5,15 @@ use serde_json::{json, Value};
 use twin_functions::processor::{ProcessOutcome, Processor};
 use twin_functions::settings::ProcessorSettings;
 use twin_functions::SystemClock;
-use twin_functions_aws::{aws_sdk_config, lambda_client, start, LambdaInvoker};
+use twin_functions_aws::{aws_sdk_config, lambda_client, load_catalogue, start, LambdaInvoker};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     let settings = start(ProcessorSettings::from_lookup)?;
-    let invoker = LambdaInvoker::new(lambda_client(&aws_sdk_config()?));
-    let processor = Processor::new(&settings, invoker, SystemClock);
+    let config = aws_sdk_config()?;
+    let catalogue = load_catalogue(&config, &settings.catalogue).await?;
+    let invoker = LambdaInvoker::new(lambda_client(&config));
+    let processor = Processor::new(&settings, catalogue, invoker, SystemClock);
     let processor = &processor;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let outcome = match processor

@@ -10,6 +10,7 @@ pub mod simulator_config;
 pub mod thing;
 pub mod topic_rule;
 
+use crate::catalogue::{self, LayerCatalogue};
 use crate::context::resource_id;
 use crate::iam::RoleSpec;
 use crate::lambda_fn::{build_functions, function_arn, FunctionSpec};
@@ -55,22 +56,31 @@ pub fn specs(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudError> {
         specs.extend([thing, cert, policy, attach]);
     }
 
+    // The dispatcher learns the devices and their processors from the catalogue object: a
+    // device list in its environment would pass Lambda's 4 KB limit near 200 devices.
+    let catalogue = LayerCatalogue::new(ctx, layer)?;
     let dispatcher_name = names::function_name(twin, "dispatcher");
+    // Two ARNs for any number of devices: the shared processor and the pattern of the devices'
+    // own processors (`<twin>--*` cannot match another twin's functions).
+    let processors = [
+        ctx.clients.arn(
+            "lambda",
+            &format!("function:{}", names::shared_processor_function_name(twin)),
+        ),
+        ctx.clients.arn(
+            "lambda",
+            &format!("function:{}", names::processor_function_name(twin, "*")),
+        ),
+    ];
     let role = RoleSpec::new("dispatcher", "lambda.amazonaws.com")
         .allow_logs(ctx, std::slice::from_ref(&dispatcher_name))
-        .allow(
-            &["lambda:InvokeFunction"],
-            &[ctx.clients.arn(
-                "lambda",
-                &format!("function:{}", names::processor_function_name(twin, "*")),
-            )],
-        );
-    let device_ids: Vec<&str> = ctx.twin.devices.iter().map(|d| d.id.as_str()).collect();
-    let dispatcher = FunctionSpec::new("dispatcher", "dispatcher", "dispatcher")
-        .env("DEVICE_IDS", device_ids.join(","))
-        .memory(256);
+        .allow(&["lambda:InvokeFunction"], &processors)
+        .allow(&["s3:GetObject"], &[catalogue::read_arn(ctx, layer)]);
+    let dispatcher =
+        catalogue.pass_to(FunctionSpec::new("dispatcher", "dispatcher", "dispatcher").memory(256));
     let dispatcher_id = dispatcher.id(layer);
     specs.push(role.build(ctx, layer));
+    specs.push(catalogue.spec);
     specs.extend(build_functions(ctx, layer, vec![dispatcher])?);
     let permission = permission_spec(
         ctx,

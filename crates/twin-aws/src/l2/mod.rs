@@ -1,16 +1,19 @@
-//! Layer 2: a processor function per device (the default code shared by every device that names
-//! no crate of its own) and the persister.
+//! Layer 2: the processors and the persister. Devices that name no processor crate of their own
+//! share one function, `<twin>-processor`; a device with its own crate (or every device, with
+//! `aws.processor_per_device`) gets `<twin>--<device>-processor`. Every processor reads the
+//! devices' property types from the catalogue object ([`crate::catalogue`]), so neither their
+//! environment nor their role grows with the number of devices.
 
+use crate::catalogue::{self, LayerCatalogue};
 use crate::iam::RoleSpec;
 use crate::l3::table;
 use crate::lambda_fn::{build_functions, function_arn, FunctionSpec};
 use crate::LayerContext;
-use serde_json::json;
 use twin_config::{names, Layer};
 use twin_engine::{CloudError, ResourceSpec};
 
 /// Crate of the default processor.
-pub const DEFAULT_PROCESSOR: &str = "processor";
+pub const DEFAULT_PROCESSOR: &str = twin_config::DEFAULT_PROCESSOR_CRATE;
 
 /// Role shared by every processor: they all need exactly the same (invoke the persister).
 pub const PROCESSOR_ROLE: &str = "processor";
@@ -31,41 +34,56 @@ pub fn specs(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudError> {
     }
     let persister_id = persister.id(layer);
 
-    // One pattern instead of one ARN per device keeps the policy far below IAM's size limit
-    // for any number of devices, and still names only this twin's processors.
-    let processors_pattern = names::processor_function_name(twin, "*");
+    let catalogue = LayerCatalogue::new(ctx, layer)?;
+    // The shared processor's name and one pattern for the devices' own processors instead of one
+    // ARN per device keep the policy far below IAM's size limit for any number of devices, and
+    // still name only this twin's processors.
+    let processor_logs = [
+        names::shared_processor_function_name(twin),
+        names::processor_function_name(twin, "*"),
+    ];
     let processor_role = RoleSpec::new(PROCESSOR_ROLE, "lambda.amazonaws.com")
-        .allow_logs(ctx, &[processors_pattern])
+        .allow_logs(ctx, &processor_logs)
         .allow(
             &["lambda:InvokeFunction"],
             &[function_arn(ctx, "persister")],
-        );
+        )
+        .allow(&["s3:GetObject"], &[catalogue::read_arn(ctx, layer)]);
 
+    let processor = |local: &str, crate_name: &str| {
+        catalogue.pass_to(
+            FunctionSpec::new(local, crate_name, PROCESSOR_ROLE)
+                .env("PERSISTER_FUNCTION", &persister_name)
+                .depends_on([persister_id.clone()]),
+        )
+    };
     let mut functions = vec![persister];
-    for d in &ctx.twin.devices {
-        let properties: Vec<_> = d
-            .properties
-            .iter()
-            .map(|p| json!({"name": p.name, "dataType": p.data_type.as_str()}))
-            .collect();
+    if ctx
+        .twin
+        .devices
+        .iter()
+        .any(|d| !ctx.twin.has_own_processor(d))
+    {
+        functions.push(processor(names::SHARED_PROCESSOR, DEFAULT_PROCESSOR));
+    }
+    for d in ctx
+        .twin
+        .devices
+        .iter()
+        .filter(|d| ctx.twin.has_own_processor(d))
+    {
         functions.push(
-            FunctionSpec::new(
+            processor(
                 &names::processor_local_name(&d.id),
-                d.processor.as_deref().unwrap_or(DEFAULT_PROCESSOR),
-                PROCESSOR_ROLE,
+                ctx.twin.processor_crate(d),
             )
-            .env("DEVICE_ID", &d.id)
-            .env(
-                "DEVICE_PROPERTIES",
-                serde_json::Value::Array(properties).to_string(),
-            )
-            .env("PERSISTER_FUNCTION", &persister_name)
-            .depends_on([persister_id.clone()]),
+            .env("DEVICE_ID", &d.id),
         );
     }
     let mut specs = vec![
         persister_role.build(ctx, layer),
         processor_role.build(ctx, layer),
+        catalogue.spec,
     ];
     specs.extend(build_functions(ctx, layer, functions)?);
     Ok(specs)

@@ -91,7 +91,13 @@ pub fn load_dir(dir: &Path) -> Result<TwinConfig, Diagnostics> {
     });
 
     if let (Some(name), Some(p)) = (twin_name, &provs) {
-        let ids = device_ids.clone().unwrap_or_default();
+        let mut ids = device_ids.clone().unwrap_or_default();
+        // Every device gets its own processor function when the AWS settings say so.
+        if p.aws.as_ref().is_some_and(|a| a.processor_per_device) {
+            for d in &mut ids {
+                d.own_processor = true;
+            }
+        }
         for problem in validate::names(name, |l| p.get(l), &ids) {
             let (file, doc, path, item) = match problem.source {
                 Source::Twin => (

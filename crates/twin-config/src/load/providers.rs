@@ -112,7 +112,12 @@ fn read_aws(r: &mut FileReader<'_>, value: &Value) -> Option<AwsSettings> {
     r.keys(
         map,
         "$.aws",
-        &["region", "architecture", "grafana_authentication_provider"],
+        &[
+            "region",
+            "architecture",
+            "grafana_authentication_provider",
+            "processor_per_device",
+        ],
         &[],
     );
     let mut aws = AwsSettings::default();
@@ -143,6 +148,18 @@ fn read_aws(r: &mut FileReader<'_>, value: &Value) -> Option<AwsSettings> {
         let path = "$.aws.grafana_authentication_provider";
         if let Some(a) = r.one_of(v, path, "Grafana authentication provider", &auth) {
             aws.grafana_authentication_provider = a.to_string();
+        }
+    }
+    if let Some(v) = map.get("processor_per_device") {
+        match v {
+            Value::Bool(b) => aws.processor_per_device = *b,
+            other => r.at_value(
+                "$.aws.processor_per_device",
+                format!(
+                    "expected true or false (give every device its own processor function), found {}",
+                    super::reader::kind(other)
+                ),
+            ),
         }
     }
     (r.count() == before).then_some(aws)
