@@ -1,53 +1,13 @@
-//! The real `deployer` binary against moto, killed with SIGKILL at several points of a deploy:
-//! the next deploy completes, a third changes nothing, and destroy leaves nothing behind.
+//! The real `deployer` binary against moto, killed with SIGKILL at several points of a deploy
+//! and of a destroy: the next run completes, a deploy after it changes nothing, and destroy
+//! leaves nothing behind.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+mod support;
+
+use std::process::Stdio;
 use std::time::{Duration, Instant};
-
-fn deployer(dir: &Path, prebuilt: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_deployer"));
-    c.arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("DEPLOYER_PREBUILT_FUNCTIONS", prebuilt)
-        .stdin(Stdio::null());
-    c
-}
-
-fn run(dir: &Path, prebuilt: &Path, args: &[&str]) -> Output {
-    deployer(dir, prebuilt, args)
-        .output()
-        .expect("run deployer")
-}
-
-fn write_twin(dir: &Path, twin: &str, devices: usize) {
-    let devs: Vec<serde_json::Value> = (0..devices)
-        .map(|i| {
-            serde_json::json!({"id": format!("dev-{i}"),
-            "properties": [{"name": "temperature", "dataType": "DOUBLE"}]})
-        })
-        .collect();
-    let files = [
-        (
-            "config.json",
-            serde_json::json!({"digital_twin_name": twin,
-            "hot_storage_size_in_days": 30, "cold_storage_size_in_days": 90}),
-        ),
-        ("config_iot_devices.json", serde_json::Value::Array(devs)),
-        (
-            "config_providers.json",
-            serde_json::json!({"layer_1_provider": "aws",
-            "layer_2_provider": "aws", "layer_3_hot_provider": "aws",
-            "layer_3_cold_provider": "aws", "layer_3_archive_provider": "aws",
-            "layer_4_provider": "none", "layer_5_provider": "none",
-            "aws": {"region": "us-east-1", "architecture": "x86_64"}}),
-        ),
-    ];
-    for (name, v) in files {
-        std::fs::write(dir.join(name), v.to_string()).expect("write config");
-    }
-}
+use support::{deployer, leftovers, run, write_twin};
 
 fn journal_lines(path: &Path) -> usize {
     std::fs::read_to_string(path)
@@ -125,20 +85,7 @@ fn kill_9_during_deploy_then_deploy_completes_and_destroy_leaves_nothing() {
         "destroy failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let left = rt.block_on(async {
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .endpoint_url(&moto.endpoint)
-            .load()
-            .await;
-        let c = twin_aws::AwsClients::from_sdk_config(
-            &config,
-            "123456789012".into(),
-            "us-east-1".into(),
-            "aws".into(),
-        );
-        twin_aws::testing::leftovers(&c, twin).await
-    });
+    let left = leftovers(&moto.endpoint, twin);
     assert_eq!(left, Ok(Vec::new()), "destroy left resources behind");
 }
 
@@ -288,19 +235,6 @@ fn kill_9_at_random_moments_of_deploy_and_destroy_then_reruns_converge() {
         "destroy after kills failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let left = rt.block_on(async {
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .endpoint_url(&moto.endpoint)
-            .load()
-            .await;
-        let c = twin_aws::AwsClients::from_sdk_config(
-            &config,
-            "123456789012".into(),
-            "us-east-1".into(),
-            "aws".into(),
-        );
-        twin_aws::testing::leftovers(&c, twin).await
-    });
+    let left = leftovers(&moto.endpoint, twin);
     assert_eq!(left, Ok(Vec::new()), "destroy left resources behind");
 }

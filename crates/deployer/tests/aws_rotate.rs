@@ -1,52 +1,11 @@
 //! `rotate-certificates` through the real `deployer` binary against moto: the `--json` document,
 //! one device or all of them, keys never printed, and destroy leaving nothing.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+mod support;
 
-fn deployer(dir: &Path, prebuilt: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_deployer"));
-    c.arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("DEPLOYER_PREBUILT_FUNCTIONS", prebuilt)
-        .stdin(Stdio::null());
-    c
-}
-
-fn run(dir: &Path, prebuilt: &Path, args: &[&str]) -> Output {
-    deployer(dir, prebuilt, args)
-        .output()
-        .expect("run deployer")
-}
-
-fn write_twin(dir: &Path, twin: &str, devices: usize) {
-    let devs: Vec<serde_json::Value> = (0..devices)
-        .map(|i| {
-            serde_json::json!({"id": format!("dev-{i}"),
-            "properties": [{"name": "temperature", "dataType": "DOUBLE"}]})
-        })
-        .collect();
-    let files = [
-        (
-            "config.json",
-            serde_json::json!({"digital_twin_name": twin,
-            "hot_storage_size_in_days": 30, "cold_storage_size_in_days": 90}),
-        ),
-        ("config_iot_devices.json", serde_json::Value::Array(devs)),
-        (
-            "config_providers.json",
-            serde_json::json!({"layer_1_provider": "aws",
-            "layer_2_provider": "aws", "layer_3_hot_provider": "aws",
-            "layer_3_cold_provider": "aws", "layer_3_archive_provider": "aws",
-            "layer_4_provider": "none", "layer_5_provider": "none",
-            "aws": {"region": "us-east-1", "architecture": "x86_64"}}),
-        ),
-    ];
-    for (name, v) in files {
-        std::fs::write(dir.join(name), v.to_string()).expect("write config");
-    }
-}
+use std::path::PathBuf;
+use std::process::Output;
+use support::{leftovers, run, write_twin};
 
 fn ok(out: &Output, what: &str) {
     assert!(
@@ -115,19 +74,6 @@ fn rotate_certificates_json_for_one_device_then_all_then_destroy_leaves_nothing(
     );
 
     ok(&run(dir.path(), &prebuilt, &["destroy", "-y"]), "destroy");
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let left = rt.block_on(async {
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .endpoint_url(&moto.endpoint)
-            .load()
-            .await;
-        let c = twin_aws::AwsClients::from_sdk_config(
-            &config,
-            "123456789012".into(),
-            "us-east-1".into(),
-            "aws".into(),
-        );
-        twin_aws::testing::leftovers(&c, twin).await
-    });
+    let left = leftovers(&moto.endpoint, twin);
     assert_eq!(left, Ok(Vec::new()), "destroy left resources behind");
 }
