@@ -104,6 +104,13 @@ pub enum Command {
         /// Device ids (default: every device of the twin).
         devices: Vec<String>,
     },
+    /// The local data plane under the emulator: a mosquitto broker standing in for IoT Core,
+    /// configured from what deploy registered.
+    Local {
+        /// up: start or update it; down: stop it and restore the simulator config; status.
+        #[arg(value_enum)]
+        action: LocalAction,
+    },
     /// List the commands.
     Help {
         /// Show the full help of one command.
@@ -112,6 +119,17 @@ pub enum Command {
     /// Leave the interactive shell.
     #[command(alias = "quit")]
     Exit,
+}
+
+/// What `local` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LocalAction {
+    /// Start the broker, or restart it when what is deployed changed; idempotent.
+    Up,
+    /// Stop the broker and point the simulator back at the cloud.
+    Down,
+    /// Running or stopped, port, pid, devices trusted.
+    Status,
 }
 
 fn parse_layer(s: &str) -> Result<Layer, String> {
@@ -155,6 +173,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
     (
         "rotate_certificates",
         "give devices a new key and certificate: rotate_certificates [DEVICE...]",
+    ),
+    (
+        "local",
+        "the local data plane under the emulator: local up|down|status",
     ),
     ("schema", "print the JSON Schema of the config files"),
     (
@@ -242,6 +264,18 @@ mod tests {
         );
         let e = parse_line("deploy --layer l9").unwrap_err();
         assert!(e.to_string().contains("l3-hot"), "{e}");
+    }
+
+    #[test]
+    fn local_takes_up_down_or_status() {
+        let c = parse_line("local up").unwrap();
+        assert_eq!(
+            c.command,
+            Some(Command::Local {
+                action: LocalAction::Up
+            })
+        );
+        assert!(parse_line("local sideways").is_err());
     }
 
     #[test]

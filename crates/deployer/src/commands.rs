@@ -130,6 +130,7 @@ pub async fn run(cli: &Cli, cmd: &Command, cancel: CancellationToken) -> Result<
             Ok(())
         }
         Command::RotateCertificates { devices } => rotate_certificates(cli, devices, &cancel).await,
+        Command::Local { action } => crate::local::run(cli, *action).await,
         Command::LambdaUpdate { function, env_json } => {
             let env = match env_json {
                 None => None,

@@ -21,6 +21,9 @@ pub enum CliError {
     /// A local file could not be read or written.
     #[error("{0}")]
     Io(String),
+    /// The local data plane failed.
+    #[error("{0}")]
+    Local(#[from] twin_local::LocalError),
 }
 
 impl CliError {
@@ -28,7 +31,7 @@ impl CliError {
     pub fn exit_code(&self) -> i32 {
         match self {
             CliError::Usage(_) | CliError::Config(_) => 2,
-            CliError::Engine(_) | CliError::Cloud(_) | CliError::Io(_) => 1,
+            CliError::Engine(_) | CliError::Cloud(_) | CliError::Io(_) | CliError::Local(_) => 1,
         }
     }
 }

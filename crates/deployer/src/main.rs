@@ -3,6 +3,7 @@
 mod cli;
 mod commands;
 mod error;
+mod local;
 mod output;
 mod registry;
 mod render;

@@ -37,6 +37,10 @@ impl ShellHelper {
         let pool: Vec<String> = match words.as_slice() {
             [] => COMMANDS.iter().map(|(c, _)| c.to_string()).collect(),
             [.., "--layer"] => LAYERS.iter().map(|s| s.to_string()).collect(),
+            ["local"] => ["up", "down", "status"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             ["help"] => COMMANDS.iter().map(|(c, _)| c.to_string()).collect(),
             [cmd] if cmd.starts_with("lambda") => {
                 self.names.lock().map(|n| n.clone()).unwrap_or_default()

@@ -1,0 +1,396 @@
+//! The mosquitto broker: its config, ACL and trust bundle rendered from what is trusted, and the
+//! background process (start, wait until it accepts TLS and MQTT, stop).
+
+use crate::pki::{Pki, RULE_ENGINE_IDENTITY};
+use crate::LocalError;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A device the broker lets in: its certificate is in the trust bundle, its identity (the
+/// certificate's CN) is its client id, and it may publish to exactly these topics.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TrustedDevice {
+    /// The thing the certificate is attached to.
+    pub thing: String,
+    /// IoT's certificate id.
+    pub certificate_id: String,
+    /// The broker identity (certificate CN), which is also its forced client id.
+    pub identity: String,
+    /// Topics it may publish to.
+    pub publish_topics: Vec<String>,
+    /// The certificate (PEM), one entry of the trust bundle.
+    #[serde(skip)]
+    pub pem: String,
+}
+
+/// The files of one broker under `.deployer/local/`.
+#[derive(Debug, Clone)]
+pub struct BrokerFiles {
+    /// mosquitto.conf.
+    pub config: PathBuf,
+    /// The ACL file.
+    pub acl: PathBuf,
+    /// The trust bundle (`cafile`): the local CA plus every trusted device certificate.
+    pub trust_bundle: PathBuf,
+    /// The broker's log.
+    pub log: PathBuf,
+}
+
+impl BrokerFiles {
+    /// The broker's paths in `dir`.
+    pub fn in_dir(dir: &Path) -> BrokerFiles {
+        BrokerFiles {
+            config: dir.join("mosquitto.conf"),
+            acl: dir.join("mosquitto.acl"),
+            trust_bundle: dir.join("trusted-certificates.pem"),
+            log: dir.join("mosquitto.log"),
+        }
+    }
+}
+
+/// The ACL: the rule engine reads what the deployed rule selects, each device writes its
+/// policies' topics; everything else is denied (mosquitto denies what no line grants).
+pub fn render_acl(devices: &[TrustedDevice], rule_topic_filter: Option<&str>) -> String {
+    let mut out = String::from(
+        "# Written by `deployer local up` from the IoT policies registered in the emulator.\n\
+         # Anything not granted here is denied.\n",
+    );
+    out.push_str(&format!("\nuser {RULE_ENGINE_IDENTITY}\n"));
+    if let Some(filter) = rule_topic_filter {
+        out.push_str(&format!("topic read {filter}\n"));
+    }
+    for d in devices {
+        out.push_str(&format!("\nuser {}\n", d.identity));
+        for t in &d.publish_topics {
+            out.push_str(&format!("topic write {t}\n"));
+        }
+    }
+    out
+}
+
+/// The trust bundle: the local CA (it signs the rule engine's identity) and every trusted
+/// device's self-signed certificate, each of which verifies against itself.
+pub fn render_trust_bundle(ca_pem: &str, devices: &[TrustedDevice]) -> String {
+    let mut out = ca_pem.trim_end().to_string();
+    out.push('\n');
+    for d in devices {
+        out.push_str(d.pem.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// mosquitto.conf: one TLS 1.2+ listener on 127.0.0.1:`port` that requires a client
+/// certificate from the bundle, names each client by its certificate's CN and forces that as
+/// its client id.
+pub fn render_config(files: &BrokerFiles, pki: &Pki, port: u16, as_root: bool) -> String {
+    let user = if as_root {
+        // As root mosquitto would switch to the `mosquitto` user, which cannot read 0600 keys.
+        "user root\n"
+    } else {
+        ""
+    };
+    format!(
+        "# Written by `deployer local up`; rewritten on every change of what is deployed.\n\
+         {user}per_listener_settings false\n\
+         persistence false\n\
+         log_dest stderr\n\
+         log_type error\nlog_type warning\nlog_type notice\nlog_type information\n\
+         connection_messages true\n\
+         allow_anonymous false\n\
+         acl_file {acl}\n\
+         listener {port} 127.0.0.1\n\
+         cafile {bundle}\n\
+         certfile {cert}\n\
+         keyfile {key}\n\
+         tls_version tlsv1.2\n\
+         require_certificate true\n\
+         use_identity_as_username true\n\
+         use_username_as_clientid true\n",
+        acl = files.acl.display(),
+        bundle = files.trust_bundle.display(),
+        cert = pki.server_cert.display(),
+        key = pki.server_key.display(),
+    )
+}
+
+/// The mosquitto binary: `$MOSQUITTO_BIN`, else the usual install paths, else `$PATH`.
+pub fn mosquitto_binary() -> Result<PathBuf, LocalError> {
+    if let Some(p) = std::env::var_os("MOSQUITTO_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let mut candidates: Vec<PathBuf> =
+        ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+    if let Some(path) = std::env::var_os("PATH") {
+        candidates.extend(std::env::split_paths(&path));
+    }
+    candidates
+        .into_iter()
+        .map(|d| d.join("mosquitto"))
+        .find(|p| p.is_file())
+        .ok_or(LocalError::MosquittoMissing)
+}
+
+/// Whether `pid` is a live mosquitto running `config` (a reused pid or a zombie is not).
+pub fn is_running(pid: u32, config: &Path) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let config = config.as_os_str().as_encoded_bytes();
+    args.first().is_some_and(|a| a.ends_with(b"mosquitto")) && args.contains(&config)
+}
+
+/// Starts mosquitto with `files.config` in its own process group (Ctrl-C in the terminal does
+/// not reach it), logging to `files.log`; returns its pid.
+pub fn spawn(files: &BrokerFiles) -> Result<u32, LocalError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |e: std::io::Error| LocalError::Io {
+            path: path.clone(),
+            message: e.to_string(),
+        }
+    };
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&files.log)
+        .map_err(io(&files.log))?;
+    let log_err = log.try_clone().map_err(io(&files.log))?;
+    let bin = mosquitto_binary()?;
+    let mut cmd = Command::new(&bin);
+    cmd.arg("-c")
+        .arg(&files.config)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err);
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let mut child = cmd.spawn().map_err(|e| LocalError::Io {
+        path: bin.clone(),
+        message: format!("cannot start mosquitto: {e}"),
+    })?;
+    let pid = child.id();
+    // Reaps it if it ends while this process lives (e.g. `local down` in the same shell), so
+    // a stopped broker does not linger as a zombie; when this process exits, init adopts it.
+    std::thread::spawn(move || child.wait());
+    Ok(pid)
+}
+
+/// The last lines of the broker's log (for error messages).
+pub fn log_tail(files: &BrokerFiles) -> String {
+    let text = std::fs::read_to_string(&files.log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+/// Polls with backoff until the broker completes a TLS handshake and an MQTT CONNECT as the
+/// rule engine, the process ends, or `within` passes.
+pub fn wait_ready(
+    pid: u32,
+    port: u16,
+    files: &BrokerFiles,
+    pki: &Pki,
+    within: Duration,
+) -> Result<(), LocalError> {
+    let tls = probe_config(pki)?;
+    let deadline = Instant::now() + within;
+    let mut delay = Duration::from_millis(10);
+    loop {
+        let last = match probe(&tls, port) {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        if !is_running(pid, &files.config) {
+            return Err(LocalError::BrokerExited {
+                log: files.log.clone(),
+                tail: log_tail(files),
+            });
+        }
+        if Instant::now() >= deadline {
+            return Err(LocalError::BrokerNotReady {
+                port,
+                within,
+                last,
+                tail: log_tail(files),
+            });
+        }
+        std::thread::sleep(delay); // poll backoff
+        delay = (delay * 2).min(Duration::from_millis(250));
+    }
+}
+
+fn probe_config(pki: &Pki) -> Result<Arc<rustls::ClientConfig>, LocalError> {
+    let bad = |path: &Path, e: String| LocalError::Io {
+        path: path.to_path_buf(),
+        message: e,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for c in
+        CertificateDer::pem_file_iter(&pki.ca_cert).map_err(|e| bad(&pki.ca_cert, e.to_string()))?
+    {
+        roots
+            .add(c.map_err(|e| bad(&pki.ca_cert, e.to_string()))?)
+            .map_err(|e| bad(&pki.ca_cert, e.to_string()))?;
+    }
+    let chain = CertificateDer::pem_file_iter(&pki.rule_engine_cert)
+        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| bad(&pki.rule_engine_cert, e.to_string()))?;
+    // The error names the file, never the key.
+    let key = PrivateKeyDer::from_pem_file(&pki.rule_engine_key).map_err(|e| {
+        bad(
+            &pki.rule_engine_key,
+            format!("not a usable private key: {e}"),
+        )
+    })?;
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| LocalError::Certificate(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_client_auth_cert(chain, key)
+    .map_err(|e| LocalError::Certificate(e.to_string()))?;
+    Ok(Arc::new(config))
+}
+
+/// One TLS handshake plus MQTT 3.1.1 CONNECT/CONNACK/DISCONNECT as the rule engine.
+fn probe(tls: &Arc<rustls::ClientConfig>, port: u16) -> Result<(), String> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut sock =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(1)).map_err(|e| e.to_string())?;
+    sock.set_read_timeout(Some(Duration::from_secs(2)))
+        .map_err(|e| e.to_string())?;
+    sock.set_write_timeout(Some(Duration::from_secs(2)))
+        .map_err(|e| e.to_string())?;
+    let name = ServerName::try_from("localhost").map_err(|e| e.to_string())?;
+    let mut conn = rustls::ClientConnection::new(tls.clone(), name).map_err(|e| e.to_string())?;
+    let mut stream = rustls::Stream::new(&mut conn, &mut sock);
+    let id = b"deployer-local-probe";
+    let mut connect = vec![0x10, (12 + id.len()) as u8];
+    connect.extend_from_slice(&[
+        0,
+        4,
+        b'M',
+        b'Q',
+        b'T',
+        b'T',
+        4,
+        0x02,
+        0,
+        10,
+        0,
+        id.len() as u8,
+    ]);
+    connect.extend_from_slice(id);
+    stream.write_all(&connect).map_err(|e| e.to_string())?;
+    let mut connack = [0u8; 4];
+    stream.read_exact(&mut connack).map_err(|e| e.to_string())?;
+    if connack != [0x20, 0x02, 0x00, 0x00] {
+        return Err(format!("unexpected CONNACK {connack:02x?}"));
+    }
+    let _ = stream.write_all(&[0xe0, 0x00]);
+    Ok(())
+}
+
+/// Sends SIGTERM and waits (polling, with a deadline) until the broker is gone; SIGKILL if it
+/// does not end in time. A broker that is not running is fine.
+pub fn stop(pid: u32, config: &Path) -> Result<(), LocalError> {
+    for (signal, within) in [
+        (libc::SIGTERM, Duration::from_secs(10)),
+        (libc::SIGKILL, Duration::from_secs(5)),
+    ] {
+        if !is_running(pid, config) {
+            return Ok(());
+        }
+        let Ok(raw) = libc::pid_t::try_from(pid) else {
+            return Ok(());
+        };
+        // SAFETY: kill(2) with a pid checked above to be our mosquitto.
+        unsafe { libc::kill(raw, signal) };
+        let deadline = Instant::now() + within;
+        let mut delay = Duration::from_millis(5);
+        while is_running(pid, config) && Instant::now() < deadline {
+            std::thread::sleep(delay); // poll backoff
+            delay = (delay * 2).min(Duration::from_millis(200));
+        }
+    }
+    if is_running(pid, config) {
+        return Err(LocalError::StopFailed { pid });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device(identity: &str, topic: &str) -> TrustedDevice {
+        TrustedDevice {
+            thing: identity.into(),
+            certificate_id: "id".into(),
+            identity: identity.into(),
+            publish_topics: vec![topic.into()],
+            pem: "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n".into(),
+        }
+    }
+
+    #[test]
+    fn the_acl_grants_each_identity_its_topics_and_the_rule_engine_its_filter() {
+        let acl = render_acl(
+            &[
+                device("t--a", "t/iot-data/a"),
+                device("t--b", "t/iot-data/b"),
+            ],
+            Some("t/iot-data/+"),
+        );
+        assert!(acl.contains(&format!(
+            "user {RULE_ENGINE_IDENTITY}\ntopic read t/iot-data/+\n"
+        )));
+        assert!(
+            acl.contains("user t--a\ntopic write t/iot-data/a\n"),
+            "{acl}"
+        );
+        assert!(
+            acl.contains("user t--b\ntopic write t/iot-data/b\n"),
+            "{acl}"
+        );
+        assert!(
+            !acl.contains("readwrite") && !acl.contains("pattern"),
+            "{acl}"
+        );
+    }
+
+    #[test]
+    fn the_config_requires_certificates_and_names_clients_by_them() {
+        let dir = Path::new("/twin/.deployer/local");
+        let text = render_config(&BrokerFiles::in_dir(dir), &Pki::in_dir(dir), 4242, false);
+        for line in [
+            "listener 4242 127.0.0.1",
+            "require_certificate true",
+            "use_identity_as_username true",
+            "use_username_as_clientid true",
+            "tls_version tlsv1.2",
+            "allow_anonymous false",
+            "cafile /twin/.deployer/local/trusted-certificates.pem",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
+        assert!(!text.contains("user root"));
+    }
+
+    #[test]
+    fn the_bundle_holds_the_ca_and_each_device_certificate() {
+        let b = render_trust_bundle("CA\n", &[device("t--a", "x"), device("t--b", "y")]);
+        assert_eq!(b.matches("BEGIN CERTIFICATE").count(), 2);
+        assert!(b.starts_with("CA\n"));
+    }
+}

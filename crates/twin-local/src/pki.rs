@@ -1,0 +1,109 @@
+//! The broker's own certificates, made once per twin directory and kept: a local CA, the
+//! server certificate for `localhost`/127.0.0.1 it signs, and the rule engine's client
+//! identity (it reads what the deployed topic rule selects). Keys are written 0600.
+
+use crate::LocalError;
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose,
+};
+use std::path::{Path, PathBuf};
+use twin_aws::l1::certificate::write_private;
+
+/// CN of the rule engine's client certificate. Device identities are thing names
+/// (`<twin>--<device>`, always with `--`), so this cannot be a device's.
+pub const RULE_ENGINE_IDENTITY: &str = "deployer-local-rule-engine";
+
+/// The files of the local PKI under `.deployer/local/`.
+#[derive(Debug, Clone)]
+pub struct Pki {
+    /// The local CA certificate (the simulator's root CA while the local plane is up).
+    pub ca_cert: PathBuf,
+    /// The local CA's key (0600).
+    pub ca_key: PathBuf,
+    /// The broker's server certificate.
+    pub server_cert: PathBuf,
+    /// The broker's server key (0600).
+    pub server_key: PathBuf,
+    /// The rule engine's client certificate.
+    pub rule_engine_cert: PathBuf,
+    /// The rule engine's client key (0600).
+    pub rule_engine_key: PathBuf,
+}
+
+impl Pki {
+    /// The PKI's paths in `dir`.
+    pub fn in_dir(dir: &Path) -> Pki {
+        Pki {
+            ca_cert: dir.join("ca.pem"),
+            ca_key: dir.join("ca.key"),
+            server_cert: dir.join("server.pem"),
+            server_key: dir.join("server.key"),
+            rule_engine_cert: dir.join("rule-engine.pem"),
+            rule_engine_key: dir.join("rule-engine.key"),
+        }
+    }
+
+    fn files(&self) -> [&Path; 6] {
+        [
+            &self.ca_cert,
+            &self.ca_key,
+            &self.server_cert,
+            &self.server_key,
+            &self.rule_engine_cert,
+            &self.rule_engine_key,
+        ]
+    }
+
+    /// Makes the CA and the certificates it signs unless all are already there.
+    pub fn ensure(&self) -> Result<(), LocalError> {
+        if self.files().iter().all(|f| f.exists()) {
+            return Ok(());
+        }
+        let fail = |e: rcgen::Error| LocalError::Certificate(e.to_string());
+        let ca_key = KeyPair::generate().map_err(fail)?;
+        let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(fail)?;
+        ca.distinguished_name
+            .push(DnType::CommonName, "deployer local data plane CA");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        ca.not_before = rcgen::date_time_ymd(2024, 1, 1);
+        ca.not_after = rcgen::date_time_ymd(2049, 12, 31);
+        let ca_cert = ca.self_signed(&ca_key).map_err(fail)?;
+
+        let issue = |cn: &str, sans: Vec<String>, usage: ExtendedKeyUsagePurpose| {
+            let key = KeyPair::generate().map_err(fail)?;
+            let mut p = CertificateParams::new(sans).map_err(fail)?;
+            p.distinguished_name.push(DnType::CommonName, cn);
+            p.extended_key_usages = vec![usage];
+            p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+            p.not_before = rcgen::date_time_ymd(2024, 1, 1);
+            p.not_after = rcgen::date_time_ymd(2049, 12, 31);
+            let cert = p.signed_by(&key, &ca_cert, &ca_key).map_err(fail)?;
+            Ok::<_, LocalError>((cert.pem(), key.serialize_pem()))
+        };
+        let (server, server_key) = issue(
+            "localhost",
+            vec!["localhost".into(), "127.0.0.1".into()],
+            ExtendedKeyUsagePurpose::ServerAuth,
+        )?;
+        let (engine, engine_key) = issue(
+            RULE_ENGINE_IDENTITY,
+            Vec::new(),
+            ExtendedKeyUsagePurpose::ClientAuth,
+        )?;
+        let write = |path: &Path, text: &str, mode: u32| {
+            write_private(path, text, mode).map_err(|e| LocalError::Io {
+                path: path.to_path_buf(),
+                message: e.message,
+            })
+        };
+        // Keys first: a certificate on disk always has its key beside it.
+        write(&self.ca_key, &ca_key.serialize_pem(), 0o600)?;
+        write(&self.server_key, &server_key, 0o600)?;
+        write(&self.rule_engine_key, &engine_key, 0o600)?;
+        write(&self.server_cert, &server, 0o644)?;
+        write(&self.rule_engine_cert, &engine, 0o644)?;
+        write(&self.ca_cert, &ca_cert.pem(), 0o644)
+    }
+}
