@@ -150,6 +150,20 @@ pub fn is_running(pid: u32, config: &Path) -> bool {
     args.first().is_some_and(|a| a.ends_with(b"mosquitto")) && args.contains(&config)
 }
 
+/// Whether the process `pid` (a child this process just started) has ended: gone, or a zombie.
+/// Unlike [`is_running`] it does not look at the command line, which is still the parent's
+/// between fork and exec.
+fn has_exited(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state is the field after the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state == "Z" || state == "X"),
+        Err(_) => true,
+    }
+}
+
 /// Starts mosquitto with `files.config` in its own process group (Ctrl-C in the terminal does
 /// not reach it), logging to `files.log`; returns its pid.
 pub fn spawn(files: &BrokerFiles) -> Result<u32, LocalError> {
@@ -209,7 +223,7 @@ pub fn wait_ready(
             Ok(()) => return Ok(()),
             Err(e) => e,
         };
-        if !is_running(pid, &files.config) {
+        if has_exited(pid) {
             return Err(LocalError::BrokerExited {
                 log: files.log.clone(),
                 tail: log_tail(files),
