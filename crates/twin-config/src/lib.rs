@@ -28,13 +28,15 @@ pub use schema::schema;
 
 /// Fields the pipeline writes into every record, so no device property may be named like them:
 /// the device id and timestamp (`iotDeviceId`, `time`, stored as `id`), the dispatcher's
-/// `correlationId`, and the IoT topic rule's `topic(3) AS topicDeviceId`.
+/// `correlationId`, the IoT topic rule's `topic(3) AS topicDeviceId`, and `verifyRun` (the mark on
+/// the records `deployer verify` sends).
 pub const RESERVED_RECORD_FIELDS: &[&str] = &[
     "iotDeviceId",
     "id",
     "time",
     "correlationId",
     "topicDeviceId",
+    "verifyRun",
 ];
 
 /// Properties every twin component has (TwinMaker's external id naming the device), so no

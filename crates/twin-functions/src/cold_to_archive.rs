@@ -60,13 +60,34 @@ impl<O: ObjectStore, C: Clock> ColdToArchiveMover<O, C> {
     /// bucket (`#lease/cold-to-archive-mover`). When another run holds it, nothing is done and the
     /// report says so in `lease_held`.
     pub async fn run(&self) -> Result<ColdToArchiveReport, MoverError> {
+        self.run_until(None).await
+    }
+
+    /// A run with the cut-off given instead of `now - days` (`deployer verify --movers` makes its
+    /// readings due this way); a cut-off later than now is refused.
+    pub async fn run_until(
+        &self,
+        cutoff: Option<Timestamp>,
+    ) -> Result<ColdToArchiveReport, MoverError> {
+        let now = self.clock.now();
+        if let Some(c) = cutoff.filter(|c| *c > now) {
+            return Err(MoverError::CutoffInFuture {
+                cutoff: c.canonical(),
+                now: now.canonical(),
+            });
+        }
+        let cutoff = cutoff.unwrap_or_else(|| now.minus_days(self.cold_storage_days));
+        self.run_leased_until(cutoff).await
+    }
+
+    async fn run_leased_until(&self, cutoff: Timestamp) -> Result<ColdToArchiveReport, MoverError> {
         let leases = BucketLease::new(&self.objects, &self.cold_bucket);
         let outcome = run_under_lease(
             &leases,
             &self.clock,
             COLD_TO_ARCHIVE_LEASE,
             self.lease_seconds,
-            |lease| self.run_leased(lease),
+            |lease| self.run_leased(lease, cutoff),
         )
         .await?;
         Ok(outcome.unwrap_or_else(|held| ColdToArchiveReport {
@@ -75,9 +96,12 @@ impl<O: ObjectStore, C: Clock> ColdToArchiveMover<O, C> {
         }))
     }
 
-    async fn run_leased(&self, lease: HeldLease) -> Result<ColdToArchiveReport, MoverError> {
+    async fn run_leased(
+        &self,
+        lease: HeldLease,
+        cutoff: Timestamp,
+    ) -> Result<ColdToArchiveReport, MoverError> {
         let lease_prefix = format!("{LEASE_PARTITION}/");
-        let cutoff = self.clock.now().minus_days(self.cold_storage_days);
         let mut report = ColdToArchiveReport {
             cutoff: Some(cutoff),
             ..Default::default()

@@ -90,12 +90,33 @@ impl<H: HotStore + LeaseStore, O: ObjectStore, C: Clock> HotToColdMover<H, O, C>
     /// `hot-to-cold-mover` lease kept in the hot store. When another run holds it, nothing is done
     /// and the report says so in `lease_held`.
     pub async fn run(&self) -> Result<HotToColdReport, MoverError> {
+        self.run_until(None).await
+    }
+
+    /// A run with the cut-off given instead of `now - days` (`deployer verify --movers` makes its
+    /// readings due this way); a cut-off later than now is refused.
+    pub async fn run_until(
+        &self,
+        cutoff: Option<Timestamp>,
+    ) -> Result<HotToColdReport, MoverError> {
+        let now = self.clock.now();
+        if let Some(c) = cutoff.filter(|c| *c > now) {
+            return Err(MoverError::CutoffInFuture {
+                cutoff: c.canonical(),
+                now: now.canonical(),
+            });
+        }
+        let cutoff = cutoff.unwrap_or_else(|| now.minus_days(self.hot_storage_days));
+        self.run_leased_until(cutoff).await
+    }
+
+    async fn run_leased_until(&self, cutoff: Timestamp) -> Result<HotToColdReport, MoverError> {
         let outcome = run_under_lease(
             &self.hot,
             &self.clock,
             HOT_TO_COLD_LEASE,
             self.lease_seconds,
-            |lease| self.run_leased(lease),
+            |lease| self.run_leased(lease, cutoff),
         )
         .await?;
         Ok(outcome.unwrap_or_else(|held| HotToColdReport {
@@ -104,8 +125,11 @@ impl<H: HotStore + LeaseStore, O: ObjectStore, C: Clock> HotToColdMover<H, O, C>
         }))
     }
 
-    async fn run_leased(&self, lease: HeldLease) -> Result<HotToColdReport, MoverError> {
-        let cutoff = self.clock.now().minus_days(self.hot_storage_days);
+    async fn run_leased(
+        &self,
+        lease: HeldLease,
+        cutoff: Timestamp,
+    ) -> Result<HotToColdReport, MoverError> {
         let mut report = HotToColdReport {
             cutoff: Some(cutoff),
             ..Default::default()

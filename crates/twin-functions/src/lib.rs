@@ -22,6 +22,7 @@ pub mod in_memory;
 pub mod invoker;
 pub mod lease;
 pub mod mover_error;
+pub mod mover_event;
 pub mod object_store;
 pub mod persister;
 pub mod processor;

@@ -7,6 +7,18 @@ use crate::timestamp::Timestamp;
 /// A mover run that could not finish.
 #[derive(Debug, thiserror::Error)]
 pub enum MoverError {
+    /// The invocation's event asks for something the mover does not understand.
+    #[error("the mover's event is not valid: {0}")]
+    BadEvent(String),
+    /// A cut-off given in the invocation lies in the future: a window ending later than now could
+    /// miss records that arrive after the run with older times.
+    #[error("the cut-off {cutoff} given to the mover is later than now ({now}); give a time at or before now")]
+    CutoffInFuture {
+        /// The cut-off asked for.
+        cutoff: String,
+        /// The mover's clock.
+        now: String,
+    },
     /// A storage call failed.
     #[error(transparent)]
     Cloud(#[from] CloudError),

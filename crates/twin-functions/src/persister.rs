@@ -7,8 +7,8 @@ use crate::drops::{DropCounter, DropReason};
 use crate::error::CloudError;
 use crate::hot_store::HotStore;
 use crate::record::{
-    HotItem, FIELD_CORRELATION_ID, FIELD_DEVICE_ID, FIELD_TIME, FIELD_TOPIC_DEVICE_ID,
-    RESERVED_FIELDS,
+    verify_run_of, HotItem, FIELD_CORRELATION_ID, FIELD_DEVICE_ID, FIELD_TIME,
+    FIELD_TOPIC_DEVICE_ID, FIELD_VERIFY_RUN, RESERVED_FIELDS,
 };
 use crate::timestamp::Timestamp;
 use serde_json::Value;
@@ -100,9 +100,14 @@ impl<S: HotStore> Persister<S> {
                     self.drops.record("persister", &reason);
                     Ok(PersistOutcome::Dropped(reason))
                 }
-                Ok(item) => {
+                Ok(mut item) => {
+                    if let Some(run) = verify_run_of(&correlation) {
+                        item.properties
+                            .insert(FIELD_VERIFY_RUN.into(), Value::String(run.into()));
+                    }
                     self.store.put_item(&item).await?;
-                    tracing::debug!(id = %item.id, "record stored");
+                    // One line per record at info: `deployer verify` times L3 from it.
+                    tracing::info!(id = %item.id, "record stored");
                     Ok(PersistOutcome::Stored(item))
                 }
             }
@@ -140,6 +145,31 @@ mod tests {
         assert_eq!(
             Value::Object(all[0].to_json()),
             json!({"iotDeviceId":"s-1","id":"2025-11-04T13:23:11.203Z","temperature":21.5})
+        );
+    }
+
+    #[tokio::test]
+    async fn marks_the_records_verify_sent_and_only_those() {
+        let p = Persister::new(InMemoryHotStore::new(100));
+        let verify = json!({"iotDeviceId":"s-1","time":"2025-11-04T13:23:11.203Z",
+            "correlationId":"verify-9f3a-12","temperature":21.5});
+        let device = json!({"iotDeviceId":"s-1","time":"2025-11-04T13:23:12.000Z",
+            "correlationId":"verification-1","temperature":21.5});
+        p.handle(verify, "r").await.unwrap();
+        p.handle(device, "r2").await.unwrap();
+        let all: Vec<Value> = p
+            .store()
+            .all()
+            .iter()
+            .map(|i| Value::Object(i.to_json()))
+            .collect();
+        assert_eq!(
+            all,
+            vec![
+                json!({"iotDeviceId":"s-1","id":"2025-11-04T13:23:11.203Z","temperature":21.5,
+                    "verifyRun":"9f3a"}),
+                json!({"iotDeviceId":"s-1","id":"2025-11-04T13:23:12.000Z","temperature":21.5}),
+            ]
         );
     }
 

@@ -158,8 +158,11 @@ impl<I: FunctionInvoker, C: Clock> Processor<I, C> {
                         .entry(FIELD_CORRELATION_ID)
                         .or_insert_with(|| Value::String(correlation.clone()));
                     let payload = serde_json::to_vec(&record).unwrap_or_default();
-                    self.invoker.invoke_async(&self.persister_function, payload).await?;
-                    tracing::debug!(persister = %self.persister_function, "record handed to the persister");
+                    self.invoker
+                        .invoke_async(&self.persister_function, payload)
+                        .await?;
+                    // One line per record at info: `deployer verify` times L2 from it.
+                    tracing::info!(persister = %self.persister_function, "record processed");
                     Ok(ProcessOutcome::Persisting(record))
                 }
             }

@@ -13,6 +13,19 @@ pub const FIELD_TIME: &str = "time";
 pub const FIELD_CORRELATION_ID: &str = "correlationId";
 /// Added by the IoT topic rule (`topic(3) AS topicDeviceId`); never stored.
 pub const FIELD_TOPIC_DEVICE_ID: &str = "topicDeviceId";
+/// Stored on records that `deployer verify` sent (value: the verify run's id), so they can be told
+/// apart from the devices' own data and removed afterwards. Never set on any other record.
+pub const FIELD_VERIFY_RUN: &str = "verifyRun";
+/// A correlation id starting with this marks a verify reading: `verify-<run>-<n>`.
+pub const VERIFY_CORRELATION_PREFIX: &str = "verify-";
+
+/// The verify run a correlation id names (`verify-<run>-<n>` → `<run>`), if it is one.
+pub fn verify_run_of(correlation_id: &str) -> Option<&str> {
+    let rest = correlation_id.strip_prefix(VERIFY_CORRELATION_PREFIX)?;
+    let run = rest.split('-').next()?;
+    (!run.is_empty() && run.chars().all(|c| c.is_ascii_alphanumeric())).then_some(run)
+}
+
 /// Fields the pipeline itself writes; a device property may not use these names.
 pub const RESERVED_FIELDS: [&str; 4] =
     [FIELD_DEVICE_ID, FIELD_ID, FIELD_TIME, FIELD_CORRELATION_ID];
@@ -90,6 +103,15 @@ mod tests {
             json!({"iotDeviceId": "s-1", "id": "2025-11-04T13:23:11.203Z", "temperature": 21.5})
         );
         assert_eq!(HotItem::from_json(json).unwrap(), item);
+    }
+
+    #[test]
+    fn verify_runs_are_read_from_correlation_ids() {
+        assert_eq!(verify_run_of("verify-ab12-7"), Some("ab12"));
+        assert_eq!(verify_run_of("verify-ab12"), Some("ab12"));
+        assert_eq!(verify_run_of("verify--7"), None);
+        assert_eq!(verify_run_of("verify-a/b-7"), None);
+        assert_eq!(verify_run_of("3f2c-11"), None);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use twin_functions::hot_store::HotStore;
 use twin_functions::hot_to_cold::HotToColdMover;
 use twin_functions::in_memory::{InMemoryHotStore, InMemoryObjectStore};
 use twin_functions::lease::{COLD_TO_ARCHIVE_LEASE, HOT_TO_COLD_LEASE};
+use twin_functions::mover_error::MoverError;
 use twin_functions::object_store::StorageTier;
 use twin_functions::record::HotItem;
 use twin_functions::settings::{
@@ -385,4 +386,36 @@ async fn a_run_that_outlives_its_lease_stops_before_its_next_write_and_the_next_
     let (moved, copies) = records_in(&objects, "cold");
     assert_eq!(moved, expected);
     assert_eq!(copies, expected.len());
+}
+
+#[tokio::test]
+async fn a_requested_cutoff_moves_everything_before_it_and_a_future_one_is_refused() {
+    let hot = Arc::new(InMemoryHotStore::new(50));
+    let objects = Arc::new(InMemoryObjectStore::new(&["cold", "archive"], 5));
+    let all = fill(&hot, &["a", "b"], 20).await;
+    let clock = Arc::new(FixedClock::new(now().plus_days(1)));
+    let mover = HotToColdMover::new(&hot_settings(), hot.clone(), objects.clone(), clock.clone())
+        .with_chunk_limit(2_000);
+    let future = now().plus_days(2);
+    let refused = mover.run_until(Some(future)).await.unwrap_err();
+    assert!(
+        matches!(refused, MoverError::CutoffInFuture { .. }),
+        "{refused}"
+    );
+    assert_eq!(hot.all().len(), all.len(), "a refused run moves nothing");
+
+    // Every record is younger than 30 days, yet a cut-off just after the newest makes all due.
+    let cutoff = Timestamp::from_millis(now().millis() + 1).unwrap();
+    let report = mover.run_until(Some(cutoff)).await.unwrap();
+    assert_eq!(report.cutoff, Some(cutoff));
+    assert_eq!(report.records_moved as usize, all.len());
+    assert!(hot.all().is_empty());
+
+    let archiver = ColdToArchiveMover::new(&archive_settings(), objects.clone(), clock.clone());
+    let report = archiver.run_until(Some(cutoff)).await.unwrap();
+    assert!(report.objects_archived >= 2);
+    assert!(objects.objects("cold").is_empty());
+    let (archived, copies) = records_in(&objects, "archive");
+    assert_eq!(archived, expected_old(&all, cutoff));
+    assert_eq!(copies, all.len());
 }

@@ -1,9 +1,11 @@
-//! Lambda adapter of the hot-to-cold mover (logic: `twin_functions::hot_to_cold`). The scheduled
-//! event's content is ignored: the cut-off comes from the clock on every invocation.
+//! Lambda adapter of the hot-to-cold mover (logic: `twin_functions::hot_to_cold`). The
+//! schedule's event carries no cut-off, so it comes from the clock; `{"cutoff": ...}` (sent by
+//! `deployer verify --movers`) overrides it, never later than now.
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::{json, Value};
 use twin_functions::hot_to_cold::HotToColdMover;
+use twin_functions::mover_event::requested_cutoff;
 use twin_functions::settings::HotToColdSettings;
 use twin_functions::SystemClock;
 use twin_functions_aws::{
@@ -22,8 +24,9 @@ async fn main() -> Result<(), Error> {
         SystemClock,
     );
     let mover = &mover;
-    lambda_runtime::run(service_fn(move |_: LambdaEvent<Value>| async move {
-        let r = mover.run().await?;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let cutoff = requested_cutoff(&event.payload)?;
+        let r = mover.run_until(cutoff).await?;
         Ok::<Value, Error>(json!({
             "cutoff": r.cutoff.map(|c| c.canonical()),
             "devices": r.devices,
