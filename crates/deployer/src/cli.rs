@@ -111,6 +111,24 @@ pub enum Command {
         #[arg(value_enum)]
         action: LocalAction,
     },
+    /// Send readings with the devices' own credentials and follow them layer by layer (L1
+    /// accepted, L2 processed, L3 hot stored and returned by the hot-reader API; with
+    /// `--movers`, cold and archive). Exits 0 only when every reading arrived everywhere.
+    Verify {
+        /// Readings per device.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        messages: u64,
+        /// Also run both movers with a cut-off that makes the readings due (this moves every
+        /// older hot record too) and check them in cold and archive with their storage classes.
+        #[arg(long)]
+        movers: bool,
+        /// Leave the readings in the stores (they carry `verifyRun`).
+        #[arg(long)]
+        keep: bool,
+        /// Seconds to wait for the readings at every layer.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
     /// List the commands.
     Help {
         /// Show the full help of one command.
@@ -177,6 +195,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
     (
         "local",
         "the local data plane under the emulator: local up|down|status",
+    ),
+    (
+        "verify",
+        "send readings and follow them through every layer: verify [--messages N] [--movers] [--keep]",
     ),
     ("schema", "print the JSON Schema of the config files"),
     (

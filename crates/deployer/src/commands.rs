@@ -131,6 +131,20 @@ pub async fn run(cli: &Cli, cmd: &Command, cancel: CancellationToken) -> Result<
         }
         Command::RotateCertificates { devices } => rotate_certificates(cli, devices, &cancel).await,
         Command::Local { action } => crate::local::run(cli, *action).await,
+        Command::Verify {
+            messages,
+            movers,
+            keep,
+            timeout,
+        } => {
+            let options = twin_verify::VerifyOptions {
+                messages: *messages,
+                movers: *movers,
+                keep: *keep,
+                timeout: std::time::Duration::from_secs(*timeout),
+            };
+            crate::verify::run(cli, &options, &cancel).await
+        }
         Command::LambdaUpdate { function, env_json } => {
             let env = match env_json {
                 None => None,

@@ -24,6 +24,13 @@ pub enum CliError {
     /// The local data plane failed.
     #[error("{0}")]
     Local(#[from] twin_local::LocalError),
+    /// verify could not follow the readings.
+    #[error("{0}")]
+    Verify(#[from] twin_verify::VerifyError),
+    /// The command ran and printed its outcome (its JSON document too), which is a failure:
+    /// `verify` when a reading did not arrive. Only this line goes to stderr.
+    #[error("{0}")]
+    Reported(String),
 }
 
 impl CliError {
@@ -31,7 +38,12 @@ impl CliError {
     pub fn exit_code(&self) -> i32 {
         match self {
             CliError::Usage(_) | CliError::Config(_) => 2,
-            CliError::Engine(_) | CliError::Cloud(_) | CliError::Io(_) | CliError::Local(_) => 1,
+            CliError::Engine(_)
+            | CliError::Cloud(_)
+            | CliError::Io(_)
+            | CliError::Local(_)
+            | CliError::Verify(_)
+            | CliError::Reported(_) => 1,
         }
     }
 }

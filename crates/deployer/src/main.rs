@@ -8,6 +8,7 @@ mod output;
 mod registry;
 mod render;
 mod repl;
+mod verify;
 
 use clap::Parser;
 use cli::Cli;
@@ -15,6 +16,11 @@ use error::CliError;
 
 /// Prints a failed command's error: a JSON document under `--json`, text on stderr otherwise.
 pub fn report_error(cli: &Cli, e: &CliError) {
+    if let CliError::Reported(line) = e {
+        // The outcome (or its JSON document) is already out: one document per command.
+        eprintln!("{line}");
+        return;
+    }
     if cli.json {
         let diagnostics = match e {
             CliError::Config(d) => serde_json::to_value(&d.0).unwrap_or_default(),

@@ -42,6 +42,9 @@ pub struct AwsClients {
     pub partition: String,
     /// Whether an endpoint override (an emulator) is in use.
     pub endpoint_override: bool,
+    /// The credentials the clients sign with, for requests made outside an SDK client (the
+    /// hot-reader API is called with a SigV4 signature by `verify`).
+    pub credentials: Option<aws_credential_types::provider::SharedCredentialsProvider>,
 }
 
 impl AwsClients {
@@ -140,6 +143,7 @@ impl AwsClients {
             account_id,
             partition,
             endpoint_override,
+            credentials: config.credentials_provider(),
         }
     }
 
