@@ -193,3 +193,53 @@ pub fn http_request(port: u16, method: &str, path: &str, body: &str) -> Result<S
 pub fn reset_moto() -> Result<(), String> {
     http_request(moto().port, "POST", "/moto-api/reset", "").map(|_| ())
 }
+
+/// The names of the seven function crates `scripts/build-functions.sh` packages.
+pub const FUNCTION_CRATES: [&str; 7] = [
+    "dispatcher",
+    "processor",
+    "persister",
+    "hot-reader",
+    "hot-to-cold-mover",
+    "cold-to-archive-mover",
+    "twin-connector",
+];
+
+static FUNCTION_ZIPS: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+
+/// The directory of the real function packages (`<target>/lambda/<fn>/bootstrap.zip`), for tests
+/// that run the functions' code (the local data plane). Built once by
+/// `scripts/build-functions.sh` when missing (the test command builds them first); panics with
+/// the reason when they cannot be built.
+pub fn function_zips() -> &'static Path {
+    let built = FUNCTION_ZIPS.get_or_init(|| {
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace_root().join("target"));
+        let dir = target.join("lambda");
+        let complete = |d: &Path| {
+            FUNCTION_CRATES
+                .iter()
+                .all(|f| d.join(f).join("bootstrap.zip").is_file())
+        };
+        if complete(&dir) {
+            return Ok(dir);
+        }
+        let out = Command::new("bash")
+            .arg(workspace_root().join("scripts/build-functions.sh"))
+            .env("CARGO_TARGET_DIR", &target)
+            .output()
+            .map_err(|e| format!("cannot run scripts/build-functions.sh: {e}"))?;
+        if !out.status.success() || !complete(&dir) {
+            return Err(format!(
+                "scripts/build-functions.sh failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(dir)
+    });
+    match built {
+        Ok(d) => d,
+        Err(e) => panic!("the function packages are not available: {e}"),
+    }
+}
