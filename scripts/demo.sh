@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Demo: deploys the example twin at the repo root (L4/L5 = none) onto a local moto server.
+# Demo: deploys the example twin at the repo root (L4/L5 = none) onto a local moto server and
+# shows data arriving.
 #   bash scripts/demo.sh
-# Installs what it needs (scripts/setup.sh), builds the function zips and the deployer, starts
-# moto on a free loopback port in the background (PID and port in .deployer/moto.env), runs
-# `deployer deploy -y` and `deployer info`, then prints how to destroy and how to stop moto.
+# Installs what it needs (scripts/setup.sh, scripts/setup-mosquitto.sh), builds the function zips,
+# the deployer and the simulator, starts moto on a free loopback port in the background (PID and
+# port in .deployer/moto.env), runs `deployer deploy -y`, starts the local data plane
+# (`deployer local up`: mosquitto as IoT Core, the topic rule, the real functions, the hot-reader
+# API), sends five seconds of simulator traffic, runs `deployer verify` (every layer must report
+# every reading), asks the hot reader for a device's records, and prints `deployer info`.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -12,9 +16,11 @@ target_dir="${CARGO_TARGET_DIR:-$root/target}"
 mkdir -p .deployer
 
 bash scripts/setup.sh
+bash scripts/setup-mosquitto.sh
 bash scripts/build-functions.sh >/dev/null
-cargo build -p deployer --bin deployer >&2
+cargo build -p deployer --bin deployer -p twin-simulator --bin simulator >&2
 deployer="$target_dir/debug/deployer"
+simulator="$target_dir/debug/simulator"
 
 if [ -f .deployer/moto.env ]; then
   # shellcheck disable=SC1091
@@ -51,6 +57,22 @@ fi
 . .deployer/moto.env
 
 "$deployer" -C "$root" deploy -y
+"$deployer" -C "$root" local up
+
+echo >&2
+echo "== five seconds of simulator traffic (2 messages/s per device) ==" >&2
+devices="$("$venv/bin/python3" -c 'import json; print(len(json.load(open("config_iot_devices.json"))))')"
+"$simulator" -c .deployer/simulator/config.json load --rate "$((devices * 2))" --duration 5s
+
+echo >&2
+echo "== deployer verify: readings followed through every layer ==" >&2
+"$deployer" -C "$root" verify --messages 5
+
+first_device="$("$venv/bin/python3" -c 'import json; print(json.load(open("config_iot_devices.json"))[0]["id"])')"
+echo >&2
+echo "== the hot reader's answer for $first_device (newest records stored above) ==" >&2
+"$deployer" -C "$root" lambda_invoke hot-reader "{\"iotDeviceId\": \"$first_device\"}" | head -c 600
+echo
 "$deployer" -C "$root" info
 
 cat <<MSG
@@ -58,8 +80,9 @@ cat <<MSG
 The example twin is deployed on moto at $AWS_ENDPOINT_URL (pid $MOTO_PID).
 The simulator config is in $root/.deployer/simulator/config.json.
 
-To destroy it:
-  (. $root/.deployer/moto.env && $deployer -C $root destroy -y)
+The local data plane runs in the background: \`$deployer -C $root local status\`.
+To stop it and destroy the twin:
+  (. $root/.deployer/moto.env && $deployer -C $root local down && $deployer -C $root destroy -y)
 To stop moto afterwards:
   kill $MOTO_PID && rm $root/.deployer/moto.env
 MSG

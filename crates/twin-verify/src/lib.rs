@@ -65,6 +65,10 @@ pub struct LayerRow {
     pub p95_ms: Option<f64>,
     /// 99th percentile latency from publish, in milliseconds.
     pub p99_ms: Option<f64>,
+    /// Readings per second through this step: those that arrived over the time from the first
+    /// publish to the last arrival (the pipeline's sustained rate when verify sends a burst).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_second: Option<f64>,
     /// What else a reader should know (a missing storage class, a mover's duration).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
@@ -79,6 +83,7 @@ impl LayerRow {
             p50_ms: latency::percentile(latencies, 0.5).map(round_ms),
             p95_ms: latency::percentile(latencies, 0.95).map(round_ms),
             p99_ms: latency::percentile(latencies, 0.99).map(round_ms),
+            per_second: None,
             note: None,
         }
     }
@@ -182,18 +187,22 @@ pub async fn verify(
     follow
         .run(probe, &windows, expected, deadline, cancel, &mut problems)
         .await?;
-    layers.push(LayerRow::new(
+    let mut processed = LayerRow::new(
         "L2 processed",
         expected,
         follow.processed.len() as u64,
         &follow.latencies(&follow.processed),
-    ));
-    layers.push(LayerRow::new(
+    );
+    processed.per_second = follow.rate(&follow.processed);
+    layers.push(processed);
+    let mut stored = LayerRow::new(
         "L3 hot stored",
         expected,
         follow.in_hot.len() as u64,
         &follow.latencies(&follow.stored),
-    ));
+    );
+    stored.per_second = follow.rate(&follow.stored);
+    layers.push(stored);
     layers.push(LayerRow::new(
         "L3 hot reader API",
         expected,
@@ -289,6 +298,14 @@ impl<'a> Follow<'a> {
         seen.iter()
             .filter_map(|(n, at)| self.sent.get(n).map(|s| ms_between(s.at, *at)))
             .collect()
+    }
+
+    /// Arrivals per second from the first publish to the last arrival.
+    fn rate(&self, seen: &HashMap<u64, SystemTime>) -> Option<f64> {
+        let first = self.sent.values().map(|s| s.at).min()?;
+        let last = seen.values().max()?;
+        let secs = last.duration_since(first).ok()?.as_secs_f64();
+        (secs > 0.0).then(|| round_ms(seen.len() as f64 / secs))
     }
 
     fn progress(&self) -> usize {
