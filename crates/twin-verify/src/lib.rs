@@ -168,6 +168,25 @@ pub async fn verify(
     )
     .await?;
     let expected = options.messages * target.devices.len() as u64;
+    follow_published(
+        &run, &published, expected, probe, options, progress, cancel, deadline,
+    )
+    .await
+}
+
+/// Follows readings already published (`expected` in all) through the probe and reports.
+#[allow(clippy::too_many_arguments)]
+pub async fn follow_published(
+    run: &str,
+    published: &publish::Published,
+    expected: u64,
+    probe: &dyn DataPlaneProbe,
+    options: &VerifyOptions,
+    progress: &(dyn Fn(&str) + Sync),
+    cancel: &CancellationToken,
+    deadline: Instant,
+) -> Result<VerifyReport, VerifyError> {
+    let run = run.to_string();
     let mut problems = published.failures.clone();
     let mut layers = vec![LayerRow::new(
         "L1 accepted",
