@@ -8,9 +8,14 @@ pub mod pki;
 pub mod plane;
 pub mod policy;
 pub mod registered;
+pub mod rule;
+pub mod rule_sql;
+// pub mod http_api;
+mod invoke;
 pub mod simulator;
 pub mod x509;
 
+pub use invoke::BadRouterUrl;
 pub use plane::{LocalPlane, Refused, Status, UpAction, UpReport};
 
 use std::path::PathBuf;
