@@ -4,14 +4,14 @@
 //! the registered ACTIVE device certificates and an ACL derived from their IoT policies.
 
 pub mod broker;
+pub mod http_api;
+mod invoke;
 pub mod pki;
 pub mod plane;
 pub mod policy;
 pub mod registered;
 pub mod rule;
 pub mod rule_sql;
-// pub mod http_api;
-mod invoke;
 pub mod simulator;
 pub mod x509;
 

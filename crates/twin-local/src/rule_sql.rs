@@ -487,35 +487,36 @@ impl Parser {
 
     fn call(&mut self, word: &str, lower: &str, pos: usize) -> Result<Operand, SqlError> {
         self.at += 1; // the `(`
-        let function =
-            match lower {
-                "topic" => match self.bump() {
-                    (Tok::RParen, _) => return Ok(Operand::Call(Function::Topic(None))),
-                    (Tok::Num(n), p) => match n.as_u64() {
-                        Some(k) if k >= 1 => Function::Topic(Some(k as usize)),
-                        _ => {
-                            return Err(err(
-                                p,
-                                format!("topic({n}): the segment must be a whole number from 1"),
-                            ))
-                        }
-                    },
-                    (t, p) => {
+        let function = match lower {
+            "topic" => match self.bump() {
+                (Tok::RParen, _) => return Ok(Operand::Call(Function::Topic(None))),
+                (Tok::Num(n), p) => match n.as_u64() {
+                    Some(k) if k >= 1 => Function::Topic(Some(k as usize)),
+                    _ => {
                         return Err(err(
                             p,
-                            format!("topic() takes a segment number, found {}", describe(&t)),
+                            format!("topic({n}): the segment must be a whole number from 1"),
                         ))
                     }
                 },
-                "clientid" => Function::ClientId,
-                "timestamp" => Function::Timestamp,
-                _ => return Err(err(
+                (t, p) => {
+                    return Err(err(
+                        p,
+                        format!("topic() takes a segment number, found {}", describe(&t)),
+                    ))
+                }
+            },
+            "clientid" => Function::ClientId,
+            "timestamp" => Function::Timestamp,
+            _ => {
+                return Err(err(
                     pos,
                     format!(
                         "the function {word}() is not supported (only topic, clientid, timestamp)"
                     ),
-                )),
-            };
+                ))
+            }
+        };
         match self.bump() {
             (Tok::RParen, _) => Ok(Operand::Call(function)),
             (t, p) => Err(err(
