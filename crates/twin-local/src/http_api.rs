@@ -423,9 +423,9 @@ fn check_sigv4(
         )));
     }
     if *service != "execute-api" {
-        return Err(incomplete(format!(
-            "Credential should be scoped to correct service: 'execute-api'. "
-        )));
+        return Err(incomplete(
+            "Credential should be scoped to correct service: 'execute-api'. ".into(),
+        ));
     }
     if *terminator != "aws4_request" {
         return Err(incomplete(format!(
@@ -641,8 +641,8 @@ fn event(
     if !params.is_empty() {
         event["pathParameters"] = json!(params);
     }
-    event["isBase64Encoded"] =
-        Value::Bool(!req.body.is_empty() && !(text && std::str::from_utf8(req.body).is_ok()));
+    let plain = text && std::str::from_utf8(req.body).is_ok();
+    event["isBase64Encoded"] = Value::Bool(!req.body.is_empty() && !plain);
     event
 }
 

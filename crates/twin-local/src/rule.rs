@@ -92,6 +92,7 @@ pub struct BridgeCounters {
     reconnects: AtomicU64,
     duplicates_suppressed: AtomicU64,
     connected: AtomicBool,
+    subscribed: AtomicBool,
     reasons: Mutex<BTreeMap<String, u64>>,
     last_error: Mutex<Option<String>>,
 }
@@ -117,6 +118,8 @@ pub struct BridgeStatus {
     pub duplicates_suppressed: u64,
     /// Whether the bridge is connected to the broker now.
     pub connected: bool,
+    /// Whether the broker confirmed the subscription on the current connection.
+    pub subscribed: bool,
     /// The last transient error (broker or router), if any.
     pub last_error: Option<String>,
 }
@@ -139,6 +142,7 @@ impl BridgeCounters {
             reconnects: self.reconnects.load(Ordering::Relaxed),
             duplicates_suppressed: self.duplicates_suppressed.load(Ordering::Relaxed),
             connected: self.connected.load(Ordering::Relaxed),
+            subscribed: self.subscribed.load(Ordering::Relaxed),
             last_error: lock(&self.last_error).clone(),
         }
     }
@@ -299,7 +303,9 @@ impl Bridge {
                     let _ = tx.send((p, generation.load(Ordering::SeqCst)));
                 }
                 Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                    if ack.return_codes.contains(&SubscribeReasonCode::Failure) {
+                    let refused = ack.return_codes.contains(&SubscribeReasonCode::Failure);
+                    self.counters.subscribed.store(!refused, Ordering::Relaxed);
+                    if refused {
                         self.counters.error(format!(
                             "the broker refused the subscription to {filter} for {RULE_ENGINE_IDENTITY} (is the ACL from `local up` current?)"
                         ));
@@ -311,6 +317,7 @@ impl Bridge {
                     // will come again on the next one, so the worker drops them.
                     generation.fetch_add(1, Ordering::SeqCst);
                     self.counters.connected.store(false, Ordering::Relaxed);
+                    self.counters.subscribed.store(false, Ordering::Relaxed);
                     self.counters.reconnects.fetch_add(1, Ordering::Relaxed);
                     self.counters.error(describe(&e, self.config.port));
                     tracing::debug!(error = %e, "rule bridge: broker connection lost");

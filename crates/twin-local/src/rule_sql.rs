@@ -606,7 +606,7 @@ impl RuleSql {
                 return Outcome::Skipped;
             }
         }
-        let star = self.select.iter().any(|s| *s == SelectItem::All);
+        let star = self.select.contains(&SelectItem::All);
         let mut out = Map::new();
         match (&payload, star) {
             (None, true) => {
