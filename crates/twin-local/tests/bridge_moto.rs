@@ -295,6 +295,15 @@ async fn get(url: &str, path_and_query: &str, sign: bool) -> (u16, http::HeaderM
     (status, headers, String::from_utf8_lossy(&body).into_owned())
 }
 
+/// Stops the broker when the test ends, also when it fails (a panic would leave it running).
+struct StopOnDrop(LocalPlane);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.down();
+    }
+}
+
 fn status(counters: &twin_local::rule::BridgeCounters) -> BridgeStatus {
     counters.snapshot()
 }
@@ -310,6 +319,7 @@ async fn the_rule_bridge_delivers_every_message_once_and_the_http_api_serves_the
     deploy(dir, clients.clone()).await;
     let plane = LocalPlane::new(dir, twin);
     let up = plane.up(&clients).await.expect("local up");
+    let _stop = StopOnDrop(plane.clone());
 
     let fake = Arc::new(FakeRouter::default());
     fake.event_status.store(202, Ordering::SeqCst);
