@@ -1,7 +1,9 @@
 //! The local data plane: under the emulator, what the emulator cannot run runs on this machine,
 //! configured from what `deploy` registered (read back from the emulator, not from the config).
 //! So far L1: a mosquitto broker standing in for IoT Core, with mutual TLS that trusts exactly
-//! the registered ACTIVE device certificates and an ACL derived from their IoT policies.
+//! the registered ACTIVE device certificates and an ACL derived from their IoT policies; the
+//! deployed topic rule applied by a bridge that invokes its Lambda action through a local
+//! Lambda Invoke API ([`rule`]); and the hot reader's HTTP API served locally ([`http_api`]).
 
 pub mod broker;
 pub mod http_api;
