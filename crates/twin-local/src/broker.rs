@@ -40,6 +40,8 @@ pub struct BrokerFiles {
     pub trust_bundle: PathBuf,
     /// The broker's log.
     pub log: PathBuf,
+    /// Its persistence database (sessions, subscriptions, queued QoS 1 messages).
+    pub persistence: PathBuf,
 }
 
 impl BrokerFiles {
@@ -50,6 +52,7 @@ impl BrokerFiles {
             acl: dir.join("mosquitto.acl"),
             trust_bundle: dir.join("trusted-certificates.pem"),
             log: dir.join("mosquitto.log"),
+            persistence: dir.join("mosquitto.db"),
         }
     }
 }
@@ -88,7 +91,8 @@ pub fn render_trust_bundle(ca_pem: &str, devices: &[TrustedDevice]) -> String {
 
 /// mosquitto.conf: one TLS 1.2+ listener on 127.0.0.1:`port` that requires a client
 /// certificate from the bundle, names each client by its certificate's CN and forces that as
-/// its client id.
+/// its client id; persistence on, so the rule engine's session and the QoS 1 messages queued
+/// for it survive a restart of the broker.
 pub fn render_config(files: &BrokerFiles, pki: &Pki, port: u16, as_root: bool) -> String {
     let user = if as_root {
         // As root mosquitto would switch to the `mosquitto` user, which cannot read 0600 keys.
@@ -99,7 +103,12 @@ pub fn render_config(files: &BrokerFiles, pki: &Pki, port: u16, as_root: bool) -
     format!(
         "# Written by `deployer local up`; rewritten on every change of what is deployed.\n\
          {user}per_listener_settings false\n\
-         persistence false\n\
+         persistence true\n\
+         persistence_location {db_dir}/\n\
+         persistence_file {db_file}\n\
+         autosave_on_changes false\n\
+         autosave_interval 1\n\
+         max_queued_messages 100000\n\
          log_dest stderr\n\
          log_type error\nlog_type warning\nlog_type notice\nlog_type information\n\
          connection_messages true\n\
@@ -113,6 +122,19 @@ pub fn render_config(files: &BrokerFiles, pki: &Pki, port: u16, as_root: bool) -
          require_certificate true\n\
          use_identity_as_username true\n\
          use_username_as_clientid true\n",
+        // mosquitto saves the database when it exits (SIGTERM from `local down` or a restart)
+        // and, with these settings, also every second, so a crash loses at most about a
+        // second of queued messages. It joins location and file without a separator.
+        db_dir = files
+            .persistence
+            .parent()
+            .unwrap_or_else(|| Path::new("."))
+            .display(),
+        db_file = files
+            .persistence
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "mosquitto.db".into()),
         acl = files.acl.display(),
         bundle = files.trust_bundle.display(),
         cert = pki.server_cert.display(),
@@ -215,7 +237,7 @@ pub fn wait_ready(
     pki: &Pki,
     within: Duration,
 ) -> Result<(), LocalError> {
-    let tls = probe_config(pki)?;
+    let tls = client_tls(pki)?;
     let deadline = Instant::now() + within;
     let mut delay = Duration::from_millis(10);
     loop {
@@ -242,7 +264,8 @@ pub fn wait_ready(
     }
 }
 
-fn probe_config(pki: &Pki) -> Result<Arc<rustls::ClientConfig>, LocalError> {
+/// The rule engine's client TLS config: trusts the local CA, presents the rule engine identity.
+pub(crate) fn client_tls(pki: &Pki) -> Result<Arc<rustls::ClientConfig>, LocalError> {
     let bad = |path: &Path, e: String| LocalError::Io {
         path: path.to_path_buf(),
         message: e,
@@ -276,7 +299,10 @@ fn probe_config(pki: &Pki) -> Result<Arc<rustls::ClientConfig>, LocalError> {
     Ok(Arc::new(config))
 }
 
-/// One TLS handshake plus MQTT 3.1.1 CONNECT/CONNACK/DISCONNECT as the rule engine.
+/// One TLS handshake plus MQTT 3.1.1 CONNECT/CONNACK/DISCONNECT as the rule engine. The broker
+/// forces the client id to the certificate's CN, so this is the rule bridge's own session: it
+/// connects with clean session 0, which resumes that session instead of discarding it (and
+/// what the broker sends it before DISCONNECT stays unacknowledged, so is resent to the bridge).
 fn probe(tls: &Arc<rustls::ClientConfig>, port: u16) -> Result<(), String> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut sock =
@@ -298,7 +324,7 @@ fn probe(tls: &Arc<rustls::ClientConfig>, port: u16) -> Result<(), String> {
         b'T',
         b'T',
         4,
-        0x02,
+        0x00,
         0,
         10,
         0,
@@ -308,7 +334,8 @@ fn probe(tls: &Arc<rustls::ClientConfig>, port: u16) -> Result<(), String> {
     stream.write_all(&connect).map_err(|e| e.to_string())?;
     let mut connack = [0u8; 4];
     stream.read_exact(&mut connack).map_err(|e| e.to_string())?;
-    if connack != [0x20, 0x02, 0x00, 0x00] {
+    // Byte 2 is the session-present flag: set when the rule bridge's session is resumed.
+    if connack[..2] != [0x20, 0x02] || connack[2] > 1 || connack[3] != 0 {
         return Err(format!("unexpected CONNACK {connack:02x?}"));
     }
     let _ = stream.write_all(&[0xe0, 0x00]);
@@ -395,6 +422,9 @@ mod tests {
             "tls_version tlsv1.2",
             "allow_anonymous false",
             "cafile /twin/.deployer/local/trusted-certificates.pem",
+            "persistence true",
+            "persistence_location /twin/.deployer/local/",
+            "persistence_file mosquitto.db",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
         }

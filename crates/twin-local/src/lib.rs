@@ -1,16 +1,23 @@
 //! The local data plane: under the emulator, what the emulator cannot run runs on this machine,
 //! configured from what `deploy` registered (read back from the emulator, not from the config).
 //! So far L1: a mosquitto broker standing in for IoT Core, with mutual TLS that trusts exactly
-//! the registered ACTIVE device certificates and an ACL derived from their IoT policies.
+//! the registered ACTIVE device certificates and an ACL derived from their IoT policies; the
+//! deployed topic rule applied by a bridge that invokes its Lambda action through a local
+//! Lambda Invoke API ([`rule`]); and the hot reader's HTTP API served locally ([`http_api`]).
 
 pub mod broker;
+pub mod http_api;
+mod invoke;
 pub mod pki;
 pub mod plane;
 pub mod policy;
 pub mod registered;
+pub mod rule;
+pub mod rule_sql;
 pub mod simulator;
 pub mod x509;
 
+pub use invoke::BadRouterUrl;
 pub use plane::{LocalPlane, Refused, Status, UpAction, UpReport};
 
 use std::path::PathBuf;

@@ -1,6 +1,6 @@
 //! What `deploy` registered in IoT Core, read back from the emulator: the twin's things, their
 //! certificates (PEM and status), the policies attached to each certificate, and the telemetry
-//! topic rule's SQL.
+//! topic rule (its SQL, whether it is enabled, its Lambda action).
 
 use crate::policy::Grants;
 use crate::x509;
@@ -27,6 +27,21 @@ pub struct RegisteredCertificate {
     pub grants: Grants,
 }
 
+/// The twin's telemetry topic rule as deployed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeployedRule {
+    /// The rule's name.
+    pub name: String,
+    /// Its SQL statement, as stored.
+    pub sql: String,
+    /// Whether it is enabled (a disabled rule does nothing).
+    pub enabled: bool,
+    /// The function ARN of its first Lambda action, if it has one.
+    pub lambda_function_arn: Option<String>,
+    /// How many actions it has that are not Lambda actions (the local plane cannot run them).
+    pub other_actions: usize,
+}
+
 /// Everything of L1 the broker is configured from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Registered {
@@ -34,6 +49,8 @@ pub struct Registered {
     pub certificates: Vec<RegisteredCertificate>,
     /// The topic filter of the twin's enabled telemetry rule (its `FROM '...'`), if deployed.
     pub rule_topic_filter: Option<String>,
+    /// The twin's telemetry rule, enabled or not, if deployed.
+    pub rule: Option<DeployedRule>,
 }
 
 fn emulator<E>(call: &'static str) -> impl Fn(aws_sdk_iot::error::SdkError<E>) -> LocalError
@@ -146,28 +163,48 @@ pub async fn read(clients: &AwsClients, twin: &str) -> Result<Registered, LocalE
             });
         }
     }
-    let rule_topic_filter = match iot
-        .get_topic_rule()
-        .rule_name(names::topic_rule_name(twin))
-        .send()
-        .await
-    {
-        Ok(r) => r
-            .rule()
-            .filter(|r| r.rule_disabled() != Some(true))
-            .and_then(|r| r.sql())
-            .and_then(rule_topic_filter),
-        Err(e) if not_found(&e) => None,
-        // moto answers an unknown rule with UnauthorizedException.
-        Err(e) if e.as_service_error().and_then(|s| s.code()) == Some("UnauthorizedException") => {
-            None
-        }
-        Err(e) => return Err(emulator("GetTopicRule")(e)),
-    };
+    let rule = read_rule(clients, twin).await?;
+    let rule_topic_filter = rule
+        .as_ref()
+        .filter(|r| r.enabled)
+        .and_then(|r| rule_topic_filter(&r.sql));
     Ok(Registered {
         certificates,
         rule_topic_filter,
+        rule,
     })
+}
+
+/// Reads the twin's telemetry topic rule back from IoT Core (GetTopicRule); `None` if it is not
+/// deployed.
+pub async fn read_rule(
+    clients: &AwsClients,
+    twin: &str,
+) -> Result<Option<DeployedRule>, LocalError> {
+    let name = names::topic_rule_name(twin);
+    let out = match clients.iot.get_topic_rule().rule_name(&name).send().await {
+        Ok(out) => out,
+        Err(e) if not_found(&e) => return Ok(None),
+        // IoT (and moto) answer an unknown rule with UnauthorizedException.
+        Err(e) if e.as_service_error().and_then(|s| s.code()) == Some("UnauthorizedException") => {
+            return Ok(None)
+        }
+        Err(e) => return Err(emulator("GetTopicRule")(e)),
+    };
+    let Some(rule) = out.rule() else {
+        return Ok(None);
+    };
+    let actions = rule.actions();
+    let lambda_function_arn = actions
+        .iter()
+        .find_map(|a| a.lambda().map(|l| l.function_arn().to_string()));
+    Ok(Some(DeployedRule {
+        name: rule.rule_name().unwrap_or(&name).to_string(),
+        sql: rule.sql().unwrap_or_default().to_string(),
+        enabled: rule.rule_disabled() != Some(true),
+        other_actions: actions.iter().filter(|a| a.lambda().is_none()).count(),
+        lambda_function_arn,
+    }))
 }
 
 #[cfg(test)]
