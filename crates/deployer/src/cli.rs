@@ -105,7 +105,8 @@ pub enum Command {
         devices: Vec<String>,
     },
     /// The local data plane under the emulator: a mosquitto broker standing in for IoT Core,
-    /// configured from what deploy registered.
+    /// configured from what deploy registered, and the deployed functions run for real behind
+    /// a Lambda API router.
     Local {
         /// up: start or update it; down: stop it and restore the simulator config; status.
         #[arg(value_enum)]
@@ -148,6 +149,9 @@ pub enum LocalAction {
     Down,
     /// Running or stopped, port, pid, devices trusted.
     Status,
+    /// The local runner itself (started detached by `up`; runs until SIGTERM).
+    #[value(hide = true)]
+    Serve,
 }
 
 fn parse_layer(s: &str) -> Result<Layer, String> {

@@ -1,12 +1,121 @@
 //! `local up | down | status`: the local data plane under the emulator (the work is in
-//! `twin-local`; this parses, checks, and renders).
+//! `twin-local`; this parses, checks, and renders), the hidden `local serve` that is the
+//! detached runner, and pointing this process's Lambda client at a live runner's router.
 
 use crate::cli::{Cli, LocalAction};
 use crate::commands::load_config;
 use crate::error::CliError;
 use crate::output;
+use std::sync::Arc;
 use twin_config::{Layer, ProviderName};
+use twin_local::runner::{self, RunnerConfig, RunnerInfo};
 use twin_local::{LocalError, LocalPlane, UpAction};
+
+/// When the emulator's endpoint is set and a live local runner in the twin's directory stands in
+/// for that same emulator, points this process's Lambda client at its router
+/// (`AWS_ENDPOINT_URL_LAMBDA`, which aws-config honours), so `lambda_invoke` reaches the real
+/// functions. An explicit `AWS_ENDPOINT_URL_LAMBDA` is left alone. Call before any thread or
+/// SDK config exists.
+pub fn point_lambda_at_runner(cli: &Cli) {
+    if matches!(cli.command, Some(crate::cli::Command::Local { .. })) {
+        // The runner reads the emulator itself; `up`/`down` must not depend on an old runner.
+        return;
+    }
+    let Some(endpoint) = std::env::var("AWS_ENDPOINT_URL")
+        .ok()
+        .filter(|e| !e.is_empty())
+    else {
+        return;
+    };
+    if std::env::var_os("AWS_ENDPOINT_URL_LAMBDA").is_some() {
+        return;
+    }
+    let dir = runner::local_dir(&crate::commands::config_dir(cli));
+    if let Some(info) = runner::live_runner(&dir, &endpoint) {
+        tracing::debug!(router = %info.router_url(), "Lambda calls go to the local runner");
+        // SAFETY of set_var: called from main before the async runtime or any other thread.
+        unsafe { std::env::set_var("AWS_ENDPOINT_URL_LAMBDA", info.router_url()) };
+    }
+}
+
+/// What `up` did with the runner.
+#[derive(Debug, Clone, serde::Serialize)]
+struct RunnerUp {
+    action: UpAction,
+    #[serde(flatten)]
+    info: RunnerInfo,
+}
+
+/// Starts the runner detached, or restarts it when the deployed functions changed.
+async fn runner_up(
+    config: &twin_config::TwinConfig,
+    clients: &twin_aws::AwsClients,
+    plane: &LocalPlane,
+) -> Result<RunnerUp, CliError> {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
+    let deployed = twin_local::functions::read_deployed(clients, &config.twin.digital_twin_name)
+        .await
+        .map_err(local_error)?;
+    let fingerprint = twin_local::functions::fingerprint(&deployed);
+    let action = match runner::live_runner(plane.dir(), &endpoint) {
+        Some(info) if info.fingerprint == fingerprint => {
+            return Ok(RunnerUp {
+                action: UpAction::Unchanged,
+                info,
+            })
+        }
+        Some(_) => {
+            runner::stop(plane.dir()).map_err(local_error)?;
+            UpAction::Restarted
+        }
+        None => UpAction::Started,
+    };
+    let exe = std::env::current_exe().map_err(|e| {
+        CliError::Local(LocalError::Io {
+            path: "deployer".into(),
+            message: format!("cannot find this program to start the local runner: {e}"),
+        })
+    })?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("-C").arg(&config.dir).args(["local", "serve"]);
+    let dir = plane.dir().to_path_buf();
+    let info = tokio::task::spawn_blocking(move || {
+        runner::start_detached(cmd, &dir, runner::START_WITHIN)
+    })
+    .await
+    .map_err(|e| CliError::Local(LocalError::Router(format!("the start task failed: {e}"))))?
+    .map_err(local_error)?;
+    Ok(RunnerUp { action, info })
+}
+
+fn print_runner(r: &RunnerInfo) {
+    println!(
+        "local runner: Lambda API router http://127.0.0.1:{} (pid {}), runtime API 127.0.0.1:{}",
+        r.router_port, r.pid, r.runtime_port
+    );
+    for f in &r.functions {
+        let pids: Vec<String> = f
+            .instances
+            .iter()
+            .map(|i| {
+                i.pid
+                    .map_or_else(|| "restarting".to_string(), |p| p.to_string())
+            })
+            .collect();
+        println!(
+            "  {}: {} instance(s) (pids {})",
+            f.name,
+            f.instances.len(),
+            pids.join(", ")
+        );
+    }
+    for s in &r.services {
+        match s.port {
+            Some(p) => println!("  {}: 127.0.0.1:{p} ({})", s.name, s.status),
+            None => println!("  {}: {}", s.name, s.status),
+        }
+    }
+}
 
 fn local_error(e: LocalError) -> CliError {
     match e {
@@ -33,8 +142,9 @@ pub async fn run(cli: &Cli, action: LocalAction) -> Result<(), CliError> {
             }
             let clients = twin_aws::AwsClients::load(Some(&config.providers.aws)).await?;
             let r = plane.up(&clients).await.map_err(local_error)?;
+            let run = runner_up(&config, &clients, &plane).await?;
             if cli.json {
-                output::json(&r);
+                output::json(&serde_json::json!({"broker": r, "runner": run}));
                 return Ok(());
             }
             let what = match r.action {
@@ -57,6 +167,13 @@ pub async fn run(cli: &Cli, action: LocalAction) -> Result<(), CliError> {
             for u in &r.unenforced {
                 eprintln!("warning: not enforceable by mosquitto, so denied: {u}");
             }
+            let what = match run.action {
+                UpAction::Started => "started",
+                UpAction::Restarted => "restarted (the deployed functions changed)",
+                UpAction::Unchanged => "already running, nothing changed",
+            };
+            println!("local runner {what}");
+            print_runner(&run.info);
             if r.simulator_pointed {
                 println!(
                     "simulator config now points at the local broker (`local down` restores it)"
@@ -65,21 +182,57 @@ pub async fn run(cli: &Cli, action: LocalAction) -> Result<(), CliError> {
             Ok(())
         }
         LocalAction::Down => {
+            let runner_stopped = runner::stop(plane.dir()).map_err(local_error)?;
             let stopped = plane.down().map_err(local_error)?;
             if cli.json {
-                output::json(&serde_json::json!({ "stopped": stopped }));
-            } else if stopped {
+                output::json(
+                    &serde_json::json!({ "stopped": stopped, "runner_stopped": runner_stopped }),
+                );
+                return Ok(());
+            }
+            if runner_stopped {
+                println!("local runner stopped");
+            }
+            if stopped {
                 println!("local broker stopped; simulator config restored");
             } else {
                 println!("local broker was not running");
             }
             Ok(())
         }
+        LocalAction::Serve => {
+            let Some(endpoint) = std::env::var("AWS_ENDPOINT_URL")
+                .ok()
+                .filter(|e| !e.is_empty())
+            else {
+                return Err(local_error(LocalError::NotEmulator));
+            };
+            let clients = twin_aws::AwsClients::load(Some(&config.providers.aws)).await?;
+            runner::run(RunnerConfig {
+                config_dir: config.dir.clone(),
+                twin: config.twin.digital_twin_name.clone(),
+                clients: Arc::new(clients),
+                endpoint,
+                instances: Default::default(),
+                services: Vec::new(),
+                cancel: tokio_util::sync::CancellationToken::new(),
+                handle_signals: true,
+            })
+            .await
+            .map_err(local_error)
+        }
         LocalAction::Status => {
             let s = plane.status();
+            let run = runner::read_info(plane.dir()).filter(runner::is_alive);
             if cli.json {
-                output::json(&s);
-            } else if s.running {
+                output::json(&serde_json::json!({"broker": s, "runner": run}));
+                return Ok(());
+            }
+            match &run {
+                Some(r) => print_runner(r),
+                None => println!("local runner stopped"),
+            }
+            if s.running {
                 println!(
                     "local broker running: 127.0.0.1:{} (pid {}), {} device(s) trusted: {}",
                     s.port.unwrap_or_default(),

@@ -67,6 +67,7 @@ fn main() {
         }
     };
     init_logging(&cli);
+    local::point_lambda_at_runner(&cli);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

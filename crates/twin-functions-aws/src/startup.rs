@@ -27,22 +27,49 @@ pub fn start<T>(read: SettingsReader<T>) -> Result<T, SettingsError> {
     })
 }
 
-/// JSON logs on stdout (CloudWatch reads them), with the current span's fields (device id,
-/// correlation id) on every line, at the configured level.
-pub fn init_tracing(level: LogLevel) {
-    let filter = match level {
+/// The tracing targets of the twin's own code: the shared logic, this crate and the function
+/// binaries (each binary's target is its crate name with `_`). `LOG_LEVEL` applies to these only.
+pub const TWIN_TARGETS: [&str; 9] = [
+    "twin_functions",
+    "twin_functions_aws",
+    "dispatcher",
+    "processor",
+    "persister",
+    "hot_reader",
+    "hot_to_cold_mover",
+    "cold_to_archive_mover",
+    "twin_connector",
+];
+
+/// The log filter for `level`: the twin's own targets at `level`, every dependency (the AWS SDK,
+/// hyper, the Lambda runtime client) at WARN, so DEBUG does not bury the twin's lines under
+/// dozens of SDK lines per call.
+pub fn log_filter(level: LogLevel) -> tracing_subscriber::filter::Targets {
+    let own = match level {
         LogLevel::Debug => tracing::level_filters::LevelFilter::DEBUG,
         LogLevel::Info => tracing::level_filters::LevelFilter::INFO,
     };
-    // A second init (tests) keeps the first subscriber: that is fine.
-    let _ = tracing_subscriber::fmt()
+    tracing_subscriber::filter::Targets::new()
+        .with_default(tracing::level_filters::LevelFilter::WARN)
+        .with_targets(TWIN_TARGETS.iter().map(|t| (*t, own)))
+}
+
+/// JSON logs on stdout (CloudWatch reads them), with the current span's fields (device id,
+/// correlation id) on every line, at the configured level (see [`log_filter`]).
+pub fn init_tracing(level: LogLevel) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let fmt = tracing_subscriber::fmt::layer()
         .json()
-        .with_max_level(filter)
         .with_current_span(true)
         .with_span_list(false)
         .flatten_event(true)
         .with_target(false)
-        .without_time()
+        .without_time();
+    // A second init (tests) keeps the first subscriber: that is fine.
+    let _ = tracing_subscriber::registry()
+        .with(fmt)
+        .with(log_filter(level))
         .try_init();
 }
 
@@ -69,9 +96,43 @@ pub fn dynamodb_client(config: &aws_types::SdkConfig) -> aws_sdk_dynamodb::Clien
     aws_sdk_dynamodb::Client::new(config)
 }
 
-/// A Lambda client.
+/// A Lambda client; `AWS_ENDPOINT_URL_LAMBDA` (the SDKs' per-service override) wins over the
+/// shared endpoint, so a local runner can take invocations while the rest goes to the emulator.
 pub fn lambda_client(config: &aws_types::SdkConfig) -> aws_sdk_lambda::Client {
-    aws_sdk_lambda::Client::new(config)
+    lambda_client_from(config, &|name| std::env::var(name).ok())
+}
+
+/// [`lambda_client`] reading the environment through `lookup` (tests).
+pub fn lambda_client_from(
+    config: &aws_types::SdkConfig,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> aws_sdk_lambda::Client {
+    aws_sdk_lambda::Client::from_conf(lambda_config_from(config, lookup))
+}
+
+/// The Lambda client's configuration: the shared one, with [`lambda_endpoint`] as its endpoint.
+pub fn lambda_config_from(
+    config: &aws_types::SdkConfig,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> aws_sdk_lambda::Config {
+    let mut builder = aws_sdk_lambda::config::Builder::from(config);
+    if let Some(endpoint) = lambda_endpoint(config, lookup) {
+        builder = builder.endpoint_url(endpoint);
+    }
+    builder.build()
+}
+
+/// The Lambda endpoint: `AWS_ENDPOINT_URL_LAMBDA` when set and not blank, else the shared
+/// override (`AWS_ENDPOINT_URL`), else none (the SDK's default AWS endpoint). The SdkConfig here
+/// is built by hand (see `sdk_config`), so the SDK's own lookup of the per-service variable
+/// (done by aws-config's loader) never runs: it is done here.
+pub fn lambda_endpoint(
+    config: &aws_types::SdkConfig,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Option<String> {
+    lookup("AWS_ENDPOINT_URL_LAMBDA")
+        .filter(|v| !v.trim().is_empty())
+        .or_else(|| config.endpoint_url().map(str::to_string))
 }
 
 /// Reads the device catalogue from S3 at cold start (dispatcher, processors). A failure is logged
@@ -91,4 +152,51 @@ pub async fn load_catalogue(
         "device catalogue loaded"
     );
     Ok(catalogue)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracing::level_filters::LevelFilter;
+    use tracing::Level;
+
+    fn config() -> aws_types::SdkConfig {
+        crate::sdk_config::sdk_config_from(&|k| match k {
+            "AWS_REGION" => Some("us-east-1".into()),
+            "AWS_ACCESS_KEY_ID" | "AWS_SECRET_ACCESS_KEY" => Some("x".into()),
+            "AWS_ENDPOINT_URL" => Some("http://127.0.0.1:5000".into()),
+            _ => None,
+        })
+        .expect("complete environment")
+    }
+
+    #[test]
+    fn the_lambda_client_takes_its_own_endpoint_when_set() {
+        let own = lambda_endpoint(&config(), &|k| {
+            (k == "AWS_ENDPOINT_URL_LAMBDA").then(|| "http://127.0.0.1:6000".to_string())
+        });
+        assert_eq!(own.as_deref(), Some("http://127.0.0.1:6000"));
+        let shared = lambda_endpoint(&config(), &|_| None);
+        assert_eq!(shared.as_deref(), Some("http://127.0.0.1:5000"));
+        let blank = lambda_endpoint(&config(), &|_| Some(" ".into()));
+        assert_eq!(blank.as_deref(), Some("http://127.0.0.1:5000"));
+        // The client builds with it (the endpoint is resolved per request).
+        let _ = lambda_client_from(&config(), &|_| Some("http://127.0.0.1:6000".into()));
+    }
+
+    #[test]
+    fn log_level_applies_to_the_twin_and_dependencies_stay_at_warn() {
+        let debug = log_filter(LogLevel::Debug);
+        for own in ["twin_functions::dispatcher", "persister", "hot_reader"] {
+            assert!(debug.would_enable(own, &Level::DEBUG), "{own}");
+        }
+        for dep in ["aws_smithy_runtime::client", "hyper_util", "lambda_runtime"] {
+            assert!(!debug.would_enable(dep, &Level::INFO), "{dep}");
+            assert!(debug.would_enable(dep, &Level::WARN), "{dep}");
+        }
+        let info = log_filter(LogLevel::Info);
+        assert!(info.would_enable("processor", &Level::INFO));
+        assert!(!info.would_enable("processor", &Level::DEBUG));
+        assert_eq!(info.default_level(), Some(LevelFilter::WARN));
+    }
 }

@@ -1,19 +1,26 @@
 //! The local data plane: under the emulator, what the emulator cannot run runs on this machine,
 //! configured from what `deploy` registered (read back from the emulator, not from the config).
-//! So far L1: a mosquitto broker standing in for IoT Core, with mutual TLS that trusts exactly
-//! the registered ACTIVE device certificates and an ACL derived from their IoT policies; the
-//! deployed topic rule applied by a bridge that invokes its Lambda action through a local
-//! Lambda Invoke API ([`rule`]); and the hot reader's HTTP API served locally ([`http_api`]).
+//! L1: a mosquitto broker standing in for IoT Core, with mutual TLS that trusts exactly the
+//! registered ACTIVE device certificates and an ACL derived from their IoT policies; the deployed
+//! topic rule applied by a bridge that invokes its Lambda action through the Lambda Invoke API
+//! ([`rule`]). L2/L3: the deployed `bootstrap`s run for real under cargo-lambda's runtime API,
+//! behind a Lambda API router, their logs shipped to the emulator's CloudWatch Logs ([`runner`]);
+//! the hot reader's HTTP API served locally ([`http_api`]).
 
 pub mod broker;
+pub mod cloudwatch;
+pub mod functions;
 pub mod http_api;
 mod invoke;
 pub mod pki;
 pub mod plane;
 pub mod policy;
 pub mod registered;
+pub mod router;
 pub mod rule;
 pub mod rule_sql;
+pub mod runner;
+pub mod runtime;
 pub mod simulator;
 pub mod x509;
 
@@ -72,7 +79,7 @@ pub enum LocalError {
         tail: String,
     },
     /// mosquitto did not end after SIGTERM and SIGKILL.
-    #[error("mosquitto (pid {pid}) did not stop")]
+    #[error("process {pid} (mosquitto or the local runner) did not stop after SIGTERM and SIGKILL; end it by hand")]
     StopFailed {
         /// Its pid.
         pid: u32,
@@ -80,4 +87,76 @@ pub enum LocalError {
     /// No free port on 127.0.0.1.
     #[error("no free port on 127.0.0.1: {0}")]
     NoPort(String),
+    /// A function's code could not be fetched or is not what was deployed.
+    #[error("function {function}: {message}")]
+    Code {
+        /// The function.
+        function: String,
+        /// What went wrong and what to do.
+        message: String,
+    },
+    /// The deployed twin has no functions to run.
+    #[error("the emulator has no functions of twin `{twin}` (named `{twin}-...` and tagged twin={twin}): run `deployer deploy` first")]
+    NoFunctions {
+        /// The twin.
+        twin: String,
+    },
+    /// cargo-lambda is not installed.
+    #[error("cargo-lambda is not installed (looked in $TWIN_VENV/bin, .venv/bin of the current directory and the deployer's, and PATH): run scripts/setup.sh")]
+    CargoLambdaMissing,
+    /// A process of the runtime ended while starting or running.
+    #[error("{what} exited; its log {} ends with:\n{tail}", log.display())]
+    RuntimeExited {
+        /// Which process and how it ended.
+        what: String,
+        /// Its log.
+        log: PathBuf,
+        /// The log's last lines.
+        tail: String,
+    },
+    /// cargo-lambda did not accept connections in time.
+    #[error("cargo-lambda's runtime API on 127.0.0.1:{port} did not accept connections within {within:?} (last attempt: {last}); its log ends with:\n{tail}")]
+    RuntimeNotReady {
+        /// Its port.
+        port: u16,
+        /// How long we waited.
+        within: Duration,
+        /// The last probe's error.
+        last: String,
+        /// The log's last lines.
+        tail: String,
+    },
+    /// The Lambda API router cannot run.
+    #[error("the local Lambda router: {0}")]
+    Router(String),
+    /// An extra service of the runner failed.
+    #[error("local service {name}: {message}")]
+    Service {
+        /// The service.
+        name: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The detached runner exited before it was ready.
+    #[error("the local runner exited while starting ({status}); its log {} ends with:\n{tail}", log.display())]
+    RunnerExited {
+        /// How it ended.
+        status: String,
+        /// Its log.
+        log: PathBuf,
+        /// The log's last lines.
+        tail: String,
+    },
+    /// The detached runner was not ready in time.
+    #[error("the local runner (pid {pid}) was not ready within {within:?}; its log {} ends with:\n{tail}", log.display())]
+    RunnerNotReady {
+        /// Its pid.
+        pid: u32,
+        /// How long we waited.
+        within: Duration,
+        /// Its log.
+        log: PathBuf,
+        /// The log's last lines.
+        tail: String,
+    },
 }
