@@ -9,6 +9,7 @@ use crate::output;
 use std::sync::Arc;
 use twin_config::{Layer, ProviderName};
 use twin_local::runner::{self, RunnerConfig, RunnerInfo};
+use twin_local::services::{HttpApiService, RuleBridgeService};
 use twin_local::{LocalError, LocalPlane, UpAction};
 
 /// When the emulator's endpoint is set and a live local runner in the twin's directory stands in
@@ -38,6 +39,60 @@ pub fn point_lambda_at_runner(cli: &Cli) {
     }
 }
 
+/// The runner's extra services for what is deployed: the topic rule bridge on the running
+/// broker, and the hot reader's HTTP API.
+async fn services(
+    clients: &twin_aws::AwsClients,
+    plane: &LocalPlane,
+    twin: &str,
+) -> Result<Vec<Box<dyn runner::LocalService>>, CliError> {
+    let mut services: Vec<Box<dyn runner::LocalService>> = Vec::new();
+    if let Some(rule) = twin_local::registered::read_rule(clients, twin)
+        .await
+        .map_err(local_error)?
+    {
+        let broker = plane.running_broker().ok_or_else(|| {
+            CliError::Usage("the local broker is not running: start the data plane with `deployer local up`".into())
+        })?;
+        services.push(Box::new(RuleBridgeService {
+            config: twin_local::rule::BridgeConfig {
+                port: broker.port,
+                pki: plane.pki(),
+                rule,
+                publishers: broker.trusted,
+            },
+        }));
+    }
+    if let Some(api) = twin_local::http_api::read(clients, twin)
+        .await
+        .map_err(|e| CliError::Local(LocalError::Service {
+            name: twin_local::services::HTTP_API.into(),
+            message: e.to_string(),
+        }))?
+    {
+        services.push(Box::new(HttpApiService { api }));
+    }
+    Ok(services)
+}
+
+/// What the runner's services are configured from: the broker it bridges (port, trusted
+/// devices) and the rule it applies; a change means the runner must start again.
+async fn services_fingerprint(
+    clients: &twin_aws::AwsClients,
+    plane: &LocalPlane,
+    twin: &str,
+) -> Result<String, CliError> {
+    use sha2::{Digest, Sha256};
+    let rule = twin_local::registered::read_rule(clients, twin)
+        .await
+        .map_err(local_error)?;
+    let broker = plane.running_broker();
+    let mut h = Sha256::new();
+    h.update(format!("{:?}", broker.map(|b| (b.port, b.fingerprint))).as_bytes());
+    h.update(format!("{rule:?}").as_bytes());
+    Ok(hex::encode(h.finalize()))
+}
+
 /// What `up` did with the runner.
 #[derive(Debug, Clone, serde::Serialize)]
 struct RunnerUp {
@@ -57,8 +112,12 @@ async fn runner_up(
         .await
         .map_err(local_error)?;
     let fingerprint = twin_local::functions::fingerprint(&deployed);
+    let services_fp =
+        services_fingerprint(clients, plane, &config.twin.digital_twin_name).await?;
     let action = match runner::live_runner(plane.dir(), &endpoint) {
-        Some(info) if info.fingerprint == fingerprint => {
+        Some(info)
+            if info.fingerprint == fingerprint && info.services_fingerprint == services_fp =>
+        {
             return Ok(RunnerUp {
                 action: UpAction::Unchanged,
                 info,
@@ -208,13 +267,17 @@ pub async fn run(cli: &Cli, action: LocalAction) -> Result<(), CliError> {
                 return Err(local_error(LocalError::NotEmulator));
             };
             let clients = twin_aws::AwsClients::load(Some(&config.providers.aws)).await?;
+            let twin = config.twin.digital_twin_name.clone();
+            let services_fingerprint = services_fingerprint(&clients, &plane, &twin).await?;
+            let services = services(&clients, &plane, &twin).await?;
             runner::run(RunnerConfig {
                 config_dir: config.dir.clone(),
                 twin: config.twin.digital_twin_name.clone(),
                 clients: Arc::new(clients),
                 endpoint,
                 instances: Default::default(),
-                services: Vec::new(),
+                services,
+                services_fingerprint,
                 cancel: tokio_util::sync::CancellationToken::new(),
                 handle_signals: true,
             })
@@ -224,13 +287,37 @@ pub async fn run(cli: &Cli, action: LocalAction) -> Result<(), CliError> {
         LocalAction::Status => {
             let s = plane.status();
             let run = runner::read_info(plane.dir()).filter(runner::is_alive);
+            let rule = run
+                .as_ref()
+                .and_then(|_| twin_local::services::rule_status(plane.dir()));
+            let api = run
+                .as_ref()
+                .and_then(|r| r.service_url(twin_local::services::HTTP_API));
             if cli.json {
-                output::json(&serde_json::json!({"broker": s, "runner": run}));
+                output::json(&serde_json::json!({
+                    "broker": s, "runner": run, "rule": rule, "http_api_url": api,
+                }));
                 return Ok(());
             }
             match &run {
                 Some(r) => print_runner(r),
                 None => println!("local runner stopped"),
+            }
+            if let Some(r) = &rule {
+                println!(
+                    "topic rule: {} received, {} delivered to the dispatcher, {} skipped by WHERE, {} rejected{}",
+                    r.received,
+                    r.delivered,
+                    r.skipped,
+                    r.rejected,
+                    if r.connected { "" } else { " (not connected to the broker)" }
+                );
+                for (reason, n) in &r.rejected_by_reason {
+                    println!("  rejected {n}: {reason}");
+                }
+            }
+            if let Some(url) = &api {
+                println!("hot-reader API: {url}");
             }
             if s.running {
                 println!(

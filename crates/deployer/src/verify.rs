@@ -96,7 +96,8 @@ pub async fn run(
 
 /// The hot-reader API's URL as the running local data plane serves it.
 fn local_hot_api_url(dir: &std::path::Path) -> Option<String> {
-    let text = std::fs::read_to_string(dir.join(".deployer/local/runner.json")).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    v.get("http_api_url")?.as_str().map(str::to_string)
+    let local = twin_local::runner::local_dir(dir);
+    twin_local::runner::read_info(&local)
+        .filter(twin_local::runner::is_alive)?
+        .service_url(twin_local::services::HTTP_API)
 }

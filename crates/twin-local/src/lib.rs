@@ -21,11 +21,12 @@ pub mod rule;
 pub mod rule_sql;
 pub mod runner;
 pub mod runtime;
+pub mod services;
 pub mod simulator;
 pub mod x509;
 
 pub use invoke::BadRouterUrl;
-pub use plane::{LocalPlane, Refused, Status, UpAction, UpReport};
+pub use plane::{LocalPlane, Refused, RunningBroker, Status, UpAction, UpReport};
 
 use std::path::PathBuf;
 use std::time::Duration;

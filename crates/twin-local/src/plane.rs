@@ -84,6 +84,19 @@ pub struct Status {
     pub refused: Vec<Refused>,
     /// Its log file.
     pub log: PathBuf,
+    /// Publishes it refused (a device on a topic its policy does not allow).
+    pub denied_publishes: u64,
+}
+
+/// The running broker, for the rule bridge.
+#[derive(Debug, Clone)]
+pub struct RunningBroker {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    /// The devices it trusts.
+    pub trusted: Vec<TrustedDevice>,
+    /// A fingerprint of its files.
+    pub fingerprint: String,
 }
 
 /// The local data plane of one twin directory.
@@ -355,6 +368,29 @@ impl LocalPlane {
         Ok(stopped)
     }
 
+    /// The running broker as the rule bridge needs it: its port, the devices it trusts and the
+    /// fingerprint of its files (a change means the bridge must be started again).
+    pub fn running_broker(&self) -> Option<RunningBroker> {
+        self.running_state().map(|s| RunningBroker {
+            port: s.port,
+            trusted: s.trusted,
+            fingerprint: s.fingerprint,
+        })
+    }
+
+    /// How many publishes the broker refused because the device's policy does not allow the
+    /// topic (its ACL), read from its log.
+    pub fn denied_publishes(&self) -> u64 {
+        std::fs::read(self.files().log)
+            .map(|bytes| {
+                String::from_utf8_lossy(&bytes)
+                    .lines()
+                    .filter(|l| l.contains("Denied PUBLISH"))
+                    .count() as u64
+            })
+            .unwrap_or(0)
+    }
+
     /// Whether the broker runs, where, and whom it trusts.
     pub fn status(&self) -> Status {
         let state = self.state();
@@ -371,6 +407,7 @@ impl LocalPlane {
                 .unwrap_or_default(),
             refused: state.map(|s| s.refused).unwrap_or_default(),
             log: self.files().log,
+            denied_publishes: self.denied_publishes(),
         }
     }
 }

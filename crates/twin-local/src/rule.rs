@@ -98,7 +98,7 @@ pub struct BridgeCounters {
 }
 
 /// A snapshot of [`BridgeCounters`] for a status report.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct BridgeStatus {
     /// Messages taken from the broker (redeliveries of an unacknowledged message count again).
     pub received: u64,

@@ -70,6 +70,9 @@ pub struct RunnerConfig {
     pub instances: InstanceCounts,
     /// Extra services to start with the router's URL.
     pub services: Vec<Box<dyn LocalService>>,
+    /// A fingerprint of what the services were configured from (broker, rule), kept in
+    /// `runner.json` so `up` can tell when they must be started again.
+    pub services_fingerprint: String,
     /// Stops the runner (besides SIGTERM/SIGINT when `handle_signals`).
     pub cancel: CancellationToken,
     /// Whether SIGTERM and SIGINT stop the runner (the detached process; not tests).
@@ -119,6 +122,20 @@ pub struct RunnerInfo {
     pub functions: Vec<FunctionInfo>,
     /// Extra services.
     pub services: Vec<ServiceInfo>,
+    /// What the services were configured from (see [`RunnerConfig::services_fingerprint`]).
+    #[serde(default)]
+    pub services_fingerprint: String,
+}
+
+impl RunnerInfo {
+    /// The URL of the extra service `name` that listens on a port.
+    pub fn service_url(&self, name: &str) -> Option<String> {
+        self.services
+            .iter()
+            .find(|s| s.name == name)
+            .and_then(|s| s.port)
+            .map(|p| format!("http://127.0.0.1:{p}"))
+    }
 }
 
 impl RunnerInfo {
@@ -333,6 +350,7 @@ async fn serve(
         fingerprint: functions::fingerprint(deployed),
         functions: Vec::new(),
         services: Vec::new(),
+        services_fingerprint: config.services_fingerprint.clone(),
     }));
     let render = {
         let (table, base, dir, ready) = (

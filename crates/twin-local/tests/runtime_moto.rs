@@ -169,6 +169,7 @@ async fn the_deployed_functions_run_for_real_behind_the_router() {
         endpoint: moto.endpoint.clone(),
         instances: Default::default(),
         services: Vec::new(),
+        services_fingerprint: String::new(),
         cancel: cancel.clone(),
         handle_signals: false,
     }));
