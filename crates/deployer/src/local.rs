@@ -52,7 +52,10 @@ async fn services(
         .map_err(local_error)?
     {
         let broker = plane.running_broker().ok_or_else(|| {
-            CliError::Usage("the local broker is not running: start the data plane with `deployer local up`".into())
+            CliError::Usage(
+                "the local broker is not running: start the data plane with `deployer local up`"
+                    .into(),
+            )
         })?;
         services.push(Box::new(RuleBridgeService {
             config: twin_local::rule::BridgeConfig {
@@ -65,10 +68,12 @@ async fn services(
     }
     if let Some(api) = twin_local::http_api::read(clients, twin)
         .await
-        .map_err(|e| CliError::Local(LocalError::Service {
-            name: twin_local::services::HTTP_API.into(),
-            message: e.to_string(),
-        }))?
+        .map_err(|e| {
+            CliError::Local(LocalError::Service {
+                name: twin_local::services::HTTP_API.into(),
+                message: e.to_string(),
+            })
+        })?
     {
         services.push(Box::new(HttpApiService { api }));
     }
@@ -112,8 +117,7 @@ async fn runner_up(
         .await
         .map_err(local_error)?;
     let fingerprint = twin_local::functions::fingerprint(&deployed);
-    let services_fp =
-        services_fingerprint(clients, plane, &config.twin.digital_twin_name).await?;
+    let services_fp = services_fingerprint(clients, plane, &config.twin.digital_twin_name).await?;
     let action = match runner::live_runner(plane.dir(), &endpoint) {
         Some(info)
             if info.fingerprint == fingerprint && info.services_fingerprint == services_fp =>

@@ -53,10 +53,11 @@ impl LocalService for RuleBridgeService {
 
     async fn start(self: Box<Self>, ctx: ServiceContext) -> Result<StartedService, LocalError> {
         let rule_name = self.config.rule.name.clone();
-        let bridge = Bridge::new(self.config, &ctx.router_url).map_err(|e| LocalError::Service {
-            name: RULE_BRIDGE.into(),
-            message: e.to_string(),
-        })?;
+        let bridge =
+            Bridge::new(self.config, &ctx.router_url).map_err(|e| LocalError::Service {
+                name: RULE_BRIDGE.into(),
+                message: e.to_string(),
+            })?;
         let filter = bridge.rule().sql.from.clone();
         let counters = bridge.counters();
         let path = rule_status_path(&ctx.local_dir);

@@ -119,8 +119,10 @@ impl AwsProbe {
             Some(u) => u,
             None => hot_reader_api_url(&clients, twin).await?,
         };
+        // The ring provider explicitly: the process may hold more than one rustls provider.
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
+            .with_provider_and_webpki_roots(Arc::new(rustls::crypto::ring::default_provider()))
+            .map_err(|e| fatal("the HTTPS client", e.to_string()))?
             .https_or_http()
             .enable_http1()
             .build();
