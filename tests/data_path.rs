@@ -47,7 +47,7 @@ async fn probe(twin: &Twin) -> twin_verify::aws::AwsProbe {
     let status = twin.local_status();
     let api = status["http_api_url"].as_str().map(str::to_string);
     let config = twin_config::load_dir(twin.path()).expect("config");
-    twin_verify::aws::AwsProbe::new(twin.clients(), &twin.name, &config.devices, api)
+    twin_verify::aws::AwsProbe::new(twin.clients().await, &twin.name, &config.devices, api)
         .await
         .expect("probe")
 }
@@ -81,8 +81,8 @@ fn three_devices_a_thousand_readings_each_are_stored_once_and_returned_by_the_ap
     let twin = Twin::up("e2e-thousand", 3);
     // A 16 KB answer cap makes the hot reader page 1,000 records of a device over several
     // answers; the plane restarts the hot reader with the environment read back.
-    let clients = twin.clients();
     let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let clients = rt.block_on(twin.clients());
     rt.block_on(async {
         let f = format!("{}-hot-reader", twin.name);
         let current = clients

@@ -140,22 +140,18 @@ impl Twin {
     }
 
     /// AWS clients on moto for direct checks.
-    pub fn clients(&self) -> Arc<twin_aws::AwsClients> {
-        let rt = tokio::runtime::Runtime::new().expect("runtime");
-        let endpoint = self.endpoint.clone();
-        Arc::new(rt.block_on(async move {
-            let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-                .region(aws_config::Region::new("us-east-1"))
-                .endpoint_url(endpoint)
-                .load()
-                .await;
-            twin_aws::AwsClients::from_sdk_config(
-                &config,
-                "123456789012".into(),
-                "us-east-1".into(),
-                "aws".into(),
-            )
-        }))
+    pub async fn clients(&self) -> Arc<twin_aws::AwsClients> {
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url(&self.endpoint)
+            .load()
+            .await;
+        Arc::new(twin_aws::AwsClients::from_sdk_config(
+            &config,
+            "123456789012".into(),
+            "us-east-1".into(),
+            "aws".into(),
+        ))
     }
 
     /// The simulator config `deploy` wrote (pointed at the local broker by `local up`).

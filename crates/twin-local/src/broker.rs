@@ -92,7 +92,9 @@ pub fn render_trust_bundle(ca_pem: &str, devices: &[TrustedDevice]) -> String {
 /// mosquitto.conf: one TLS 1.2+ listener on 127.0.0.1:`port` that requires a client
 /// certificate from the bundle, names each client by its certificate's CN and forces that as
 /// its client id; persistence on, so the rule engine's session and the QoS 1 messages queued
-/// for it survive a restart of the broker.
+/// for it survive a restart of the broker. Debug logging is on because mosquitto 2.0 reports a
+/// publish refused by the ACL ("Denied PUBLISH") only at that level, and `local status` counts
+/// them (about 300 bytes of log per message).
 pub fn render_config(files: &BrokerFiles, pki: &Pki, port: u16, as_root: bool) -> String {
     let user = if as_root {
         // As root mosquitto would switch to the `mosquitto` user, which cannot read 0600 keys.
@@ -111,6 +113,7 @@ pub fn render_config(files: &BrokerFiles, pki: &Pki, port: u16, as_root: bool) -
          max_queued_messages 100000\n\
          log_dest stderr\n\
          log_type error\nlog_type warning\nlog_type notice\nlog_type information\n\
+         log_type debug\n\
          connection_messages true\n\
          allow_anonymous false\n\
          acl_file {acl}\n\

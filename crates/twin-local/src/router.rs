@@ -18,7 +18,33 @@ use tokio_util::sync::CancellationToken;
 pub const MAX_BODY: usize = 6 * 1024 * 1024 + 1024;
 
 /// `Event` invocations waiting per function at most; beyond, Lambda-like throttling (429).
-pub const EVENT_QUEUE: usize = 256;
+/// Lambda itself queues asynchronous invocations without limit for the caller and throttles
+/// only their execution, so the queue is deep: a burst must wait, not fail.
+pub const EVENT_QUEUE: usize = 100_000;
+
+/// Retries of an asynchronous invocation whose function returned an error (Lambda's default
+/// `MaximumRetryAttempts`).
+pub const EVENT_FUNCTION_RETRIES: u32 = 2;
+
+/// Delays before those retries. Lambda waits about one and then two minutes; locally the same
+/// shape in seconds, so a test or a demo sees the retry without waiting minutes.
+const EVENT_RETRY_DELAYS: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(2)];
+
+/// How long an asynchronous invocation that cannot be delivered (the runtime busy, unreachable
+/// or timing out) is kept and tried again; Lambda keeps such events up to six hours.
+pub const EVENT_MAX_AGE: Duration = Duration::from_secs(600);
+
+/// One queued asynchronous invocation.
+#[derive(Debug, Clone)]
+struct QueuedEvent {
+    payload: Bytes,
+    /// Function errors so far.
+    function_errors: u32,
+    /// Delivery failures so far (for the backoff).
+    delivery_failures: u32,
+    /// When the caller handed it over.
+    enqueued: std::time::Instant,
+}
 
 /// A function the router invokes for real.
 #[derive(Debug, Clone)]
@@ -61,7 +87,7 @@ pub fn emulator_authority(endpoint: &str) -> Result<String, crate::LocalError> {
 struct State {
     upstreams: Upstreams,
     functions: BTreeMap<String, Routed>,
-    queues: BTreeMap<String, mpsc::Sender<Bytes>>,
+    queues: BTreeMap<String, mpsc::Sender<QueuedEvent>>,
 }
 
 /// The router's response body.
@@ -78,13 +104,14 @@ pub async fn serve(
     let mut by_name = BTreeMap::new();
     let mut workers = Vec::new();
     for f in functions {
-        let (tx, rx) = mpsc::channel::<Bytes>(EVENT_QUEUE);
+        let (tx, rx) = mpsc::channel::<QueuedEvent>(EVENT_QUEUE);
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
         for _ in 0..f.workers.max(1) {
             workers.push(tokio::spawn(event_worker(
                 upstreams.runtime_port,
                 f.clone(),
                 rx.clone(),
+                tx.clone(),
                 cancel.clone(),
             )));
         }
@@ -208,7 +235,13 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Body> {
                     "no event queue",
                 );
             };
-            match queue.try_send(body) {
+            let event = QueuedEvent {
+                payload: body,
+                function_errors: 0,
+                delivery_failures: 0,
+                enqueued: std::time::Instant::now(),
+            };
+            match queue.try_send(event) {
                 Ok(()) => with_version(Response::builder().status(StatusCode::ACCEPTED))
                     .body(Full::new(Bytes::new()))
                     .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()))),
@@ -378,12 +411,50 @@ async fn forward(emulator: &str, req: Request<Incoming>) -> Response<Body> {
     }
 }
 
-/// Runs queued `Event` invocations one at a time (one worker per instance), logging failures
-/// (Lambda would retry an asynchronous invocation twice; here the failure is only logged).
+/// What to do with an asynchronous invocation after an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum AfterAttempt {
+    /// It ran (successfully, or with its retries spent).
+    Done,
+    /// Try it again after this long.
+    RetryAfter(Duration),
+    /// Given up: too old to deliver.
+    Expired,
+}
+
+/// Lambda's asynchronous retry rules: a function error is retried [`EVENT_FUNCTION_RETRIES`]
+/// times with growing delays; a delivery failure (throttled, unreachable, timed out) is retried
+/// with backoff until the event is [`EVENT_MAX_AGE`] old.
+fn after_attempt(
+    event: &QueuedEvent,
+    outcome: &Result<bool, String>,
+    age: Duration,
+) -> AfterAttempt {
+    match outcome {
+        Ok(false) => AfterAttempt::Done,
+        Ok(true) => match EVENT_RETRY_DELAYS.get(event.function_errors as usize) {
+            Some(delay) if event.function_errors < EVENT_FUNCTION_RETRIES => {
+                AfterAttempt::RetryAfter(*delay)
+            }
+            _ => AfterAttempt::Done,
+        },
+        Err(_) if age >= EVENT_MAX_AGE => AfterAttempt::Expired,
+        Err(_) => {
+            let exp = event.delivery_failures.min(6);
+            AfterAttempt::RetryAfter(
+                Duration::from_millis(100u64 << exp).min(Duration::from_secs(5)),
+            )
+        }
+    }
+}
+
+/// Runs queued `Event` invocations one at a time (one worker per instance) and retries them as
+/// Lambda does ([`after_attempt`]); a retry waits in its own task, not in the worker.
 async fn event_worker(
     port: u16,
     f: Routed,
-    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Bytes>>>,
+    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<QueuedEvent>>>,
+    tx: mpsc::Sender<QueuedEvent>,
     cancel: CancellationToken,
 ) {
     loop {
@@ -391,16 +462,46 @@ async fn event_worker(
             () = cancel.cancelled() => return,
             next = async { rx.lock().await.recv().await } => next,
         };
-        let Some(payload) = next else { return };
-        match invoke(port, &f, payload).await {
-            Ok(o) if o.function_error => tracing::warn!(
-                function = %f.name,
-                error = %String::from_utf8_lossy(&o.body),
-                "asynchronous invocation failed"
-            ),
-            Ok(_) => {}
+        let Some(mut event) = next else { return };
+        let outcome = match invoke(port, &f, event.payload.clone()).await {
+            Ok(o) if o.function_error => {
+                tracing::warn!(
+                    function = %f.name,
+                    attempt = event.function_errors + 1,
+                    error = %String::from_utf8_lossy(&o.body),
+                    "asynchronous invocation failed"
+                );
+                Ok(true)
+            }
+            Ok(_) => Ok(false),
             Err(e) => {
-                tracing::warn!(function = %f.name, error = %e, "asynchronous invocation not delivered")
+                tracing::debug!(function = %f.name, error = %e, "asynchronous invocation not delivered; retrying");
+                Err(e)
+            }
+        };
+        match after_attempt(&event, &outcome, event.enqueued.elapsed()) {
+            AfterAttempt::Done => {}
+            AfterAttempt::Expired => tracing::warn!(
+                function = %f.name,
+                age_s = event.enqueued.elapsed().as_secs(),
+                "asynchronous invocation dropped: it could not be delivered within the maximum event age"
+            ),
+            AfterAttempt::RetryAfter(delay) => {
+                match outcome {
+                    Ok(_) => event.function_errors += 1,
+                    Err(_) => event.delivery_failures += 1,
+                }
+                let tx = tx.clone();
+                let cancel = cancel.clone();
+                tokio::spawn(async move {
+                    tokio::select! {
+                        () = cancel.cancelled() => {}
+                        () = tokio::time::sleep(delay) => {
+                            // The queue is only full under a flood; then the retry waits its turn.
+                            let _ = tx.send(event).await;
+                        }
+                    }
+                });
             }
         }
     }
@@ -409,6 +510,45 @@ async fn event_worker(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn asynchronous_invocations_are_retried_as_lambda_retries_them() {
+        let fresh = |function_errors, delivery_failures| QueuedEvent {
+            payload: Bytes::new(),
+            function_errors,
+            delivery_failures,
+            enqueued: std::time::Instant::now(),
+        };
+        assert_eq!(
+            after_attempt(&fresh(0, 0), &Ok(false), Duration::ZERO),
+            AfterAttempt::Done
+        );
+        assert_eq!(
+            after_attempt(&fresh(0, 0), &Ok(true), Duration::ZERO),
+            AfterAttempt::RetryAfter(Duration::from_secs(1))
+        );
+        assert_eq!(
+            after_attempt(&fresh(1, 0), &Ok(true), Duration::ZERO),
+            AfterAttempt::RetryAfter(Duration::from_secs(2))
+        );
+        assert_eq!(
+            after_attempt(&fresh(2, 0), &Ok(true), Duration::ZERO),
+            AfterAttempt::Done,
+            "two retries, then the error stands"
+        );
+        assert_eq!(
+            after_attempt(&fresh(0, 0), &Err("busy".into()), Duration::ZERO),
+            AfterAttempt::RetryAfter(Duration::from_millis(100))
+        );
+        assert_eq!(
+            after_attempt(&fresh(0, 9), &Err("busy".into()), Duration::ZERO),
+            AfterAttempt::RetryAfter(Duration::from_secs(5))
+        );
+        assert_eq!(
+            after_attempt(&fresh(0, 3), &Err("busy".into()), EVENT_MAX_AGE),
+            AfterAttempt::Expired
+        );
+    }
 
     #[test]
     fn names_come_from_paths_and_arns() {
