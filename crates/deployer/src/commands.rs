@@ -126,6 +126,10 @@ pub async fn run(cli: &Cli, cmd: &Command, cancel: CancellationToken) -> Result<
                 output::json(&output::info_json(&rows));
             } else {
                 println!("{}", output::info_table(&rows));
+                let config = load_config(cli)?;
+                if let Some(line) = crate::local::info_lines(&config) {
+                    println!("{line}");
+                }
             }
             Ok(())
         }

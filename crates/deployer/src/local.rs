@@ -342,3 +342,51 @@ pub async fn run(cli: &Cli, action: LocalAction) -> Result<(), CliError> {
         }
     }
 }
+
+/// What `info` says about the local data plane: nothing when the twin is not on an emulator
+/// and has never run one, else where it runs and what it carried (`local status` has the rest).
+pub fn info_lines(config: &twin_config::TwinConfig) -> Option<String> {
+    let plane = LocalPlane::new(&config.dir, &config.twin.digital_twin_name);
+    let on_emulator = std::env::var_os("AWS_ENDPOINT_URL").is_some();
+    if !on_emulator && !plane.dir().exists() {
+        return None;
+    }
+    let broker = plane.status();
+    let run = runner::read_info(plane.dir()).filter(runner::is_alive);
+    if !broker.running && run.is_none() {
+        return Some("local data plane: stopped (`deployer local up` starts it)".into());
+    }
+    let mut out = String::from("local data plane:");
+    if broker.running {
+        out.push_str(&format!(
+            "\n  broker (IoT Core): 127.0.0.1:{}, {} device(s) trusted, {} publish(es) denied by policy",
+            broker.port.unwrap_or_default(),
+            broker.trusted.len(),
+            broker.denied_publishes
+        ));
+    } else {
+        out.push_str("\n  broker (IoT Core): stopped");
+    }
+    match &run {
+        Some(r) => {
+            let instances: usize = r.functions.iter().map(|f| f.instances.len()).sum();
+            out.push_str(&format!(
+                "\n  functions: {} running ({} instance(s)), Lambda API http://127.0.0.1:{}",
+                r.functions.len(),
+                instances,
+                r.router_port
+            ));
+            if let Some(rule) = twin_local::services::rule_status(plane.dir()) {
+                out.push_str(&format!(
+                    "\n  topic rule: {} delivered to the dispatcher, {} rejected",
+                    rule.delivered, rule.rejected
+                ));
+            }
+            if let Some(url) = r.service_url(twin_local::services::HTTP_API) {
+                out.push_str(&format!("\n  hot-reader API: {url}"));
+            }
+        }
+        None => out.push_str("\n  functions: stopped"),
+    }
+    Some(out)
+}

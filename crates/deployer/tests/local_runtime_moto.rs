@@ -7,17 +7,9 @@ mod support;
 use std::path::PathBuf;
 use support::{run, write_twin};
 
-/// The real function zips (`scripts/build-functions.sh`).
+/// The real function zips (`scripts/build-functions.sh`, built when missing).
 fn real_zips() -> PathBuf {
-    let dir = std::env::var_os("DEPLOYER_PREBUILT_FUNCTIONS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| twin_testkit::workspace_root().join("target/lambda"));
-    assert!(
-        dir.join("hot-reader/bootstrap.zip").is_file(),
-        "no function zips in {}: run scripts/build-functions.sh",
-        dir.display()
-    );
-    dir
+    twin_testkit::function_zips().to_path_buf()
 }
 
 fn text(o: &std::process::Output) -> String {

@@ -56,18 +56,9 @@ async fn clients(endpoint: &str) -> Arc<AwsClients> {
     ))
 }
 
-/// The real function zips: `$DEPLOYER_PREBUILT_FUNCTIONS`, else `<workspace>/target/lambda`
-/// (`scripts/build-functions.sh`).
+/// The real function zips (`scripts/build-functions.sh`, built when missing).
 fn real_zips() -> PathBuf {
-    let dir = std::env::var_os(PREBUILT_ENV)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| twin_testkit::workspace_root().join("target/lambda"));
-    assert!(
-        dir.join("dispatcher/bootstrap.zip").is_file(),
-        "no function zips in {}: run scripts/build-functions.sh",
-        dir.display()
-    );
-    dir
+    twin_testkit::function_zips().to_path_buf()
 }
 
 async fn deploy(dir: &Path, clients: Arc<AwsClients>) {
