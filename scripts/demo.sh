@@ -71,8 +71,13 @@ echo "== deployer verify: readings followed through every layer ==" >&2
 first_device="$("$venv/bin/python3" -c 'import json; print(json.load(open("config_iot_devices.json"))[0]["id"])')"
 echo >&2
 echo "== the hot reader's answer for $first_device (newest records stored above) ==" >&2
-"$deployer" -C "$root" lambda_invoke hot-reader "{\"iotDeviceId\": \"$first_device\"}" | head -c 600
-echo
+"$deployer" -C "$root" lambda_invoke hot-reader "{\"iotDeviceId\": \"$first_device\"}" |
+  "$venv/bin/python3" -c 'import json, sys
+answer = json.load(sys.stdin)
+items = answer.get("items", [])
+count = answer.get("count", len(items))
+newest = json.dumps(items[-1]) if items else None
+print(f"{count} record(s) in the hot store; newest: {newest}")'
 "$deployer" -C "$root" info
 
 cat <<MSG

@@ -59,6 +59,12 @@ fn init_logging(cli: &Cli) {
 }
 
 fn main() {
+    // Like any Unix filter, end quietly when the reader goes away (`deployer info | head`)
+    // instead of panicking in println! on a broken pipe.
+    // SAFETY: restoring the default disposition of one signal before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
