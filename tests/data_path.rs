@@ -47,9 +47,15 @@ async fn probe(twin: &Twin) -> twin_verify::aws::AwsProbe {
     let status = twin.local_status();
     let api = status["http_api_url"].as_str().map(str::to_string);
     let config = twin_config::load_dir(twin.path()).expect("config");
-    twin_verify::aws::AwsProbe::new(twin.clients().await, &twin.name, &config.devices, api)
-        .await
-        .expect("probe")
+    twin_verify::aws::AwsProbe::new(
+        twin.clients().await,
+        &twin.name,
+        &config.devices,
+        api,
+        Default::default(),
+    )
+    .await
+    .expect("probe")
 }
 
 fn ms_now() -> i64 {

@@ -57,7 +57,8 @@ pub async fn run(
             "the twin is on the emulator, which runs no functions and serves no API: start the local data plane first (`deployer local up`)".into(),
         ));
     }
-    let probe = AwsProbe::new(clients, &twin, &config.devices, api_url)
+    let components = twin_verify::aws::twin_components(&config);
+    let probe = AwsProbe::new(clients, &twin, &config.devices, api_url, components)
         .await
         .map_err(|e| CliError::Verify(e.into()))?;
     let target = VerifyTarget {

@@ -30,6 +30,49 @@ use twin_functions::record::FIELD_VERIFY_RUN;
 /// The most records one BatchWriteItem takes.
 const BATCH: usize = 25;
 
+/// Where a device's readings appear in the twin (L4 on TwinMaker).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TwinComponent {
+    /// The TwinMaker workspace.
+    pub workspace_id: String,
+    /// The entity holding the device's component.
+    pub entity_id: String,
+    /// The component's name.
+    pub component_name: String,
+    /// The property read back (the device's first).
+    pub property: String,
+}
+
+/// The TwinMaker components of a twin's devices from its config, when L4 is on AWS.
+pub fn twin_components(config: &twin_config::TwinConfig) -> HashMap<String, TwinComponent> {
+    let mut out = HashMap::new();
+    if config.providers.get(twin_config::Layer::L4) != twin_config::ProviderName::Aws {
+        return out;
+    }
+    let twin = &config.twin.digital_twin_name;
+    let Some(hierarchy) = &config.hierarchy else {
+        return out;
+    };
+    for entity in twin_aws::l4_twinmaker::model::entities(twin, hierarchy) {
+        for (name, c) in &entity.components {
+            let Some(device) = config.devices.iter().find(|d| d.id == c.iot_device_id) else {
+                continue;
+            };
+            let Some(property) = device.properties.first() else {
+                continue;
+            };
+            out.entry(device.id.clone())
+                .or_insert_with(|| TwinComponent {
+                    workspace_id: names::twinmaker_workspace_id(twin),
+                    entity_id: entity.id.clone(),
+                    component_name: name.clone(),
+                    property: property.name.clone(),
+                });
+        }
+    }
+    out
+}
+
 /// Where the twin's data plane is, as deployed.
 #[derive(Debug, Clone)]
 struct Deployed {
@@ -47,6 +90,7 @@ pub struct AwsProbe {
     clients: Arc<AwsClients>,
     deployed: Deployed,
     api_url: String,
+    twin_components: HashMap<String, TwinComponent>,
     http: hyper_util::client::legacy::Client<
         hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
         Empty<Bytes>,
@@ -84,6 +128,7 @@ impl AwsProbe {
         twin: &str,
         devices: &[twin_config::Device],
         api_url: Option<String>,
+        twin_components: HashMap<String, TwinComponent>,
     ) -> Result<Self, ProbeError> {
         let persister = names::function_name(twin, "persister");
         let hot_to_cold = names::function_name(twin, "hot-to-cold-mover");
@@ -141,6 +186,7 @@ impl AwsProbe {
                 cold_to_archive,
             },
             api_url: api_url.trim_end_matches('/').to_string(),
+            twin_components,
             http,
         })
     }
@@ -472,6 +518,51 @@ impl DataPlaneProbe for AwsProbe {
             token = headers.get(NEXT_TOKEN_HEADER).cloned();
             if token.is_none() {
                 return Ok(records);
+            }
+        }
+    }
+
+    async fn twin_values(
+        &self,
+        device: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<Option<Vec<String>>, ProbeError> {
+        let Some(c) = self.twin_components.get(device) else {
+            return Ok(None);
+        };
+        let what = format!(
+            "TwinMaker history of {}/{}/{}",
+            c.entity_id, c.component_name, c.property
+        );
+        let mut times = Vec::new();
+        let mut token = None;
+        loop {
+            let out = self
+                .clients
+                .twinmaker
+                .get_property_value_history()
+                .workspace_id(&c.workspace_id)
+                .entity_id(&c.entity_id)
+                .component_name(&c.component_name)
+                .selected_properties(&c.property)
+                .start_time(from)
+                .end_time(to)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| probe_error(&what, classify(&e)))?;
+            for history in out.property_values() {
+                times.extend(
+                    history
+                        .values()
+                        .iter()
+                        .filter_map(|v| v.time().map(str::to_string)),
+                );
+            }
+            token = out.next_token().map(str::to_string);
+            if token.is_none() {
+                return Ok(Some(times));
             }
         }
     }

@@ -228,6 +228,9 @@ pub async fn follow_published(
         follow.from_api.len() as u64,
         &follow.latencies(&follow.from_api),
     ));
+    if let Some(row) = twin_row(probe, published, &windows, &mut problems).await? {
+        layers.push(row);
+    }
 
     let mut tier_records: BTreeMap<String, (Tier, Vec<SeenRecord>)> = BTreeMap::new();
     if options.movers {
@@ -444,6 +447,55 @@ impl<'a> Follow<'a> {
         }
         self.index.get(&(device, r.id.as_str())).copied()
     }
+}
+
+/// L4: the readings of the devices that have a component in the twin, as the twin service
+/// returns them (on AWS, TwinMaker's property history served by the connector). `None` when no
+/// device has a component (L4 not deployed).
+async fn twin_row(
+    probe: &dyn DataPlaneProbe,
+    published: &publish::Published,
+    windows: &BTreeMap<String, (String, String)>,
+    problems: &mut Vec<String>,
+) -> Result<Option<LayerRow>, VerifyError> {
+    let mut expected = 0;
+    let mut arrived = 0;
+    let mut latencies = Vec::new();
+    let mut any = false;
+    for (device, (from, to)) in windows {
+        let values = match probe.twin_values(device, from, to).await {
+            Ok(Some(v)) => v,
+            Ok(None) => continue,
+            Err(e) if e.transient => {
+                problems.push(e.to_string());
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        any = true;
+        let now = SystemTime::now();
+        let ours: HashMap<&str, &Sent> = published
+            .sent
+            .values()
+            .filter(|s| s.device == *device)
+            .map(|s| (s.time.as_str(), s))
+            .collect();
+        expected += ours.len() as u64;
+        let seen: HashSet<&str> = values.iter().map(String::as_str).collect();
+        for (time, s) in &ours {
+            if seen.contains(time) {
+                arrived += 1;
+                latencies.push(ms_between(s.at, now));
+            }
+        }
+    }
+    Ok(any.then(|| {
+        let mut row = LayerRow::new("L4 twin", expected, arrived, &latencies);
+        row.note = Some(
+            "read once after L3 (latency = when verify read the twin), for the devices the hierarchy places in the twin".into(),
+        );
+        row
+    }))
 }
 
 /// Runs hot→cold then cold→archive with a cut-off just after the last reading, and counts this

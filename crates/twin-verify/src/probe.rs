@@ -105,6 +105,16 @@ pub trait DataPlaneProbe: Send + Sync {
         to: &str,
     ) -> Result<Vec<SeenRecord>, ProbeError>;
 
+    /// The times of the values the twin (L4) gives for `device`'s first property between two
+    /// times, as a user of the twin service would read them; `None` when the device has no
+    /// component in the twin (or L4 is not deployed).
+    async fn twin_values(
+        &self,
+        device: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<Option<Vec<String>>, ProbeError>;
+
     /// Runs a mover to completion with the given cut-off; its report.
     async fn run_mover(&self, mover: Mover, cutoff: &str) -> Result<Value, ProbeError>;
 

@@ -28,6 +28,8 @@ struct Plane {
     mixed_in: Option<String>,
     deleted_objects: Vec<String>,
     archive_class_wrong: bool,
+    /// Devices with a component in the twin (L4).
+    twin_devices: Vec<String>,
 }
 
 struct FakeProbe(Mutex<Plane>);
@@ -83,6 +85,26 @@ impl DataPlaneProbe for FakeProbe {
             .into_iter()
             .filter(|r| !p.api_hides.contains(&r.id))
             .collect())
+    }
+    async fn twin_values(
+        &self,
+        device: &str,
+        _from: &str,
+        _to: &str,
+    ) -> Result<Option<Vec<String>>, ProbeError> {
+        let p = self.0.lock().unwrap();
+        if !p.twin_devices.iter().any(|d| d == device) {
+            return Ok(None);
+        }
+        Ok(Some(
+            p.hot
+                .get(device)
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|r| r.id)
+                .collect(),
+        ))
     }
     async fn run_mover(&self, mover: Mover, cutoff: &str) -> Result<Value, ProbeError> {
         let mut p = self.0.lock().unwrap();
@@ -307,4 +329,22 @@ async fn an_archive_in_the_wrong_storage_class_is_not_counted() {
             .contains("WRONG"),
         "{archive:?}"
     );
+}
+
+#[tokio::test]
+async fn the_twin_row_counts_the_devices_placed_in_the_twin_only() {
+    let (published, probe) = setup(5, |i| i != 4);
+    assert!(
+        follow(&published, &probe, 10, &options(false))
+            .await
+            .layers
+            .iter()
+            .all(|l| l.layer != "L4 twin"),
+        "no L4 row without a twin"
+    );
+    let (published, probe) = setup(5, |i| i != 4);
+    probe.0.lock().unwrap().twin_devices = vec!["d-0".into()];
+    let report = follow(&published, &probe, 10, &options(false)).await;
+    let twin = row(&report, "L4 twin");
+    assert_eq!((twin.expected, twin.arrived), (5, 4), "{twin:?}");
 }
