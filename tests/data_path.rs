@@ -384,3 +384,21 @@ fn the_movers_carry_every_reading_to_cold_then_archive_with_their_storage_classe
     assert!(left.is_empty(), "objects left: {left:?}");
     twin.finish();
 }
+
+#[test]
+fn a_redeploy_that_adds_a_device_brings_the_running_plane_up_to_date() {
+    let twin = Twin::up("e2e-redeploy", 1);
+    support::write_twin(twin.path(), &twin.name, 2);
+    let out = twin.run_ok(&["deploy", "-y"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("local data plane brought up to date"), "{err}");
+    // The new device's certificate is trusted, its policy enforced, its processor catalogue
+    // read: its readings go through like the first device's.
+    let out = twin.run(&["--json", "verify", "--messages", "3"]);
+    let doc = json_of(&out);
+    assert!(out.status.success(), "{doc:#}");
+    for (layer, expected, arrived) in layer_counts(&doc) {
+        assert_eq!((expected, arrived), (6, 6), "{layer}: {doc:#}");
+    }
+    twin.finish();
+}

@@ -83,6 +83,7 @@ pub async fn run(cli: &Cli, cmd: &Command, cancel: CancellationToken) -> Result<
                     )
                 );
             }
+            crate::local::refresh_after_deploy(&config).await;
             Ok(())
         }
         Command::Destroy { layer } => {
@@ -114,6 +115,9 @@ pub async fn run(cli: &Cli, cmd: &Command, cancel: CancellationToken) -> Result<
                         start.elapsed().as_secs_f64()
                     )
                 );
+            }
+            if layer.is_none() {
+                crate::local::stop_after_destroy(&config);
             }
             Ok(())
         }

@@ -141,6 +141,9 @@ async fn runner_up(
     })?;
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("-C").arg(&config.dir).args(["local", "serve"]);
+    // This process may point its own Lambda client at the runner being replaced (after a
+    // deploy); the new runner talks to the emulator itself.
+    cmd.env_remove("AWS_ENDPOINT_URL_LAMBDA");
     let dir = plane.dir().to_path_buf();
     let info = tokio::task::spawn_blocking(move || {
         runner::start_detached(cmd, &dir, runner::START_WITHIN)
@@ -389,4 +392,62 @@ pub fn info_lines(config: &twin_config::TwinConfig) -> Option<String> {
         None => out.push_str("\n  functions: stopped"),
     }
     Some(out)
+}
+
+/// After a deploy under the emulator, a running local data plane is brought up to date with
+/// what is deployed now (new certificates, policies, function code or environment), so it keeps
+/// carrying data across re-deploys. Said on stderr; a failure is a warning, the deploy stands.
+pub async fn refresh_after_deploy(config: &twin_config::TwinConfig) {
+    let plane = LocalPlane::new(&config.dir, &config.twin.digital_twin_name);
+    let Some(endpoint) = std::env::var("AWS_ENDPOINT_URL")
+        .ok()
+        .filter(|e| !e.is_empty())
+    else {
+        return;
+    };
+    let running = plane.status().running || runner::live_runner(plane.dir(), &endpoint).is_some();
+    if !running {
+        return;
+    }
+    let outcome = async {
+        let clients = twin_aws::AwsClients::load(Some(&config.providers.aws)).await?;
+        let broker = plane.up(&clients).await.map_err(local_error)?;
+        let run = runner_up(config, &clients, &plane).await?;
+        Ok::<_, CliError>((broker.action, run.action))
+    }
+    .await;
+    match outcome {
+        Ok((UpAction::Unchanged, UpAction::Unchanged)) => {}
+        Ok((broker, run)) => eprintln!(
+            "local data plane brought up to date: broker {}, functions {}",
+            action_word(broker),
+            action_word(run)
+        ),
+        Err(e) => eprintln!(
+            "warning: the local data plane could not be brought up to date ({e}); run `deployer local up`"
+        ),
+    }
+}
+
+/// After a whole twin is destroyed, its local data plane (processes, ports) is stopped too:
+/// nothing of the twin is left running.
+pub fn stop_after_destroy(config: &twin_config::TwinConfig) {
+    let plane = LocalPlane::new(&config.dir, &config.twin.digital_twin_name);
+    let runner_stopped = runner::stop(plane.dir());
+    let broker_stopped = plane.down();
+    match (runner_stopped, broker_stopped) {
+        (Ok(false), Ok(false)) => {}
+        (Ok(_), Ok(_)) => eprintln!("local data plane stopped"),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("warning: the local data plane could not be stopped ({e}); run `deployer local down`")
+        }
+    }
+}
+
+fn action_word(a: UpAction) -> &'static str {
+    match a {
+        UpAction::Started => "started",
+        UpAction::Restarted => "restarted",
+        UpAction::Unchanged => "unchanged",
+    }
 }
