@@ -26,7 +26,7 @@ pub use providers::{
 };
 pub use schema::schema;
 
-/// Fields the pipeline writes into every record, so no device property may be named like them:
+/// Fields the pipeline writes into records, so no device property may be named like them:
 /// the device id and timestamp (`iotDeviceId`, `time`, stored as `id`), the dispatcher's
 /// `correlationId`, the IoT topic rule's `topic(3) AS topicDeviceId`, and `verifyRun` (the mark on
 /// the records `deployer verify` sends).

@@ -559,9 +559,9 @@ fn device_reserved_property_names() {
             ),
         )],
         &[
-            "config_iot_devices.json:4:15: $[0].properties[0].name (device `d1`, property `time`): property name `time` is reserved: the pipeline writes `iotDeviceId`, `id`, `time`, `correlationId`, `topicDeviceId` into every record",
-            "config_iot_devices.json:5:15: $[0].properties[1].name (device `d1`, property `iotDeviceId`): property name `iotDeviceId` is reserved: the pipeline writes `iotDeviceId`, `id`, `time`, `correlationId`, `topicDeviceId` into every record",
-            "config_iot_devices.json:6:15: $[0].properties[2].name (device `d1`, property `topicDeviceId`): property name `topicDeviceId` is reserved: the pipeline writes `iotDeviceId`, `id`, `time`, `correlationId`, `topicDeviceId` into every record",
+            "config_iot_devices.json:4:15: $[0].properties[0].name (device `d1`, property `time`): property name `time` is reserved: the pipeline writes `iotDeviceId`, `id`, `time`, `correlationId`, `topicDeviceId`, `verifyRun` into records",
+            "config_iot_devices.json:5:15: $[0].properties[1].name (device `d1`, property `iotDeviceId`): property name `iotDeviceId` is reserved: the pipeline writes `iotDeviceId`, `id`, `time`, `correlationId`, `topicDeviceId`, `verifyRun` into records",
+            "config_iot_devices.json:6:15: $[0].properties[2].name (device `d1`, property `topicDeviceId`): property name `topicDeviceId` is reserved: the pipeline writes `iotDeviceId`, `id`, `time`, `correlationId`, `topicDeviceId`, `verifyRun` into records",
             "config_iot_devices.json:10:15: $[0].constProperties[1].name (device `d1`, constant property `iotDeviceId`): constant property name `iotDeviceId` is reserved: every twin component has an `iotDeviceId` property naming its device",
         ],
     );

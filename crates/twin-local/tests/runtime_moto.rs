@@ -3,86 +3,16 @@
 //! dispatcher -> processor -> persister into moto's DynamoDB, logs reach moto's CloudWatch Logs,
 //! and a killed instance is restarted.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+mod support;
+
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
-use twin_aws::artifacts::{Artifacts, PREBUILT_ENV};
-use twin_aws::{AwsClients, AwsProvider};
-use twin_engine::{Engine, EngineOptions, NoEvents, Provider, RetryPolicy};
 use twin_local::runner::{self, RunnerConfig, RunnerInfo};
-
-fn write_twin(dir: &Path, twin: &str, ids: &[&str]) {
-    let devs: Vec<serde_json::Value> = ids
-        .iter()
-        .map(|id| {
-            serde_json::json!({"id": id,
-                "properties": [{"name": "temperature", "dataType": "DOUBLE"}]})
-        })
-        .collect();
-    let files = [
-        (
-            "config.json",
-            serde_json::json!({"digital_twin_name": twin, "hot_storage_size_in_days": 30,
-                "cold_storage_size_in_days": 90}),
-        ),
-        ("config_iot_devices.json", serde_json::Value::Array(devs)),
-        (
-            "config_providers.json",
-            serde_json::json!({"layer_1_provider": "aws", "layer_2_provider": "aws",
-                "layer_3_hot_provider": "aws", "layer_3_cold_provider": "aws",
-                "layer_3_archive_provider": "aws", "layer_4_provider": "none",
-                "layer_5_provider": "none",
-                "aws": {"region": "us-east-1", "architecture": "x86_64"}}),
-        ),
-    ];
-    for (name, v) in files {
-        std::fs::write(dir.join(name), v.to_string()).expect("write config");
-    }
-}
-
-async fn clients(endpoint: &str) -> Arc<AwsClients> {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .retry_config(aws_config::retry::RetryConfig::disabled())
-        .endpoint_url(endpoint)
-        .load()
-        .await;
-    Arc::new(AwsClients::from_sdk_config(
-        &config,
-        "123456789012".into(),
-        "us-east-1".into(),
-        "aws".into(),
-    ))
-}
 
 /// The real function zips (`scripts/build-functions.sh`, built when missing).
 fn real_zips() -> PathBuf {
     twin_testkit::function_zips().to_path_buf()
-}
-
-async fn deploy(dir: &Path, clients: Arc<AwsClients>) {
-    let zips = real_zips();
-    // SAFETY of set_var: the only test that deploys sets it once, before any engine reads it.
-    unsafe { std::env::set_var(PREBUILT_ENV, &zips) };
-    let config = Arc::new(twin_config::load_dir(dir).expect("valid twin config"));
-    let artifacts = Arc::new(Artifacts::new(None, config.providers.aws.architecture));
-    let provider: Arc<dyn Provider> = Arc::new(AwsProvider::with_clients(clients, artifacts));
-    let engine = Engine::new(
-        config,
-        vec![provider],
-        EngineOptions {
-            concurrency: 16,
-            retry: RetryPolicy {
-                base: Duration::from_millis(20),
-                cap: Duration::from_millis(200),
-                deadline: Duration::from_secs(30),
-            },
-        },
-        Arc::new(NoEvents),
-        CancellationToken::new(),
-    );
-    engine.deploy(None).await.expect("deploy on moto");
 }
 
 /// Polls `probe` with backoff until it gives a value or `within` passes.
@@ -148,9 +78,9 @@ async fn the_deployed_functions_run_for_real_behind_the_router() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
     let twin = "local-rt";
-    write_twin(dir, twin, &["dev-a", "dev-b"]);
-    let clients = clients(&moto.endpoint).await;
-    deploy(dir, clients.clone()).await;
+    support::write_twin(dir, twin, &["dev-a", "dev-b"]);
+    let clients = support::clients(&moto.endpoint).await;
+    support::deploy(dir, clients.clone(), support::Zips::Real(&real_zips())).await;
 
     let cancel = CancellationToken::new();
     let runner = tokio::spawn(runner::run(RunnerConfig {

@@ -299,7 +299,7 @@ fn property_name(
         r.at_value(
             &p,
             format!(
-                "property name `{name}` is reserved: the pipeline writes {} into every record",
+                "property name `{name}` is reserved: the pipeline writes {} into records",
                 RESERVED_RECORD_FIELDS
                     .iter()
                     .map(|f| format!("`{f}`"))
