@@ -26,7 +26,7 @@ pub fn poll_target(
     // ARM's rules: an Azure-AsyncOperation header wins over Location, and either only matters
     // on an answer that accepted work (200/201 for PUT may carry one, 202 always should).
     if let Some(url) = async_operation.filter(|u| !u.is_empty()) {
-        if matches!(status, 200 | 201 | 202) {
+        if (200..=202).contains(&status) {
             return Some(PollTarget::AsyncOperation(url.to_string()));
         }
     }
