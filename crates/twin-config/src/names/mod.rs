@@ -212,6 +212,18 @@ pub fn resource_group(twin: &str) -> String {
     format!("{twin}-rg")
 }
 
+/// The twin's user-assigned managed identity: `<twin>-identity` (identity names are unique
+/// within their resource group only, so no hash is needed).
+pub fn managed_identity_name(twin: &str) -> String {
+    format!("{twin}-identity")
+}
+
+/// Name of a blob container of the L3 storage account (`cold`, `archive`): fixed, since the
+/// account is the twin's own.
+pub fn blob_container_name(tier: &str) -> String {
+    tier.to_string()
+}
+
 /// The first [`AZURE_HASH_LEN`] hex digits of sha256(`<subscription_id>/<twin>`).
 pub fn azure_hash(twin: &str, subscription_id: &str) -> String {
     short_hash(&format!("{subscription_id}/{twin}"), AZURE_HASH_LEN)
@@ -437,6 +449,11 @@ mod tests {
     #[test]
     fn azure_names_are_always_valid() {
         assert_eq!(resource_group("digital-twin"), "digital-twin-rg");
+        assert_eq!(
+            managed_identity_name("digital-twin"),
+            "digital-twin-identity"
+        );
+        assert_eq!(blob_container_name("archive"), "archive");
         for twin in [
             "digital-twin",
             "A",
