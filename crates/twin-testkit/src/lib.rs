@@ -4,6 +4,8 @@
 //! cannot start, the first test that asks for it panics with the reason: integration tests never
 //! skip silently.
 
+pub mod azure;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
