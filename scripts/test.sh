@@ -8,6 +8,8 @@ cd "$root"
 
 bash scripts/setup.sh
 [ -f scripts/setup-mosquitto.sh ] && bash scripts/setup-mosquitto.sh
+# Azurite and the Cosmos DB emulator for twin-functions-azure (idempotent: ~30 s once, then 0 s).
+bash scripts/setup-azure-emulators.sh
 if [ -f scripts/build-functions.sh ]; then
   bash scripts/build-functions.sh
 fi

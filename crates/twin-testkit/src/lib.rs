@@ -4,6 +4,7 @@
 //! cannot start, the first test that asks for it panics with the reason: integration tests never
 //! skip silently.
 
+pub mod azure;
 pub mod fake_arm;
 
 use std::io::{Read, Write};

@@ -1,0 +1,20 @@
+//! Azure implementations of the twin-functions traits: the hot store (and the hot-to-cold
+//! mover's lease) on Cosmos DB for NoSQL, the cold and archive tiers on Blob Storage, and an
+//! invoker that POSTs to a function's URL. Credentials are injected: the deployed functions use
+//! the twin's managed identity ([`credential::managed_identity`]), tests the emulators' key or SAS.
+
+pub mod blob_object_store;
+pub mod cosmos_hot_store;
+pub mod credential;
+pub mod error_map;
+pub mod http_invoker;
+
+pub use blob_object_store::BlobObjectStore;
+pub use cosmos_hot_store::CosmosHotStore;
+pub use error_map::BLOB_ARCHIVED;
+pub use http_invoker::HttpInvoker;
+
+/// Whether `error` is a read of an Archive-tier blob, which is offline until rehydrated.
+pub fn is_archived(error: &twin_functions::CloudError) -> bool {
+    error.code == BLOB_ARCHIVED
+}
