@@ -23,7 +23,19 @@ pub struct Twin {
     pub devices: Vec<String>,
     /// moto's endpoint.
     pub endpoint: String,
+    /// Set by [`Twin::finish`]; otherwise (a failed test) dropping stops the local data plane.
+    finished: bool,
     _turn: MutexGuard<'static, ()>,
+}
+
+impl Drop for Twin {
+    fn drop(&mut self) {
+        if !self.finished {
+            // A failed assertion must not leave the broker, the runner and its functions running
+            // after the test's directory is gone.
+            let _ = run(self.dir.path(), &["local", "down"]);
+        }
+    }
 }
 
 /// Writes the twin's config: `devices` devices `dev-<i>` with two properties, L1–L3 on AWS.
@@ -115,6 +127,7 @@ impl Twin {
             name: name.to_string(),
             devices: ids,
             endpoint: moto.endpoint.clone(),
+            finished: false,
             _turn: turn,
         }
     }
@@ -160,7 +173,8 @@ impl Twin {
     }
 
     /// Stops the local data plane, destroys the twin and checks that nothing is left.
-    pub fn finish(self) {
+    pub fn finish(mut self) {
+        self.finished = true;
         self.run_ok(&["local", "down"]);
         self.run_ok(&["destroy", "-y"]);
         let left = leftovers(&self.endpoint, &self.name).expect("list leftovers");

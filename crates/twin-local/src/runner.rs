@@ -503,6 +503,12 @@ async fn wait_for_stop(
             () = stop.cancelled() => return Ok(()),
             () = &mut signals => return Ok(()),
             _ = check.tick() => {
+                // The twin's directory is gone (a deleted checkout or test directory): nothing
+                // can stop this runner through `local down` any more, so it stops itself.
+                if !config.config_dir.exists() {
+                    tracing::warn!(dir = %config.config_dir.display(), "the twin's directory is gone; stopping");
+                    return Ok(());
+                }
                 if let Some(how) = api.exited() {
                     return Err(LocalError::RuntimeExited {
                         what: format!("cargo-lambda ({how})"),
