@@ -6,6 +6,7 @@
 # the sustained rate (arrivals per second from the first publish to the last arrival).
 #   bash scripts/bench-local.sh
 #   DEVICES=10 MESSAGES=100 bash scripts/bench-local.sh
+#   INSTANCES=persister=4,processor=3 bash scripts/bench-local.sh   # `local up --instances`
 # The figures are for this machine and the emulator (moto answers every DynamoDB and S3 call from
 # one Python process); they are not AWS's.
 set -euo pipefail
@@ -73,7 +74,12 @@ PY
 
 echo "deploying $devices devices on moto..." >&2
 "$deployer" -C "$work/twin" -q deploy -y
-"$deployer" -C "$work/twin" -q local up >/dev/null
+if [ -n "${INSTANCES:-}" ]; then
+  "$deployer" -C "$work/twin" -q local up --instances "$INSTANCES" >/dev/null
+else
+  "$deployer" -C "$work/twin" -q local up >/dev/null
+fi
+"$deployer" -C "$work/twin" local status | grep -E 'persister|processor|dispatcher' >&2 || true
 echo "verify: $messages readings per device ($((devices * messages)) in all), one burst" >&2
 set +e
 "$deployer" -C "$work/twin" --json verify --messages "$messages" --timeout 600 >"$work/verify.json"

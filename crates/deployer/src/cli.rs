@@ -111,6 +111,10 @@ pub enum Command {
         /// up: start or update it; down: stop it and restore the simulator config; status.
         #[arg(value_enum)]
         action: LocalAction,
+        /// With `up`: instances per function, e.g. `persister=4,dispatcher=3` (kept for later
+        /// `up`s and deploys; default 2 for the dispatcher, processors and persister, 1 else).
+        #[arg(long, value_name = "FUNCTION=N,...")]
+        instances: Option<String>,
     },
     /// Send readings with the devices' own credentials and follow them layer by layer (L1
     /// accepted, L2 processed, L3 hot stored and returned by the hot-reader API; with
@@ -298,7 +302,8 @@ mod tests {
         assert_eq!(
             c.command,
             Some(Command::Local {
-                action: LocalAction::Up
+                action: LocalAction::Up,
+                instances: None
             })
         );
         assert!(parse_line("local sideways").is_err());

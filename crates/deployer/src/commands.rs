@@ -138,7 +138,9 @@ pub async fn run(cli: &Cli, cmd: &Command, cancel: CancellationToken) -> Result<
             Ok(())
         }
         Command::RotateCertificates { devices } => rotate_certificates(cli, devices, &cancel).await,
-        Command::Local { action } => crate::local::run(cli, *action).await,
+        Command::Local { action, instances } => {
+            crate::local::run(cli, *action, instances.as_deref()).await
+        }
         Command::Verify {
             messages,
             movers,

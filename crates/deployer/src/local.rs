@@ -95,6 +95,13 @@ async fn services_fingerprint(
     let mut h = Sha256::new();
     h.update(format!("{:?}", broker.map(|b| (b.port, b.fingerprint))).as_bytes());
     h.update(format!("{rule:?}").as_bytes());
+    h.update(
+        format!(
+            "{:?}",
+            twin_local::runtime::InstanceCounts::load(plane.dir()).per_function
+        )
+        .as_bytes(),
+    );
     Ok(hex::encode(h.finalize()))
 }
 
@@ -191,9 +198,12 @@ fn local_error(e: LocalError) -> CliError {
 }
 
 /// Runs one `local` action for the twin in the config directory.
-pub async fn run(cli: &Cli, action: LocalAction) -> Result<(), CliError> {
+pub async fn run(cli: &Cli, action: LocalAction, instances: Option<&str>) -> Result<(), CliError> {
     let config = load_config(cli)?;
     let plane = LocalPlane::new(&config.dir, &config.twin.digital_twin_name);
+    if instances.is_some() && action != LocalAction::Up {
+        return Err(CliError::Usage("--instances goes with `local up`".into()));
+    }
     match action {
         LocalAction::Up => {
             if config.providers.get(Layer::L1) != ProviderName::Aws {
@@ -205,6 +215,14 @@ pub async fn run(cli: &Cli, action: LocalAction) -> Result<(), CliError> {
             // Said before any call: against real AWS there is nothing to stand in for.
             if std::env::var_os("AWS_ENDPOINT_URL").is_none() {
                 return Err(local_error(LocalError::NotEmulator));
+            }
+            if let Some(text) = instances {
+                let counts = twin_local::runtime::InstanceCounts::parse(
+                    &config.twin.digital_twin_name,
+                    text,
+                )
+                .map_err(|e| CliError::Usage(format!("--instances: {e}")))?;
+                counts.save(plane.dir()).map_err(local_error)?;
             }
             let clients = twin_aws::AwsClients::load(Some(&config.providers.aws)).await?;
             let r = plane.up(&clients).await.map_err(local_error)?;
@@ -282,7 +300,7 @@ pub async fn run(cli: &Cli, action: LocalAction) -> Result<(), CliError> {
                 twin: config.twin.digital_twin_name.clone(),
                 clients: Arc::new(clients),
                 endpoint,
-                instances: Default::default(),
+                instances: twin_local::runtime::InstanceCounts::load(plane.dir()),
                 services,
                 services_fingerprint,
                 cancel: tokio_util::sync::CancellationToken::new(),

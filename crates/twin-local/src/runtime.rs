@@ -231,7 +231,67 @@ pub struct InstanceCounts {
     pub per_function: BTreeMap<String, usize>,
 }
 
+/// Where `local up --instances` keeps the overrides, so a later `up` or a deploy's refresh
+/// keeps them.
+pub fn instance_counts_path(local_dir: &std::path::Path) -> std::path::PathBuf {
+    local_dir.join("instances.json")
+}
+
 impl InstanceCounts {
+    /// Parses `persister=4,dispatcher=3`: function names as the CLI names them (`persister`,
+    /// `processor`, `<device>-processor`, ...) or as deployed, each with 1 to 64 instances.
+    pub fn parse(twin: &str, text: &str) -> Result<InstanceCounts, String> {
+        let mut per_function = BTreeMap::new();
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let Some((name, n)) = part.split_once('=') else {
+                return Err(format!(
+                    "`{part}`: expected FUNCTION=COUNT, e.g. persister=4"
+                ));
+            };
+            let n: usize = n
+                .trim()
+                .parse()
+                .ok()
+                .filter(|n| (1..=64).contains(n))
+                .ok_or_else(|| {
+                    format!("`{part}`: the count must be a whole number from 1 to 64")
+                })?;
+            let name = name.trim();
+            let cloud = if name.starts_with(&format!("{twin}-")) {
+                name.to_string()
+            } else {
+                twin_config::names::cloud_function_name(twin, name)
+            };
+            per_function.insert(cloud, n);
+        }
+        Ok(InstanceCounts { per_function })
+    }
+
+    /// The overrides `local up --instances` saved, or none.
+    pub fn load(local_dir: &std::path::Path) -> InstanceCounts {
+        let per_function = std::fs::read_to_string(instance_counts_path(local_dir))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        InstanceCounts { per_function }
+    }
+
+    /// Saves the overrides for the next `up`.
+    pub fn save(&self, local_dir: &std::path::Path) -> Result<(), LocalError> {
+        let path = instance_counts_path(local_dir);
+        let text =
+            serde_json::to_string_pretty(&self.per_function).map_err(|e| LocalError::Io {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+        std::fs::create_dir_all(local_dir)
+            .and_then(|_| std::fs::write(&path, text))
+            .map_err(|e| LocalError::Io {
+                path,
+                message: e.to_string(),
+            })
+    }
+
     /// Instances of `f` (at least one): 2 for the dispatcher, processors and persister (every
     /// message passes through them), 1 for the rest, unless overridden.
     pub fn of(&self, twin: &str, function: &str) -> usize {
@@ -471,6 +531,24 @@ async fn pump<R: AsyncRead + Unpin>(pipe: R, sink: LogSink, function: String, st
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn instance_counts_parse_cli_and_deployed_names() {
+        let c =
+            InstanceCounts::parse("t", "persister=4, t-dispatcher=3,dev-1-processor=2").unwrap();
+        assert_eq!(c.of("t", "t-persister"), 4);
+        assert_eq!(c.of("t", "t-dispatcher"), 3);
+        assert_eq!(c.of("t", "t--dev-1-processor"), 2);
+        assert_eq!(c.of("t", "t-hot-reader"), 1);
+        assert_eq!(c.of("t", "t-processor"), 2);
+        assert!(InstanceCounts::parse("t", "persister").is_err());
+        assert!(InstanceCounts::parse("t", "persister=0").is_err());
+        assert!(InstanceCounts::parse("t", "persister=65").is_err());
+        assert!(InstanceCounts::parse("t", "")
+            .unwrap()
+            .per_function
+            .is_empty());
+    }
 
     #[test]
     fn the_manifest_has_one_binary_per_function_and_an_empty_workspace() {
