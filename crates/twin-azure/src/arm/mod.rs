@@ -3,6 +3,7 @@
 //! operations followed to their end, and resource providers registered when ARM asks for it.
 
 pub mod auth;
+pub mod data_plane;
 pub mod errors;
 pub mod lro;
 
@@ -75,6 +76,108 @@ impl Auth {
     }
 }
 
+/// A request body: its content type and bytes.
+#[derive(Debug, Clone)]
+pub struct Body {
+    /// `content-type`.
+    pub content_type: &'static str,
+    /// The bytes.
+    pub bytes: Vec<u8>,
+}
+
+impl Body {
+    /// A JSON body.
+    pub fn json(value: &Value, what: &str) -> Result<Body, CloudError> {
+        let bytes = serde_json::to_vec(value)
+            .map_err(|e| CloudError::fatal("BadRequestBody", format!("{what}: {e}")))?;
+        Ok(Body {
+            content_type: "application/json",
+            bytes,
+        })
+    }
+}
+
+/// Sends one request on `pipeline`; a transport failure is a transient error. Statuses are
+/// returned, not judged: callers classify them with the service's own error code.
+pub(crate) async fn send_on(
+    pipeline: &Pipeline,
+    method: Method,
+    url: &str,
+    body: Option<Body>,
+    headers: &[(&'static str, String)],
+    what: &str,
+) -> Result<Reply, CloudError> {
+    let parsed = Url::parse(url)
+        .map_err(|e| CloudError::fatal("BadUrl", format!("{what}: `{url}`: {e}")))?;
+    let mut req = Request::new(parsed, method);
+    req.insert_header(HeaderName::from_static("accept"), "application/json");
+    for (k, v) in headers {
+        req.insert_header(HeaderName::from_static(k), v.clone());
+    }
+    if let Some(b) = body {
+        req.insert_header(HeaderName::from_static("content-type"), b.content_type);
+        req.set_body(b.bytes);
+    }
+    let options = PipelineSendOptions {
+        skip_checks: true,
+        ..Default::default()
+    };
+    let resp = pipeline
+        .send(&Context::new(), &mut req, Some(options))
+        .await
+        .map_err(|e| transport_error(what, &e))?;
+    let status = u16::from(resp.status());
+    let header = |n: &'static str| {
+        resp.headers()
+            .get_optional_str(&HeaderName::from_static(n))
+            .map(str::to_string)
+    };
+    let retry_after = lro::parse_retry_after(
+        header("retry-after").as_deref(),
+        header("retry-after-ms")
+            .or_else(|| header("x-ms-retry-after-ms"))
+            .as_deref(),
+    );
+    let (async_operation, location) = (header("azure-asyncoperation"), header("location"));
+    let etag = header("etag");
+    let bytes = resp.into_body();
+    // A body that is not JSON (empty, or a service's text error) is kept as null: callers
+    // that need a field report it missing by name.
+    let body = serde_json::from_slice(bytes.as_ref()).unwrap_or(Value::Null);
+    Ok(Reply {
+        status,
+        body,
+        async_operation,
+        location,
+        retry_after,
+        etag,
+    })
+}
+
+/// A pipeline with one attempt per call (the engine retries by classified error) that
+/// authorizes requests for `scope`.
+pub(crate) fn pipeline_for(auth: &Auth, scope: &str) -> Pipeline {
+    let auth_policy: Arc<dyn Policy> = match auth {
+        Auth::StaticToken(t) => Arc::new(StaticTokenPolicy::new(t)),
+        Auth::Credential(c) => Arc::new(BearerTokenAuthorizationPolicy::new(
+            c.clone(),
+            [scope.to_string()],
+        )),
+    };
+    let client_options = ClientOptions {
+        retry: RetryOptions::none(),
+        ..Default::default()
+    };
+    Pipeline::new(
+        Some(env!("CARGO_PKG_NAME")),
+        Some(env!("CARGO_PKG_VERSION")),
+        client_options,
+        Vec::new(),
+        vec![auth_policy],
+        None,
+    )
+}
+
 /// One answer of ARM, body parsed as JSON (`null` when empty or not JSON).
 #[derive(Debug, Clone)]
 pub struct Reply {
@@ -88,14 +191,18 @@ pub struct Reply {
     pub location: Option<String>,
     /// `Retry-After` (or its millisecond variants).
     pub retry_after: Option<Duration>,
+    /// `ETag` header (data planes).
+    pub etag: Option<String>,
 }
 
 impl Reply {
-    fn is_success(&self) -> bool {
+    /// A 2xx answer.
+    pub fn is_success(&self) -> bool {
         (200..300).contains(&self.status)
     }
 
-    fn error(&self, what: &str) -> CloudError {
+    /// The error this answer stands for, classified by its status and the service's code.
+    pub fn error(&self, what: &str) -> CloudError {
         let (code, message) = error_parts(self.status, &self.body);
         arm_error(what, self.status, &code, &message, self.retry_after)
     }
@@ -105,6 +212,7 @@ impl Reply {
 #[derive(Debug, Clone)]
 pub struct ArmClient {
     pipeline: Pipeline,
+    auth: Auth,
     base: String,
     subscription_id: String,
     options: ArmOptions,
@@ -122,24 +230,10 @@ impl ArmClient {
             url: base.to_string(),
             reason: e.to_string(),
         })?;
-        let auth_policy: Arc<dyn Policy> = match auth {
-            Auth::StaticToken(t) => Arc::new(StaticTokenPolicy::new(&t)),
-            Auth::Credential(c) => Arc::new(BearerTokenAuthorizationPolicy::new(c, [ARM_SCOPE])),
-        };
-        let client_options = ClientOptions {
-            retry: RetryOptions::none(),
-            ..Default::default()
-        };
-        let pipeline = Pipeline::new(
-            Some(env!("CARGO_PKG_NAME")),
-            Some(env!("CARGO_PKG_VERSION")),
-            client_options,
-            Vec::new(),
-            vec![auth_policy],
-            None,
-        );
+        let pipeline = pipeline_for(&auth, ARM_SCOPE);
         Ok(ArmClient {
             pipeline,
+            auth,
             base: base.trim_end_matches('/').to_string(),
             subscription_id: subscription_id.to_string(),
             options,
@@ -154,6 +248,17 @@ impl ArmClient {
             .filter(|u| !u.is_empty())
             .unwrap_or_else(|| DEFAULT_ARM_URL.to_string());
         Self::new(&base, subscription_id, Auth::from_env()?, options)
+    }
+
+    /// The credential this client was built with (data-plane clients reuse it).
+    pub fn auth(&self) -> &Auth {
+        &self.auth
+    }
+
+    /// Whether ARM is reached over plain http: a local fake, whose data-plane hosts are plain
+    /// http too (the real cloud is https only).
+    pub fn is_local(&self) -> bool {
+        self.base.starts_with("http://")
     }
 
     /// The subscription this client works in.
@@ -188,47 +293,11 @@ impl ArmClient {
         body: Option<&Value>,
         what: &str,
     ) -> Result<Reply, CloudError> {
-        let parsed = Url::parse(url)
-            .map_err(|e| CloudError::fatal("BadUrl", format!("{what}: `{url}`: {e}")))?;
-        let mut req = Request::new(parsed, method);
-        req.insert_header(HeaderName::from_static("accept"), "application/json");
-        if let Some(b) = body {
-            req.insert_header(HeaderName::from_static("content-type"), "application/json");
-            req.set_json(b)
-                .map_err(|e| CloudError::fatal("BadRequestBody", format!("{what}: {e}")))?;
-        }
-        let options = PipelineSendOptions {
-            // Statuses are classified here, with ARM's code, not by the pipeline.
-            skip_checks: true,
-            ..Default::default()
+        let body = match body {
+            Some(b) => Some(Body::json(b, what)?),
+            None => None,
         };
-        let resp = self
-            .pipeline
-            .send(&Context::new(), &mut req, Some(options))
-            .await
-            .map_err(|e| transport_error(what, &e))?;
-        let status = u16::from(resp.status());
-        let header = |n: &'static str| {
-            resp.headers()
-                .get_optional_str(&HeaderName::from_static(n))
-                .map(str::to_string)
-        };
-        let retry_after = lro::parse_retry_after(
-            header("retry-after").as_deref(),
-            header("retry-after-ms")
-                .or_else(|| header("x-ms-retry-after-ms"))
-                .as_deref(),
-        );
-        let (async_operation, location) = (header("azure-asyncoperation"), header("location"));
-        let bytes = resp.into_body();
-        let body = serde_json::from_slice(bytes.as_ref()).unwrap_or(Value::Null);
-        Ok(Reply {
-            status,
-            body,
-            async_operation,
-            location,
-            retry_after,
-        })
+        send_on(&self.pipeline, method, url, body, &[], what).await
     }
 
     /// GETs a resource; `None` when ARM answers 404.
