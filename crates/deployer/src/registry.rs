@@ -6,38 +6,83 @@ use std::sync::Arc;
 use twin_config::{Diagnostic, Layer, ProviderName, TwinConfig};
 use twin_engine::Provider;
 
-/// The providers this version of deployer can deploy to (`none` needs no provider).
-pub const IMPLEMENTED: &[ProviderName] = &[ProviderName::Aws];
+/// Whether this version of deployer can deploy `layer` on `provider` (`none` needs nothing).
+pub fn implemented(provider: ProviderName, layer: Layer) -> bool {
+    match provider {
+        ProviderName::None | ProviderName::Aws => true,
+        ProviderName::Azure => twin_azure::provider::IMPLEMENTED.contains(&layer),
+    }
+}
 
-/// A diagnostic for every layer whose provider is not implemented in this version: an honest
-/// error at validate time instead of a provider that pretends.
+/// The hops of the data path between two layers (SPEC §2 "Cross-cloud boundaries"): sender,
+/// receiver. A hop whose two ends are on different clouds needs an ingress this version does
+/// not build yet.
+const BOUNDARIES: [(Layer, Layer); 6] = [
+    (Layer::L1, Layer::L2),
+    (Layer::L2, Layer::L3Hot),
+    (Layer::L3Hot, Layer::L3Cold),
+    (Layer::L3Cold, Layer::L3Archive),
+    (Layer::L4, Layer::L3Hot),
+    (Layer::L2, Layer::L4),
+];
+
+/// A diagnostic for every layer whose provider is not implemented in this version, and for
+/// every data-path hop that would cross clouds: an honest error at validate time instead of a
+/// provider that pretends.
 pub fn unimplemented_layers(config: &TwinConfig) -> Vec<Diagnostic> {
     let text =
         std::fs::read_to_string(config.dir.join("config_providers.json")).unwrap_or_default();
-    Layer::IN_FILE_ORDER
+    let diagnostic = |layer: Layer, message: String| {
+        let (line, column) = value_position(&text, layer.key());
+        Diagnostic {
+            file: "config_providers.json".into(),
+            path: format!("$.{}", layer.key()),
+            line,
+            column,
+            message,
+            item: None,
+        }
+    };
+    let mut found: Vec<Diagnostic> = Layer::IN_FILE_ORDER
         .iter()
         .filter_map(|layer| {
             let p = config.providers.get(*layer);
-            if p == ProviderName::None || IMPLEMENTED.contains(&p) {
+            if implemented(p, *layer) {
                 return None;
             }
-            let (line, column) = value_position(&text, layer.key());
-            let mut allowed: Vec<&str> = IMPLEMENTED.iter().map(|p| p.as_str()).collect();
-            allowed.push("none");
-            Some(Diagnostic {
-                file: "config_providers.json".into(),
-                path: format!("$.{}", layer.key()),
-                line,
-                column,
-                message: format!(
-                    "provider `{}` is not implemented yet in this version of deployer; allowed here: {}",
+            let allowed: Vec<&str> = ProviderName::ALL
+                .iter()
+                .filter(|q| implemented(**q, *layer))
+                .map(|q| q.as_str())
+                .collect();
+            Some(diagnostic(
+                *layer,
+                format!(
+                    "provider `{}` is not implemented yet for {} in this version of deployer; allowed here: {}",
                     p.as_str(),
+                    layer.key(),
                     allowed.join(", ")
                 ),
-                item: None,
-            })
+            ))
         })
-        .collect()
+        .collect();
+    for (from, to) in BOUNDARIES {
+        let (a, b) = (config.providers.get(from), config.providers.get(to));
+        if a == ProviderName::None || b == ProviderName::None || a == b {
+            continue;
+        }
+        found.push(diagnostic(
+            to,
+            format!(
+                "{} on `{}` receives from {} on `{}`: cross-cloud hops are not implemented yet in this version of deployer; put both layers on the same provider",
+                to.key(),
+                b.as_str(),
+                from.key(),
+                a.as_str()
+            ),
+        ));
+    }
+    found
 }
 
 /// Line and column (1-based) of the value of `"key":` in a JSON text, or 1:1 if not found.
@@ -82,12 +127,68 @@ pub async fn providers(config: &TwinConfig, cli: &Cli) -> Result<Vec<Arc<dyn Pro
         let aws = twin_aws::AwsProvider::new(config, cli.functions_dir.clone()).await?;
         providers.push(Arc::new(aws));
     }
+    if uses(ProviderName::Azure) {
+        let azure = twin_azure::AzureProvider::new(&config.providers.azure).await?;
+        providers.push(Arc::new(azure));
+    }
     Ok(providers)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::value_position;
+    use super::{unimplemented_layers, value_position};
+    use twin_config::{Layer, ProviderName};
+
+    /// The example twin of the repository with each layer on the provider `pick` gives it.
+    fn example_with(pick: impl Fn(Layer) -> ProviderName) -> Vec<String> {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut config = twin_config::load_dir(&root).expect("the example twin is valid");
+        for l in Layer::ALL {
+            config.providers.set(l, pick(l));
+        }
+        unimplemented_layers(&config)
+            .into_iter()
+            .map(|d| d.message)
+            .collect()
+    }
+
+    #[test]
+    fn an_all_azure_twin_up_to_storage_is_accepted() {
+        let found = example_with(|l| match l {
+            Layer::L4 | Layer::L5 => ProviderName::None,
+            _ => ProviderName::Azure,
+        });
+        assert!(found.is_empty(), "{found:?}");
+    }
+
+    #[test]
+    fn azure_twin_management_and_grafana_are_refused_by_name() {
+        let found = example_with(|_| ProviderName::Azure);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found[0].contains("layer_4_provider"), "{found:?}");
+        assert!(found[1].contains("allowed here: aws, none"), "{found:?}");
+    }
+
+    #[test]
+    fn a_hop_between_clouds_is_refused_at_its_receiver() {
+        let found = example_with(|l| match l {
+            Layer::L1 => ProviderName::Aws,
+            Layer::L4 | Layer::L5 => ProviderName::None,
+            _ => ProviderName::Azure,
+        });
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].starts_with("layer_2_provider on `azure` receives from layer_1_provider on `aws`"),
+            "{found:?}"
+        );
+        let found = example_with(|l| match l {
+            Layer::L3Archive => ProviderName::Azure,
+            Layer::L4 | Layer::L5 => ProviderName::None,
+            _ => ProviderName::Aws,
+        });
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("layer_3_archive_provider"), "{found:?}");
+    }
 
     #[test]
     fn finds_the_value_of_a_key() {

@@ -16,7 +16,7 @@ use twin_engine::{CloudError, Provider, ResourceDriver, ResourceSpec};
 pub const SUBSCRIPTION_ENV: &str = "AZURE_SUBSCRIPTION_ID";
 
 /// The layers this provider implements, in dependency order.
-const IMPLEMENTED: [Layer; 2] = [Layer::L3Cold, Layer::L3Archive];
+pub const IMPLEMENTED: &[Layer] = &[Layer::L3Cold, Layer::L3Archive];
 
 /// Deploys a twin's Azure layers into its own resource group.
 pub struct AzureProvider {
@@ -100,7 +100,8 @@ impl AzureProvider {
 /// resource group, the identity).
 pub fn shared_layer(twin: &TwinConfig) -> Option<Layer> {
     IMPLEMENTED
-        .into_iter()
+        .iter()
+        .copied()
         .find(|l| twin.providers.get(*l) == ProviderName::Azure)
 }
 
