@@ -178,7 +178,8 @@ mod tests {
         });
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(
-            found[0].starts_with("layer_2_provider on `azure` receives from layer_1_provider on `aws`"),
+            found[0]
+                .starts_with("layer_2_provider on `azure` receives from layer_1_provider on `aws`"),
             "{found:?}"
         );
         let found = example_with(|l| match l {

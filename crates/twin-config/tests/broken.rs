@@ -754,7 +754,10 @@ fn azure_function_names_need_a_leading_letter() {
                 Text(r#"[{"id": "1-sensor", "properties": [{"name": "p", "dataType": "DOUBLE"}]}]"#),
             ),
         ],
-        &["config_iot_devices.json:1:9: $[0].id (device `1-sensor`): the Azure Function name `1-sensor-processor` starts with `1`; Azure Function names are 1-128 characters of A-Z a-z 0-9 - _ starting with a letter (needed by layer l2 on azure)"],
+        &[
+            "config_iot_devices.json:1:9: $[0].id (device `1-sensor`): the Azure Function name `1-sensor-processor` starts with `1`; Azure Function names are 1-128 characters of A-Z a-z 0-9 - _ starting with a letter (needed by layer l2 on azure)",
+            "config_providers.json:2:23: $.layer_1_provider: layer_1_provider is `azure` but no Azure location is set: add \"azure\": {\"location\": \"<region, e.g. westeurope>\"}",
+        ],
     );
 }
 
@@ -811,6 +814,7 @@ fn providers_visualization_without_a_twin_and_a_twin_without_hot_storage() {
         &[("config_providers.json", Text(&text))],
         &[
             "config_providers.json:8:23: $.layer_5_provider: layer_5_provider is `azure` but layer_4_provider is `none`: Grafana shows the twin of layer 4, so it would have no twin to show; allowed: aws or azure for layer_4_provider, or none here",
+            "config_providers.json:8:23: $.layer_5_provider: layer_5_provider is `azure` but no Azure location is set: add \"azure\": {\"location\": \"<region, e.g. westeurope>\"}",
         ],
     );
 }
@@ -851,7 +855,10 @@ fn artifacts_bucket_name_on_the_layer_that_hosts_the_functions() {
             ("config.json", Text(&config)),
             ("config_providers.json", Text(&text)),
         ],
-        &[&format!("config.json:1:23: $.digital_twin_name: the S3 bucket name `{twin}-artifacts-00000000` is 64 characters long; S3 bucket names are 3-63 characters of a-z 0-9 -, starting and ending with a letter or digit (needed by layer l2 on aws)")],
+        &[
+            &format!("config.json:1:23: $.digital_twin_name: the S3 bucket name `{twin}-artifacts-00000000` is 64 characters long; S3 bucket names are 3-63 characters of a-z 0-9 -, starting and ending with a letter or digit (needed by layer l2 on aws)"),
+            "config_providers.json:4:27: $.layer_3_hot_provider: layer_3_hot_provider is `azure` but no Azure location is set: add \"azure\": {\"location\": \"<region, e.g. westeurope>\"}",
+        ],
     );
 }
 

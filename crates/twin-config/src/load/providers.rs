@@ -67,6 +67,27 @@ pub(crate) fn read(r: &mut FileReader<'_>, root: &Value) -> ProvidersPart {
         None => Some(AzureSettings::default()),
         Some(v) => read_azure(r, v),
     };
+    let on_azure = Layer::IN_FILE_ORDER
+        .iter()
+        .find(|l| part.get(**l) == Some(ProviderName::Azure));
+    if let (Some(layer), Some(azure)) = (on_azure, &part.azure) {
+        if azure.location.is_none() {
+            // Every Azure resource is created in one region; guessing one would put data
+            // somewhere the user did not choose.
+            let path = if map.contains_key("azure") {
+                "$.azure".to_string()
+            } else {
+                member("$", layer.key())
+            };
+            r.at_value(
+                &path,
+                format!(
+                    "{} is `azure` but no Azure location is set: add \"azure\": {{\"location\": \"<region, e.g. westeurope>\"}}",
+                    layer.key()
+                ),
+            );
+        }
+    }
     part
 }
 
