@@ -1,0 +1,283 @@
+//! The real `deployer` binary on an all-Azure twin against the test kit's stateful fakes of
+//! Azure Resource Manager and the services it returns endpoints for (no ARM emulator exists):
+//! validate, plan, deploy, a second deploy that changes nothing, info, SIGKILL at several depths
+//! then resume, injected faults, and destroy down to an empty subscription.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+use twin_testkit::fake_arm::{FakeArm, FakeArmConfig, Fault};
+
+/// The fakes, served by their own runtime while the test drives the binary synchronously.
+struct Fakes {
+    arm: FakeArm,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Fakes {
+    fn start(config: FakeArmConfig) -> Fakes {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let arm = rt.block_on(FakeArm::start(config)).expect("fake ARM");
+        Fakes { arm, rt }
+    }
+
+    /// Every resource id the fake holds under the twin's resource group (the group included).
+    fn twin_resources(&self, twin: &str) -> Vec<String> {
+        let group = format!(
+            "/subscriptions/{}/resourcegroups/{twin}-rg",
+            self.arm.subscription_id()
+        )
+        .to_ascii_lowercase();
+        self.arm
+            .ids()
+            .into_iter()
+            .filter(|id| id.to_ascii_lowercase().starts_with(&group))
+            .collect()
+    }
+}
+
+/// The layers on Azure in these tests: every layer the Azure provider implements, L4/L5 none.
+fn azure_layers() -> serde_json::Value {
+    let implemented = twin_azure::provider::IMPLEMENTED;
+    let mut providers = serde_json::Map::new();
+    for layer in twin_config::Layer::IN_FILE_ORDER {
+        let on = if implemented.contains(&layer) {
+            "azure"
+        } else {
+            "none"
+        };
+        providers.insert(layer.key().to_string(), serde_json::json!(on));
+    }
+    providers.insert(
+        "azure".into(),
+        serde_json::json!({"location": "westeurope"}),
+    );
+    serde_json::Value::Object(providers)
+}
+
+fn write_twin(dir: &Path, twin: &str, devices: usize) {
+    let devs: Vec<serde_json::Value> = (0..devices)
+        .map(|i| {
+            serde_json::json!({"id": format!("dev-{i}"),
+                "properties": [{"name": "temperature", "dataType": "DOUBLE"}]})
+        })
+        .collect();
+    let files = [
+        (
+            "config.json",
+            serde_json::json!({"digital_twin_name": twin,
+                "hot_storage_size_in_days": 30, "cold_storage_size_in_days": 90}),
+        ),
+        ("config_iot_devices.json", serde_json::Value::Array(devs)),
+        ("config_providers.json", azure_layers()),
+    ];
+    for (name, v) in files {
+        std::fs::write(dir.join(name), v.to_string()).expect("write config");
+    }
+}
+
+fn deployer(fakes: &Fakes, dir: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_deployer"));
+    c.arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("DEPLOYER_AZURE_ARM_URL", &fakes.arm.url)
+        .env("DEPLOYER_AZURE_TOKEN", "fake-arm-token")
+        .env("AZURE_SUBSCRIPTION_ID", fakes.arm.subscription_id())
+        .stdin(Stdio::null());
+    c
+}
+
+fn run(fakes: &Fakes, dir: &Path, args: &[&str]) -> Output {
+    deployer(fakes, dir, args).output().expect("run deployer")
+}
+
+fn json_of(out: &Output, what: &str) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{what} --json is not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+fn journal_lines(path: &Path) -> usize {
+    std::fs::read_to_string(path)
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}
+
+/// Starts `args` and kills it with SIGKILL once its journal has `lines` lines (or lets it
+/// finish if it never gets there).
+fn run_and_kill(fakes: &Fakes, dir: &Path, args: &[&str], journal: &Path, lines: usize) {
+    let mut child = deployer(fakes, dir, args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn deployer");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut wait = Duration::from_millis(2);
+    loop {
+        if journal_lines(journal) >= lines {
+            child.kill().expect("SIGKILL");
+            let _ = child.wait();
+            return;
+        }
+        if child.try_wait().expect("wait").is_some() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{args:?} never reached {lines} journal lines"
+        );
+        std::thread::sleep(wait); // polling the journal, not waiting for time to pass
+        wait = (wait * 2).min(Duration::from_millis(20));
+    }
+}
+
+fn assert_no_changes(report: &serde_json::Value) {
+    assert_eq!(
+        (&report["created"], &report["updated"], &report["deleted"]),
+        (&serde_json::json!(0), &serde_json::json!(0), &serde_json::json!(0)),
+        "a second deploy changed something: {report}"
+    );
+}
+
+#[test]
+fn fake_arm_all_azure_twin_validates_plans_deploys_idempotently_and_destroys_to_nothing() {
+    let fakes = Fakes::start(FakeArmConfig::default());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let twin = "az-e2e";
+    write_twin(dir.path(), twin, 3);
+
+    let valid = json_of(&run(&fakes, dir.path(), &["validate", "--json"]), "validate");
+    assert_eq!(valid["valid"], true, "{valid}");
+
+    let plan = json_of(&run(&fakes, dir.path(), &["plan", "--json"]), "plan");
+    let plan_text = plan.to_string();
+    assert!(
+        plan_text.contains("azure_resource_group"),
+        "plan names the group: {plan_text}"
+    );
+    assert!(
+        fakes.twin_resources(twin).is_empty(),
+        "plan created something: {:?}",
+        fakes.arm.ids()
+    );
+
+    let deployed = json_of(&run(&fakes, dir.path(), &["deploy", "-y", "--json"]), "deploy");
+    let created = deployed["created"].as_u64().expect("created count");
+    assert!(created >= 5, "{deployed}");
+    assert_eq!(
+        fakes.twin_resources(twin).len() as u64,
+        created,
+        "one cloud resource per created resource: {:?}",
+        fakes.twin_resources(twin)
+    );
+
+    fakes.arm.clear_log();
+    let again = json_of(&run(&fakes, dir.path(), &["deploy", "-y", "--json"]), "deploy");
+    assert_no_changes(&again);
+    assert!(
+        fakes.arm.mutating_calls().is_empty(),
+        "a second deploy wrote to ARM: {:?}",
+        fakes.arm.mutating_calls()
+    );
+
+    let info = json_of(&run(&fakes, dir.path(), &["info", "--json"]), "info");
+    let rows = info.as_array().expect("info rows");
+    assert_eq!(rows.len() as u64, created, "{info}");
+    for row in rows {
+        assert_eq!(row["provider"], "azure", "{row}");
+        assert_eq!(row["status"], "ok", "{row}");
+    }
+
+    let state = std::fs::read_to_string(dir.path().join(".deployer").join(format!("{twin}.json")))
+        .expect("the state file");
+    assert!(
+        !state.contains("fake-arm-token"),
+        "the token reached the state file"
+    );
+
+    let gone = json_of(&run(&fakes, dir.path(), &["destroy", "-y", "--json"]), "destroy");
+    assert_eq!(gone["deleted"].as_u64(), Some(created), "{gone}");
+    assert!(
+        fakes.twin_resources(twin).is_empty(),
+        "destroy left {:?}",
+        fakes.twin_resources(twin)
+    );
+}
+
+#[test]
+fn fake_arm_kill_9_at_several_depths_then_deploy_completes_and_destroy_leaves_nothing() {
+    // Operations take a few polls, so a kill lands while some are still running.
+    let fakes = Fakes::start(FakeArmConfig {
+        polls: 3,
+        ..FakeArmConfig::default()
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let twin = "az-kill";
+    write_twin(dir.path(), twin, 2);
+    let journal = dir.path().join(".deployer").join(format!("{twin}.journal"));
+    for lines in [1, 3, 6] {
+        run_and_kill(&fakes, dir.path(), &["deploy", "-y", "-q"], &journal, lines);
+    }
+    let deployed = json_of(&run(&fakes, dir.path(), &["deploy", "-y", "--json"]), "deploy");
+    let again = json_of(&run(&fakes, dir.path(), &["deploy", "-y", "--json"]), "deploy");
+    assert_no_changes(&again);
+    let total = deployed["created"].as_u64().unwrap_or(0)
+        + deployed["unchanged"].as_u64().unwrap_or(0)
+        + deployed["updated"].as_u64().unwrap_or(0);
+    assert_eq!(
+        fakes.twin_resources(twin).len() as u64,
+        total,
+        "no duplicate or missing resource after the kills: {:?}",
+        fakes.twin_resources(twin)
+    );
+    // A destroy killed midway, then finished.
+    run_and_kill(&fakes, dir.path(), &["destroy", "-y", "-q"], &journal, 2);
+    let out = run(&fakes, dir.path(), &["destroy", "-y", "--json"]);
+    json_of(&out, "destroy");
+    assert!(
+        fakes.twin_resources(twin).is_empty(),
+        "destroy left {:?}",
+        fakes.twin_resources(twin)
+    );
+}
+
+#[test]
+fn fake_arm_throttling_busy_and_server_errors_converge_through_the_binary() {
+    let fakes = Fakes::start(FakeArmConfig::default());
+    for (fault, times) in [
+        (Fault::Throttle { retry_after_secs: 1 }, 2),
+        (Fault::Busy, 2),
+        (Fault::ServerError, 2),
+        (Fault::DropAfterApply, 2),
+    ] {
+        fakes.arm.inject("PUT", "/providers/", fault, times);
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let twin = "az-faults";
+    write_twin(dir.path(), twin, 2);
+    let deployed = json_of(&run(&fakes, dir.path(), &["deploy", "-y", "--json"]), "deploy");
+    assert_eq!(fakes.arm.faults_left(), 0, "every injected fault was met");
+    let again = json_of(&run(&fakes, dir.path(), &["deploy", "-y", "--json"]), "deploy");
+    assert_no_changes(&again);
+    assert_eq!(
+        fakes.twin_resources(twin).len() as u64,
+        deployed["created"].as_u64().unwrap_or(0),
+        "{:?}",
+        fakes.twin_resources(twin)
+    );
+    json_of(&run(&fakes, dir.path(), &["destroy", "-y", "--json"]), "destroy");
+    assert!(fakes.twin_resources(twin).is_empty());
+}
