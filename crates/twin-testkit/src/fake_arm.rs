@@ -724,9 +724,14 @@ fn resource(
                 return error(404, "ResourceGroupNotFound", "resource group not found");
             }
             if segs.len() > 8 {
-                // The direct parent: a Cosmos container needs its database, which needs its
-                // account.
-                let parent = format!("/{}", segs[..segs.len() - 2].join("/")).to_ascii_lowercase();
+                // The direct parent (a Cosmos container needs its database, which needs its
+                // account); singleton children named `default` (a storage account's
+                // `blobServices/default`) exist implicitly with their own parent.
+                let mut end = segs.len() - 2;
+                while end > 8 && segs[end - 1].eq_ignore_ascii_case("default") {
+                    end -= 2;
+                }
+                let parent = format!("/{}", segs[..end].join("/")).to_ascii_lowercase();
                 if !st.resources.contains_key(&parent) {
                     return error(
                         404,
