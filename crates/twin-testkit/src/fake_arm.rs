@@ -582,6 +582,29 @@ fn new_timed_op(
     id
 }
 
+/// A GET of a resource whose creation nobody polls any more (the client that asked is gone)
+/// counts as a poll of that operation, so the resource still finishes provisioning, as it does
+/// on Azure.
+fn advance_by_read(st: &mut State, key: &str) {
+    let now = Instant::now();
+    let Some(id) = st
+        .operations
+        .iter()
+        .find(|(_, op)| matches!(&op.completion, Some(Completion::Settle(k)) if k == key))
+        .map(|(id, _)| *id)
+    else {
+        return;
+    };
+    let Some(op) = st.operations.get_mut(&id) else {
+        return;
+    };
+    if op.pending(now) {
+        op.remaining = op.remaining.saturating_sub(1);
+    } else if let Some(c) = op.completion.take() {
+        complete(st, c);
+    }
+}
+
 /// Finishes the timed operations whose time has passed, whether or not anyone polls them (a
 /// resource on Azure finishes provisioning even when the client that asked for it is gone).
 fn settle_due(st: &mut State) {
@@ -707,6 +730,9 @@ fn resource(
     let key = path.to_ascii_lowercase();
     let group_key = format!("/{}", segs[..4].join("/")).to_ascii_lowercase();
     let is_storage = segs.len() == 8 && key.contains("/microsoft.storage/storageaccounts/");
+    if method == "GET" {
+        advance_by_read(st, &key);
+    }
     match method {
         "GET" => match st.resources.get(&key) {
             Some(r) => reply(200, r, &[]),
