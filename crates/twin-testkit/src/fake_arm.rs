@@ -1015,3 +1015,168 @@ fn extension(
         _ => error(405, "MethodNotAllowed", "not supported by the fake"),
     }
 }
+
+/// The ARM type of a resource id: `Microsoft.Resources/resourceGroups` for a group, else the
+/// namespace after the last `providers` and every type segment after it
+/// (`Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers`).
+pub fn arm_type_of(id: &str) -> String {
+    let segs: Vec<&str> = id.trim_matches('/').split('/').collect();
+    let Some(at) = segs
+        .iter()
+        .rposition(|s| s.eq_ignore_ascii_case("providers"))
+    else {
+        return if segs.len() == 4 {
+            "Microsoft.Resources/resourceGroups".to_string()
+        } else {
+            "Microsoft.Resources/subscriptions".to_string()
+        };
+    };
+    let mut parts = vec![segs.get(at + 1).copied().unwrap_or_default()];
+    parts.extend(segs.iter().skip(at + 2).step_by(2));
+    parts.join("/")
+}
+
+/// One resource of a deploy, for [`longest_chain`]: its key, ARM type and what it waits for.
+#[derive(Debug, Clone)]
+pub struct ChainNode {
+    /// Key of the resource (e.g. the engine's spec id).
+    pub key: String,
+    /// ARM type (see [`arm_type_of`]).
+    pub arm_type: String,
+    /// Keys of the resources it depends on.
+    pub depends_on: Vec<String>,
+}
+
+/// The longest dependency chain of a deploy against a fake with `config`'s provisioning times:
+/// each resource takes its type's time after the last of its dependencies is done, and a role
+/// assignment cannot start before its identity's principal has propagated. Returns the chain's
+/// length and its keys, first to last (resources with unknown dependencies start at zero).
+pub fn longest_chain(nodes: &[ChainNode], config: &FakeArmConfig) -> (Duration, Vec<String>) {
+    let by_key: HashMap<&str, &ChainNode> = nodes.iter().map(|n| (n.key.as_str(), n)).collect();
+    let mut done: HashMap<String, (Duration, Vec<String>)> = HashMap::new();
+    fn finish(
+        key: &str,
+        by_key: &HashMap<&str, &ChainNode>,
+        config: &FakeArmConfig,
+        done: &mut HashMap<String, (Duration, Vec<String>)>,
+        visiting: &mut HashSet<String>,
+    ) -> (Duration, Vec<String>) {
+        if let Some(d) = done.get(key) {
+            return d.clone();
+        }
+        let Some(node) = by_key.get(key) else {
+            return (Duration::ZERO, Vec::new());
+        };
+        // A cycle cannot be deployed; it adds nothing rather than recursing forever.
+        if !visiting.insert(key.to_string()) {
+            return (Duration::ZERO, Vec::new());
+        }
+        let role = is_role_assignment(&node.arm_type);
+        let mut start = (Duration::ZERO, Vec::new());
+        for dep in &node.depends_on {
+            let (mut t, path) = finish(dep, by_key, config, done, visiting);
+            let is_identity = by_key
+                .get(dep.as_str())
+                .is_some_and(|d| d.arm_type.eq_ignore_ascii_case(IDENTITY_TYPE));
+            if role && is_identity {
+                t += config.principal_propagation;
+            }
+            if t >= start.0 {
+                start = (t, path);
+            }
+        }
+        visiting.remove(key);
+        let own = config.provisioning_of(&node.arm_type).unwrap_or_default();
+        let mut path = start.1;
+        path.push(key.to_string());
+        let result = (start.0 + own, path);
+        done.insert(key.to_string(), result.clone());
+        result
+    }
+    let mut best = (Duration::ZERO, Vec::new());
+    let mut visiting = HashSet::new();
+    for n in nodes {
+        let r = finish(&n.key, &by_key, config, &mut done, &mut visiting);
+        // On a tie the chain with more steps is the one to show (it ends at a leaf).
+        if r.0 > best.0 || (r.0 == best.0 && r.1.len() > best.1.len()) {
+            best = r;
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arm_types_of_ids() {
+        let g = "/subscriptions/s/resourceGroups/rg";
+        assert_eq!(arm_type_of(g), "Microsoft.Resources/resourceGroups");
+        assert_eq!(
+            arm_type_of(&format!(
+                "{g}/providers/Microsoft.DocumentDB/databaseAccounts/a/sqlDatabases/d/containers/c"
+            )),
+            "Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers"
+        );
+        assert_eq!(
+            arm_type_of(&format!(
+                "{g}/providers/Microsoft.Storage/storageAccounts/a/providers/Microsoft.Authorization/roleAssignments/u"
+            )),
+            "Microsoft.Authorization/roleAssignments"
+        );
+    }
+
+    fn node(key: &str, ty: &str, deps: &[&str]) -> ChainNode {
+        ChainNode {
+            key: key.into(),
+            arm_type: ty.into(),
+            depends_on: deps.iter().map(|d| d.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn longest_chain_adds_times_and_propagation() {
+        let config = FakeArmConfig {
+            provisioning: HashMap::from([
+                (
+                    "Microsoft.DocumentDB/databaseAccounts".to_string(),
+                    Duration::from_secs(4),
+                ),
+                (
+                    "Microsoft.Devices/IotHubs".to_string(),
+                    Duration::from_secs(2),
+                ),
+            ]),
+            principal_propagation: Duration::from_secs(1),
+            ..FakeArmConfig::default()
+        };
+        let nodes = vec![
+            node("rg", "Microsoft.Resources/resourceGroups", &[]),
+            node("id", IDENTITY_TYPE, &["rg"]),
+            node("hub", "Microsoft.Devices/IotHubs", &["rg"]),
+            node(
+                "hub-role",
+                "Microsoft.Authorization/roleAssignments",
+                &["hub", "id"],
+            ),
+            node("cosmos", "Microsoft.DocumentDB/databaseAccounts", &["rg"]),
+            node(
+                "data-role",
+                "Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments",
+                &["cosmos", "id"],
+            ),
+        ];
+        let (len, path) = longest_chain(&nodes, &config);
+        assert_eq!(len, Duration::from_secs(4));
+        assert_eq!(path, ["rg", "cosmos", "data-role"]);
+        // With slow propagation the identity's branch is the longest.
+        let slow = FakeArmConfig {
+            principal_propagation: Duration::from_secs(5),
+            ..config
+        };
+        let (len, path) = longest_chain(&nodes, &slow);
+        assert_eq!(len, Duration::from_secs(5));
+        assert_eq!(path.last().map(String::as_str), Some("hub-role"));
+    }
+}
