@@ -452,3 +452,30 @@ async fn fake_arm_hot_ten_percent_random_faults_converge_and_destroy_leaves_noth
     fake.fail_randomly(0, 0);
     assert!(twin_resources(&fake, twin).is_empty(), "{:?}", fake.ids());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fake_arm_hot_a_lost_state_file_finds_every_resource_again_by_its_deterministic_name() {
+    let fake = FakeArm::start(config()).await.expect("fake");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let twin = "lost-hot";
+    let config = write_twin(dir.path(), twin);
+    let provider = provider(&fake, &config).await;
+    engine(&provider, &config, policy(Duration::from_secs(30)))
+        .deploy(None)
+        .await
+        .expect("deploy");
+    std::fs::remove_dir_all(dir.path().join(".deployer")).expect("lose the state");
+    fake.clear_log();
+    let engine = engine(&provider, &config, policy(Duration::from_secs(30)));
+    let again = engine.deploy(None).await.expect("deploy without state");
+    // Role assignments included: their UUID names are derived, not random, so none is doubled.
+    assert_eq!((again.created, again.updated), (0, 0), "{again:?}");
+    assert!(
+        fake.mutating_calls().is_empty(),
+        "{:?}",
+        fake.mutating_calls()
+    );
+    assert_converged(&fake, twin);
+    engine.destroy(None).await.expect("destroy");
+    assert!(twin_resources(&fake, twin).is_empty(), "{:?}", fake.ids());
+}
