@@ -29,6 +29,8 @@ pub const TYPE: &str = "Microsoft.Authorization/roleAssignments";
 pub const SCOPE_KEY: &str = "scope";
 /// Inputs key of the spec id of the identity whose `principal_id` output is the principal.
 pub const PRINCIPAL_KEY: &str = "principal";
+/// Inputs key of the role definition id as it is sent.
+pub const ROLE_KEY: &str = "role_definition_id";
 
 /// A built-in Azure role: its name (for labels) and its role definition GUID.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,18 +164,30 @@ pub fn assignment_spec(
         .depends_on([scope.spec.clone(), principal.spec.clone()]);
     spec.inputs[SCOPE_KEY] = json!(scope.path);
     spec.inputs[PRINCIPAL_KEY] = json!(principal.spec.0);
+    spec.inputs[ROLE_KEY] = json!(definition);
     spec
 }
 
 /// The desired settings of an assignment. `principal_current` is whether the assignment names
 /// the principal the identity has now (compared in `read` against the dependency's output).
+/// Ids are compared in lowercase: ARM ids are case-insensitive and ARM may answer with another
+/// casing than the one sent.
 pub fn desired(role_definition_id: &str, scope_path: &str) -> Value {
     json!({
-        "role_definition_id": role_definition_id,
-        "scope": scope_path,
+        "role_definition_id": role_definition_id.to_ascii_lowercase(),
+        "scope": scope_path.to_ascii_lowercase(),
         "principal_type": "ServicePrincipal",
         "principal_current": true,
     })
+}
+
+/// An ARM id as it is compared (lowercase); other values pass through.
+pub fn lower(v: Option<Value>) -> Value {
+    match v {
+        Some(Value::String(s)) => Value::String(s.to_ascii_lowercase()),
+        Some(other) => other,
+        None => Value::Null,
+    }
 }
 
 /// The principal id the identity this spec names reports, or a `NotFound` error naming both.
@@ -214,8 +228,8 @@ impl RoleAssignmentDriver {
 
 fn what(spec: &ResourceSpec) -> String {
     let role = spec
-        .desired
-        .get("role_definition_id")
+        .inputs
+        .get(ROLE_KEY)
         .and_then(Value::as_str)
         .and_then(|d| d.rsplit('/').next())
         .unwrap_or("?");
@@ -244,8 +258,8 @@ fn observe(body: &Value, spec: &ResourceSpec, deps: &Outputs) -> Result<Observed
         id,
         json!({
             "id": id,
-            "role_definition_id": p("roleDefinitionId"),
-            "scope": p("scope"),
+            "role_definition_id": lower(p("roleDefinitionId")),
+            "scope": lower(p("scope")),
             "principal_type": p("principalType"),
             "principal_id": p("principalId"),
             "principal_current": principal_current(spec, deps, observed_principal),
@@ -268,16 +282,7 @@ impl ResourceDriver for RoleAssignmentDriver {
 
     async fn create(&self, spec: &ResourceSpec, deps: &Outputs) -> Result<Observed, CloudError> {
         let what = what(spec);
-        let definition = spec
-            .desired
-            .get("role_definition_id")
-            .and_then(Value::as_str)
-            .ok_or_else(|| {
-                CloudError::fatal(
-                    "SpecIncomplete",
-                    format!("{what} has no role_definition_id"),
-                )
-            })?;
+        let definition = input(spec, ROLE_KEY)?;
         let body = json!({"properties": {
             "roleDefinitionId": definition,
             "principalId": principal_id(spec, deps)?,

@@ -22,10 +22,20 @@ pub const TYPE: &str = "Microsoft.DocumentDB/databaseAccounts";
 /// The capability that makes an account serverless.
 const SERVERLESS: &str = "EnableServerless";
 
+/// A region in the form ARM takes it (`westeurope`): Cosmos DB answers with the display name
+/// (`West Europe`), which must not read as drift.
+fn region(location: &str) -> String {
+    location
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect::<String>()
+        .to_ascii_lowercase()
+}
+
 /// The desired settings of the account (the keys `read` reports).
 pub fn desired(location: &str) -> Value {
     json!({
-        "location": location,
+        "location": region(location),
         "kind": "GlobalDocumentDB",
         "serverless": true,
         "disable_local_auth": true,
@@ -67,6 +77,7 @@ impl CosmosAccountDriver {
             "tags": tags,
             "properties": {
                 "databaseAccountOfferType": "Standard",
+                "createMode": "Default",
                 "locations": [{"locationName": location, "failoverPriority": 0, "isZoneRedundant": false}],
                 "capabilities": [{"name": SERVERLESS}],
                 "disableLocalAuth": true,
@@ -114,7 +125,7 @@ fn observe(body: &Value, what: &str) -> Result<Observed, CloudError> {
         id,
         json!({
             "id": id,
-            "location": body.get("location"),
+            "location": body.get("location").and_then(Value::as_str).map(region),
             "kind": body.get("kind"),
             "serverless": serverless,
             "disable_local_auth": p("disableLocalAuth"),
@@ -166,7 +177,8 @@ mod tests {
 
     #[test]
     fn observe_needs_the_document_endpoint() {
-        let body = json!({"id": "/x", "location": "westeurope", "kind": "GlobalDocumentDB",
+        // Cosmos DB reports the region's display name.
+        let body = json!({"id": "/x", "location": "West Europe", "kind": "GlobalDocumentDB",
             "properties": {"provisioningState": "Succeeded", "disableLocalAuth": true,
                 "capabilities": [{"name": "EnableServerless"}],
                 "consistencyPolicy": {"defaultConsistencyLevel": "Session"},

@@ -6,7 +6,7 @@
 
 use crate::arm::ArmClient;
 use crate::l3::hot::{account_path, API};
-use crate::roles::{self, Principal, PRINCIPAL_KEY};
+use crate::roles::{self, lower, Principal, PRINCIPAL_KEY};
 use async_trait::async_trait;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -32,11 +32,12 @@ pub fn assignment_name(account_path: &str, principal: &Principal) -> String {
     )
 }
 
-/// The desired settings: Data Contributor, scoped to the whole account.
+/// The desired settings: Data Contributor, scoped to the whole account (ids in lowercase, as
+/// ARM ids compare).
 pub fn desired(account_path: &str) -> Value {
     json!({
-        "role_definition_id": data_contributor_id(account_path),
-        "scope": account_path,
+        "role_definition_id": data_contributor_id(account_path).to_ascii_lowercase(),
+        "scope": account_path.to_ascii_lowercase(),
         "principal_current": true,
     })
 }
@@ -111,8 +112,8 @@ fn observe(
         id,
         json!({
             "id": id,
-            "role_definition_id": p("roleDefinitionId"),
-            "scope": p("scope"),
+            "role_definition_id": lower(p("roleDefinitionId")),
+            "scope": lower(p("scope")),
             "principal_id": p("principalId"),
             "principal_current": roles::principal_current(spec, deps, observed_principal),
         }),
