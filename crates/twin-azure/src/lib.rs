@@ -10,6 +10,7 @@ pub mod identity;
 pub mod l3;
 pub mod provider;
 pub mod resource_group;
+pub mod roles;
 
 pub use arm::{ArmClient, ArmOptions, Auth};
 pub use provider::AzureProvider;

@@ -1,9 +1,10 @@
 //! The Azure `Provider`: which resources each layer has, and the driver of each resource kind.
-//! Only L3 cold and archive are implemented; the other layers describe nothing yet.
+//! L3 hot, cold and archive are implemented; the other layers describe nothing yet.
 
 use crate::arm::errors::SetupError;
 use crate::arm::{ArmClient, ArmOptions};
 use crate::context::LayerContext;
+use crate::roles::{self, RoleScope};
 use crate::{discover, identity, l3, resource_group};
 use async_trait::async_trait;
 use serde_json::json;
@@ -16,7 +17,7 @@ use twin_engine::{CloudError, Provider, ResourceDriver, ResourceSpec};
 pub const SUBSCRIPTION_ENV: &str = "AZURE_SUBSCRIPTION_ID";
 
 /// The layers this provider implements, in dependency order.
-pub const IMPLEMENTED: &[Layer] = &[Layer::L3Cold, Layer::L3Archive];
+pub const IMPLEMENTED: &[Layer] = &[Layer::L3Hot, Layer::L3Cold, Layer::L3Archive];
 
 /// Deploys a twin's Azure layers into its own resource group.
 pub struct AzureProvider {
@@ -68,6 +69,28 @@ impl AzureProvider {
         drivers.insert(
             l3::containers::KIND,
             Arc::new(l3::containers::ContainerDriver::new(arm.clone())),
+        );
+        drivers.insert(
+            roles::KIND,
+            Arc::new(roles::RoleAssignmentDriver::new(arm.clone())),
+        );
+        drivers.insert(
+            l3::hot::account::KIND,
+            Arc::new(l3::hot::account::CosmosAccountDriver::new(arm.clone())),
+        );
+        drivers.insert(
+            l3::hot::database::KIND,
+            Arc::new(l3::hot::database::SqlDatabaseDriver::new(arm.clone())),
+        );
+        drivers.insert(
+            l3::hot::container::KIND,
+            Arc::new(l3::hot::container::SqlContainerDriver::new(arm.clone())),
+        );
+        drivers.insert(
+            l3::hot::data_role::KIND,
+            Arc::new(l3::hot::data_role::SqlRoleAssignmentDriver::new(
+                arm.clone(),
+            )),
         );
         Ok(AzureProvider {
             arm,
@@ -126,29 +149,123 @@ fn layer_specs(ctx: &LayerContext<'_>, layer: Layer) -> Vec<ResourceSpec> {
     let group = group_spec(ctx, shared);
     let mut specs = Vec::new();
     if layer == shared {
-        let identity = ctx
-            .spec(
+        specs.push(group.clone());
+        specs.push(
+            ctx.spec(
                 layer,
                 identity::KIND,
                 "twin",
                 names::managed_identity_name(ctx.name()),
             )
             .desired(identity::desired(ctx.location))
-            .depends_on([group.id.clone()]);
-        let account = ctx
-            .spec(
+            .depends_on([group.id.clone()]),
+        );
+    }
+    match layer {
+        Layer::L3Hot => specs.extend(hot_specs(ctx, layer, &group)),
+        Layer::L3Cold | Layer::L3Archive => specs.extend(cold_archive_specs(ctx, layer, &group)),
+        _ => {}
+    }
+    specs
+}
+
+/// L3 hot: the Cosmos DB account, its database and container, and the identity's data role.
+fn hot_specs(ctx: &LayerContext<'_>, layer: Layer, group: &ResourceSpec) -> Vec<ResourceSpec> {
+    let Some(principal) = roles::twin_principal(ctx) else {
+        return Vec::new();
+    };
+    let account_name = l3::hot::account_name(ctx.name(), ctx.arm.subscription_id());
+    let account_path = crate::context::resource_path(
+        ctx.arm,
+        &ctx.resource_group,
+        l3::hot::account::TYPE,
+        &account_name,
+    );
+    let database_name = l3::hot::database_name(ctx.name());
+    let account = ctx
+        .spec(layer, l3::hot::account::KIND, "hot", account_name.clone())
+        .desired(l3::hot::account::desired(ctx.location))
+        .depends_on([group.id.clone()]);
+    let mut database = ctx
+        .spec(layer, l3::hot::database::KIND, "hot", database_name.clone())
+        .desired(l3::hot::database::desired(&database_name))
+        .depends_on([account.id.clone()]);
+    database.inputs[l3::hot::ACCOUNT_KEY] = json!(account_name);
+    let mut container = ctx
+        .spec(
+            layer,
+            l3::hot::container::KIND,
+            "hot",
+            l3::hot::CONTAINER_NAME,
+        )
+        .desired(l3::hot::container::desired(l3::hot::CONTAINER_NAME))
+        .depends_on([database.id.clone()]);
+    container.inputs[l3::hot::ACCOUNT_KEY] = json!(account_name);
+    container.inputs[l3::hot::DATABASE_KEY] = json!(database_name);
+    let mut data_role = ctx
+        .spec(
+            layer,
+            l3::hot::data_role::KIND,
+            "hot",
+            l3::hot::data_role::assignment_name(&account_path, &principal),
+        )
+        .desired(l3::hot::data_role::desired(&account_path))
+        .depends_on([account.id.clone(), principal.spec.clone()]);
+    data_role.inputs[l3::hot::ACCOUNT_KEY] = json!(account_name);
+    data_role.inputs[roles::PRINCIPAL_KEY] = json!(principal.spec.0);
+    vec![account, database, container, data_role]
+}
+
+/// The first of L3 cold and archive on Azure: it owns the storage account both tiers share.
+fn storage_layer(twin: &TwinConfig) -> Option<Layer> {
+    [Layer::L3Cold, Layer::L3Archive]
+        .into_iter()
+        .find(|l| twin.providers.get(*l) == ProviderName::Azure)
+}
+
+/// L3 cold or archive: its blob container, and in the first of them the storage account with
+/// the identity's Storage Blob Data Contributor role on it.
+fn cold_archive_specs(
+    ctx: &LayerContext<'_>,
+    layer: Layer,
+    group: &ResourceSpec,
+) -> Vec<ResourceSpec> {
+    let Some(home) = storage_layer(ctx.twin) else {
+        return Vec::new();
+    };
+    let mut specs = Vec::new();
+    let account_id = crate::context::resource_id(home, l3::storage::KIND, "cold-archive");
+    let account_name = names::storage_account_name(ctx.name(), ctx.arm.subscription_id());
+    if layer == home {
+        specs.push(
+            ctx.spec(
                 layer,
                 l3::storage::KIND,
                 "cold-archive",
-                names::storage_account_name(ctx.name(), ctx.arm.subscription_id()),
+                account_name.clone(),
             )
             .desired(l3::storage::desired(ctx.location))
-            .depends_on([group.id.clone()]);
-        specs.push(identity);
-        specs.push(account);
+            .depends_on([group.id.clone()]),
+        );
+        if let Some(principal) = roles::twin_principal(ctx) {
+            let scope = RoleScope {
+                spec: account_id.clone(),
+                path: crate::context::resource_path(
+                    ctx.arm,
+                    &ctx.resource_group,
+                    l3::storage::TYPE,
+                    &account_name,
+                ),
+            };
+            specs.push(roles::assignment_spec(
+                ctx,
+                layer,
+                &scope,
+                &roles::STORAGE_BLOB_DATA_CONTRIBUTOR,
+                &principal,
+            ));
+        }
     }
-    let account_id = crate::context::resource_id(shared, l3::storage::KIND, "cold-archive");
-    let account_name = names::storage_account_name(ctx.name(), ctx.arm.subscription_id());
     let tier = if layer == Layer::L3Cold {
         "cold"
     } else {
@@ -165,9 +282,6 @@ fn layer_specs(ctx: &LayerContext<'_>, layer: Layer) -> Vec<ResourceSpec> {
         .depends_on([account_id]);
     container.inputs[l3::containers::ACCOUNT_KEY] = json!(account_name);
     specs.push(container);
-    if layer == shared {
-        specs.insert(0, group);
-    }
     specs
 }
 

@@ -1,6 +1,7 @@
 //! The Azure provider through the engine against the test kit's fake ARM (no ARM emulator
 //! exists): deploy, a no-op second deploy, drift, injected faults, provider registration,
-//! a foreign resource group, and destroy.
+//! a foreign resource group, and destroy (cold/archive: group, identity, storage account with
+//! the identity's Storage Blob Data Contributor role, two containers).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -124,9 +125,9 @@ async fn fake_arm_deploy_is_idempotent_fixes_drift_and_destroys_everything() {
     );
 
     let report = engine.deploy(None).await.expect("deploy");
-    assert_eq!(report.created, 5, "{report:?}");
+    assert_eq!(report.created, 6, "{report:?}");
     let ids = twin_resources(&fake, twin);
-    assert_eq!(ids.len(), 5, "{ids:#?}");
+    assert_eq!(ids.len(), 6, "{ids:#?}");
     let account = fake.resource(&account_id(&fake, twin)).expect("account");
     assert_eq!(account["kind"], "StorageV2");
     assert_eq!(account["properties"]["allowBlobPublicAccess"], false);
@@ -169,7 +170,7 @@ async fn fake_arm_deploy_is_idempotent_fixes_drift_and_destroys_everything() {
     assert_eq!(account["properties"]["allowBlobPublicAccess"], false);
 
     let gone = engine.destroy(None).await.expect("destroy");
-    assert_eq!(gone.deleted, 5, "{gone:?}");
+    assert_eq!(gone.deleted, 6, "{gone:?}");
     assert!(twin_resources(&fake, twin).is_empty(), "{:?}", fake.ids());
 }
 
@@ -196,9 +197,9 @@ async fn fake_arm_faults_still_converge_without_duplicates() {
     let config = write_twin(dir.path(), twin);
     let (engine, _) = engine(&fake, &config).await;
     let report = engine.deploy(None).await.expect("deploy despite faults");
-    assert_eq!(report.created, 5, "{report:?}");
+    assert_eq!(report.created, 6, "{report:?}");
     assert_eq!(fake.faults_left(), 0, "every fault was met");
-    assert_eq!(twin_resources(&fake, twin).len(), 5, "{:?}", fake.ids());
+    assert_eq!(twin_resources(&fake, twin).len(), 6, "{:?}", fake.ids());
     fake.clear_log();
     engine.deploy(None).await.expect("second deploy");
     assert!(
@@ -238,7 +239,7 @@ async fn fake_arm_registers_a_missing_resource_provider() {
         .filter(|c| c.ends_with("/providers/Microsoft.Storage/register"))
         .collect();
     assert_eq!(registrations.len(), 1, "{registrations:?}");
-    assert_eq!(twin_resources(&fake, twin).len(), 5);
+    assert_eq!(twin_resources(&fake, twin).len(), 6);
     engine.destroy(None).await.expect("destroy");
     assert!(twin_resources(&fake, twin).is_empty());
 }

@@ -1,8 +1,12 @@
 //! A stateful fake of Azure Resource Manager for tests (no ARM emulator exists, EMULATORS.md):
-//! resources stored by id, PUT and DELETE answered as long-running operations that finish after
-//! a configurable number of polls, resource groups that delete what they hold, resource
-//! provider registration, and injected faults (429 with Retry-After, 409
-//! AnotherOperationInProgress, 500, a connection dropped after the change was applied).
+//! resources stored by id (nested children at any depth, and extension resources such as
+//! `<resource>/providers/Microsoft.Authorization/roleAssignments/<name>`), PUT and DELETE
+//! answered as long-running operations that finish after a configurable number of polls or,
+//! per ARM type, after a provisioning time measured from the PUT; resource groups that delete
+//! what they hold, resource provider registration, role assignments that answer
+//! `PrincipalNotFound` while a new identity is still propagating, and injected faults (429 with
+//! Retry-After, 409 AnotherOperationInProgress, 500, a connection dropped after the change was
+//! applied), targeted or at a seeded random rate.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -12,6 +16,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 /// How the fake behaves.
 #[derive(Debug, Clone)]
@@ -27,6 +32,15 @@ pub struct FakeArmConfig {
     /// Resource provider namespaces not registered yet (PUTs answer
     /// `MissingSubscriptionRegistration` until registered).
     pub unregistered: Vec<String>,
+    /// Per ARM type (e.g. `Microsoft.DocumentDB/databaseAccounts`, case-insensitive), how long a
+    /// PUT stays `InProgress`, measured from the PUT; types not named here follow `polls`.
+    pub provisioning: HashMap<String, Duration>,
+    /// How long after a user-assigned identity is created a role assignment naming its
+    /// principal answers 400 `PrincipalNotFound` (Entra replication; zero: at once).
+    pub principal_propagation: Duration,
+    /// Per ARM type, the data-plane URL a PUT fills in (Cosmos DB `documentEndpoint`), so a
+    /// test can point it at an emulator; types not named get a made-up cloud URL.
+    pub endpoints: HashMap<String, String>,
 }
 
 impl Default for FakeArmConfig {
@@ -37,7 +51,28 @@ impl Default for FakeArmConfig {
             polls: 2,
             retry_after_secs: 0,
             unregistered: Vec::new(),
+            provisioning: HashMap::new(),
+            principal_propagation: Duration::ZERO,
+            endpoints: HashMap::new(),
         }
+    }
+}
+
+impl FakeArmConfig {
+    /// The provisioning time configured for an ARM type, if any.
+    fn provisioning_of(&self, ty: &str) -> Option<Duration> {
+        self.provisioning
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(ty))
+            .map(|(_, d)| *d)
+    }
+
+    /// The endpoint configured for an ARM type, if any.
+    fn endpoint_of(&self, ty: &str) -> Option<&str> {
+        self.endpoints
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(ty))
+            .map(|(_, u)| u.as_str())
     }
 }
 
@@ -76,8 +111,51 @@ enum Completion {
 #[derive(Debug)]
 struct Operation {
     remaining: u32,
+    /// For a type with a provisioning time: when the operation is done.
+    ready_at: Option<Instant>,
     completion: Option<Completion>,
     result: Option<Value>,
+}
+
+impl Operation {
+    fn pending(&self, now: Instant) -> bool {
+        self.remaining > 0 || self.ready_at.is_some_and(|t| now < t)
+    }
+}
+
+/// A seeded "fail N % of calls" injector (xorshift; reproducible for a seed).
+#[derive(Debug, Default)]
+struct RandomFaults {
+    percent: u32,
+    state: u64,
+    injected: u32,
+}
+
+impl RandomFaults {
+    fn next(&mut self) -> u64 {
+        let mut x = self.state;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.state = x;
+        x
+    }
+
+    /// The fault for this request, if it is one of the unlucky ones.
+    fn draw(&mut self, mutating: bool) -> Option<Fault> {
+        if self.percent == 0 || self.next() % 100 >= u64::from(self.percent) {
+            return None;
+        }
+        self.injected += 1;
+        Some(match self.next() % 4 {
+            0 => Fault::Throttle {
+                retry_after_secs: 0,
+            },
+            1 => Fault::Busy,
+            2 if mutating => Fault::DropAfterApply,
+            _ => Fault::ServerError,
+        })
+    }
 }
 
 #[derive(Debug, Default)]
@@ -88,6 +166,9 @@ struct State {
     unregistered: HashSet<String>,
     registering: HashMap<String, u32>,
     faults: Vec<Injected>,
+    random: RandomFaults,
+    /// Principal ids of identities by when they were created (for propagation).
+    principals: HashMap<String, Instant>,
     log: Vec<String>,
 }
 
@@ -166,6 +247,23 @@ impl FakeArm {
             fault,
             times,
         });
+    }
+
+    /// Answers `percent` % of all later requests (0 stops it) with a random fault: 429, 409
+    /// AnotherOperationInProgress, 500, or for a change a dropped connection after applying it.
+    /// The same seed gives the same sequence of draws.
+    pub fn fail_randomly(&self, percent: u32, seed: u64) {
+        lock(&self.state).random = RandomFaults {
+            percent: percent.min(100),
+            // xorshift must not start at zero.
+            state: seed | 1,
+            injected: 0,
+        };
+    }
+
+    /// How many random faults were answered since [`FakeArm::fail_randomly`].
+    pub fn random_faults(&self) -> u32 {
+        lock(&self.state).random.injected
     }
 
     /// Faults injected but not yet answered.
@@ -305,6 +403,7 @@ async fn handle(
     if !authorized {
         return Ok(error(401, "AuthenticationFailed", "no bearer token"));
     }
+    settle_due(&mut st);
     let lower = path.to_ascii_lowercase();
     let fault = st
         .faults
@@ -314,6 +413,7 @@ async fn handle(
             f.times -= 1;
             f.fault
         });
+    let fault = fault.or_else(|| st.random.draw(method != "GET"));
     let mut drop_after = false;
     match fault {
         Some(Fault::Throttle { retry_after_secs }) => {
@@ -371,6 +471,9 @@ fn route(
         return error(404, "SubscriptionNotFound", "no such subscription");
     }
     let l: Vec<&str> = lower.iter().map(String::as_str).collect();
+    if let Some(at) = extension_at(&l) {
+        return extension(st, config, method, path, &segs, at, body);
+    }
     match (method, &l[2..]) {
         ("GET", []) => reply(
             200,
@@ -450,17 +553,77 @@ fn new_op(
     completion: Completion,
     result: Option<Value>,
 ) -> u64 {
+    new_timed_op(st, config, completion, result, None)
+}
+
+/// An operation that ends after `config.polls` polls, or at `duration` after now when given.
+fn new_timed_op(
+    st: &mut State,
+    config: &FakeArmConfig,
+    completion: Completion,
+    result: Option<Value>,
+    duration: Option<Duration>,
+) -> u64 {
     st.next_op += 1;
     let id = st.next_op;
+    let (remaining, ready_at) = match duration {
+        Some(d) => (0, Some(Instant::now() + d)),
+        None => (config.polls, None),
+    };
     st.operations.insert(
         id,
         Operation {
-            remaining: config.polls,
+            remaining,
+            ready_at,
             completion: Some(completion),
             result,
         },
     );
     id
+}
+
+/// A GET of a resource whose creation nobody polls any more (the client that asked is gone)
+/// counts as a poll of that operation, so the resource still finishes provisioning, as it does
+/// on Azure.
+fn advance_by_read(st: &mut State, key: &str) {
+    let now = Instant::now();
+    let Some(id) = st
+        .operations
+        .iter()
+        .find(|(_, op)| matches!(&op.completion, Some(Completion::Settle(k)) if k == key))
+        .map(|(id, _)| *id)
+    else {
+        return;
+    };
+    let Some(op) = st.operations.get_mut(&id) else {
+        return;
+    };
+    if op.pending(now) {
+        op.remaining = op.remaining.saturating_sub(1);
+    } else if let Some(c) = op.completion.take() {
+        complete(st, c);
+    }
+}
+
+/// Finishes the timed operations whose time has passed, whether or not anyone polls them (a
+/// resource on Azure finishes provisioning even when the client that asked for it is gone).
+fn settle_due(st: &mut State) {
+    let now = Instant::now();
+    let due: Vec<u64> = st
+        .operations
+        .iter()
+        .filter(|(_, op)| op.ready_at.is_some() && !op.pending(now) && op.completion.is_some())
+        .map(|(id, _)| *id)
+        .collect();
+    for id in due {
+        if let Some(c) = st
+            .operations
+            .get_mut(&id)
+            .and_then(|op| op.completion.take())
+        {
+            complete(st, c);
+        }
+    }
 }
 
 fn complete(st: &mut State, c: Completion) {
@@ -486,8 +649,8 @@ fn poll(st: &mut State, config: &FakeArmConfig, kind: &str, id: &str) -> Respons
     let Some(op) = st.operations.get_mut(&n) else {
         return error(404, "NotFound", "no such operation");
     };
-    if op.remaining > 0 {
-        op.remaining -= 1;
+    if op.pending(Instant::now()) {
+        op.remaining = op.remaining.saturating_sub(1);
         return if kind == "operations" {
             reply(200, &json!({"status": "InProgress"}), &retry)
         } else {
@@ -567,6 +730,9 @@ fn resource(
     let key = path.to_ascii_lowercase();
     let group_key = format!("/{}", segs[..4].join("/")).to_ascii_lowercase();
     let is_storage = segs.len() == 8 && key.contains("/microsoft.storage/storageaccounts/");
+    if method == "GET" {
+        advance_by_read(st, &key);
+    }
     match method {
         "GET" => match st.resources.get(&key) {
             Some(r) => reply(200, r, &[]),
@@ -584,7 +750,14 @@ fn resource(
                 return error(404, "ResourceGroupNotFound", "resource group not found");
             }
             if segs.len() > 8 {
-                let parent = format!("/{}", segs[..8].join("/")).to_ascii_lowercase();
+                // The direct parent (a Cosmos container needs its database, which needs its
+                // account); singleton children named `default` (a storage account's
+                // `blobServices/default`) exist implicitly with their own parent.
+                let mut end = segs.len() - 2;
+                while end > 8 && segs[end - 1].eq_ignore_ascii_case("default") {
+                    end -= 2;
+                }
+                let parent = format!("/{}", segs[..end].join("/")).to_ascii_lowercase();
                 if !st.resources.contains_key(&parent) {
                     return error(
                         404,
@@ -602,6 +775,9 @@ fn resource(
                 .map(|(_, s)| *s)
                 .collect::<Vec<_>>()
                 .join("/");
+            if let Some(e) = unpropagated_principal(st, config, &ty, &body) {
+                return e;
+            }
             let mut stored = body.clone();
             stored["id"] = json!(path);
             stored["name"] = json!(name);
@@ -626,7 +802,17 @@ fn resource(
                 stored["properties"]["primaryEndpoints"] =
                     json!({"blob": format!("https://{name}.blob.core.windows.net/")});
             }
-            let pending = config.polls > 0;
+            fill_in_generic(config, &ty, name, &mut stored);
+            if existing.is_none() && ty.eq_ignore_ascii_case(IDENTITY_TYPE) {
+                if let Some(p) = stored
+                    .pointer("/properties/principalId")
+                    .and_then(Value::as_str)
+                {
+                    st.principals.insert(p.to_string(), Instant::now());
+                }
+            }
+            let timed = config.provisioning_of(&ty);
+            let pending = config.polls > 0 || timed.is_some_and(|d| !d.is_zero());
             stored["properties"]["provisioningState"] =
                 json!(match (pending, existing.is_some()) {
                     (false, _) => "Succeeded",
@@ -641,11 +827,12 @@ fn resource(
             let retry = ("retry-after", config.retry_after_secs.to_string());
             if is_storage {
                 // Storage accounts answer 202 with Location and no body, as the real one does.
-                let op = new_op(
+                let op = new_timed_op(
                     st,
                     config,
                     Completion::Settle(key.clone()),
                     Some(json!(key)),
+                    timed,
                 );
                 reply(
                     202,
@@ -653,7 +840,7 @@ fn resource(
                     &[("location", format!("{base}/fake/locations/{op}")), retry],
                 )
             } else {
-                let op = new_op(st, config, Completion::Settle(key), None);
+                let op = new_timed_op(st, config, Completion::Settle(key), None, timed);
                 reply(
                     status,
                     &stored,
@@ -686,5 +873,310 @@ fn resource(
             )
         }
         _ => error(405, "MethodNotAllowed", "not supported by the fake"),
+    }
+}
+
+/// ARM type of a user-assigned identity (its PUT fills in a principal id).
+const IDENTITY_TYPE: &str = "Microsoft.ManagedIdentity/userAssignedIdentities";
+
+/// What the cloud fills in by itself for types whose data-plane endpoint a driver reads
+/// (kept apart from the per-type blocks in `resource` so additions merge easily).
+fn fill_in_generic(config: &FakeArmConfig, ty: &str, name: &str, stored: &mut Value) {
+    if ty.eq_ignore_ascii_case("Microsoft.DocumentDB/databaseAccounts") {
+        let url = config
+            .endpoint_of(ty)
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("https://{name}.documents.azure.com:443/"));
+        stored["properties"]["documentEndpoint"] = json!(url);
+    }
+}
+
+/// Whether an ARM type is a role assignment (ARM's or Cosmos DB's data-plane one).
+fn is_role_assignment(ty: &str) -> bool {
+    let t = ty.to_ascii_lowercase();
+    t.ends_with("/roleassignments") || t.ends_with("/sqlroleassignments")
+}
+
+/// 400 `PrincipalNotFound` for a role assignment whose principal is an identity created less
+/// than `principal_propagation` ago, as Entra answers until the principal has replicated.
+fn unpropagated_principal(
+    st: &State,
+    config: &FakeArmConfig,
+    ty: &str,
+    body: &Value,
+) -> Option<Response<Full<Bytes>>> {
+    if !is_role_assignment(ty) {
+        return None;
+    }
+    let principal = body
+        .pointer("/properties/principalId")
+        .and_then(Value::as_str)?;
+    let created = st.principals.get(principal)?;
+    if created.elapsed() >= config.principal_propagation {
+        return None;
+    }
+    Some(error(
+        400,
+        "PrincipalNotFound",
+        &format!("Principal {principal} does not exist in the directory (not replicated yet)."),
+    ))
+}
+
+/// Where an extension resource starts in a lowercased path: the index of a `providers`
+/// segment after the scope's own, followed by `microsoft.authorization/roleassignments/<n>`.
+fn extension_at(l: &[&str]) -> Option<usize> {
+    (2..l.len()).find(|&i| {
+        l[i] == "providers"
+            && l.len() == i + 4
+            && l[i + 1] == "microsoft.authorization"
+            && l[i + 2] == "roleassignments"
+    })
+}
+
+/// GET / PUT / DELETE of `<scope>/providers/Microsoft.Authorization/roleAssignments/<name>`:
+/// synchronous as on ARM, removed with its scope (stored under the scope's id), immutable.
+fn extension(
+    st: &mut State,
+    config: &FakeArmConfig,
+    method: &str,
+    path: &str,
+    segs: &[&str],
+    at: usize,
+    body: Value,
+) -> Response<Full<Bytes>> {
+    let key = path.to_ascii_lowercase();
+    let scope = format!("/{}", segs[..at].join("/")).to_ascii_lowercase();
+    // The subscription itself is always there; a group or resource scope must exist.
+    let scope_exists = at <= 2 || st.resources.contains_key(&scope);
+    match method {
+        "GET" => match st.resources.get(&key) {
+            Some(r) if scope_exists => reply(200, r, &[]),
+            _ => error(
+                404,
+                "RoleAssignmentNotFound",
+                "The role assignment does not exist.",
+            ),
+        },
+        "PUT" => {
+            if !scope_exists {
+                return error(404, "ResourceNotFound", "the scope resource was not found");
+            }
+            let ty = "Microsoft.Authorization/roleAssignments";
+            if let Some(e) = unpropagated_principal(st, config, ty, &body) {
+                return e;
+            }
+            let props = body.get("properties").cloned().unwrap_or(json!({}));
+            let want = |k: &str| props.get(k).and_then(Value::as_str).unwrap_or_default();
+            if let Some(existing) = st.resources.get(&key) {
+                let have = |k: &str| {
+                    existing
+                        .pointer(&format!("/properties/{k}"))
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                };
+                if !have("roleDefinitionId").eq_ignore_ascii_case(want("roleDefinitionId"))
+                    || have("principalId") != want("principalId")
+                {
+                    return error(
+                        409,
+                        "RoleAssignmentUpdateNotPermitted",
+                        "Tenant ID, application ID, principal ID, and scope are not allowed to be updated.",
+                    );
+                }
+                return reply(200, existing, &[]);
+            }
+            let duplicate = st.resources.iter().any(|(k, r)| {
+                k.starts_with(&format!(
+                    "{scope}/providers/microsoft.authorization/roleassignments/"
+                )) && r.pointer("/properties/principalId").and_then(Value::as_str)
+                    == Some(want("principalId"))
+                    && r.pointer("/properties/roleDefinitionId")
+                        .and_then(Value::as_str)
+                        .is_some_and(|d| d.eq_ignore_ascii_case(want("roleDefinitionId")))
+            });
+            if duplicate {
+                return error(
+                    409,
+                    "RoleAssignmentExists",
+                    "The role assignment already exists.",
+                );
+            }
+            let mut props = props;
+            props["scope"] = json!(format!("/{}", segs[..at].join("/")));
+            let stored = json!({"id": path, "name": segs[segs.len() - 1], "type": ty,
+                "properties": props});
+            st.resources.insert(key, stored.clone());
+            reply(201, &stored, &[])
+        }
+        "DELETE" => match st.resources.remove(&key) {
+            Some(r) => reply(200, &r, &[]),
+            None => reply(204, &Value::Null, &[]),
+        },
+        _ => error(405, "MethodNotAllowed", "not supported by the fake"),
+    }
+}
+
+/// The ARM type of a resource id: `Microsoft.Resources/resourceGroups` for a group, else the
+/// namespace after the last `providers` and every type segment after it
+/// (`Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers`).
+pub fn arm_type_of(id: &str) -> String {
+    let segs: Vec<&str> = id.trim_matches('/').split('/').collect();
+    let Some(at) = segs
+        .iter()
+        .rposition(|s| s.eq_ignore_ascii_case("providers"))
+    else {
+        return if segs.len() == 4 {
+            "Microsoft.Resources/resourceGroups".to_string()
+        } else {
+            "Microsoft.Resources/subscriptions".to_string()
+        };
+    };
+    let mut parts = vec![segs.get(at + 1).copied().unwrap_or_default()];
+    parts.extend(segs.iter().skip(at + 2).step_by(2));
+    parts.join("/")
+}
+
+/// One resource of a deploy, for [`longest_chain`]: its key, ARM type and what it waits for.
+#[derive(Debug, Clone)]
+pub struct ChainNode {
+    /// Key of the resource (e.g. the engine's spec id).
+    pub key: String,
+    /// ARM type (see [`arm_type_of`]).
+    pub arm_type: String,
+    /// Keys of the resources it depends on.
+    pub depends_on: Vec<String>,
+}
+
+/// The longest dependency chain of a deploy against a fake with `config`'s provisioning times:
+/// each resource takes its type's time after the last of its dependencies is done, and a role
+/// assignment cannot start before its identity's principal has propagated. Returns the chain's
+/// length and its keys, first to last (resources with unknown dependencies start at zero).
+pub fn longest_chain(nodes: &[ChainNode], config: &FakeArmConfig) -> (Duration, Vec<String>) {
+    let by_key: HashMap<&str, &ChainNode> = nodes.iter().map(|n| (n.key.as_str(), n)).collect();
+    let mut done: HashMap<String, (Duration, Vec<String>)> = HashMap::new();
+    fn finish(
+        key: &str,
+        by_key: &HashMap<&str, &ChainNode>,
+        config: &FakeArmConfig,
+        done: &mut HashMap<String, (Duration, Vec<String>)>,
+        visiting: &mut HashSet<String>,
+    ) -> (Duration, Vec<String>) {
+        if let Some(d) = done.get(key) {
+            return d.clone();
+        }
+        let Some(node) = by_key.get(key) else {
+            return (Duration::ZERO, Vec::new());
+        };
+        // A cycle cannot be deployed; it adds nothing rather than recursing forever.
+        if !visiting.insert(key.to_string()) {
+            return (Duration::ZERO, Vec::new());
+        }
+        let role = is_role_assignment(&node.arm_type);
+        let mut start = (Duration::ZERO, Vec::new());
+        for dep in &node.depends_on {
+            let (mut t, path) = finish(dep, by_key, config, done, visiting);
+            let is_identity = by_key
+                .get(dep.as_str())
+                .is_some_and(|d| d.arm_type.eq_ignore_ascii_case(IDENTITY_TYPE));
+            if role && is_identity {
+                t += config.principal_propagation;
+            }
+            if t >= start.0 {
+                start = (t, path);
+            }
+        }
+        visiting.remove(key);
+        let own = config.provisioning_of(&node.arm_type).unwrap_or_default();
+        let mut path = start.1;
+        path.push(key.to_string());
+        let result = (start.0 + own, path);
+        done.insert(key.to_string(), result.clone());
+        result
+    }
+    let mut best = (Duration::ZERO, Vec::new());
+    let mut visiting = HashSet::new();
+    for n in nodes {
+        let r = finish(&n.key, &by_key, config, &mut done, &mut visiting);
+        // On a tie the chain with more steps is the one to show (it ends at a leaf).
+        if r.0 > best.0 || (r.0 == best.0 && r.1.len() > best.1.len()) {
+            best = r;
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arm_types_of_ids() {
+        let g = "/subscriptions/s/resourceGroups/rg";
+        assert_eq!(arm_type_of(g), "Microsoft.Resources/resourceGroups");
+        assert_eq!(
+            arm_type_of(&format!(
+                "{g}/providers/Microsoft.DocumentDB/databaseAccounts/a/sqlDatabases/d/containers/c"
+            )),
+            "Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers"
+        );
+        assert_eq!(
+            arm_type_of(&format!(
+                "{g}/providers/Microsoft.Storage/storageAccounts/a/providers/Microsoft.Authorization/roleAssignments/u"
+            )),
+            "Microsoft.Authorization/roleAssignments"
+        );
+    }
+
+    fn node(key: &str, ty: &str, deps: &[&str]) -> ChainNode {
+        ChainNode {
+            key: key.into(),
+            arm_type: ty.into(),
+            depends_on: deps.iter().map(|d| d.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn longest_chain_adds_times_and_propagation() {
+        let config = FakeArmConfig {
+            provisioning: HashMap::from([
+                (
+                    "Microsoft.DocumentDB/databaseAccounts".to_string(),
+                    Duration::from_secs(4),
+                ),
+                (
+                    "Microsoft.Devices/IotHubs".to_string(),
+                    Duration::from_secs(2),
+                ),
+            ]),
+            principal_propagation: Duration::from_secs(1),
+            ..FakeArmConfig::default()
+        };
+        let nodes = vec![
+            node("rg", "Microsoft.Resources/resourceGroups", &[]),
+            node("id", IDENTITY_TYPE, &["rg"]),
+            node("hub", "Microsoft.Devices/IotHubs", &["rg"]),
+            node(
+                "hub-role",
+                "Microsoft.Authorization/roleAssignments",
+                &["hub", "id"],
+            ),
+            node("cosmos", "Microsoft.DocumentDB/databaseAccounts", &["rg"]),
+            node(
+                "data-role",
+                "Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments",
+                &["cosmos", "id"],
+            ),
+        ];
+        let (len, path) = longest_chain(&nodes, &config);
+        assert_eq!(len, Duration::from_secs(4));
+        assert_eq!(path, ["rg", "cosmos", "data-role"]);
+        // With slow propagation the identity's branch is the longest.
+        let slow = FakeArmConfig {
+            principal_propagation: Duration::from_secs(5),
+            ..config
+        };
+        let (len, path) = longest_chain(&nodes, &slow);
+        assert_eq!(len, Duration::from_secs(5));
+        assert_eq!(path.last().map(String::as_str), Some("hub-role"));
     }
 }
