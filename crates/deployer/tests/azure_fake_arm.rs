@@ -11,7 +11,7 @@ use twin_testkit::fake_arm::{FakeArm, FakeArmConfig, Fault};
 /// The fakes, served by their own runtime while the test drives the binary synchronously.
 struct Fakes {
     arm: FakeArm,
-    rt: tokio::runtime::Runtime,
+    _rt: tokio::runtime::Runtime,
 }
 
 impl Fakes {
@@ -22,7 +22,7 @@ impl Fakes {
             .build()
             .expect("runtime");
         let arm = rt.block_on(FakeArm::start(config)).expect("fake ARM");
-        Fakes { arm, rt }
+        Fakes { arm, _rt: rt }
     }
 
     /// Every resource id the fake holds under the twin's resource group (the group included).
