@@ -46,6 +46,12 @@ pub enum PackageError {
         /// How many bytes were given.
         len: usize,
     },
+    /// The handler is built for another machine than the app's.
+    #[error("the handler binary is built for {found}, but Flex Consumption Function Apps run Linux x86_64; build azure-handler for x86_64 (scripts/build-functions.sh without --arm64)")]
+    WrongArchitecture {
+        /// What the ELF header says.
+        found: String,
+    },
     /// No function to package.
     #[error("the Function App package lists no function; deploy at least one layer of the twin to Azure")]
     NoFunctions,
@@ -116,13 +122,30 @@ pub fn function_json(function: AppFunction) -> Value {
     json!({ "bindings": bindings })
 }
 
+/// ELF `e_machine` of x86-64, the only architecture Flex Consumption runs.
+const ELF_X86_64: u16 = 0x3E;
+
+/// Refuses bytes that are not a 64-bit little-endian x86-64 ELF executable (e.g. the zip itself,
+/// or an arm64 build made for Lambda).
+fn check_executable(bytes: &[u8]) -> Result<(), PackageError> {
+    // e_ident: magic, class (2 = 64-bit), data (1 = little-endian); e_machine at offset 18.
+    if bytes.len() < 20 || !bytes.starts_with(b"\x7fELF") {
+        return Err(PackageError::NotAnExecutable { len: bytes.len() });
+    }
+    let machine = u16::from_le_bytes([bytes[18], bytes[19]]);
+    if bytes[4] != 2 || bytes[5] != 1 || machine != ELF_X86_64 {
+        let found = match machine {
+            0xB7 => "aarch64 (arm64)".to_string(),
+            other => format!("ELF class {} machine {other:#x}", bytes[4]),
+        };
+        return Err(PackageError::WrongArchitecture { found });
+    }
+    Ok(())
+}
+
 /// The package's entries, name → (bytes, unix mode), sorted by name.
 fn entries(input: &PackageInput) -> Result<BTreeMap<String, (Vec<u8>, u32)>, PackageError> {
-    if !input.handler.starts_with(b"\x7fELF") {
-        return Err(PackageError::NotAnExecutable {
-            len: input.handler.len(),
-        });
-    }
+    check_executable(&input.handler)?;
     let functions: BTreeSet<AppFunction> = input.functions.iter().copied().collect();
     if functions.is_empty() {
         return Err(PackageError::NoFunctions);
@@ -156,6 +179,7 @@ fn entries(input: &PackageInput) -> Result<BTreeMap<String, (Vec<u8>, u32)>, Pac
         return Err(PackageError::OwnProcessors { devices: own });
     }
     let pretty = |v: &Value| {
+        // A `Value` always serializes.
         let mut text = serde_json::to_vec_pretty(v).unwrap_or_default();
         text.push(b'\n');
         text
@@ -211,9 +235,18 @@ mod tests {
         .expect("catalogue")
     }
 
+    /// An ELF header of a 64-bit little-endian binary for `machine`, then filler.
+    fn elf(machine: u16) -> Vec<u8> {
+        let mut bytes = b"\x7fELF\x02\x01\x01\x00".to_vec();
+        bytes.resize(18, 0);
+        bytes.extend_from_slice(&machine.to_le_bytes());
+        bytes.extend_from_slice(b" the rest of a binary");
+        bytes
+    }
+
     fn input(functions: Vec<AppFunction>) -> PackageInput {
         PackageInput {
-            handler: b"\x7fELF\x02\x01\x01 not really a binary".to_vec(),
+            handler: elf(0x3E),
             catalogue: catalogue(),
             functions,
         }
@@ -331,6 +364,10 @@ mod tests {
             package(&zip_given),
             Err(PackageError::NotAnExecutable { len: 4 })
         ));
+        let mut arm = input(vec![AppFunction::Persister]);
+        arm.handler = elf(0xB7);
+        let e = package(&arm).unwrap_err();
+        assert!(e.to_string().contains("aarch64"), "{e}");
         let mut own = input(vec![AppFunction::Processor, AppFunction::Persister]);
         own.catalogue = serde_json::from_value(json!({
             "sharedProcessor": "processor",

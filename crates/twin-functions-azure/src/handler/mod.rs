@@ -39,6 +39,7 @@ use twin_functions::cold_to_archive::ColdToArchiveMover;
 use twin_functions::dispatcher::{DispatchOutcome, Dispatcher};
 use twin_functions::hot_reader::{answer, bad_request, parse_request, HotReader, RequestShape};
 use twin_functions::hot_to_cold::HotToColdMover;
+use twin_functions::mover_error::MoverError;
 use twin_functions::mover_event::requested_cutoff;
 use twin_functions::persister::{PersistOutcome, Persister};
 use twin_functions::processor::{ProcessOutcome, Processor};
@@ -243,7 +244,7 @@ impl Handler {
             }
         };
         match function {
-            AppFunction::Dispatcher => (self.dispatch(trigger).await, Map::new()),
+            AppFunction::Dispatcher => (self.dispatch(trigger, invocation_id).await, Map::new()),
             AppFunction::Processor | AppFunction::Persister => {
                 self.http_function(function, trigger, invocation_id).await
             }
@@ -254,7 +255,7 @@ impl Handler {
         }
     }
 
-    async fn dispatch(&self, trigger: Value) -> u16 {
+    async fn dispatch(&self, trigger: Value, invocation_id: &str) -> u16 {
         let Some(dispatcher) = &self.dispatcher else {
             return 404;
         };
@@ -275,7 +276,11 @@ impl Handler {
                     continue;
                 }
             };
-            let event_id = telemetry.event_id.clone();
+            // The event's id stays the same on every redelivery, so it follows the message.
+            let event_id = match telemetry.event_id.as_str() {
+                "" => invocation_id.to_string(),
+                id => id.to_string(),
+            };
             match dispatcher.handle(telemetry.message, &event_id).await {
                 Ok(DispatchOutcome::Forwarded { device_id, .. }) => log_line(format!(
                     "dispatcher: event {event_id} of {device_id} processed"
@@ -450,7 +455,8 @@ impl Handler {
             }
             Err(e) => {
                 log_line(format!("{function}: failed, the next run continues: {e}"));
-                500
+                let retryable = matches!(&e, MoverError::Cloud(c) if c.is_retryable());
+                failure_status(retryable)
             }
         }
     }
