@@ -269,6 +269,9 @@ mod tests {
         let e = event(json!({}), None, Some("s-1"));
         assert_eq!(events(e.clone()).len(), 1);
         assert_eq!(events(json!([e.clone(), e.clone()])).len(), 2);
-        assert_eq!(events(Value::String(e.to_string())), vec![e]);
+        assert_eq!(events(Value::String(e.to_string())), vec![e.clone()]);
+        // A host that serializes the trigger's string value once more.
+        let twice = Value::String(Value::String(e.to_string()).to_string());
+        assert_eq!(events(twice), vec![e]);
     }
 }
