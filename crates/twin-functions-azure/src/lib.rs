@@ -2,6 +2,9 @@
 //! mover's lease) on Cosmos DB for NoSQL, the cold and archive tiers on Blob Storage, and an
 //! invoker that POSTs to a function's URL. Credentials are injected: the deployed functions use
 //! the twin's managed identity ([`credential::managed_identity`]), tests the emulators' key or SAS.
+//!
+//! [`app`] is the contract with the deployer for the twin's Function App (functions, app settings,
+//! the zip package); [`handler`] is the custom handler that runs every function of that app.
 
 pub mod blob_object_store;
 pub mod cosmos_hot_store;
@@ -18,3 +21,6 @@ pub use http_invoker::HttpInvoker;
 pub fn is_archived(error: &twin_functions::CloudError) -> bool {
     error.code == BLOB_ARCHIVED
 }
+
+pub mod app;
+pub mod handler;

@@ -1,0 +1,463 @@
+//! The custom handler: one HTTP server that runs every function of the twin's Function App.
+//!
+//! The Functions host starts the binary, waits for it to listen on
+//! `127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT`, and POSTs each invocation to `/<function>` with
+//! the trigger's value in `Data` ([`payload`]). The handler answers in the custom handler
+//! response shape; a non-2xx answer fails the invocation.
+//!
+//! - `dispatcher` (Event Grid): IoT Hub telemetry ([`event_grid`]) → dispatcher → processor →
+//!   persister in this one request ([`in_process`]). A storage failure answers non-2xx, so Event
+//!   Grid redelivers; a dropped message answers 2xx (logged), so it is not redelivered forever.
+//! - `processor`, `persister` (HTTP): the same payloads as on AWS; the answer's `res` says what
+//!   happened (200, 400 for a body that is not JSON, 503/500 for a storage failure).
+//! - `hot-reader` (HTTP GET): the query string → `twin_functions::hot_reader`, its answer → `res`.
+//! - the movers (timer): one run each, counts in `Logs`; an error fails the invocation.
+//!
+//! [`Handler::new`] takes its stores from the caller, so tests hand it emulator clients
+//! ([`Stores::prebuilt`]); the deployed binary goes through [`startup::run_from_environment`],
+//! which always builds them from the settings with the managed identity.
+
+pub mod event_grid;
+pub mod http_trigger;
+pub mod in_process;
+pub mod payload;
+pub mod server;
+pub mod startup;
+pub mod stores;
+
+use crate::app::settings::HandlerSettings;
+use crate::app::AppFunction;
+use crate::BlobObjectStore;
+use in_process::{AppPersister, AppProcessor, InProcessInvoker, InProcessTarget};
+use payload::{collecting_logs, failure_status, http_output, log_line, HandlerResponse};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use stores::HotHandle;
+use twin_functions::catalogue::DeviceCatalogue;
+use twin_functions::cold_to_archive::ColdToArchiveMover;
+use twin_functions::dispatcher::{DispatchOutcome, Dispatcher};
+use twin_functions::hot_reader::{answer, bad_request, parse_request, HotReader, RequestShape};
+use twin_functions::hot_to_cold::HotToColdMover;
+use twin_functions::mover_error::MoverError;
+use twin_functions::mover_event::requested_cutoff;
+use twin_functions::persister::{PersistOutcome, Persister};
+use twin_functions::processor::{ProcessOutcome, Processor};
+use twin_functions::{CloudError, SystemClock};
+
+pub use startup::{run_from_environment, StartError};
+pub use stores::Stores;
+
+/// Every function of one Function App, ready to be invoked.
+pub struct Handler {
+    functions: BTreeSet<AppFunction>,
+    dispatcher: Option<Dispatcher<InProcessInvoker>>,
+    processor: Option<Arc<AppProcessor>>,
+    persister: Option<Arc<AppPersister>>,
+    hot_reader: Option<HotReader<HotHandle>>,
+    hot_to_cold: Option<HotToColdMover<HotHandle, BlobObjectStore, SystemClock>>,
+    cold_to_archive: Option<ColdToArchiveMover<BlobObjectStore, SystemClock>>,
+}
+
+fn inconsistent(what: String) -> StartError {
+    StartError::Inconsistent(what)
+}
+
+impl Handler {
+    /// The handler for `functions` (and what they run in process), with `settings` read for
+    /// them, the package's `catalogue` (needed by the dispatcher and processor) and `stores`.
+    pub fn new(
+        functions: &[AppFunction],
+        settings: &HandlerSettings,
+        catalogue: Option<DeviceCatalogue>,
+        stores: Stores,
+    ) -> Result<Self, StartError> {
+        let exposed: BTreeSet<AppFunction> = functions.iter().copied().collect();
+        let mut all = exposed.clone();
+        for f in functions {
+            all.extend(f.runs_in_process().iter().copied());
+        }
+        let hot = || {
+            stores.hot.clone().ok_or_else(|| {
+                inconsistent("a function uses the hot container but no hot store was given".into())
+            })
+        };
+        let objects = || {
+            stores.objects.clone().ok_or_else(|| {
+                inconsistent("a mover uses blob storage but no blob store was given".into())
+            })
+        };
+        let missing = |f: AppFunction| inconsistent(format!("no settings were read for {f}"));
+        let needs_catalogue =
+            all.contains(&AppFunction::Dispatcher) || all.contains(&AppFunction::Processor);
+        let catalogue = match catalogue {
+            Some(c) => Some(c),
+            None if needs_catalogue => return Err(StartError::NoCatalogue),
+            None => None,
+        };
+        if let Some(c) = &catalogue {
+            let own: Vec<String> = c
+                .devices
+                .iter()
+                .filter(|(_, d)| {
+                    d.processor
+                        .as_deref()
+                        .is_some_and(|p| p != c.shared_processor)
+                })
+                .map(|(id, _)| id.clone())
+                .collect();
+            if !own.is_empty() {
+                return Err(StartError::OwnProcessors(own));
+            }
+        }
+
+        let persister = match all.contains(&AppFunction::Persister) {
+            true => {
+                settings
+                    .persister
+                    .as_ref()
+                    .ok_or_else(|| missing(AppFunction::Persister))?;
+                Some(Arc::new(Persister::new(hot()?)))
+            }
+            false => None,
+        };
+        let processor = match (
+            &persister,
+            &catalogue,
+            all.contains(&AppFunction::Processor),
+        ) {
+            (Some(persister), Some(catalogue), true) => {
+                let s = settings
+                    .processor
+                    .as_ref()
+                    .ok_or_else(|| missing(AppFunction::Processor))?;
+                let invoker = InProcessInvoker::new().with(
+                    s.persister_function.clone(),
+                    InProcessTarget::Persister(persister.clone()),
+                );
+                Some(Arc::new(Processor::new(
+                    s,
+                    catalogue.clone(),
+                    invoker,
+                    SystemClock,
+                )))
+            }
+            (_, _, true) => return Err(missing(AppFunction::Processor)),
+            _ => None,
+        };
+        let dispatcher = match (
+            &processor,
+            &catalogue,
+            all.contains(&AppFunction::Dispatcher),
+        ) {
+            (Some(processor), Some(catalogue), true) => {
+                let s = settings
+                    .dispatcher
+                    .as_ref()
+                    .ok_or_else(|| missing(AppFunction::Dispatcher))?;
+                let invoker = InProcessInvoker::new().with(
+                    catalogue.shared_processor.clone(),
+                    InProcessTarget::Processor(processor.clone()),
+                );
+                Some(Dispatcher::new(s, catalogue.clone(), invoker))
+            }
+            (_, _, true) => return Err(missing(AppFunction::Dispatcher)),
+            _ => None,
+        };
+        let hot_reader = match &settings.hot_reader {
+            Some(s) if all.contains(&AppFunction::HotReader) => {
+                Some(HotReader::new(hot()?, s.max_response_bytes))
+            }
+            _ if all.contains(&AppFunction::HotReader) => {
+                return Err(missing(AppFunction::HotReader))
+            }
+            _ => None,
+        };
+        let hot_to_cold = match &settings.hot_to_cold {
+            Some(s) if all.contains(&AppFunction::HotToColdMover) => {
+                Some(HotToColdMover::new(s, hot()?, objects()?, SystemClock))
+            }
+            _ if all.contains(&AppFunction::HotToColdMover) => {
+                return Err(missing(AppFunction::HotToColdMover))
+            }
+            _ => None,
+        };
+        let cold_to_archive = match &settings.cold_to_archive {
+            Some(s) if all.contains(&AppFunction::ColdToArchiveMover) => {
+                Some(ColdToArchiveMover::new(s, objects()?, SystemClock))
+            }
+            _ if all.contains(&AppFunction::ColdToArchiveMover) => {
+                return Err(missing(AppFunction::ColdToArchiveMover))
+            }
+            _ => None,
+        };
+        Ok(Self {
+            functions: exposed,
+            dispatcher,
+            processor,
+            persister,
+            hot_reader,
+            hot_to_cold,
+            cold_to_archive,
+        })
+    }
+
+    /// The functions this handler answers for, in order.
+    pub fn functions(&self) -> Vec<AppFunction> {
+        self.functions.iter().copied().collect()
+    }
+
+    /// Runs one invocation the host POSTed to `path` (`/<function>`) with `body`; the answer is
+    /// always in the custom handler response shape, with the invocation's `Logs`.
+    pub async fn invoke(&self, path: &str, body: &[u8], invocation_id: &str) -> HandlerResponse {
+        let name = path.trim_matches('/');
+        let span =
+            tracing::info_span!("invocation", function = %name, invocation_id = %invocation_id);
+        let ((status, outputs), logs) = collecting_logs(tracing::Instrument::instrument(
+            self.route(name, body, invocation_id),
+            span,
+        ))
+        .await;
+        HandlerResponse::new(status, outputs, logs)
+    }
+
+    async fn route(
+        &self,
+        name: &str,
+        body: &[u8],
+        invocation_id: &str,
+    ) -> (u16, Map<String, Value>) {
+        let Some(function) = AppFunction::from_name(name).filter(|f| self.functions.contains(f))
+        else {
+            let held: Vec<&str> = self.functions.iter().map(|f| f.name()).collect();
+            log_line(format!(
+                "no function `{name}` in this Function App (it holds {})",
+                held.join(", ")
+            ));
+            return (404, Map::new());
+        };
+        let trigger = match payload::trigger_value(body, function.trigger_binding()) {
+            Ok(t) => t,
+            Err(why) => {
+                log_line(format!("{function}: {why}"));
+                return (400, Map::new());
+            }
+        };
+        match function {
+            AppFunction::Dispatcher => (self.dispatch(trigger, invocation_id).await, Map::new()),
+            AppFunction::Processor | AppFunction::Persister => {
+                self.http_function(function, trigger, invocation_id).await
+            }
+            AppFunction::HotReader => self.hot_read(trigger).await,
+            AppFunction::HotToColdMover | AppFunction::ColdToArchiveMover => {
+                (self.run_mover(function, trigger).await, Map::new())
+            }
+        }
+    }
+
+    async fn dispatch(&self, trigger: Value, invocation_id: &str) -> u16 {
+        let Some(dispatcher) = &self.dispatcher else {
+            return 404;
+        };
+        let mut status = 200;
+        for event in event_grid::events(trigger) {
+            let telemetry = match event_grid::telemetry(&event) {
+                Ok(t) => t,
+                Err(drop) => {
+                    tracing::warn!(
+                        function = "dispatcher",
+                        reason = drop.code(),
+                        "message dropped: {drop}"
+                    );
+                    log_line(format!(
+                        "dispatcher: event dropped ({}): {drop}",
+                        drop.code()
+                    ));
+                    continue;
+                }
+            };
+            // The event's id stays the same on every redelivery, so it follows the message.
+            let event_id = match telemetry.event_id.as_str() {
+                "" => invocation_id.to_string(),
+                id => id.to_string(),
+            };
+            match dispatcher.handle(telemetry.message, &event_id).await {
+                Ok(DispatchOutcome::Forwarded { device_id, .. }) => log_line(format!(
+                    "dispatcher: event {event_id} of {device_id} processed"
+                )),
+                Ok(DispatchOutcome::Dropped(reason)) => log_line(format!(
+                    "dispatcher: event {event_id} from {} dropped ({}): {reason}",
+                    telemetry.connection_device_id,
+                    reason.code()
+                )),
+                Err(e) => {
+                    log_line(format!(
+                        "dispatcher: event {event_id} failed, Event Grid redelivers it: {e}"
+                    ));
+                    status = status.max(failure_status(e.is_retryable()));
+                }
+            }
+        }
+        status
+    }
+
+    async fn http_function(
+        &self,
+        function: AppFunction,
+        trigger: Value,
+        invocation_id: &str,
+    ) -> (u16, Map<String, Value>) {
+        let res = |status: u16, body: Value| {
+            let mut outputs = Map::new();
+            outputs.insert(
+                crate::app::HTTP_OUTPUT_BINDING.into(),
+                http_output(status, Map::new(), body.to_string()),
+            );
+            (200, outputs)
+        };
+        let event =
+            match http_trigger::HttpTriggerRequest::parse(&trigger).and_then(|r| r.json_body()) {
+                Ok(e) => e,
+                Err(why) => {
+                    log_line(format!("{function}: bad request: {why}"));
+                    return res(400, json!({"error": why}));
+                }
+            };
+        let outcome: Result<Value, CloudError> = match function {
+            AppFunction::Processor => match &self.processor {
+                Some(p) => p.handle(event, invocation_id).await.map(|o| match o {
+                    ProcessOutcome::Persisting(record) => {
+                        json!({"outcome": "persisting", "record": record})
+                    }
+                    ProcessOutcome::Dropped(r) => json!({"outcome": "dropped", "reason": r.code()}),
+                }),
+                None => return (404, Map::new()),
+            },
+            _ => match &self.persister {
+                Some(p) => p.handle(event, invocation_id).await.map(|o| match o {
+                    PersistOutcome::Stored(item) => json!({"outcome": "stored",
+                        "iotDeviceId": item.device_id, "id": item.id.canonical()}),
+                    PersistOutcome::Dropped(r) => json!({"outcome": "dropped", "reason": r.code()}),
+                }),
+                None => return (404, Map::new()),
+            },
+        };
+        match outcome {
+            Ok(body) => {
+                log_line(format!(
+                    "{function}: {}",
+                    body["outcome"].as_str().unwrap_or_default()
+                ));
+                res(200, body)
+            }
+            Err(e) => {
+                log_line(format!("{function}: failed: {e}"));
+                res(
+                    failure_status(e.is_retryable()),
+                    json!({"error": e.to_string(), "code": e.code}),
+                )
+            }
+        }
+    }
+
+    async fn hot_read(&self, trigger: Value) -> (u16, Map<String, Value>) {
+        let Some(reader) = &self.hot_reader else {
+            return (404, Map::new());
+        };
+        let mut outputs = Map::new();
+        let mut put = |res: Value| {
+            outputs.insert(crate::app::HTTP_OUTPUT_BINDING.into(), res);
+        };
+        let event = match http_trigger::HttpTriggerRequest::parse(&trigger) {
+            Ok(r) => r.hot_reader_event(),
+            Err(why) => {
+                log_line(format!("hot-reader: bad request: {why}"));
+                put(http_output(
+                    400,
+                    Map::new(),
+                    json!({"error": why}).to_string(),
+                ));
+                return (200, outputs);
+            }
+        };
+        let answer = match parse_request(&event) {
+            Err((shape, bad)) => {
+                log_line(format!("hot-reader: bad request: {bad}"));
+                bad_request(shape, &bad)
+            }
+            Ok((_, request)) => match reader.read(&request).await {
+                Ok(page) => {
+                    log_line(format!(
+                        "hot-reader: {} records of {}{}",
+                        page.items.len(),
+                        request.device_id,
+                        if page.next_token.is_some() {
+                            " (more follow)"
+                        } else {
+                            ""
+                        }
+                    ));
+                    answer(RequestShape::Http, page)
+                }
+                Err(e) => {
+                    log_line(format!("hot-reader: failed: {e}"));
+                    http_output(
+                        failure_status(e.is_retryable()),
+                        Map::new(),
+                        json!({"error": e.to_string(), "code": e.code}).to_string(),
+                    )
+                }
+            },
+        };
+        put(answer);
+        (200, outputs)
+    }
+
+    async fn run_mover(&self, function: AppFunction, trigger: Value) -> u16 {
+        // The schedule sends the timer's status; a manual run may send `{"cutoff": ...}`.
+        let cutoff = match requested_cutoff(&payload::unwrap_json(trigger)) {
+            Ok(c) => c,
+            Err(e) => {
+                log_line(format!("{function}: {e}"));
+                return 400;
+            }
+        };
+        let report = match function {
+            AppFunction::HotToColdMover => match &self.hot_to_cold {
+                Some(m) => m.run_until(cutoff).await.map(|r| {
+                    match &r.lease_held {
+                        Some(held) => format!("{function}: another run holds the lease, nothing done: {held}"),
+                        None => format!(
+                            "{function}: {} records of {} devices moved to cold in {} objects ({} bytes), {} already there",
+                            r.records_moved, r.devices, r.objects_written, r.bytes_written, r.records_already_in_cold
+                        ),
+                    }
+                }),
+                None => return 404,
+            },
+            _ => match &self.cold_to_archive {
+                Some(m) => m.run_until(cutoff).await.map(|r| {
+                    match &r.lease_held {
+                        Some(held) => format!("{function}: another run holds the lease, nothing done: {held}"),
+                        None => format!(
+                            "{function}: {} objects archived ({} bytes), {} kept, {} not ours",
+                            r.objects_archived, r.bytes_archived, r.objects_kept, r.objects_foreign
+                        ),
+                    }
+                }),
+                None => return 404,
+            },
+        };
+        match report {
+            Ok(line) => {
+                log_line(line);
+                200
+            }
+            Err(e) => {
+                log_line(format!("{function}: failed, the next run continues: {e}"));
+                let retryable = matches!(&e, MoverError::Cloud(c) if c.is_retryable());
+                failure_status(retryable)
+            }
+        }
+    }
+}

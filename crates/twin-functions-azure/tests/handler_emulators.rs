@@ -1,0 +1,660 @@
+//! The custom handler over HTTP, with requests shaped as the Functions host sends them (no host
+//! runs here: its Core Tools download the host at install), against the real storage emulators:
+//! the Cosmos DB emulator (hot) and Azurite (cold, archive).
+
+mod support;
+
+use base64::Engine;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+use support::AzureTwin;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use twin_functions::catalogue::DeviceCatalogue;
+use twin_functions::hot_store::{DeviceQuery, HotStore, Order, TimeRange};
+use twin_functions::object_store::StorageTier;
+use twin_functions::Timestamp;
+use twin_functions_azure::app::settings::{CosmosLocation, HandlerSettings};
+use twin_functions_azure::app::AppFunction;
+use twin_functions_azure::handler::server::serve;
+use twin_functions_azure::handler::stores::HotHandle;
+use twin_functions_azure::handler::{Handler, Stores};
+use twin_functions_azure::CosmosHotStore;
+
+fn catalogue() -> DeviceCatalogue {
+    serde_json::from_value(json!({
+        "sharedProcessor": "processor",
+        "devices": {
+            "s-1": {"properties": [{"name": "temperature", "dataType": "DOUBLE"}]},
+            "s-2": {"properties": [{"name": "temperature", "dataType": "DOUBLE"}]},
+        }
+    }))
+    .expect("catalogue")
+}
+
+/// The app settings the deployer would write for this twin (the stores themselves are the
+/// emulators' clients, handed over through the test-only `Stores::prebuilt`).
+fn settings(twin: &AzureTwin, extra: &[(&str, &str)]) -> HandlerSettings {
+    let cosmos = twin_testkit::azure::cosmos();
+    let azurite = twin_testkit::azure::azurite();
+    let mut env: HashMap<String, String> = [
+        ("TWIN_NAME", "it"),
+        ("LOG_LEVEL", "DEBUG"),
+        ("AZURE_CLIENT_ID", "00000000-0000-0000-0000-00000000c1d0"),
+        ("COSMOS_ENDPOINT", cosmos.endpoint.as_str()),
+        ("COSMOS_DATABASE", support::DATABASE),
+        ("HOT_TABLE", twin.hot.as_str()),
+        ("BLOB_ENDPOINT", azurite.blob_endpoint.as_str()),
+        ("COLD_BUCKET", twin.cold.as_str()),
+        ("ARCHIVE_BUCKET", twin.archive.as_str()),
+        ("HOT_STORAGE_DAYS", "3"),
+        ("COLD_STORAGE_DAYS", "1"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for (k, v) in extra {
+        env.insert(k.to_string(), v.to_string());
+    }
+    HandlerSettings::from_lookup(&AppFunction::ALL, &|k| env.get(k).cloned()).expect("settings")
+}
+
+/// A running handler on a free loopback port; stops when dropped.
+struct RunningHandler {
+    port: u16,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn start(
+    settings: &HandlerSettings,
+    hot: CosmosHotStore,
+    twin: &AzureTwin,
+) -> RunningHandler {
+    start_with(
+        settings,
+        Stores::prebuilt(Some(hot), Some(twin.object_store())),
+    )
+    .await
+}
+
+/// What the handler answered the host.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    body: Value,
+}
+
+impl Answer {
+    fn logs(&self) -> String {
+        self.body["Logs"]
+            .as_array()
+            .map(|l| {
+                l.iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .unwrap_or_default()
+    }
+
+    /// The `res` output of an HTTP-triggered function.
+    fn res(&self) -> (u64, Value, Value) {
+        let res = &self.body["Outputs"]["res"];
+        let body = res["body"]
+            .as_str()
+            .and_then(|b| serde_json::from_str(b).ok())
+            .unwrap_or(Value::Null);
+        (
+            res["statusCode"].as_u64().unwrap_or_default(),
+            res["headers"].clone(),
+            body,
+        )
+    }
+}
+
+/// POSTs an invocation to `/<function>` as the Functions host does (its headers, its payload).
+async fn invoke(port: u16, function: &str, payload: &Value) -> Answer {
+    let body = payload.to_string();
+    let request = format!(
+        "POST /{function} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json; charset=utf-8\r\n\
+         X-Azure-Functions-InvocationId: 5b6a1f0e-0000-4000-8000-00000000{:04}\r\n\
+         X-Azure-Functions-HostVersion: 4.1040.300.0\r\nUser-Agent: Azure-Functions-Host/4.1040.300.0\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len() % 10_000,
+        body.len()
+    );
+    let mut stream = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect to the handler");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("send request");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.expect("read answer");
+    let text = String::from_utf8(raw).expect("utf-8 answer");
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    Answer {
+        status,
+        body: serde_json::from_str(body).unwrap_or(Value::Null),
+    }
+}
+
+fn sys(method: &str) -> Value {
+    json!({"sys": {"MethodName": method, "UtcNow": Timestamp::now().canonical(),
+                   "RandGuid": "24ad4c06-24ad-4e5b-8294-3da9714877e9"}})
+}
+
+/// An Event Grid `Microsoft.Devices.DeviceTelemetry` event from the hub, for `connected` (the
+/// device the hub authenticated) with `body` as the hub writes it.
+fn telemetry_event(id: &str, connected: &str, body: Value, json_declared: bool) -> Value {
+    let mut system = json!({
+        "iothub-connection-device-id": connected,
+        "iothub-connection-auth-method": "{\"scope\":\"device\",\"type\":\"x509Certificate\",\"issuer\":\"iothub\",\"acceptingIpFilterRule\":null}",
+        "iothub-connection-auth-generation-id": "638400000000000000",
+        "iothub-enqueuedtime": "2025-11-04T13:23:11.48Z",
+        "iothub-message-source": "Telemetry",
+    });
+    if json_declared {
+        system["iothub-content-type"] = json!("application/json");
+        system["iothub-content-encoding"] = json!("utf-8");
+    }
+    json!({
+        "id": id,
+        "topic": "/SUBSCRIPTIONS/00000000-0000-0000-0000-000000000000/RESOURCEGROUPS/it-rg/PROVIDERS/MICROSOFT.DEVICES/IOTHUBS/it-hub",
+        "subject": format!("devices/{connected}"),
+        "eventType": "Microsoft.Devices.DeviceTelemetry",
+        "eventTime": "2025-11-04T13:23:11.48Z",
+        "data": {"body": body, "properties": {}, "systemProperties": system},
+        "dataVersion": "",
+        "metadataVersion": "1"
+    })
+}
+
+/// The host's invocation of the dispatcher for `event` (its Event Grid trigger binding `event`).
+fn event_grid_invocation(event: Value) -> Value {
+    json!({"Data": {"event": event}, "Metadata": sys("dispatcher")})
+}
+
+/// The host's invocation of an HTTP-triggered function.
+fn http_invocation(function: &str, method: &str, query: Value, body: Option<&Value>) -> Value {
+    let mut req = json!({
+        "Url": format!("https://it-app.azurewebsites.net/api/{function}"),
+        "Method": method,
+        "Query": query,
+        "Headers": {"Accept": ["application/json"], "Host": ["it-app.azurewebsites.net"]},
+        "Params": {},
+        "Identities": [],
+    });
+    if let Some(b) = body {
+        req["Body"] = json!(b.to_string());
+    }
+    json!({"Data": {"req": req}, "Metadata": sys(function)})
+}
+
+/// The host's invocation of a timer-triggered function.
+fn timer_invocation(function: &str) -> Value {
+    json!({"Data": {"timer": {
+        "Schedule": {"AdjustForDST": true},
+        "ScheduleStatus": {"Last": "0001-01-01T00:00:00", "Next": "2025-11-05T03:00:00+00:00",
+                           "LastUpdated": "0001-01-01T00:00:00"},
+        "IsPastDue": false}},
+        "Metadata": sys(function)})
+}
+
+async fn hot_records(hot: &dyn HotStore, device: &str) -> Vec<Value> {
+    let page = hot
+        .query_page(&DeviceQuery {
+            device_id: device.into(),
+            range: TimeRange::All,
+            after: None,
+            order: Order::Ascending,
+            limit: None,
+        })
+        .await
+        .expect("query the hot container");
+    assert!(page.next.is_none(), "one page is all these tests write");
+    page.items
+        .into_iter()
+        .map(|i| Value::Object(i.to_json()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emulators_telemetry_event_ends_as_one_cosmos_item_even_when_delivered_twice() {
+    let twin = AzureTwin::create("h-once").await;
+    let hot = twin.hot_store().await;
+    let handler = start(&settings(&twin, &[]), hot.clone(), &twin).await;
+
+    let message =
+        json!({"iotDeviceId": "s-1", "time": "2025-11-04T13:23:11.203Z", "temperature": 21.5});
+    let event = telemetry_event("ev-1", "s-1", message, true);
+    let first = invoke(
+        handler.port,
+        "dispatcher",
+        &event_grid_invocation(event.clone()),
+    )
+    .await;
+    assert_eq!(first.status, 200, "{first:?}");
+    assert!(
+        first
+            .logs()
+            .contains("persister: stored s-1/2025-11-04T13:23:11.203Z"),
+        "{}",
+        first.logs()
+    );
+    // Event Grid redelivers (here with the event as JSON text, as some host versions pass it).
+    let again = invoke(
+        handler.port,
+        "dispatcher",
+        &event_grid_invocation(json!(event.to_string())),
+    )
+    .await;
+    assert_eq!(again.status, 200, "{again:?}");
+    assert_eq!(
+        hot_records(&hot, "s-1").await,
+        vec![json!({"iotDeviceId": "s-1", "id": "2025-11-04T13:23:11.203Z", "temperature": 21.5})],
+        "the same event twice is one item"
+    );
+
+    // A device that set no content type: the hub writes the body as base64.
+    let text =
+        json!({"iotDeviceId": "s-1", "time": "2025-11-04T13:24:00.000Z", "temperature": "22"})
+            .to_string();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(text);
+    let base64_event = telemetry_event("ev-2", "s-1", json!(b64), false);
+    let answer = invoke(
+        handler.port,
+        "dispatcher",
+        &event_grid_invocation(base64_event),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let records = hot_records(&hot, "s-1").await;
+    assert_eq!(records.len(), 2, "{records:?}");
+    assert_eq!(
+        records[1]["temperature"].as_f64(),
+        Some(22.0),
+        "coerced to DOUBLE"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emulators_spoofed_device_id_is_dropped_with_2xx_and_nothing_stored() {
+    let twin = AzureTwin::create("h-spoof").await;
+    let hot = twin.hot_store().await;
+    let handler = start(&settings(&twin, &[]), hot.clone(), &twin).await;
+
+    // s-1 is the device the hub authenticated; its payload claims s-2 (and tries to bring a
+    // matching topic device of its own).
+    let spoof = json!({"iotDeviceId": "s-2", "topicDeviceId": "s-2", "time": "2025-11-04T13:23:11.203Z", "temperature": 1.0});
+    let answer = invoke(
+        handler.port,
+        "dispatcher",
+        &event_grid_invocation(telemetry_event("ev-s", "s-1", spoof, true)),
+    )
+    .await;
+    assert_eq!(
+        answer.status, 200,
+        "acknowledged, so Event Grid does not redeliver: {answer:?}"
+    );
+    assert!(
+        answer.logs().contains("dropped (topic_mismatch)"),
+        "{}",
+        answer.logs()
+    );
+    // Unknown devices and unreadable bodies are dropped the same way.
+    let unknown = json!({"iotDeviceId": "s-9", "temperature": 1.0});
+    let answer = invoke(
+        handler.port,
+        "dispatcher",
+        &event_grid_invocation(telemetry_event("ev-u", "s-9", unknown, true)),
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    assert!(
+        answer.logs().contains("unknown_device"),
+        "{}",
+        answer.logs()
+    );
+    let answer = invoke(
+        handler.port,
+        "dispatcher",
+        &event_grid_invocation(telemetry_event("ev-b", "s-1", json!("%%%"), false)),
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    assert!(answer.logs().contains("body_not_json"), "{}", answer.logs());
+    for device in ["s-1", "s-2", "s-9"] {
+        assert!(
+            hot_records(&hot, device).await.is_empty(),
+            "nothing stored for {device}"
+        );
+    }
+}
+
+/// A stand-in for the managed identity: a static token (the Cosmos emulator accepts any
+/// signature), so the deployed app's own path (the container resolved on first use with a
+/// token credential) runs against the emulator.
+#[derive(Debug)]
+struct StaticToken;
+
+#[async_trait::async_trait]
+impl azure_core::credentials::TokenCredential for StaticToken {
+    async fn get_token(
+        &self,
+        _scopes: &[&str],
+        _options: Option<azure_core::credentials::TokenRequestOptions<'_>>,
+    ) -> azure_core::Result<azure_core::credentials::AccessToken> {
+        let expires =
+            azure_core::time::OffsetDateTime::now_utc() + std::time::Duration::from_secs(3600);
+        Ok(azure_core::credentials::AccessToken::new(
+            "emulator-token",
+            expires,
+        ))
+    }
+}
+
+async fn start_with(settings: &HandlerSettings, stores: Stores) -> RunningHandler {
+    let handler =
+        Handler::new(&AppFunction::ALL, settings, Some(catalogue()), stores).expect("handler");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(serve(listener, Arc::new(handler), async {
+        let _ = stopped.await;
+    }));
+    RunningHandler { port, _stop: stop }
+}
+
+fn lazy_hot(endpoint: &str, twin: &AzureTwin) -> HotHandle {
+    HotHandle::lazy(
+        CosmosLocation {
+            endpoint: endpoint.to_string(),
+            database: support::DATABASE.into(),
+            container: twin.hot.clone(),
+        },
+        Arc::new(StaticToken),
+        Some("East US".into()),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emulators_storage_failure_answers_non_2xx_so_event_grid_redelivers() {
+    let twin = AzureTwin::create("h-fail").await;
+    // The deployed path (container resolved on first use) against an endpoint nobody listens on.
+    let closed = twin_testkit::free_port().expect("a free port");
+    let stores = Stores {
+        hot: Some(lazy_hot(&format!("https://127.0.0.1:{closed}/"), &twin)),
+        objects: Some(twin.object_store()),
+    };
+    let handler = start_with(&settings(&twin, &[]), stores).await;
+
+    let message =
+        json!({"iotDeviceId": "s-1", "time": "2025-11-04T13:23:11.203Z", "temperature": 21.5});
+    let started = std::time::Instant::now();
+    let answer = invoke(
+        handler.port,
+        "dispatcher",
+        &event_grid_invocation(telemetry_event("ev-f", "s-1", message, true)),
+    )
+    .await;
+    eprintln!("failure answered in {:?}: {answer:?}", started.elapsed());
+    assert_eq!(
+        answer.status, 503,
+        "an unreachable store is retryable, and fails the delivery: {answer:?}"
+    );
+    assert!(
+        answer.logs().contains("Event Grid redelivers"),
+        "{}",
+        answer.logs()
+    );
+    assert!(
+        answer.logs().contains(&twin.hot),
+        "the error names the container: {}",
+        answer.logs()
+    );
+    assert!(hot_records(&twin.hot_store().await, "s-1").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emulators_identity_path_resolves_the_container_on_first_use() {
+    let twin = AzureTwin::create("h-lazy").await;
+    let stores = Stores {
+        hot: Some(lazy_hot(&twin_testkit::azure::cosmos().endpoint, &twin)),
+        objects: Some(twin.object_store()),
+    };
+    let handler = start_with(&settings(&twin, &[]), stores).await;
+    let message =
+        json!({"iotDeviceId": "s-2", "time": "2025-11-04T13:23:11.203Z", "temperature": 3.0});
+    let answer = invoke(
+        handler.port,
+        "dispatcher",
+        &event_grid_invocation(telemetry_event("ev-l", "s-2", message, true)),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(hot_records(&twin.hot_store().await, "s-2").await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emulators_http_functions_store_and_the_hot_reader_answers_pages() {
+    let twin = AzureTwin::create("h-read").await;
+    let hot = twin.hot_store().await;
+    let handler = start(
+        &settings(&twin, &[("MAX_RESPONSE_BYTES", "1024")]),
+        hot.clone(),
+        &twin,
+    )
+    .await;
+
+    // Records through the processor (which runs the persister) and straight to the persister.
+    for i in 0..30i64 {
+        let time = Timestamp::from_millis(1_762_262_591_000 + i * 1000).expect("time");
+        let (function, record) = if i % 2 == 0 {
+            (
+                "processor",
+                json!({"iotDeviceId": "s-1", "time": time.canonical(), "temperature": i}),
+            )
+        } else {
+            (
+                "persister",
+                json!({"iotDeviceId": "s-1", "time": time.canonical(), "temperature": i as f64}),
+            )
+        };
+        let answer = invoke(
+            handler.port,
+            function,
+            &http_invocation(function, "POST", json!({}), Some(&record)),
+        )
+        .await;
+        assert_eq!(answer.status, 200, "{answer:?}");
+        let (status, _, body) = answer.res();
+        assert_eq!(status, 200, "{answer:?}");
+        let outcome = if function == "processor" {
+            "persisting"
+        } else {
+            "stored"
+        };
+        assert_eq!(body["outcome"], outcome, "{answer:?}");
+    }
+    let not_json = invoke(
+        handler.port,
+        "persister",
+        &json!({"Data": {"req": {"Method": "POST", "Body": "{"}}, "Metadata": {}}),
+    )
+    .await;
+    assert_eq!(not_json.res().0, 400, "{not_json:?}");
+
+    // The reader pages under its 1 KB cap; following the tokens gives every record once, in order.
+    let mut seen = Vec::new();
+    let mut token: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let mut query = json!({"iotDeviceId": "s-1", "startDate": "2025-11-04T00:00:00.000Z", "endDate": "2025-11-05"});
+        if let Some(t) = &token {
+            query["nextToken"] = json!(t);
+        }
+        let answer = invoke(
+            handler.port,
+            "hot-reader",
+            &http_invocation("hot-reader", "GET", query, None),
+        )
+        .await;
+        assert_eq!(answer.status, 200, "{answer:?}");
+        let (status, headers, body) = answer.res();
+        assert_eq!(status, 200, "{answer:?}");
+        assert_eq!(headers["content-type"], "application/json");
+        let items = body.as_array().expect("a JSON array of records").clone();
+        assert!(!items.is_empty());
+        seen.extend(
+            items
+                .iter()
+                .map(|r| r["temperature"].as_f64().unwrap_or(-1.0) as i64),
+        );
+        pages += 1;
+        match headers["x-next-token"].as_str() {
+            Some(t) => token = Some(t.to_string()),
+            None => break,
+        }
+    }
+    assert!(pages > 1, "the cap cut the answer into pages");
+    assert_eq!(seen, (0..30).collect::<Vec<_>>());
+
+    let bad = invoke(
+        handler.port,
+        "hot-reader",
+        &http_invocation(
+            "hot-reader",
+            "GET",
+            json!({"startDate": "2025-11-04"}),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(bad.res().0, 400, "{bad:?}");
+    assert!(bad.res().2["error"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("iotDeviceId"));
+    let unknown = invoke(
+        handler.port,
+        "twin-connector",
+        &json!({"Data": {}, "Metadata": {}}),
+    )
+    .await;
+    assert_eq!(unknown.status, 404);
+    assert!(
+        unknown.logs().contains("no function `twin-connector`"),
+        "{unknown:?}"
+    );
+    assert_eq!(
+        unknown.body["Outputs"],
+        json!({}),
+        "the custom handler response shape"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emulators_timer_movers_move_what_is_due_from_cosmos_to_cold_then_archive() {
+    let twin = AzureTwin::create("h-move").await;
+    let hot = twin.hot_store().await;
+    // HOT_STORAGE_DAYS 3, COLD_STORAGE_DAYS 1 (see `settings`).
+    let handler = start(&settings(&twin, &[]), hot.clone(), &twin).await;
+    let now = Timestamp::now();
+    let mut old = Vec::new();
+    for days in [10u32, 8, 6, 5] {
+        let time = now.minus_days(days).canonical();
+        let record = json!({"iotDeviceId": "s-2", "time": time, "temperature": days as f64});
+        let answer = invoke(
+            handler.port,
+            "persister",
+            &http_invocation("persister", "POST", json!({}), Some(&record)),
+        )
+        .await;
+        assert_eq!(answer.res().0, 200, "{answer:?}");
+        old.push(time);
+    }
+    let recent = Timestamp::from_millis(now.millis() - 3_600_000)
+        .expect("time")
+        .canonical();
+    let record = json!({"iotDeviceId": "s-2", "time": recent, "temperature": 0.5});
+    invoke(
+        handler.port,
+        "persister",
+        &http_invocation("persister", "POST", json!({}), Some(&record)),
+    )
+    .await;
+
+    let moved = invoke(
+        handler.port,
+        "hot-to-cold-mover",
+        &timer_invocation("hot-to-cold-mover"),
+    )
+    .await;
+    assert_eq!(moved.status, 200, "{moved:?}");
+    assert!(
+        moved
+            .logs()
+            .contains("4 records of 1 devices moved to cold"),
+        "{}",
+        moved.logs()
+    );
+    let left: Vec<Value> = hot_records(&hot, "s-2")
+        .await
+        .iter()
+        .map(|r| r["id"].clone())
+        .collect();
+    assert_eq!(
+        left,
+        vec![json!(recent)],
+        "only the recent record stays hot"
+    );
+    let cold = twin.objects(&twin.cold).await;
+    assert!(!cold.is_empty());
+    assert!(
+        cold.values().all(|o| o.tier == StorageTier::Cold),
+        "{cold:?}"
+    );
+
+    let archived = invoke(
+        handler.port,
+        "cold-to-archive-mover",
+        &timer_invocation("cold-to-archive-mover"),
+    )
+    .await;
+    assert_eq!(archived.status, 200, "{archived:?}");
+    assert!(
+        archived
+            .logs()
+            .contains(&format!("{} objects archived", cold.len())),
+        "{}",
+        archived.logs()
+    );
+    assert!(twin.objects(&twin.cold).await.is_empty(), "cold drained");
+    let archive = twin.objects(&twin.archive).await;
+    assert_eq!(
+        archive.keys().collect::<Vec<_>>(),
+        cold.keys().collect::<Vec<_>>()
+    );
+    assert!(
+        archive.values().all(|o| o.tier == StorageTier::Archive),
+        "{archive:?}"
+    );
+
+    // A manual run asking for a cut-off in the future is a failed invocation, not a silent run.
+    let future = json!({"Data": {"timer": json!({"cutoff": now.plus_days(1).canonical()}).to_string()}, "Metadata": {}});
+    let refused = invoke(handler.port, "hot-to-cold-mover", &future).await;
+    assert_eq!(refused.status, 500, "{refused:?}");
+    assert!(
+        refused.logs().contains("later than now"),
+        "{}",
+        refused.logs()
+    );
+}
