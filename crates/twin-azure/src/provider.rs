@@ -1,10 +1,11 @@
 //! The Azure `Provider`: which resources each layer has, and the driver of each resource kind.
-//! Only L3 cold and archive are implemented; the other layers describe nothing yet.
+//! L1 (IoT Hub, device identities, Event Grid to the dispatcher) and L3 cold and archive are
+//! implemented; the other layers describe nothing yet.
 
 use crate::arm::errors::SetupError;
 use crate::arm::{ArmClient, ArmOptions};
 use crate::context::LayerContext;
-use crate::{discover, identity, l3, resource_group};
+use crate::{discover, identity, l1, l3, resource_group};
 use async_trait::async_trait;
 use serde_json::json;
 use std::collections::HashMap;
@@ -16,7 +17,7 @@ use twin_engine::{CloudError, Provider, ResourceDriver, ResourceSpec};
 pub const SUBSCRIPTION_ENV: &str = "AZURE_SUBSCRIPTION_ID";
 
 /// The layers this provider implements, in dependency order.
-const IMPLEMENTED: [Layer; 2] = [Layer::L3Cold, Layer::L3Archive];
+const IMPLEMENTED: [Layer; 3] = [Layer::L1, Layer::L3Cold, Layer::L3Archive];
 
 /// Deploys a twin's Azure layers into its own resource group.
 pub struct AzureProvider {
@@ -69,6 +70,26 @@ impl AzureProvider {
             l3::containers::KIND,
             Arc::new(l3::containers::ContainerDriver::new(arm.clone())),
         );
+        drivers.insert(
+            l1::hub::KIND,
+            Arc::new(l1::hub::IotHubDriver::new(arm.clone())),
+        );
+        drivers.insert(
+            l1::devices::KIND,
+            Arc::new(l1::devices::DeviceIdentityDriver::new(arm.clone())),
+        );
+        drivers.insert(
+            l1::event_grid::TOPIC_KIND,
+            Arc::new(l1::event_grid::SystemTopicDriver::new(arm.clone())),
+        );
+        drivers.insert(
+            l1::event_grid::SUBSCRIPTION_KIND,
+            Arc::new(l1::event_grid::EventSubscriptionDriver::new(arm.clone())),
+        );
+        drivers.insert(
+            l1::simulator_config::KIND,
+            Arc::new(l1::simulator_config::SimulatorConfigDriver),
+        );
         Ok(AzureProvider {
             arm,
             tenant_id,
@@ -115,6 +136,13 @@ pub fn group_spec(ctx: &LayerContext<'_>, layer: Layer) -> ResourceSpec {
     .desired(resource_group::desired(ctx.location))
 }
 
+/// Whether the twin keeps L3 cold or archive on Azure (they share one storage account).
+fn storage_on_azure(twin: &TwinConfig) -> bool {
+    [Layer::L3Cold, Layer::L3Archive]
+        .into_iter()
+        .any(|l| twin.providers.get(l) == ProviderName::Azure)
+}
+
 fn layer_specs(ctx: &LayerContext<'_>, layer: Layer) -> Vec<ResourceSpec> {
     let Some(shared) = shared_layer(ctx.twin) else {
         return Vec::new();
@@ -134,36 +162,42 @@ fn layer_specs(ctx: &LayerContext<'_>, layer: Layer) -> Vec<ResourceSpec> {
             )
             .desired(identity::desired(ctx.location))
             .depends_on([group.id.clone()]);
-        let account = ctx
+        specs.push(identity);
+        if storage_on_azure(ctx.twin) {
+            let account = ctx
+                .spec(
+                    layer,
+                    l3::storage::KIND,
+                    "cold-archive",
+                    names::storage_account_name(ctx.name(), ctx.arm.subscription_id()),
+                )
+                .desired(l3::storage::desired(ctx.location))
+                .depends_on([group.id.clone()]);
+            specs.push(account);
+        }
+    }
+    if layer == Layer::L1 {
+        specs.extend(l1::specs(ctx, &group.id));
+    } else {
+        let account_id = crate::context::resource_id(shared, l3::storage::KIND, "cold-archive");
+        let account_name = names::storage_account_name(ctx.name(), ctx.arm.subscription_id());
+        let tier = if layer == Layer::L3Cold {
+            "cold"
+        } else {
+            "archive"
+        };
+        let mut container = ctx
             .spec(
                 layer,
-                l3::storage::KIND,
-                "cold-archive",
-                names::storage_account_name(ctx.name(), ctx.arm.subscription_id()),
+                l3::containers::KIND,
+                tier,
+                names::blob_container_name(tier),
             )
-            .desired(l3::storage::desired(ctx.location))
-            .depends_on([group.id.clone()]);
-        specs.push(identity);
-        specs.push(account);
+            .desired(l3::containers::desired())
+            .depends_on([account_id]);
+        container.inputs[l3::containers::ACCOUNT_KEY] = json!(account_name);
+        specs.push(container);
     }
-    let account_id = crate::context::resource_id(shared, l3::storage::KIND, "cold-archive");
-    let account_name = names::storage_account_name(ctx.name(), ctx.arm.subscription_id());
-    let tier = if layer == Layer::L3Cold {
-        "cold"
-    } else {
-        "archive"
-    };
-    let mut container = ctx
-        .spec(
-            layer,
-            l3::containers::KIND,
-            tier,
-            names::blob_container_name(tier),
-        )
-        .desired(l3::containers::desired())
-        .depends_on([account_id]);
-    container.inputs[l3::containers::ACCOUNT_KEY] = json!(account_name);
-    specs.push(container);
     if layer == shared {
         specs.insert(0, group);
     }
