@@ -10,7 +10,7 @@ use crate::context::{
 use async_trait::async_trait;
 use serde_json::{json, Value};
 use std::sync::Arc;
-use twin_engine::{CloudError, Observed, Outputs, ResourceDriver, ResourceSpec};
+use twin_engine::{CloudError, ErrorClass, Observed, Outputs, ResourceDriver, ResourceSpec};
 
 /// Driver kind of the hub.
 pub const KIND: &str = "azure_iot_hub";
@@ -168,10 +168,33 @@ impl ResourceDriver for IotHubDriver {
     ) -> Result<Observed, CloudError> {
         let what = what(spec);
         let path = self.path(spec)?;
-        let mut body = self.arm.get(&path, API, &what).await?.unwrap_or(json!({}));
+        let mut body = self.arm.get(&path, API, &what).await?.ok_or_else(|| {
+            CloudError::new(
+                ErrorClass::EventualConsistency,
+                "NotFound",
+                format!("{what}: gone while it was being updated"),
+            )
+        })?;
+        // "ETag of the IoT Hub. Required to update an existing IoT Hub." (If-Match)
+        let etag = body
+            .get("etag")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| missing(&what, "etag"))?;
         let tags = merged_tags(body.get("tags"), spec);
         apply_settings(&mut body, spec, tags)?;
-        let got = self.arm.put(&path, API, &body, &what).await?;
+        let got = self
+            .arm
+            .put_with_headers(&path, API, &body, &[("if-match", etag)], &what)
+            .await
+            .map_err(|e| {
+                if e.code == "PreconditionFailed" {
+                    // Changed by someone else since the GET: the engine retries with a new one.
+                    CloudError::new(ErrorClass::EventualConsistency, e.code, e.message)
+                } else {
+                    e
+                }
+            })?;
         observe(&got, &what)
     }
 
