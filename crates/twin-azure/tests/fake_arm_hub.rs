@@ -379,6 +379,23 @@ async fn fake_arm_hub_deploy_routes_telemetry_redeploys_as_a_no_op_and_destroys_
     let ca = std::fs::read_to_string(sim_dir.join(sim["root_ca_cert_path"].as_str().expect("ca")))
         .expect("CA file");
     assert_eq!(ca.matches("BEGIN CERTIFICATE").count(), 2);
+    // The simulator reads it as an IoT Hub profile.
+    let parsed = twin_simulator::config::SimulatorConfig::load(&sim_dir.join("config.json"))
+        .expect("the simulator accepts the profile");
+    assert_eq!(parsed.profile, twin_simulator::config::BrokerProfile::Azure);
+    assert_eq!(
+        parsed.device_username("sensor-1"),
+        Some(format!("{}/sensor-1/?api-version=2021-04-12", f.hub.host))
+    );
+    assert_eq!(
+        parsed.device_topic("sensor-1"),
+        "devices/sensor-1/messages/events/$.ct=application%2Fjson&$.ce=utf-8"
+    );
+    assert!(parsed
+        .auth_files_dir
+        .join("sensor-1")
+        .join(certificate::PRIVATE_KEY_FILE)
+        .exists());
 
     f.arm.clear_log();
     f.hub.clear_log();
