@@ -578,3 +578,81 @@ async fn fake_arm_hub_an_interrupted_deploy_resumes_and_destroy_removes_it_all()
     assert!(f.hub.device_ids().is_empty());
     assert!(twin_resources(&f, twin).is_empty(), "{:?}", f.arm.ids());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fake_arm_hub_registry_needs_a_token_and_the_current_etag() {
+    use twin_azure::l1::registry::Registry;
+    use twin_engine::ErrorClass;
+    let f = fakes().await;
+    let arm = ArmClient::new(
+        &f.arm.url,
+        f.arm.subscription_id(),
+        Auth::StaticToken("fake-token".into()),
+        ArmOptions::default(),
+    )
+    .expect("client");
+    let registry = Registry::new(&arm, &f.hub.host);
+    assert!(registry.get("d", "device d").await.expect("get").is_none());
+
+    let (cert, _) = certificate::make_certificate("d").expect("certificate");
+    let thumb = certificate::thumbprint(&cert).expect("thumbprint");
+    let body = l1::devices::identity_body("d", &thumb, None);
+    let made = registry
+        .put("d", &body, None, "device d")
+        .await
+        .expect("create");
+    let etag = made.etag.clone().expect("etag");
+    let again = registry
+        .put("d", &body, None, "device d")
+        .await
+        .expect_err("a second create is refused");
+    assert_eq!(again.code, "DeviceAlreadyExists");
+
+    // Someone else changes it: the old ETag is refused with a retryable error.
+    assert!(f.hub.set("d", "/status", json!("disabled")));
+    let stale = registry
+        .put("d", &body, Some(&etag), "device d")
+        .await
+        .expect_err("stale etag");
+    assert_eq!(stale.class, ErrorClass::EventualConsistency, "{stale:?}");
+    let current = registry
+        .get("d", "device d")
+        .await
+        .expect("get")
+        .expect("d");
+    let fixed = registry
+        .put("d", &body, current.etag.as_deref(), "device d")
+        .await
+        .expect("update with the current etag");
+    assert_eq!(fixed.body["status"], "enabled");
+
+    f.hub.throttle("GET", 1, 3);
+    let throttled = registry.get("d", "device d").await.expect_err("throttled");
+    assert_eq!(throttled.class, ErrorClass::Throttling);
+    assert_eq!(throttled.retry_after, Some(Duration::from_secs(3)));
+
+    // Without a bearer token nothing is answered.
+    let port: u16 = f
+        .hub
+        .host
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    let anonymous = tokio::task::spawn_blocking(move || {
+        twin_testkit::http_request(port, "GET", "/devices/d?api-version=2021-04-12", "")
+    })
+    .await
+    .expect("join");
+    assert!(
+        anonymous.as_ref().is_err_and(|e| e.contains("401")),
+        "{anonymous:?}"
+    );
+
+    registry.delete("d", "device d").await.expect("delete");
+    registry
+        .delete("d", "device d")
+        .await
+        .expect("a second delete is fine");
+    assert!(f.hub.device_ids().is_empty());
+}

@@ -221,4 +221,20 @@ mod tests {
         assert_eq!(e.class, ErrorClass::Fatal);
         assert!(token_object_id(&jwt(&json!({"tid": "t"}))).is_err());
     }
+
+    #[tokio::test]
+    async fn a_static_token_names_the_deployer() {
+        let t = jwt(&json!({"oid": "00000000-0000-0000-0000-00000000d3e1"}));
+        let arm = ArmClient::new(
+            "http://127.0.0.1:9",
+            "sub",
+            Auth::StaticToken(t),
+            crate::arm::ArmOptions::default(),
+        )
+        .expect("client");
+        assert_eq!(
+            deployer_principal_id(&arm).await.expect("oid"),
+            "00000000-0000-0000-0000-00000000d3e1"
+        );
+    }
 }
