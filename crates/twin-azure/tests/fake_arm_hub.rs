@@ -656,3 +656,22 @@ async fn fake_arm_hub_registry_needs_a_token_and_the_current_etag() {
         .expect("a second delete is fine");
     assert!(f.hub.device_ids().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fake_arm_hub_destroy_without_a_state_file_still_removes_identities_and_keys() {
+    let f = fakes().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let twin = "lost-hub-twin";
+    let config = write_twin(dir.path(), twin, &["a", "b"]);
+    let engine = engine(&f, &config, retry(Duration::from_secs(30))).await;
+    engine.deploy(None).await.expect("deploy");
+    std::fs::remove_file(dir.path().join(".deployer").join(format!("{twin}.json")))
+        .expect("lose the state");
+    let engine = self::engine(&f, &config, retry(Duration::from_secs(30))).await;
+    engine.destroy(None).await.expect("destroy");
+    assert!(f.hub.device_ids().is_empty(), "{:?}", f.hub.device_ids());
+    assert!(twin_resources(&f, twin).is_empty(), "{:?}", f.arm.ids());
+    for d in ["a", "b"] {
+        assert!(!device_dir(dir.path(), d).exists(), "{d}'s key is gone");
+    }
+}

@@ -5,7 +5,7 @@
 //! the identity's ETag; destroy deletes the identity and the device's key.
 
 use crate::arm::ArmClient;
-use crate::context::input;
+use crate::context::{input, resource_path, GROUP_KEY};
 use crate::l1::registry::{Device, Registry};
 use crate::l1::{certificate, hub};
 use async_trait::async_trait;
@@ -21,6 +21,9 @@ pub const KIND: &str = "azure_iot_device";
 
 /// Inputs key: the id of the hub's spec (its outputs carry the host name).
 pub const HUB_KEY: &str = "hub";
+
+/// Inputs key: the hub's name (to find it in ARM when the outputs do not have it).
+pub const HUB_NAME_KEY: &str = "hub_name";
 
 /// Inputs key: the directory of the device's credentials.
 pub const DIR_KEY: &str = "dir";
@@ -47,15 +50,38 @@ impl DeviceIdentityDriver {
         DeviceIdentityDriver { arm }
     }
 
-    /// The registry of the hub this spec's identity lives in, or `None` when the hub has no
-    /// outputs at all (not deployed, so it holds no identities either).
-    fn registry(
+    /// The registry of the hub this spec's identity lives in, or `None` when there is no hub
+    /// (so no identities either). The hub comes from the outputs, else from ARM: a destroy
+    /// without a state file reads identities before their hub.
+    async fn registry(
         &self,
         spec: &ResourceSpec,
         deps: &Outputs,
     ) -> Result<Option<(Registry, Hub)>, CloudError> {
         let hub_id = ResourceId(input(spec, HUB_KEY)?.to_string());
-        let Some(hub) = deps.get(&hub_id) else {
+        let found = match deps.get(&hub_id) {
+            Some(hub) => Some(hub.clone()),
+            None => {
+                let path = resource_path(
+                    &self.arm,
+                    input(spec, GROUP_KEY)?,
+                    hub::TYPE,
+                    input(spec, HUB_NAME_KEY)?,
+                );
+                let hub_spec = ResourceSpec::new(
+                    hub_id,
+                    spec.layer,
+                    spec.provider,
+                    hub::KIND,
+                    input(spec, HUB_NAME_KEY)?,
+                );
+                match self.arm.get(&path, hub::API, &hub_spec.label()).await? {
+                    Some(body) => Some(hub::observe(&body, &format!("IoT Hub {}", hub_spec.name))?),
+                    None => None,
+                }
+            }
+        };
+        let Some(hub) = found else {
             return Ok(None);
         };
         let host = hub.attr(hub::HOST_NAME).ok_or_else(|| {
@@ -81,7 +107,10 @@ impl DeviceIdentityDriver {
         if_match: Option<String>,
     ) -> Result<Observed, CloudError> {
         let what = what(spec);
-        let (registry, hub) = self.registry(spec, deps)?.ok_or_else(|| no_hub(&what))?;
+        let (registry, hub) = self
+            .registry(spec, deps)
+            .await?
+            .ok_or_else(|| no_hub(&what))?;
         let dir = Path::new(input(spec, DIR_KEY)?);
         let thumb = certificate::ensure_credentials(dir, &spec.name)?;
         let body = identity_body(&spec.name, &thumb, if_match.as_deref());
@@ -161,7 +190,7 @@ impl ResourceDriver for DeviceIdentityDriver {
         deps: &Outputs,
     ) -> Result<Option<Observed>, CloudError> {
         let what = what(spec);
-        let Some((registry, hub)) = self.registry(spec, deps)? else {
+        let Some((registry, hub)) = self.registry(spec, deps).await? else {
             return Ok(None);
         };
         let dir = Path::new(input(spec, DIR_KEY)?);
@@ -183,7 +212,10 @@ impl ResourceDriver for DeviceIdentityDriver {
     ) -> Result<Observed, CloudError> {
         // The ETag of the identity as it is now: a stale one would be refused with 412.
         let what = what(spec);
-        let (registry, _) = self.registry(spec, deps)?.ok_or_else(|| no_hub(&what))?;
+        let (registry, _) = self
+            .registry(spec, deps)
+            .await?
+            .ok_or_else(|| no_hub(&what))?;
         let etag = registry
             .get(&spec.name, &what)
             .await?

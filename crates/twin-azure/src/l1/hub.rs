@@ -95,7 +95,8 @@ fn apply_settings(body: &mut Value, spec: &ResourceSpec, tags: Value) -> Result<
     Ok(())
 }
 
-fn observe(body: &Value, what: &str) -> Result<Observed, CloudError> {
+/// The observation of a hub as ARM returned it (`what` names it in errors).
+pub fn observe(body: &Value, what: &str) -> Result<Observed, CloudError> {
     let state = settled_state(body, what)?;
     let id = body
         .get("id")

@@ -124,13 +124,9 @@ pub fn specs(ctx: &LayerContext<'_>, group: &ResourceId) -> Vec<ResourceSpec> {
     let layer = Layer::L1;
     let twin = ctx.name();
     let hub_id = hub_spec_id();
+    let hub_name = names::azure_unique_name(twin, "iot", ctx.arm.subscription_id());
     let mut specs = vec![ctx
-        .spec(
-            layer,
-            hub::KIND,
-            "hub",
-            names::azure_unique_name(twin, "iot", ctx.arm.subscription_id()),
-        )
+        .spec(layer, hub::KIND, "hub", hub_name.clone())
         .desired(hub::desired(ctx.location))
         .depends_on([group.clone()])];
 
@@ -142,6 +138,7 @@ pub fn specs(ctx: &LayerContext<'_>, group: &ResourceId) -> Vec<ResourceSpec> {
             .desired(devices::desired())
             .depends_on([hub_id.clone()]);
         spec.inputs[devices::HUB_KEY] = json!(hub_id.0);
+        spec.inputs[devices::HUB_NAME_KEY] = json!(hub_name);
         spec.inputs[devices::DIR_KEY] = json!(dir.display().to_string());
         device_ids.push(spec.id.clone());
         specs.push(spec);
