@@ -7,6 +7,7 @@ pub mod arm;
 pub mod context;
 pub mod discover;
 pub mod identity;
+pub mod l1;
 pub mod l3;
 pub mod provider;
 pub mod resource_group;

@@ -1,11 +1,12 @@
 //! The Azure `Provider`: which resources each layer has, and the driver of each resource kind.
-//! L3 hot, cold and archive are implemented; the other layers describe nothing yet.
+//! L1 (IoT Hub, device identities, Event Grid to the dispatcher) and L3 hot, cold and archive
+//! are implemented; the other layers describe nothing yet.
 
 use crate::arm::errors::SetupError;
 use crate::arm::{ArmClient, ArmOptions};
 use crate::context::LayerContext;
 use crate::roles::{self, RoleScope};
-use crate::{discover, identity, l3, resource_group};
+use crate::{discover, identity, l1, l3, resource_group};
 use async_trait::async_trait;
 use serde_json::json;
 use std::collections::HashMap;
@@ -17,7 +18,7 @@ use twin_engine::{CloudError, Provider, ResourceDriver, ResourceSpec};
 pub const SUBSCRIPTION_ENV: &str = "AZURE_SUBSCRIPTION_ID";
 
 /// The layers this provider implements, in dependency order.
-pub const IMPLEMENTED: &[Layer] = &[Layer::L3Hot, Layer::L3Cold, Layer::L3Archive];
+pub const IMPLEMENTED: &[Layer] = &[Layer::L1, Layer::L3Hot, Layer::L3Cold, Layer::L3Archive];
 
 /// Deploys a twin's Azure layers into its own resource group.
 pub struct AzureProvider {
@@ -92,6 +93,26 @@ impl AzureProvider {
                 arm.clone(),
             )),
         );
+        drivers.insert(
+            l1::hub::KIND,
+            Arc::new(l1::hub::IotHubDriver::new(arm.clone())),
+        );
+        drivers.insert(
+            l1::devices::KIND,
+            Arc::new(l1::devices::DeviceIdentityDriver::new(arm.clone())),
+        );
+        drivers.insert(
+            l1::event_grid::TOPIC_KIND,
+            Arc::new(l1::event_grid::SystemTopicDriver::new(arm.clone())),
+        );
+        drivers.insert(
+            l1::event_grid::SUBSCRIPTION_KIND,
+            Arc::new(l1::event_grid::EventSubscriptionDriver::new(arm.clone())),
+        );
+        drivers.insert(
+            l1::simulator_config::KIND,
+            Arc::new(l1::simulator_config::SimulatorConfigDriver),
+        );
         Ok(AzureProvider {
             arm,
             tenant_id,
@@ -162,6 +183,7 @@ fn layer_specs(ctx: &LayerContext<'_>, layer: Layer) -> Vec<ResourceSpec> {
         );
     }
     match layer {
+        Layer::L1 => specs.extend(l1::specs(ctx, &group.id)),
         Layer::L3Hot => specs.extend(hot_specs(ctx, layer, &group)),
         Layer::L3Cold | Layer::L3Archive => specs.extend(cold_archive_specs(ctx, layer, &group)),
         _ => {}

@@ -16,6 +16,20 @@ pub const DEFAULT_PORT: u16 = 8883;
 /// Placeholder in `topic` that is replaced by the device id instead of appending it.
 pub const DEVICE_PLACEHOLDER: &str = "{iotDeviceId}";
 
+/// The MQTT protocol version the simulator speaks (rumqttc's v4 client).
+pub const MQTT_VERSION: &str = "3.1.1";
+
+/// Which cloud's broker profile a config describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokerProfile {
+    /// AWS IoT Core (and plain brokers): topic `<prefix>/<device>`, no username; the
+    /// established tool's files, which have no `provider` key.
+    Aws,
+    /// Azure IoT Hub: client id = device id, username
+    /// `<hostName>/<device>/?api-version=...`, a fixed per-device topic.
+    Azure,
+}
+
 /// What can be wrong with the simulator config.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -68,6 +82,15 @@ struct RawConfig {
     /// same device ids do not knock each other off); absent in the established tool's files.
     #[serde(default)]
     client_id_prefix: String,
+    /// `aws` (the default: the established tool's files have no such key) or `azure`.
+    #[serde(default)]
+    provider: Option<String>,
+    /// The MQTT username, `{iotDeviceId}` replaced by the device id (IoT Hub needs one).
+    #[serde(default)]
+    username: Option<String>,
+    /// The MQTT version the broker expects; only 3.1.1 is spoken.
+    #[serde(default)]
+    mqtt_version: Option<String>,
 }
 
 /// The simulator config with every path made absolute (or relative to the working directory).
@@ -89,6 +112,10 @@ pub struct SimulatorConfig {
     pub root_ca_cert: PathBuf,
     /// Put before each device id to make its MQTT client id.
     pub client_id_prefix: String,
+    /// Which broker profile this is.
+    pub profile: BrokerProfile,
+    /// The MQTT username pattern (`{iotDeviceId}` for the device id), if the broker wants one.
+    pub username: Option<String>,
 }
 
 impl SimulatorConfig {
@@ -148,6 +175,50 @@ impl SimulatorConfig {
                 return Err(invalid(key, "must not be empty"));
             }
         }
+        let profile = match raw
+            .provider
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            None | Some("aws") => BrokerProfile::Aws,
+            Some("azure") => BrokerProfile::Azure,
+            Some(_) => return Err(invalid("provider", "must be `aws` or `azure`")),
+        };
+        if let Some(v) = raw.mqtt_version.as_deref() {
+            if v != MQTT_VERSION {
+                return Err(invalid(
+                    "mqtt_version",
+                    &format!("`{v}` is not spoken by this simulator; use `{MQTT_VERSION}`"),
+                ));
+            }
+        }
+        let username = raw.username.filter(|u| !u.trim().is_empty());
+        if profile == BrokerProfile::Azure {
+            // IoT Hub accepts a device only as itself: its id as client id, in the username
+            // and in the topic.
+            if !topic.contains(DEVICE_PLACEHOLDER) {
+                return Err(invalid(
+                    "topic",
+                    "must contain {iotDeviceId} for IoT Hub, e.g. `devices/{iotDeviceId}/messages/events/`",
+                ));
+            }
+            if !username
+                .as_deref()
+                .is_some_and(|u| u.contains(DEVICE_PLACEHOLDER))
+            {
+                return Err(invalid(
+                    "username",
+                    "must be set for IoT Hub: `<hostName>/{iotDeviceId}/?api-version=2021-04-12`",
+                ));
+            }
+            if !raw.client_id_prefix.is_empty() {
+                return Err(invalid(
+                    "client_id_prefix",
+                    "must be empty for IoT Hub (the client id is the device id)",
+                ));
+            }
+        }
         let base = path.parent().unwrap_or(Path::new(""));
         Ok(Self {
             source: path.to_path_buf(),
@@ -158,7 +229,25 @@ impl SimulatorConfig {
             auth_files_dir: base.join(&raw.auth_files_path),
             root_ca_cert: base.join(&raw.root_ca_cert_path),
             client_id_prefix: raw.client_id_prefix,
+            profile,
+            username,
         })
+    }
+
+    /// The connection options this config asks for (host, port, client id prefix, username);
+    /// every caller that opens device links starts from these.
+    pub fn link_options(&self) -> crate::publisher::LinkOptions {
+        let mut options = crate::publisher::LinkOptions::new(self.endpoint.clone(), self.port);
+        options.client_id_prefix = self.client_id_prefix.clone();
+        options.username = self.username.clone();
+        options
+    }
+
+    /// The MQTT username of one device, if the broker wants one.
+    pub fn device_username(&self, device_id: &str) -> Option<String> {
+        self.username
+            .as_ref()
+            .map(|u| u.replace(DEVICE_PLACEHOLDER, device_id))
     }
 
     /// The topic one device publishes to (SPEC §6: `<twin>/iot-data/<device-id>`).
@@ -217,6 +306,62 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains("unknown field `topik`"), "{msg}");
         assert!(msg.contains("line 2"), "{msg}");
+    }
+
+    const AZURE: &str = r#"{"provider": "azure", "endpoint": "hub.azure-devices.net", "port": 8883,
+        "topic": "devices/{iotDeviceId}/messages/events/$.ct=application%2Fjson&$.ce=utf-8",
+        "username": "hub.azure-devices.net/{iotDeviceId}/?api-version=2021-04-12",
+        "mqtt_version": "3.1.1", "payload_file_path": "payloads.json",
+        "auth_files_path": "../devices", "root_ca_cert_path": "../devices/IoTHubRootCAs.pem",
+        "client_id_prefix": ""}"#;
+
+    #[test]
+    fn the_iot_hub_profile_names_device_topic_and_username() {
+        let c = SimulatorConfig::parse(AZURE, Path::new("c.json")).unwrap();
+        assert_eq!(c.profile, BrokerProfile::Azure);
+        assert_eq!(
+            c.device_topic("d1"),
+            "devices/d1/messages/events/$.ct=application%2Fjson&$.ce=utf-8"
+        );
+        assert_eq!(
+            c.device_username("d1").as_deref(),
+            Some("hub.azure-devices.net/d1/?api-version=2021-04-12")
+        );
+        let aws = SimulatorConfig::parse(GOOD, Path::new("c.json")).unwrap();
+        assert_eq!(aws.profile, BrokerProfile::Aws);
+        assert_eq!(aws.device_username("d1"), None);
+    }
+
+    #[test]
+    fn an_iot_hub_profile_without_its_parts_is_refused_by_key() {
+        for (from, to, key) in [
+            (
+                r#""username": "hub.azure-devices.net/{iotDeviceId}/?api-version=2021-04-12","#,
+                "",
+                "`username`",
+            ),
+            ("devices/{iotDeviceId}/", "devices/x/", "`topic`"),
+            (
+                r#""client_id_prefix": """#,
+                r#""client_id_prefix": "t--""#,
+                "`client_id_prefix`",
+            ),
+            (
+                r#""mqtt_version": "3.1.1""#,
+                r#""mqtt_version": "5""#,
+                "`mqtt_version`",
+            ),
+            (
+                r#""provider": "azure""#,
+                r#""provider": "gcp""#,
+                "`provider`",
+            ),
+        ] {
+            let text = AZURE.replace(from, to);
+            assert_ne!(text, AZURE, "{from}");
+            let err = SimulatorConfig::parse(&text, Path::new("c.json")).unwrap_err();
+            assert!(err.to_string().contains(key), "{key}: {err}");
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::cli::{LoadArgs, Rate};
 use crate::config::SimulatorConfig;
 use crate::failure::{FailureContext, LinkFailure};
 use crate::payloads::{DeviceClock, PayloadTemplate, Payloads};
-use crate::publisher::{DeviceLink, LinkOptions, LinkStatus};
+use crate::publisher::{DeviceLink, LinkStatus};
 use crate::report::LoadReport;
 use crate::stats::LinkStats;
 use crate::tls::{DeviceCredentials, TlsContext};
@@ -51,8 +51,7 @@ pub async fn run_load(
 ) -> Result<LoadReport, SimError> {
     let device_ids = choose_devices(payloads, args.devices)?;
     let tls = TlsContext::load(&config.root_ca_cert, config.port)?;
-    let mut options = LinkOptions::new(config.endpoint.clone(), config.port);
-    options.client_id_prefix = config.client_id_prefix.clone();
+    let mut options = config.link_options();
     options.buffer = usize::try_from(args.buffer).unwrap_or(usize::MAX);
     options.inflight = args.inflight;
 

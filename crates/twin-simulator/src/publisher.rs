@@ -44,6 +44,9 @@ pub struct LinkOptions {
     pub backoff: Backoff,
     /// Put before the device id to make the MQTT client id.
     pub client_id_prefix: String,
+    /// The MQTT username pattern, `{iotDeviceId}` replaced by the device id (IoT Hub); no
+    /// password is sent: the client certificate authenticates.
+    pub username: Option<String>,
 }
 
 impl LinkOptions {
@@ -58,6 +61,7 @@ impl LinkOptions {
             attempt_timeout: Duration::from_secs(10),
             backoff: Backoff::default(),
             client_id_prefix: String::new(),
+            username: None,
         }
     }
 }
@@ -287,6 +291,10 @@ impl DeviceLink {
             .set_clean_session(true)
             .set_inflight(options.inflight.max(1))
             .set_max_packet_size(MAX_PACKET_SIZE, MAX_PACKET_SIZE);
+        if let Some(u) = &options.username {
+            // An empty password is not sent at all (rumqttc sets no password flag for it).
+            mqtt.set_credentials(u.replace(crate::config::DEVICE_PLACEHOLDER, device_id), "");
+        }
         let capacity = options.buffer.max(1);
         let (client, mut eventloop) = AsyncClient::new(mqtt, capacity);
         let mut network = eventloop.network_options();

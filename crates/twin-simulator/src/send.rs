@@ -28,8 +28,7 @@ impl SendSession {
     /// A session that starts at the first payload; loads the root CA now so a bad one fails early.
     pub fn new(config: SimulatorConfig, payloads: Payloads) -> Result<Self, SimError> {
         let tls = TlsContext::load(&config.root_ca_cert, config.port)?;
-        let mut options = LinkOptions::new(config.endpoint.clone(), config.port);
-        options.client_id_prefix = config.client_id_prefix.clone();
+        let options = config.link_options();
         Ok(Self {
             config,
             payloads,

@@ -170,6 +170,8 @@ struct State {
     /// Principal ids of identities by when they were created (for propagation).
     principals: HashMap<String, Instant>,
     log: Vec<String>,
+    /// What IoT Hubs report as `hostName` (a fake registry's `127.0.0.1:<port>`).
+    iot_hub_host: Option<String>,
 }
 
 /// A running fake ARM on 127.0.0.1.
@@ -325,6 +327,13 @@ impl FakeArm {
     /// Forgets the request log.
     pub fn clear_log(&self) {
         lock(&self.state).log.clear();
+    }
+
+    /// Makes IoT Hubs created from now on report `host` as their `properties.hostName` (the
+    /// address of a [`crate::fake_iot_hub::FakeIotHub`]); without it they report
+    /// `<name>.azure-devices.net`.
+    pub fn set_iot_hub_host(&self, host: &str) {
+        lock(&self.state).iot_hub_host = Some(host.to_string());
     }
 
     /// Whether a resource provider is registered.
@@ -798,6 +807,9 @@ fn resource(
                 stored["properties"]["clientId"] = keep("clientId", format!("c-{name}"));
                 stored["properties"]["tenantId"] = json!(config.tenant_id);
             }
+            if let Some(refused) = fill_in_l1(st, &ty, name, existing.as_ref(), &mut stored) {
+                return refused;
+            }
             if is_storage {
                 stored["properties"]["primaryEndpoints"] =
                     json!({"blob": format!("https://{name}.blob.core.windows.net/")});
@@ -874,6 +886,82 @@ fn resource(
         }
         _ => error(405, "MethodNotAllowed", "not supported by the fake"),
     }
+}
+
+/// What ARM fills in for L1's types (IoT Hubs, Event Grid system topics and their
+/// subscriptions), or the refusal of a PUT the real service refuses.
+fn fill_in_l1(
+    st: &State,
+    ty: &str,
+    name: &str,
+    existing: Option<&Value>,
+    stored: &mut Value,
+) -> Option<Response<Full<Bytes>>> {
+    if ty.eq_ignore_ascii_case("Microsoft.Devices/IotHubs") {
+        let host = st
+            .iot_hub_host
+            .clone()
+            .unwrap_or_else(|| format!("{name}.azure-devices.net"));
+        let location = stored.get("location").cloned().unwrap_or(Value::Null);
+        let p = &mut stored["properties"];
+        p["hostName"] = json!(host);
+        p["state"] = json!("Active");
+        p["locations"] = json!([{"location": location, "role": "primary"}]);
+        stored["sku"]["tier"] = json!("Standard");
+        // IoT Hub's ETag guards updates: a PUT on an existing hub must carry the current one
+        // (the real one reads the If-Match header; this fake, which sees no headers, the body's
+        // `etag`, which the driver sends as well).
+        if let Some(prev) = existing {
+            let sent = stored.get("etag").and_then(Value::as_str);
+            if sent != prev.get("etag").and_then(Value::as_str) {
+                return Some(error(
+                    412,
+                    "PreconditionFailed",
+                    "the IoT Hub's etag does not match: GET it and PUT with its etag",
+                ));
+            }
+        }
+        let n = existing
+            .and_then(|e| e.get("etag"))
+            .and_then(Value::as_str)
+            .map(|e| e.len() as u64)
+            .unwrap_or(0);
+        stored["etag"] = json!(format!("AAAAAAFD6M{}=", n + 1));
+    }
+    if ty.eq_ignore_ascii_case("Microsoft.EventGrid/systemTopics") {
+        let source = stored.pointer("/properties/source").and_then(Value::as_str);
+        let known = source.is_some_and(|s| st.resources.contains_key(&s.to_ascii_lowercase()));
+        if !known {
+            return Some(error(
+                400,
+                "InvalidRequest",
+                "the system topic's source resource does not exist",
+            ));
+        }
+        stored["properties"]["metricResourceId"] = json!("00000000-0000-0000-0000-00000000fa4e");
+    }
+    if ty.eq_ignore_ascii_case("Microsoft.EventGrid/systemTopics/eventSubscriptions") {
+        let dest = stored
+            .pointer("/properties/destination/properties/resourceId")
+            .and_then(Value::as_str);
+        let endpoint = stored
+            .pointer("/properties/destination/endpointType")
+            .and_then(Value::as_str);
+        // Event Grid checks that an AzureFunction destination exists before it subscribes.
+        if endpoint == Some("AzureFunction")
+            && !dest.is_some_and(|d| st.resources.contains_key(&d.to_ascii_lowercase()))
+        {
+            return Some(error(
+                400,
+                "InvalidRequest",
+                "the destination function does not exist",
+            ));
+        }
+        let id = stored.get("id").and_then(Value::as_str).unwrap_or_default();
+        let topic = id.split("/eventSubscriptions/").next().unwrap_or_default();
+        stored["properties"]["topic"] = json!(topic);
+    }
+    None
 }
 
 /// ARM type of a user-assigned identity (its PUT fills in a principal id).

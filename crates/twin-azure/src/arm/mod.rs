@@ -351,10 +351,31 @@ impl ArmClient {
         body: &Value,
         what: &str,
     ) -> Result<Value, CloudError> {
+        self.put_with_headers(path, api, body, &[], what).await
+    }
+
+    /// [`ArmClient::put`] with request headers (e.g. the `If-Match` IoT Hub requires to
+    /// update an existing hub).
+    pub async fn put_with_headers(
+        &self,
+        path: &str,
+        api: &str,
+        body: &Value,
+        headers: &[(&'static str, String)],
+        what: &str,
+    ) -> Result<Value, CloudError> {
         let url = self.url(path, Some(api));
         let mut registered = false;
         let reply = loop {
-            let r = self.send(Method::Put, &url, Some(body), what).await?;
+            let r = send_on(
+                &self.pipeline,
+                Method::Put,
+                &url,
+                Some(Body::json(body, what)?),
+                headers,
+                what,
+            )
+            .await?;
             if r.is_success() {
                 break r;
             }

@@ -233,7 +233,21 @@ impl Broker {
     /// Starts a broker in `dir` trusting `ca` for client certificates; `persistent` keeps
     /// sessions and queued messages across a restart.
     pub fn start(dir: &Path, ca: &Ca, persistent: bool) -> Self {
+        Self::start_with(dir, ca, persistent, None)
+    }
+
+    /// [`Broker::start`] with an ACL file (`acl_file`), so that what a client may publish
+    /// depends on its username.
+    pub fn start_with(dir: &Path, ca: &Ca, persistent: bool, acl: Option<&str>) -> Self {
         std::fs::create_dir_all(dir).unwrap();
+        let acl_line = match acl {
+            Some(text) => {
+                let path = dir.join("acl");
+                std::fs::write(&path, text).unwrap();
+                format!("acl_file {}\n", path.display())
+            }
+            None => String::new(),
+        };
         let (cert, key) = ca.server_cert();
         let port = free_port();
         let config = dir.join("mosquitto.conf");
@@ -251,7 +265,7 @@ impl Broker {
         let text = format!(
             "user root\n{persistence}max_queued_messages 0\nmax_inflight_messages 100\n\
              log_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\n\
-             allow_anonymous true\nset_tcp_nodelay true\n\
+             allow_anonymous true\nset_tcp_nodelay true\n{acl_line}\
              listener {port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\n\
              require_certificate true\n",
             ca.cert.display(),
@@ -406,6 +420,24 @@ impl Twin {
         std::fs::write(&self.config, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
     }
 
+    /// Writes the simulator's IoT Hub profile (as `deploy` writes it for Azure) for a broker on
+    /// 127.0.0.1:`port` that plays the hub `host_name`.
+    pub fn point_at_iot_hub(&self, port: u16, host_name: &str) {
+        let config = serde_json::json!({
+            "provider": "azure",
+            "endpoint": "127.0.0.1",
+            "port": port,
+            "topic": "devices/{iotDeviceId}/messages/events/$.ct=application%2Fjson&$.ce=utf-8",
+            "username": format!("{host_name}/{{iotDeviceId}}/?api-version=2021-04-12"),
+            "mqtt_version": "3.1.1",
+            "payload_file_path": "payloads.json",
+            "auth_files_path": "../../devices",
+            "root_ca_cert_path": "../../devices/RootCA.pem",
+            "client_id_prefix": "",
+        });
+        std::fs::write(&self.config, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    }
+
     /// Writes payloads.json.
     pub fn write_payloads(&self, payloads: &Value) {
         std::fs::write(&self.payloads, serde_json::to_vec_pretty(payloads).unwrap()).unwrap();
@@ -460,6 +492,12 @@ pub struct Subscriber {
 impl Subscriber {
     /// Connects as `client_id` with `creds` and waits until the subscription is acknowledged.
     pub fn start(twin: &Twin, port: u16, creds: &DeviceCredentials) -> Self {
+        Self::start_on(twin, port, creds, &format!("{TOPIC}/#"))
+    }
+
+    /// [`Subscriber::start`] on another topic filter.
+    pub fn start_on(twin: &Twin, port: u16, creds: &DeviceCredentials, filter: &str) -> Self {
+        let filter = filter.to_string();
         let tls = TlsContext::load(&twin.ca.cert, port)
             .expect("root CA")
             .client_config(creds)
@@ -489,7 +527,7 @@ impl Subscriber {
                                 delay = Duration::from_millis(20);
                                 sink.lock().unwrap().connects += 1;
                                 // Harmless when the session already has it.
-                                let _ = client.try_subscribe(format!("{TOPIC}/#"), QoS::AtLeastOnce);
+                                let _ = client.try_subscribe(filter.clone(), QoS::AtLeastOnce);
                             }
                             Ok(Event::Incoming(Packet::SubAck(_))) => {
                                 sink.lock().unwrap().subscribed = true;
