@@ -1,13 +1,16 @@
 //! The Azure `Provider`: which resources each layer has, and the driver of each resource kind.
-//! Only L3 cold and archive are implemented; the other layers describe nothing yet.
+//! L2 (the Function App) and L3 cold and archive are implemented; the other layers describe
+//! nothing yet.
 
 use crate::arm::errors::SetupError;
 use crate::arm::{ArmClient, ArmOptions};
-use crate::context::LayerContext;
-use crate::{discover, identity, l3, resource_group};
+use crate::context::{resource_id, LayerContext};
+use crate::l2::package::{DeployPolling, PackageDriver};
+use crate::l2::AppPackageSource;
+use crate::{discover, identity, l2, l3, resource_group};
 use async_trait::async_trait;
 use serde_json::json;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use twin_config::{names, AzureSettings, Layer, ProviderName, TwinConfig};
 use twin_engine::{CloudError, Provider, ResourceDriver, ResourceSpec};
@@ -16,7 +19,7 @@ use twin_engine::{CloudError, Provider, ResourceDriver, ResourceSpec};
 pub const SUBSCRIPTION_ENV: &str = "AZURE_SUBSCRIPTION_ID";
 
 /// The layers this provider implements, in dependency order.
-const IMPLEMENTED: [Layer; 2] = [Layer::L3Cold, Layer::L3Archive];
+const IMPLEMENTED: [Layer; 3] = [Layer::L2, Layer::L3Cold, Layer::L3Archive];
 
 /// Deploys a twin's Azure layers into its own resource group.
 pub struct AzureProvider {
@@ -25,6 +28,8 @@ pub struct AzureProvider {
     location: String,
     resource_group: Option<String>,
     drivers: HashMap<&'static str, Arc<dyn ResourceDriver>>,
+    package_source: Option<Arc<dyn AppPackageSource>>,
+    package_driver: Arc<PackageDriver>,
 }
 
 impl AzureProvider {
@@ -69,13 +74,79 @@ impl AzureProvider {
             l3::containers::KIND,
             Arc::new(l3::containers::ContainerDriver::new(arm.clone())),
         );
+        let l2_drivers: [(&'static str, Arc<dyn ResourceDriver>); 6] = [
+            (
+                l2::workspace::KIND,
+                Arc::new(l2::workspace::WorkspaceDriver::new(arm.clone())),
+            ),
+            (
+                l2::insights::KIND,
+                Arc::new(l2::insights::InsightsDriver::new(arm.clone())),
+            ),
+            (
+                l2::plan::KIND,
+                Arc::new(l2::plan::PlanDriver::new(arm.clone())),
+            ),
+            (
+                l2::site::KIND,
+                Arc::new(l2::site::SiteDriver::new(arm.clone())),
+            ),
+            (
+                l2::settings::KIND,
+                Arc::new(l2::settings::AppSettingsDriver::new(arm.clone())),
+            ),
+            (
+                l2::publishing::KIND,
+                Arc::new(l2::publishing::PublishingPolicyDriver::new(arm.clone())),
+            ),
+        ];
+        drivers.extend(l2_drivers);
+        let package_driver = Arc::new(PackageDriver::new(arm.clone(), DeployPolling::default()));
+        drivers.insert(l2::package::KIND, package_driver.clone());
         Ok(AzureProvider {
             arm,
             tenant_id,
             location,
             resource_group: settings.resource_group.clone(),
             drivers,
+            package_source: None,
+            package_driver,
         })
+    }
+
+    /// The same provider building L2's Function App package with `source`, and waiting for
+    /// its deployments as `polling` says. Without a source, a twin with L2 on Azure is refused.
+    pub fn with_app_package(
+        mut self,
+        source: Arc<dyn AppPackageSource>,
+        polling: DeployPolling,
+    ) -> Self {
+        let driver = Arc::new(PackageDriver::new(self.arm.clone(), polling));
+        self.drivers.insert(l2::package::KIND, driver.clone());
+        self.package_driver = driver;
+        self.package_source = Some(source);
+        self
+    }
+
+    /// L2's specs: builds the package (its hash is the package's desired setting) and keeps
+    /// it for the package driver.
+    async fn l2_specs(&self, twin: &TwinConfig) -> Result<Vec<ResourceSpec>, CloudError> {
+        let ctx = self.ctx(twin);
+        let Some(shared) = shared_layer(twin) else {
+            return Ok(Vec::new());
+        };
+        let source = self.package_source.as_ref().ok_or_else(|| {
+            CloudError::fatal(
+                "NoPackageBuilder",
+                "L2 is on Azure but this deployer has no Function App package builder",
+            )
+            .with_hint("put layer_2_provider on another cloud, or use a deployer built with the Azure handler")
+        })?;
+        let package = source.package(twin).await?;
+        self.package_driver.remember(package.clone());
+        let mut specs = shared_specs(&ctx, Layer::L2);
+        specs.extend(l2::layer_specs(&ctx, shared, &package, &BTreeMap::new()));
+        Ok(specs)
     }
 
     /// The ARM client.
@@ -115,39 +186,51 @@ pub fn group_spec(ctx: &LayerContext<'_>, layer: Layer) -> ResourceSpec {
     .desired(resource_group::desired(ctx.location))
 }
 
-fn layer_specs(ctx: &LayerContext<'_>, layer: Layer) -> Vec<ResourceSpec> {
-    let Some(shared) = shared_layer(ctx.twin) else {
-        return Vec::new();
-    };
-    if !IMPLEMENTED.contains(&layer) || ctx.twin.providers.get(layer) != ProviderName::Azure {
+/// The resources the shared layer owns: the group and the twin's identity.
+fn shared_specs(ctx: &LayerContext<'_>, layer: Layer) -> Vec<ResourceSpec> {
+    if shared_layer(ctx.twin) != Some(layer) {
         return Vec::new();
     }
-    let group = group_spec(ctx, shared);
-    let mut specs = Vec::new();
-    if layer == shared {
-        let identity = ctx
-            .spec(
-                layer,
-                identity::KIND,
-                "twin",
-                names::managed_identity_name(ctx.name()),
-            )
-            .desired(identity::desired(ctx.location))
-            .depends_on([group.id.clone()]);
-        let account = ctx
-            .spec(
+    let group = group_spec(ctx, layer);
+    let identity = ctx
+        .spec(
+            layer,
+            identity::KIND,
+            "twin",
+            names::managed_identity_name(ctx.name()),
+        )
+        .desired(identity::desired(ctx.location))
+        .depends_on([group.id.clone()]);
+    vec![group, identity]
+}
+
+/// The first of L3 cold and archive on Azure: it owns their storage account.
+fn l3_home(twin: &TwinConfig) -> Option<Layer> {
+    [Layer::L3Cold, Layer::L3Archive]
+        .into_iter()
+        .find(|l| twin.providers.get(*l) == ProviderName::Azure)
+}
+
+fn l3_specs(ctx: &LayerContext<'_>, layer: Layer) -> Vec<ResourceSpec> {
+    let (Some(shared), Some(home)) = (shared_layer(ctx.twin), l3_home(ctx.twin)) else {
+        return Vec::new();
+    };
+    let group = resource_id(shared, resource_group::KIND, "twin");
+    let account_name = names::storage_account_name(ctx.name(), ctx.arm.subscription_id());
+    let mut specs = shared_specs(ctx, layer);
+    if layer == home {
+        specs.push(
+            ctx.spec(
                 layer,
                 l3::storage::KIND,
                 "cold-archive",
-                names::storage_account_name(ctx.name(), ctx.arm.subscription_id()),
+                account_name.clone(),
             )
             .desired(l3::storage::desired(ctx.location))
-            .depends_on([group.id.clone()]);
-        specs.push(identity);
-        specs.push(account);
+            .depends_on([group]),
+        );
     }
-    let account_id = crate::context::resource_id(shared, l3::storage::KIND, "cold-archive");
-    let account_name = names::storage_account_name(ctx.name(), ctx.arm.subscription_id());
+    let account_id = resource_id(home, l3::storage::KIND, "cold-archive");
     let tier = if layer == Layer::L3Cold {
         "cold"
     } else {
@@ -164,9 +247,6 @@ fn layer_specs(ctx: &LayerContext<'_>, layer: Layer) -> Vec<ResourceSpec> {
         .depends_on([account_id]);
     container.inputs[l3::containers::ACCOUNT_KEY] = json!(account_name);
     specs.push(container);
-    if layer == shared {
-        specs.insert(0, group);
-    }
     specs
 }
 
@@ -191,7 +271,13 @@ impl Provider for AzureProvider {
         layer: Layer,
         twin: &TwinConfig,
     ) -> Result<Vec<ResourceSpec>, CloudError> {
-        Ok(layer_specs(&self.ctx(twin), layer))
+        if !IMPLEMENTED.contains(&layer) || twin.providers.get(layer) != ProviderName::Azure {
+            return Ok(Vec::new());
+        }
+        if layer == Layer::L2 {
+            return self.l2_specs(twin).await;
+        }
+        Ok(l3_specs(&self.ctx(twin), layer))
     }
 
     fn driver(&self, kind: &str) -> Option<Arc<dyn ResourceDriver>> {

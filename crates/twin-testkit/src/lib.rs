@@ -6,6 +6,7 @@
 
 pub mod azure;
 pub mod fake_arm;
+pub mod fake_kudu;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
