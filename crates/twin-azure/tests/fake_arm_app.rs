@@ -108,6 +108,17 @@ async fn engine(
     pkg: AppPackage,
     events: Arc<Retries>,
 ) -> Engine {
+    engine_until(fake, config, pkg, events, Duration::from_secs(30)).await
+}
+
+/// An engine that gives up on a resource after `deadline` of retries.
+async fn engine_until(
+    fake: &FakeArm,
+    config: &Arc<TwinConfig>,
+    pkg: AppPackage,
+    events: Arc<Retries>,
+    deadline: Duration,
+) -> Engine {
     let arm = ArmClient::new(
         &fake.url,
         fake.subscription_id(),
@@ -138,7 +149,7 @@ async fn engine(
             retry: RetryPolicy {
                 base: Duration::from_millis(20),
                 cap: Duration::from_millis(200),
-                deadline: Duration::from_secs(30),
+                deadline,
             },
         },
         events,
@@ -453,4 +464,50 @@ async fn fake_arm_app_connections_dropped_after_apply_resume_without_duplicates(
     assert!(changes(&f.arm).is_empty(), "{:?}", changes(&f.arm));
     engine.destroy(None).await.expect("destroy");
     assert!(twin_resources(&f.arm, twin).is_empty(), "{:?}", f.arm.ids());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fake_arm_app_a_deployment_that_keeps_failing_is_an_error_and_a_later_run_resumes() {
+    let f = fakes().await;
+    f.kudu.fail_next(u32::MAX);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let twin = "resume-twin";
+    let config = write_twin(dir.path(), twin);
+    let pkg = package("v1");
+    let failing = engine_until(
+        &f.arm,
+        &config,
+        pkg.clone(),
+        Arc::default(),
+        Duration::from_secs(1),
+    )
+    .await;
+    let err = failing
+        .deploy(None)
+        .await
+        .expect_err("the deployment keeps failing");
+    let app = app_name(&f.arm, twin);
+    let text = format!("{err:?}");
+    let failed = f.kudu.failed_deployments(&app);
+    assert!(!failed.is_empty());
+    assert!(
+        text.contains(&app)
+            && text.contains("DeploymentFailed")
+            && failed.iter().any(|d| text.contains(d.as_str())),
+        "{text}"
+    );
+    assert_eq!(f.kudu.package(&app), None, "nothing was deployed");
+    drop(failing);
+
+    // Next run, from the state the failed one left: only the package is left to do.
+    f.kudu.fail_next(0);
+    f.arm.clear_log();
+    let uploads = f.kudu.uploads(&app);
+    let resumed = engine(&f.arm, &config, pkg.clone(), Arc::default()).await;
+    let report = resumed.deploy(None).await.expect("resumed deploy");
+    assert_eq!(report.created, 1, "{report:?}");
+    assert_eq!(f.kudu.uploads(&app), uploads + 1);
+    assert_eq!(f.kudu.package(&app).as_deref(), Some(pkg.bytes.as_slice()));
+    let calls = changes(&f.arm);
+    assert_eq!(calls.len(), 1, "only the package's record: {calls:?}");
 }

@@ -8,7 +8,7 @@ use crate::arm::ArmClient;
 use crate::context::{
     input, merged_tags, owner_from, resource_path, settled_state, GROUP_KEY, LOCATION_KEY,
 };
-use crate::l2::{link, same_id, workspace};
+use crate::l2::{link, same_id};
 use async_trait::async_trait;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -84,19 +84,13 @@ fn what(spec: &ResourceSpec) -> String {
     format!("Application Insights {}", spec.name)
 }
 
+/// Inputs key: spec id of the Log Analytics workspace.
+pub const WORKSPACE_KEY: &str = "workspace";
+
 /// The workspace's ARM id, as ARM reported it when the workspace was read.
 fn workspace_id(spec: &ResourceSpec, deps: &Outputs) -> Result<String, CloudError> {
-    let dep = spec
-        .depends_on
-        .iter()
-        .find(|d| d.0.contains(workspace::KIND))
-        .ok_or_else(|| {
-            CloudError::fatal(
-                "SpecIncomplete",
-                format!("{} depends on no Log Analytics workspace", spec.label()),
-            )
-        })?;
-    deps.attr(dep, "id")
+    let dep = twin_engine::ResourceId(input(spec, WORKSPACE_KEY)?.to_string());
+    deps.attr(&dep, "id")
 }
 
 fn observe(body: &Value, what: &str, workspace: &str) -> Result<Observed, CloudError> {

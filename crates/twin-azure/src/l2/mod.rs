@@ -204,7 +204,7 @@ pub fn layer_specs(
         )
         .desired(workspace::desired())
         .depends_on([group.clone()]);
-    let insights = ctx
+    let mut insights = ctx
         .spec(
             layer,
             insights::KIND,
@@ -213,6 +213,7 @@ pub fn layer_specs(
         )
         .desired(insights::desired())
         .depends_on([workspace.id.clone()]);
+    insights.inputs[insights::WORKSPACE_KEY] = json!(workspace.id.0);
     let plan = ctx
         .spec(layer, plan::KIND, TWIN_KEY, format!("{}-plan", ctx.name()))
         .desired(plan::desired())

@@ -445,3 +445,57 @@ impl ResourceDriver for PackageDriver {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(status: u16, body: Value) -> Reply {
+        Reply {
+            status,
+            body,
+            async_operation: None,
+            location: None,
+            retry_after: None,
+            etag: None,
+        }
+    }
+
+    #[test]
+    fn deployment_endpoint_errors_are_classified() {
+        let e = kudu_error(
+            "package of Function App a",
+            &reply(403, json!({"Message": "no"})),
+        );
+        assert_eq!(e.class, ErrorClass::EventualConsistency);
+        assert!(e.message.contains("Function App a") && e.message.contains("no"));
+        assert_eq!(
+            kudu_error("x", &reply(409, Value::Null)).class,
+            ErrorClass::Transient
+        );
+        assert_eq!(
+            kudu_error("x", &reply(503, Value::Null)).class,
+            ErrorClass::Transient
+        );
+        assert_eq!(
+            kudu_error("x", &reply(429, Value::Null)).class,
+            ErrorClass::Throttling
+        );
+        let bad = kudu_error("x", &reply(400, json!({"message": "not a zip"})));
+        assert_eq!(bad.class, ErrorClass::Fatal);
+        assert!(bad.message.contains("not a zip") && bad.hint.is_some());
+    }
+
+    #[test]
+    fn the_desired_functions_are_sorted() {
+        let p = AppPackage {
+            bytes: vec![],
+            hash: "h".into(),
+            functions: vec!["processor".into(), "dispatcher".into()],
+        };
+        assert_eq!(
+            desired(&p),
+            json!({"package_hash": "h", "functions": ["dispatcher", "processor"]})
+        );
+    }
+}

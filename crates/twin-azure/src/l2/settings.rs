@@ -262,7 +262,7 @@ impl AppSettingsDriver {
         }
         self.put(spec, merged).await?;
         let now = self.current(spec).await?.unwrap_or_default();
-        Ok(observe(spec, &now, &wanted))
+        Ok(observe(spec, &self.path(spec)?, &now, &wanted))
     }
 }
 
@@ -305,6 +305,7 @@ fn our_keys(spec: &ResourceSpec) -> Result<Vec<String>, CloudError> {
 /// Literal settings as the app has them (only ours), and whether each derived one matches.
 fn observe(
     spec: &ResourceSpec,
+    path: &str,
     have: &Map<String, Value>,
     wanted: &BTreeMap<String, String>,
 ) -> Observed {
@@ -335,10 +336,7 @@ fn observe(
             (k.clone(), json!(status))
         })
         .collect();
-    Observed::new(
-        format!("{}/config/appsettings", spec.name),
-        json!({"settings": settings, "derived": derived}),
-    )
+    Observed::new(path, json!({"settings": settings, "derived": derived}))
 }
 
 #[async_trait]
@@ -357,7 +355,7 @@ impl ResourceDriver for AppSettingsDriver {
             return Ok(None);
         }
         let wanted = self.wanted(spec, deps).await?;
-        Ok(Some(observe(spec, &have, &wanted)))
+        Ok(Some(observe(spec, &self.path(spec)?, &have, &wanted)))
     }
 
     async fn create(&self, spec: &ResourceSpec, deps: &Outputs) -> Result<Observed, CloudError> {
@@ -385,5 +383,77 @@ impl ResourceDriver for AppSettingsDriver {
             return Ok(());
         }
         self.put(spec, have).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use twin_config::ProviderName;
+
+    fn spec_with(literal: Value, derived_in: Value, in_sync: Value) -> ResourceSpec {
+        let mut s = ResourceSpec::new(
+            ResourceId("l2/x/twin".into()),
+            Layer::L2,
+            ProviderName::Azure,
+            KIND,
+            "appsettings",
+        )
+        .desired(json!({"settings": literal, "derived": in_sync}));
+        s.inputs = json!({SITE_KEY: "app", DERIVED_KEY: derived_in});
+        s
+    }
+
+    #[test]
+    fn settings_serialize_by_source() {
+        let s = Setting::Attr {
+            dep: "l2/id/twin".into(),
+            attr: "client_id".into(),
+            template: Some("ClientId={}".into()),
+        };
+        let v = serde_json::to_value(&s).expect("json");
+        assert_eq!(v["from"], "attr");
+        assert_eq!(serde_json::from_value::<Setting>(v).expect("back"), s);
+        assert_eq!(
+            serde_json::to_value(Setting::literal("x")).expect("json"),
+            json!({"from": "literal", "value": "x"})
+        );
+    }
+
+    #[test]
+    fn observation_keeps_only_our_literals_and_the_sync_state_of_derived_values() {
+        let derived_in = json!({
+            "CS": {"from": "arm_property", "dep": "d", "pointer": "/p", "api": "v"},
+            "ID": {"from": "attr", "dep": "d", "attr": "client_id", "template": null},
+            "GONE": {"from": "attr", "dep": "d", "attr": "client_id", "template": null},
+        });
+        let spec = spec_with(
+            json!({"TWIN_NAME": "t"}),
+            derived_in,
+            json!({"CS": IN_SYNC, "ID": IN_SYNC, "GONE": IN_SYNC}),
+        );
+        assert_eq!(derived(&spec).expect("derived").len(), 3);
+        let mut keys = our_keys(&spec).expect("keys");
+        keys.sort();
+        assert_eq!(keys, ["CS", "GONE", "ID", "TWIN_NAME"]);
+        let have: Map<String, Value> = serde_json::from_value(json!({
+            "TWIN_NAME": "t", "CS": "secret-ish", "ID": "old", "OTHERS": "their secret"}))
+        .expect("map");
+        let wanted: BTreeMap<String, String> = [("CS", "secret-ish"), ("ID", "new"), ("GONE", "x")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let o = observe(&spec, "/sites/app/config/appsettings", &have, &wanted);
+        assert_eq!(o.attributes["settings"], json!({"TWIN_NAME": "t"}));
+        assert_eq!(
+            o.attributes["derived"],
+            json!({"CS": IN_SYNC, "GONE": "missing", "ID": "differs"})
+        );
+        let text = o.attributes.to_string();
+        assert!(
+            !text.contains("secret"),
+            "no setting value beyond our literals: {text}"
+        );
+        assert_eq!(o.drift(&spec.desired), vec!["derived"]);
     }
 }

@@ -287,6 +287,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_function_app_storage_account_is_apart_from_l3s() {
+        let sub = "00000000-0000-0000-0000-0000000000aa";
+        for twin in ["t", "a-very-long-digital-twin-name"] {
+            let name = function_storage_account_name(twin, sub);
+            assert!(name.len() <= 24, "{name}");
+            assert!(name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
+            assert_ne!(name, storage_account_name(twin, sub));
+        }
+    }
+
+    #[test]
     fn function_names() {
         assert_eq!(
             function_name("digital-twin", "dispatcher"),
