@@ -511,3 +511,33 @@ async fn fake_arm_app_a_deployment_that_keeps_failing_is_an_error_and_a_later_ru
     let calls = changes(&f.arm);
     assert_eq!(calls.len(), 1, "only the package's record: {calls:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fake_arm_app_with_l3_on_azure_too_shares_the_group_and_identity() {
+    let f = fakes().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let twin = "both-twin";
+    let mut config = (*write_twin(dir.path(), twin)).clone();
+    config.providers.set(Layer::L3Cold, ProviderName::Azure);
+    config.providers.set(Layer::L3Archive, ProviderName::Azure);
+    let config = Arc::new(config);
+    let engine = engine(&f.arm, &config, package("v1"), Arc::default()).await;
+    let report = engine.deploy(None).await.expect("deploy");
+    // L2's twelve, plus L3's account and its two containers; one group, one identity.
+    assert_eq!(report.created, 15, "{report:?}");
+    let accounts: Vec<String> = twin_resources(&f.arm, twin)
+        .into_iter()
+        .filter(|i| {
+            i.ends_with(&format!(
+                "/storageaccounts/{}",
+                twin_config::names::storage_account_name(twin, f.arm.subscription_id())
+            ))
+        })
+        .collect();
+    assert_eq!(accounts.len(), 1, "L3's own account: {accounts:?}");
+    f.arm.clear_log();
+    engine.deploy(None).await.expect("second deploy");
+    assert!(changes(&f.arm).is_empty(), "{:?}", changes(&f.arm));
+    engine.destroy(None).await.expect("destroy");
+    assert!(twin_resources(&f.arm, twin).is_empty(), "{:?}", f.arm.ids());
+}
