@@ -66,6 +66,7 @@ pub fn unimplemented_layers(config: &TwinConfig) -> Vec<Diagnostic> {
             ))
         })
         .collect();
+    found.extend(azure_function_host(config, &diagnostic));
     for (from, to) in BOUNDARIES {
         let (a, b) = (config.providers.get(from), config.providers.get(to));
         if a == ProviderName::None || b == ProviderName::None || a == b {
@@ -81,6 +82,48 @@ pub fn unimplemented_layers(config: &TwinConfig) -> Vec<Diagnostic> {
                 a.as_str()
             ),
         ));
+    }
+    found
+}
+
+/// On Azure every function of a twin runs in one custom handler inside layer 2's Function App:
+/// layers with functions (L3 hot's reader and mover, L3 cold's mover) need L2 there, and the
+/// handler runs the default processor only (a device's own processor crate is a Lambda binary).
+fn azure_function_host(
+    config: &TwinConfig,
+    diagnostic: &dyn Fn(Layer, String) -> Diagnostic,
+) -> Vec<Diagnostic> {
+    let on = |l: Layer| config.providers.get(l) == ProviderName::Azure;
+    let mut found = Vec::new();
+    if !on(Layer::L2) {
+        for layer in [Layer::L3Hot, Layer::L3Cold] {
+            if on(layer) {
+                found.push(diagnostic(
+                    layer,
+                    format!(
+                        "{} is `azure` but layer_2_provider is not: on Azure its functions run in layer 2's Function App; put layer_2_provider on azure too",
+                        layer.key()
+                    ),
+                ));
+            }
+        }
+    }
+    if on(Layer::L2) {
+        let own: Vec<&str> = config
+            .devices
+            .iter()
+            .filter(|d| config.has_own_processor(d))
+            .map(|d| d.id.as_str())
+            .collect();
+        if !own.is_empty() {
+            found.push(diagnostic(
+                Layer::L2,
+                format!(
+                    "layer_2_provider is `azure` but device(s) {} have a processor of their own (`processor` in config_iot_devices.json, or aws.processor_per_device): on Azure the one custom handler runs the default processor only; remove them or keep layer 2 on aws",
+                    own.join(", ")
+                ),
+            ));
+        }
     }
     found
 }
@@ -128,7 +171,11 @@ pub async fn providers(config: &TwinConfig, cli: &Cli) -> Result<Vec<Arc<dyn Pro
         providers.push(Arc::new(aws));
     }
     if uses(ProviderName::Azure) {
-        let azure = twin_azure::AzureProvider::new(&config.providers.azure).await?;
+        let azure = twin_azure::AzureProvider::for_deployer(
+            &config.providers.azure,
+            cli.functions_dir.clone(),
+        )
+        .await?;
         providers.push(Arc::new(azure));
     }
     Ok(providers)
@@ -167,6 +214,25 @@ mod tests {
         assert_eq!(found.len(), 2, "{found:?}");
         assert!(found[0].contains("layer_4_provider"), "{found:?}");
         assert!(found[1].contains("allowed here: aws, none"), "{found:?}");
+    }
+
+    #[test]
+    fn azure_storage_functions_need_the_function_app_of_layer_2() {
+        let found = example_with(|l| match l {
+            Layer::L3Hot | Layer::L3Cold | Layer::L3Archive => ProviderName::Azure,
+            _ => ProviderName::None,
+        });
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(
+            found[0].starts_with("layer_3_hot_provider is `azure` but layer_2_provider is not"),
+            "{found:?}"
+        );
+        // Archive alone runs no function.
+        let found = example_with(|l| match l {
+            Layer::L3Archive => ProviderName::Azure,
+            _ => ProviderName::None,
+        });
+        assert!(found.is_empty(), "{found:?}");
     }
 
     #[test]

@@ -7,10 +7,16 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 use twin_testkit::fake_arm::{FakeArm, FakeArmConfig, Fault};
+use twin_testkit::fake_iot_hub::FakeIotHub;
+use twin_testkit::fake_kudu::FakeKudu;
 
-/// The fakes, served by their own runtime while the test drives the binary synchronously.
+/// The fakes (ARM, the IoT Hub registry ARM's hubs point at, the Function App deployment
+/// endpoint ARM's sites point at), served by their own runtime while the test drives the
+/// binary synchronously.
 struct Fakes {
     arm: FakeArm,
+    hub: FakeIotHub,
+    kudu: FakeKudu,
     _rt: tokio::runtime::Runtime,
 }
 
@@ -21,8 +27,20 @@ impl Fakes {
             .enable_all()
             .build()
             .expect("runtime");
-        let arm = rt.block_on(FakeArm::start(config)).expect("fake ARM");
-        Fakes { arm, _rt: rt }
+        let (arm, hub, kudu) = rt.block_on(async {
+            let arm = FakeArm::start(config).await.expect("fake ARM");
+            let hub = FakeIotHub::start().await.expect("fake IoT Hub registry");
+            arm.set_iot_hub_host(&hub.host);
+            let kudu = FakeKudu::new(2, arm.function_sync());
+            arm.serve_scm_with(kudu.hosts());
+            (arm, hub, kudu)
+        });
+        Fakes {
+            arm,
+            hub,
+            kudu,
+            _rt: rt,
+        }
     }
 
     /// Every resource id the fake holds under the twin's resource group (the group included).
@@ -86,8 +104,10 @@ fn deployer(fakes: &Fakes, dir: &Path, args: &[&str]) -> Command {
         .arg(dir)
         .args(args)
         .env("DEPLOYER_AZURE_ARM_URL", &fakes.arm.url)
-        .env("DEPLOYER_AZURE_TOKEN", "fake-arm-token")
+        .env("DEPLOYER_AZURE_TOKEN", twin_testkit::fake_arm::fake_token())
         .env("AZURE_SUBSCRIPTION_ID", fakes.arm.subscription_id())
+        // The real handler binary, packaged as deploy packages it.
+        .env("DEPLOYER_PREBUILT_FUNCTIONS", twin_testkit::function_zips())
         .stdin(Stdio::null());
     c
 }
@@ -147,7 +167,11 @@ fn run_and_kill(fakes: &Fakes, dir: &Path, args: &[&str], journal: &Path, lines:
 fn assert_no_changes(report: &serde_json::Value) {
     assert_eq!(
         (&report["created"], &report["updated"], &report["deleted"]),
-        (&serde_json::json!(0), &serde_json::json!(0), &serde_json::json!(0)),
+        (
+            &serde_json::json!(0),
+            &serde_json::json!(0),
+            &serde_json::json!(0)
+        ),
         "a second deploy changed something: {report}"
     );
 }
@@ -159,7 +183,10 @@ fn fake_arm_all_azure_twin_validates_plans_deploys_idempotently_and_destroys_to_
     let twin = "az-e2e";
     write_twin(dir.path(), twin, 3);
 
-    let valid = json_of(&run(&fakes, dir.path(), &["validate", "--json"]), "validate");
+    let valid = json_of(
+        &run(&fakes, dir.path(), &["validate", "--json"]),
+        "validate",
+    );
     assert_eq!(valid["valid"], true, "{valid}");
 
     let plan = json_of(&run(&fakes, dir.path(), &["plan", "--json"]), "plan");
@@ -174,7 +201,10 @@ fn fake_arm_all_azure_twin_validates_plans_deploys_idempotently_and_destroys_to_
         fakes.arm.ids()
     );
 
-    let deployed = json_of(&run(&fakes, dir.path(), &["deploy", "-y", "--json"]), "deploy");
+    let deployed = json_of(
+        &run(&fakes, dir.path(), &["deploy", "-y", "--json"]),
+        "deploy",
+    );
     let created = deployed["created"].as_u64().expect("created count");
     assert!(created >= 5, "{deployed}");
     assert_eq!(
@@ -184,14 +214,64 @@ fn fake_arm_all_azure_twin_validates_plans_deploys_idempotently_and_destroys_to_
         fakes.twin_resources(twin)
     );
 
+    let mut devices = fakes.hub.device_ids();
+    devices.sort();
+    assert_eq!(
+        devices,
+        ["dev-0", "dev-1", "dev-2"],
+        "one identity per device"
+    );
+    let site = fakes
+        .twin_resources(twin)
+        .into_iter()
+        .find(|i| i.contains("/providers/microsoft.web/sites/") && i.matches('/').count() == 8)
+        .expect("the Function App");
+    let app = site.rsplit('/').next().expect("site name").to_string();
+    assert_eq!(fakes.kudu.uploads(&app), 1, "the package was deployed once");
+    let functions: Vec<String> = fakes
+        .arm
+        .ids()
+        .into_iter()
+        .filter(|i| i.starts_with(&format!("{site}/functions/")))
+        .filter_map(|i| i.rsplit('/').next().map(str::to_string))
+        .collect();
+    for f in [
+        "dispatcher",
+        "processor",
+        "persister",
+        "hot-reader",
+        "hot-to-cold-mover",
+        "cold-to-archive-mover",
+    ] {
+        assert!(functions.iter().any(|g| g == f), "{f} not in {functions:?}");
+    }
+    let simulator = std::fs::read_to_string(
+        dir.path()
+            .join(".deployer")
+            .join("simulator")
+            .join("config.json"),
+    )
+    .expect("deploy wrote the simulator's IoT Hub profile");
+    assert!(simulator.contains("\"azure\""), "{simulator}");
+
     fakes.arm.clear_log();
-    let again = json_of(&run(&fakes, dir.path(), &["deploy", "-y", "--json"]), "deploy");
+    fakes.hub.clear_log();
+    let again = json_of(
+        &run(&fakes, dir.path(), &["deploy", "-y", "--json"]),
+        "deploy",
+    );
     assert_no_changes(&again);
     assert!(
         fakes.arm.mutating_calls().is_empty(),
         "a second deploy wrote to ARM: {:?}",
         fakes.arm.mutating_calls()
     );
+    assert!(
+        fakes.hub.mutating_calls().is_empty(),
+        "a second deploy wrote to the device registry: {:?}",
+        fakes.hub.mutating_calls()
+    );
+    assert_eq!(fakes.kudu.uploads(&app), 1, "no second upload");
 
     let info = json_of(&run(&fakes, dir.path(), &["info", "--json"]), "info");
     let rows = info.as_array().expect("info rows");
@@ -204,16 +284,23 @@ fn fake_arm_all_azure_twin_validates_plans_deploys_idempotently_and_destroys_to_
     let state = std::fs::read_to_string(dir.path().join(".deployer").join(format!("{twin}.json")))
         .expect("the state file");
     assert!(
-        !state.contains("fake-arm-token"),
+        !state.contains(&twin_testkit::fake_arm::fake_token()),
         "the token reached the state file"
     );
 
-    let gone = json_of(&run(&fakes, dir.path(), &["destroy", "-y", "--json"]), "destroy");
+    let gone = json_of(
+        &run(&fakes, dir.path(), &["destroy", "-y", "--json"]),
+        "destroy",
+    );
     assert_eq!(gone["deleted"].as_u64(), Some(created), "{gone}");
     assert!(
         fakes.twin_resources(twin).is_empty(),
         "destroy left {:?}",
         fakes.twin_resources(twin)
+    );
+    assert!(
+        fakes.hub.device_ids().is_empty(),
+        "destroy left device identities"
     );
 }
 
@@ -231,8 +318,14 @@ fn fake_arm_kill_9_at_several_depths_then_deploy_completes_and_destroy_leaves_no
     for lines in [1, 3, 6] {
         run_and_kill(&fakes, dir.path(), &["deploy", "-y", "-q"], &journal, lines);
     }
-    let deployed = json_of(&run(&fakes, dir.path(), &["deploy", "-y", "--json"]), "deploy");
-    let again = json_of(&run(&fakes, dir.path(), &["deploy", "-y", "--json"]), "deploy");
+    let deployed = json_of(
+        &run(&fakes, dir.path(), &["deploy", "-y", "--json"]),
+        "deploy",
+    );
+    let again = json_of(
+        &run(&fakes, dir.path(), &["deploy", "-y", "--json"]),
+        "deploy",
+    );
     assert_no_changes(&again);
     let total = deployed["created"].as_u64().unwrap_or(0)
         + deployed["unchanged"].as_u64().unwrap_or(0)
@@ -258,7 +351,12 @@ fn fake_arm_kill_9_at_several_depths_then_deploy_completes_and_destroy_leaves_no
 fn fake_arm_throttling_busy_and_server_errors_converge_through_the_binary() {
     let fakes = Fakes::start(FakeArmConfig::default());
     for (fault, times) in [
-        (Fault::Throttle { retry_after_secs: 1 }, 2),
+        (
+            Fault::Throttle {
+                retry_after_secs: 1,
+            },
+            2,
+        ),
         (Fault::Busy, 2),
         (Fault::ServerError, 2),
         (Fault::DropAfterApply, 2),
@@ -268,9 +366,15 @@ fn fake_arm_throttling_busy_and_server_errors_converge_through_the_binary() {
     let dir = tempfile::tempdir().expect("tempdir");
     let twin = "az-faults";
     write_twin(dir.path(), twin, 2);
-    let deployed = json_of(&run(&fakes, dir.path(), &["deploy", "-y", "--json"]), "deploy");
+    let deployed = json_of(
+        &run(&fakes, dir.path(), &["deploy", "-y", "--json"]),
+        "deploy",
+    );
     assert_eq!(fakes.arm.faults_left(), 0, "every injected fault was met");
-    let again = json_of(&run(&fakes, dir.path(), &["deploy", "-y", "--json"]), "deploy");
+    let again = json_of(
+        &run(&fakes, dir.path(), &["deploy", "-y", "--json"]),
+        "deploy",
+    );
     assert_no_changes(&again);
     assert_eq!(
         fakes.twin_resources(twin).len() as u64,
@@ -278,6 +382,9 @@ fn fake_arm_throttling_busy_and_server_errors_converge_through_the_binary() {
         "{:?}",
         fakes.twin_resources(twin)
     );
-    json_of(&run(&fakes, dir.path(), &["destroy", "-y", "--json"]), "destroy");
+    json_of(
+        &run(&fakes, dir.path(), &["destroy", "-y", "--json"]),
+        "destroy",
+    );
     assert!(fakes.twin_resources(twin).is_empty());
 }

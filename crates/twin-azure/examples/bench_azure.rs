@@ -100,7 +100,7 @@ async fn run_once(fake_config: &FakeArmConfig, twin: &str) -> Result<Run, String
     let arm = ArmClient::new(
         &fake.url,
         fake.subscription_id(),
-        Auth::StaticToken("fake-token".into()),
+        Auth::StaticToken(twin_testkit::fake_arm::fake_token()),
         ArmOptions {
             poll_min: Duration::from_millis(10),
             poll_max: Duration::from_millis(50),

@@ -1,6 +1,7 @@
 //! The Azure provider of the deployer: Azure Resource Manager over REST (`arm`), and one small
-//! driver per resource type: the twin's resource group and managed identity, and the L3
-//! cold/archive storage account with its containers (`l3`). The engine owns ordering, retries
+//! driver per resource type: the twin's resource group and managed identity, the L2 Flex
+//! Consumption Function App with its storage, logs and package (`l2`), and the L3 cold/archive
+//! storage account with its containers (`l3`). The engine owns ordering, retries
 //! and state.
 
 pub mod arm;
@@ -8,6 +9,7 @@ pub mod context;
 pub mod discover;
 pub mod identity;
 pub mod l1;
+pub mod l2;
 pub mod l3;
 pub mod provider;
 pub mod resource_group;

@@ -1,15 +1,18 @@
 //! The Azure `Provider`: which resources each layer has, and the driver of each resource kind.
-//! L1 (IoT Hub, device identities, Event Grid to the dispatcher) and L3 hot, cold and archive
-//! are implemented; the other layers describe nothing yet.
+//! L1 (IoT Hub, device identities, Event Grid to the dispatcher), L2 (the Function App that
+//! runs every function) and L3 hot, cold and archive are implemented; L4 and L5 describe
+//! nothing yet.
 
 use crate::arm::errors::SetupError;
 use crate::arm::{ArmClient, ArmOptions};
 use crate::context::LayerContext;
+use crate::l2::package::{DeployPolling, PackageDriver};
+use crate::l2::{AppPackage, AppPackageSource};
 use crate::roles::{self, RoleScope};
-use crate::{discover, identity, l1, l3, resource_group};
+use crate::{discover, identity, l1, l2, l3, resource_group};
 use async_trait::async_trait;
 use serde_json::json;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use twin_config::{names, AzureSettings, Layer, ProviderName, TwinConfig};
 use twin_engine::{CloudError, Provider, ResourceDriver, ResourceSpec};
@@ -18,7 +21,13 @@ use twin_engine::{CloudError, Provider, ResourceDriver, ResourceSpec};
 pub const SUBSCRIPTION_ENV: &str = "AZURE_SUBSCRIPTION_ID";
 
 /// The layers this provider implements, in dependency order.
-pub const IMPLEMENTED: &[Layer] = &[Layer::L1, Layer::L3Hot, Layer::L3Cold, Layer::L3Archive];
+pub const IMPLEMENTED: &[Layer] = &[
+    Layer::L1,
+    Layer::L2,
+    Layer::L3Hot,
+    Layer::L3Cold,
+    Layer::L3Archive,
+];
 
 /// Deploys a twin's Azure layers into its own resource group.
 pub struct AzureProvider {
@@ -27,6 +36,8 @@ pub struct AzureProvider {
     location: String,
     resource_group: Option<String>,
     drivers: HashMap<&'static str, Arc<dyn ResourceDriver>>,
+    package_source: Option<Arc<dyn AppPackageSource>>,
+    package_driver: Arc<PackageDriver>,
 }
 
 impl AzureProvider {
@@ -45,6 +56,23 @@ impl AzureProvider {
             .ok_or(SetupError::NoSubscription)?;
         let arm = ArmClient::from_env(&subscription, ArmOptions::default())?;
         Self::with_client(Arc::new(arm), settings).await
+    }
+
+    /// The provider a deployer uses: [`AzureProvider::new`] with the Function App package
+    /// built from the `azure-handler` crate found by `artifacts` (Flex Consumption runs
+    /// x86-64 Linux only, whatever the AWS architecture setting says).
+    pub async fn for_deployer(
+        settings: &AzureSettings,
+        functions_dir: Option<std::path::PathBuf>,
+    ) -> Result<Self, CloudError> {
+        let artifacts = Arc::new(twin_artifacts::Artifacts::new(
+            functions_dir,
+            twin_config::Architecture::X86_64,
+        ));
+        Ok(Self::new(settings).await?.with_app_package(
+            Arc::new(l2::handler_package::HandlerPackage::new(artifacts)),
+            DeployPolling::default(),
+        ))
     }
 
     /// A provider on a given client (tests, or a caller with its own options).
@@ -113,13 +141,77 @@ impl AzureProvider {
             l1::simulator_config::KIND,
             Arc::new(l1::simulator_config::SimulatorConfigDriver),
         );
+        let l2_drivers: [(&'static str, Arc<dyn ResourceDriver>); 6] = [
+            (
+                l2::workspace::KIND,
+                Arc::new(l2::workspace::WorkspaceDriver::new(arm.clone())),
+            ),
+            (
+                l2::insights::KIND,
+                Arc::new(l2::insights::InsightsDriver::new(arm.clone())),
+            ),
+            (
+                l2::plan::KIND,
+                Arc::new(l2::plan::PlanDriver::new(arm.clone())),
+            ),
+            (
+                l2::site::KIND,
+                Arc::new(l2::site::SiteDriver::new(arm.clone())),
+            ),
+            (
+                l2::settings::KIND,
+                Arc::new(l2::settings::AppSettingsDriver::new(arm.clone())),
+            ),
+            (
+                l2::publishing::KIND,
+                Arc::new(l2::publishing::PublishingPolicyDriver::new(arm.clone())),
+            ),
+        ];
+        drivers.extend(l2_drivers);
+        let package_driver = Arc::new(PackageDriver::new(arm.clone(), DeployPolling::default()));
+        drivers.insert(l2::package::KIND, package_driver.clone());
         Ok(AzureProvider {
             arm,
             tenant_id,
             location,
             resource_group: settings.resource_group.clone(),
             drivers,
+            package_source: None,
+            package_driver,
         })
+    }
+
+    /// The same provider building L2's Function App package with `source`, and waiting for
+    /// its deployments as `polling` says. Without a source, a twin with L2 on Azure is refused.
+    pub fn with_app_package(
+        mut self,
+        source: Arc<dyn AppPackageSource>,
+        polling: DeployPolling,
+    ) -> Self {
+        let driver = Arc::new(PackageDriver::new(self.arm.clone(), polling));
+        self.drivers.insert(l2::package::KIND, driver.clone());
+        self.package_driver = driver;
+        self.package_source = Some(source);
+        self
+    }
+
+    /// L2's specs: builds the package (its hash is the package's desired setting) and keeps
+    /// it for the package driver.
+    async fn l2_specs(&self, twin: &TwinConfig) -> Result<Vec<ResourceSpec>, CloudError> {
+        let ctx = self.ctx(twin);
+        if shared_layer(twin).is_none() {
+            return Ok(Vec::new());
+        }
+        let source = self.package_source.as_ref().ok_or_else(|| {
+            CloudError::fatal(
+                "NoPackageBuilder",
+                "L2 is on Azure but this deployer has no Function App package builder",
+            )
+            .with_hint("put layer_2_provider on another cloud, or use a deployer built with the Azure handler")
+        })?;
+        let package = source.package(twin).await?;
+        self.package_driver.remember(package.clone());
+        Ok(layer_specs(&ctx, Layer::L2, Some(&package), None))
     }
 
     /// The ARM client.
@@ -160,13 +252,16 @@ pub fn group_spec(ctx: &LayerContext<'_>, layer: Layer) -> ResourceSpec {
     .desired(resource_group::desired(ctx.location))
 }
 
-fn layer_specs(ctx: &LayerContext<'_>, layer: Layer) -> Vec<ResourceSpec> {
+/// The specs of `layer`; L2's need its built `package`.
+fn layer_specs(
+    ctx: &LayerContext<'_>,
+    layer: Layer,
+    package: Option<&AppPackage>,
+    deployer: Option<&str>,
+) -> Vec<ResourceSpec> {
     let Some(shared) = shared_layer(ctx.twin) else {
         return Vec::new();
     };
-    if !IMPLEMENTED.contains(&layer) || ctx.twin.providers.get(layer) != ProviderName::Azure {
-        return Vec::new();
-    }
     let group = group_spec(ctx, shared);
     let mut specs = Vec::new();
     if layer == shared {
@@ -183,12 +278,144 @@ fn layer_specs(ctx: &LayerContext<'_>, layer: Layer) -> Vec<ResourceSpec> {
         );
     }
     match layer {
-        Layer::L1 => specs.extend(l1::specs(ctx, &group.id)),
+        Layer::L1 => {
+            let mut l1_specs = l1::specs(ctx, &group.id);
+            if let Some(deployer) = deployer {
+                add_deployer_roles(ctx, &mut l1_specs, deployer);
+            }
+            specs.extend(l1_specs);
+        }
+        Layer::L2 => {
+            if let Some(package) = package {
+                let mut l2_specs = l2::layer_specs(ctx, shared, package, &app_settings(ctx));
+                add_identity_roles(ctx, &mut l2_specs);
+                specs.extend(l2_specs);
+            }
+        }
         Layer::L3Hot => specs.extend(hot_specs(ctx, layer, &group)),
         Layer::L3Cold | Layer::L3Archive => specs.extend(cold_archive_specs(ctx, layer, &group)),
         _ => {}
     }
     specs
+}
+
+/// The ARM path of a spec of this provider whose kind has a top-level ARM type.
+fn arm_path(ctx: &LayerContext<'_>, spec: &ResourceSpec) -> Option<String> {
+    let ty = match spec.kind.as_str() {
+        l1::hub::KIND => l1::hub::TYPE,
+        l3::storage::KIND => l3::storage::TYPE,
+        l2::insights::KIND => l2::insights::TYPE,
+        _ => return None,
+    };
+    Some(crate::context::resource_path(
+        ctx.arm,
+        &ctx.resource_group,
+        ty,
+        &spec.name,
+    ))
+}
+
+/// L1's roles for the deployer itself (IoT Hub Registry Contributor on the hub: the device
+/// registry is written with an Entra token), each a dependency of the specs that need it.
+fn add_deployer_roles(ctx: &LayerContext<'_>, specs: &mut Vec<ResourceSpec>, deployer: &str) {
+    for need in l1::role_needs(ctx) {
+        let Some(role) = roles::builtin(need.role_definition) else {
+            continue;
+        };
+        let Some(path) = specs
+            .iter()
+            .find(|s| s.id == need.scope)
+            .and_then(|s| arm_path(ctx, s))
+        else {
+            continue;
+        };
+        let scope = RoleScope {
+            spec: need.scope.clone(),
+            path,
+        };
+        let assignment =
+            roles::principal_id_assignment_spec(ctx, Layer::L1, &scope, &role, deployer);
+        for s in specs.iter_mut().filter(|s| need.needed_by.contains(&s.id)) {
+            s.depends_on.push(assignment.id.clone());
+        }
+        specs.push(assignment);
+    }
+}
+
+/// L2's roles for the twin's identity (its host storage, Application Insights), each a
+/// dependency of the package, so the first deployment finds its rights in place.
+fn add_identity_roles(ctx: &LayerContext<'_>, specs: &mut Vec<ResourceSpec>) {
+    let Some(principal) = roles::twin_principal(ctx) else {
+        return;
+    };
+    let package = l2::package_id();
+    for (scope_id, guid) in l2::role_needs() {
+        let (Some(role), Some(path)) = (
+            roles::builtin(guid),
+            specs
+                .iter()
+                .find(|s| s.id == scope_id)
+                .and_then(|s| arm_path(ctx, s)),
+        ) else {
+            continue;
+        };
+        let scope = RoleScope {
+            spec: scope_id,
+            path,
+        };
+        let assignment = roles::assignment_spec(ctx, Layer::L2, &scope, &role, &principal);
+        if let Some(p) = specs.iter_mut().find(|s| s.id == package) {
+            p.depends_on.push(assignment.id.clone());
+        }
+        specs.push(assignment);
+    }
+}
+
+/// The app settings the handler's functions read from the other Azure layers' resources:
+/// Cosmos DB's endpoint (as ARM reports it), database and container for L3 hot; the storage
+/// account's blob endpoint and the tiers' containers for L3 cold and archive.
+fn app_settings(ctx: &LayerContext<'_>) -> BTreeMap<String, l2::Setting> {
+    use twin_functions::env_vars;
+    use twin_functions_azure::app::settings as names_of;
+    let on = |l: Layer| ctx.twin.providers.get(l) == ProviderName::Azure;
+    let mut s = BTreeMap::new();
+    if on(Layer::L3Hot) {
+        s.insert(
+            names_of::COSMOS_ENDPOINT.to_string(),
+            l2::Setting::Attr {
+                dep: crate::context::resource_id(Layer::L3Hot, l3::hot::account::KIND, "hot").0,
+                attr: "document_endpoint".into(),
+                template: None,
+            },
+        );
+        s.insert(
+            names_of::COSMOS_DATABASE.to_string(),
+            l2::Setting::literal(l3::hot::database_name(ctx.name())),
+        );
+        s.insert(
+            env_vars::HOT_TABLE.to_string(),
+            l2::Setting::literal(l3::hot::CONTAINER_NAME),
+        );
+    }
+    if let Some(home) = storage_layer(ctx.twin) {
+        s.insert(
+            names_of::BLOB_ENDPOINT.to_string(),
+            l2::Setting::Attr {
+                dep: crate::context::resource_id(home, l3::storage::KIND, "cold-archive").0,
+                attr: "blob_endpoint".into(),
+                template: None,
+            },
+        );
+        s.insert(
+            env_vars::COLD_BUCKET.to_string(),
+            l2::Setting::literal(names::blob_container_name("cold")),
+        );
+        s.insert(
+            env_vars::ARCHIVE_BUCKET.to_string(),
+            l2::Setting::literal(names::blob_container_name("archive")),
+        );
+    }
+    s
 }
 
 /// L3 hot: the Cosmos DB account, its database and container, and the identity's data role.
@@ -328,7 +555,23 @@ impl Provider for AzureProvider {
         layer: Layer,
         twin: &TwinConfig,
     ) -> Result<Vec<ResourceSpec>, CloudError> {
-        Ok(layer_specs(&self.ctx(twin), layer))
+        if !IMPLEMENTED.contains(&layer) || twin.providers.get(layer) != ProviderName::Azure {
+            return Ok(Vec::new());
+        }
+        if layer == Layer::L2 {
+            return self.l2_specs(twin).await;
+        }
+        let deployer = if layer == Layer::L1 {
+            Some(l1::deployer_principal_id(&self.arm).await?)
+        } else {
+            None
+        };
+        Ok(layer_specs(
+            &self.ctx(twin),
+            layer,
+            None,
+            deployer.as_deref(),
+        ))
     }
 
     fn driver(&self, kind: &str) -> Option<Arc<dyn ResourceDriver>> {

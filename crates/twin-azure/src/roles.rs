@@ -72,6 +72,27 @@ pub const MONITORING_METRICS_PUBLISHER: BuiltinRole = BuiltinRole {
     guid: "3913510d-42f4-4e42-8a64-420c390055eb",
 };
 
+/// Every built-in role this provider assigns.
+pub const BUILTIN: [BuiltinRole; 6] = [
+    STORAGE_BLOB_DATA_OWNER,
+    STORAGE_BLOB_DATA_CONTRIBUTOR,
+    STORAGE_QUEUE_DATA_CONTRIBUTOR,
+    STORAGE_TABLE_DATA_CONTRIBUTOR,
+    IOT_HUB_REGISTRY_CONTRIBUTOR,
+    MONITORING_METRICS_PUBLISHER,
+];
+
+/// The built-in role with this role definition GUID.
+pub fn builtin(guid: &str) -> Option<BuiltinRole> {
+    BUILTIN
+        .into_iter()
+        .find(|r| r.guid.eq_ignore_ascii_case(guid))
+}
+
+/// Inputs key of a principal id known at plan time (the deployer's own), used instead of an
+/// identity's output.
+pub const PRINCIPAL_ID_KEY: &str = "principal_id";
+
 /// A resource of the twin a role is assigned on: its spec id (the assignment depends on it)
 /// and its ARM path (the assignment's scope).
 #[derive(Debug, Clone)]
@@ -168,6 +189,40 @@ pub fn assignment_spec(
     spec
 }
 
+/// The spec giving the principal `principal_id` (known now: the deployer's own object id) the
+/// built-in `role` on `scope`. Its type (a user or a service principal) is left to ARM.
+pub fn principal_id_assignment_spec(
+    ctx: &LayerContext<'_>,
+    layer: Layer,
+    scope: &RoleScope,
+    role: &BuiltinRole,
+    principal_id: &str,
+) -> ResourceSpec {
+    let definition = role_definition_id(ctx.arm.subscription_id(), role);
+    let name = assignment_name(
+        &scope.path,
+        &definition,
+        &format!("principal:{principal_id}"),
+    );
+    let mut desired = desired(&definition, &scope.path);
+    if let Some(map) = desired.as_object_mut() {
+        map.remove("principal_type");
+    }
+    let mut spec = ctx
+        .spec(
+            layer,
+            KIND,
+            &format!("{}@{}@deployer", role.key, scope.spec),
+            name,
+        )
+        .desired(desired)
+        .depends_on([scope.spec.clone()]);
+    spec.inputs[SCOPE_KEY] = json!(scope.path);
+    spec.inputs[PRINCIPAL_ID_KEY] = json!(principal_id);
+    spec.inputs[ROLE_KEY] = json!(definition);
+    spec
+}
+
 /// The desired settings of an assignment. `principal_current` is whether the assignment names
 /// the principal the identity has now (compared in `read` against the dependency's output).
 /// Ids are compared in lowercase: ARM ids are case-insensitive and ARM may answer with another
@@ -190,8 +245,12 @@ pub fn lower(v: Option<Value>) -> Value {
     }
 }
 
-/// The principal id the identity this spec names reports, or a `NotFound` error naming both.
+/// The principal id the spec names (the deployer's), else the one the identity it names
+/// reports, or a `NotFound` error naming both.
 pub fn principal_id(spec: &ResourceSpec, deps: &Outputs) -> Result<String, CloudError> {
+    if let Some(id) = spec.inputs.get(PRINCIPAL_ID_KEY).and_then(Value::as_str) {
+        return Ok(id.to_string());
+    }
     let identity = ResourceId(input(spec, PRINCIPAL_KEY)?.to_string());
     deps.attr(&identity, "principal_id")
 }
@@ -283,11 +342,15 @@ impl ResourceDriver for RoleAssignmentDriver {
     async fn create(&self, spec: &ResourceSpec, deps: &Outputs) -> Result<Observed, CloudError> {
         let what = what(spec);
         let definition = input(spec, ROLE_KEY)?;
-        let body = json!({"properties": {
+        let mut body = json!({"properties": {
             "roleDefinitionId": definition,
             "principalId": principal_id(spec, deps)?,
-            "principalType": "ServicePrincipal",
         }});
+        // The twin's identity is a service principal; saying so spares ARM a directory lookup
+        // that fails while a new identity replicates. The deployer may be a user: ARM looks.
+        if spec.inputs.get(PRINCIPAL_ID_KEY).is_none() {
+            body["properties"]["principalType"] = json!("ServicePrincipal");
+        }
         let got = self.arm.put(&Self::path(spec)?, API, &body, &what).await?;
         observe(&got, spec, deps)
     }

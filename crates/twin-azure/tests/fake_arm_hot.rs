@@ -73,7 +73,7 @@ async fn provider(fake: &FakeArm, config: &Arc<TwinConfig>) -> Arc<AzureProvider
     let arm = ArmClient::new(
         &fake.url,
         fake.subscription_id(),
-        Auth::StaticToken("fake-token".into()),
+        Auth::StaticToken(twin_testkit::fake_arm::fake_token()),
         ArmOptions {
             poll_min: Duration::from_millis(5),
             poll_max: Duration::from_millis(40),

@@ -203,7 +203,7 @@ async fn engine(f: &Fakes, config: &Arc<TwinConfig>, retry: RetryPolicy) -> Engi
         ArmClient::new(
             &f.arm.url,
             f.arm.subscription_id(),
-            Auth::StaticToken("fake-token".into()),
+            Auth::StaticToken(twin_testkit::fake_arm::fake_token()),
             ArmOptions {
                 poll_min: Duration::from_millis(5),
                 poll_max: Duration::from_millis(50),
@@ -306,8 +306,28 @@ async fn fake_arm_hub_deploy_routes_telemetry_redeploys_as_a_no_op_and_destroys_
     let engine = engine(&f, &config, retry(Duration::from_secs(30))).await;
 
     let report = engine.deploy(None).await.expect("deploy");
-    // group, identity, hub, 2 devices, topic, subscription, simulator config, stand-in L2
-    assert_eq!(report.created, 9, "{report:?}");
+    // group, identity, hub, the deployer's registry role on it, 2 devices, topic,
+    // subscription, simulator config, stand-in L2
+    assert_eq!(report.created, 10, "{report:?}");
+    let roles: Vec<String> = f
+        .arm
+        .ids()
+        .into_iter()
+        .filter(|i| i.contains("/providers/microsoft.authorization/roleassignments/"))
+        .collect();
+    assert_eq!(roles.len(), 1, "{roles:?}");
+    let role = f.arm.resource(&roles[0]).expect("role assignment");
+    assert_eq!(
+        role["properties"]["principalId"],
+        twin_testkit::fake_arm::FAKE_PRINCIPAL_ID,
+        "the deployer's own principal gets the registry role: {role}"
+    );
+    assert!(
+        role["properties"]["roleDefinitionId"]
+            .as_str()
+            .is_some_and(|d| d.ends_with("4ea46cd5-c1b2-4a8e-910b-273211f9ce47")),
+        "{role}"
+    );
 
     let hub = f.arm.resource(&hub_id(&f, twin)).expect("hub");
     assert_eq!(hub["sku"]["name"], "S1");
@@ -510,7 +530,7 @@ async fn fake_arm_hub_throttling_converges_without_duplicates() {
         .deploy(None)
         .await
         .expect("deploy despite throttling");
-    assert_eq!(report.created, 10, "{report:?}");
+    assert_eq!(report.created, 11, "{report:?}");
     assert_eq!(f.hub.throttles_left(), 0);
     assert_eq!(f.arm.faults_left(), 0);
     assert_registry_matches_files(&f, dir.path(), &["a", "b", "c"]);
@@ -587,7 +607,7 @@ async fn fake_arm_hub_registry_needs_a_token_and_the_current_etag() {
     let arm = ArmClient::new(
         &f.arm.url,
         f.arm.subscription_id(),
-        Auth::StaticToken("fake-token".into()),
+        Auth::StaticToken(twin_testkit::fake_arm::fake_token()),
         ArmOptions::default(),
     )
     .expect("client");

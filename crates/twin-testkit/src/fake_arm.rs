@@ -18,6 +18,25 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+/// The object id the fake's bearer tokens name (the deployer's principal in tests).
+pub const FAKE_PRINCIPAL_ID: &str = "00000000-0000-0000-0000-00000000d0e1";
+
+/// A bearer token shaped like Entra's (an unsigned JWT whose payload names `oid` and `tid`),
+/// for `DEPLOYER_AZURE_TOKEN` against the fakes: the deployer reads its own principal from it.
+pub fn fake_token() -> String {
+    use base64::Engine;
+    let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    format!(
+        "{}.{}.{}",
+        b64(&json!({"alg": "none", "typ": "JWT"})),
+        b64(
+            &json!({"oid": FAKE_PRINCIPAL_ID, "tid": "00000000-0000-0000-0000-0000000000tt",
+            "aud": "https://management.azure.com"})
+        ),
+        "fake-signature"
+    )
+}
+
 /// How the fake behaves.
 #[derive(Debug, Clone)]
 pub struct FakeArmConfig {
@@ -172,6 +191,7 @@ struct State {
     log: Vec<String>,
     /// What IoT Hubs report as `hostName` (a fake registry's `127.0.0.1:<port>`).
     iot_hub_host: Option<String>,
+    web: WebState,
 }
 
 /// A running fake ARM on 127.0.0.1.
@@ -483,6 +503,9 @@ fn route(
     if let Some(at) = extension_at(&l) {
         return extension(st, config, method, path, &segs, at, body);
     }
+    if let Some(answer) = web_route(st, method, path, &segs, &l, &body) {
+        return answer;
+    }
     match (method, &l[2..]) {
         ("GET", []) => reply(
             200,
@@ -763,6 +786,11 @@ fn resource(
                 // account); singleton children named `default` (a storage account's
                 // `blobServices/default`) exist implicitly with their own parent.
                 let mut end = segs.len() - 2;
+                // An extension resource (`<resource>/providers/<ns>/<type>/<name>`, e.g. a
+                // site's `Microsoft.Resources/tags/default`) hangs off the resource before it.
+                if end >= 10 && segs[end - 2].eq_ignore_ascii_case("providers") {
+                    end -= 2;
+                }
                 while end > 8 && segs[end - 1].eq_ignore_ascii_case("default") {
                     end -= 2;
                 }
@@ -810,6 +838,8 @@ fn resource(
             if let Some(refused) = fill_in_l1(st, &ty, name, existing.as_ref(), &mut stored) {
                 return refused;
             }
+            fill_web(&mut stored, &ty, name, existing.as_ref(), &st.web);
+            fill_monitoring(&mut stored, &ty, name, existing.as_ref());
             if is_storage {
                 stored["properties"]["primaryEndpoints"] =
                     json!({"blob": format!("https://{name}.blob.core.windows.net/")});
@@ -885,6 +915,186 @@ fn resource(
             )
         }
         _ => error(405, "MethodNotAllowed", "not supported by the fake"),
+    }
+}
+
+// ---- Microsoft.Web (Function Apps) and monitoring: what ARM fills in, and the site's child
+// ---- resources that answer synchronously (app settings, publishing policies, functions).
+
+/// Gives the Repository (SCM) host of a site by name, e.g. a fake deployment endpoint's
+/// `127.0.0.1:port`.
+pub type ScmHosts = Arc<dyn Fn(&str) -> String + Send + Sync>;
+
+/// Sets the functions a site lists (`GET .../sites/<name>/functions`) after a deployment.
+pub type FunctionSync = Arc<dyn Fn(&str, &[String]) + Send + Sync>;
+
+#[derive(Default)]
+struct WebState {
+    scm_hosts: Option<ScmHosts>,
+}
+
+impl std::fmt::Debug for WebState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebState")
+            .field("scm_hosts", &self.scm_hosts.is_some())
+            .finish()
+    }
+}
+
+impl FakeArm {
+    /// Sites created from now on name `hosts(site)` as their Repository (SCM) host in
+    /// `hostNameSslStates` (a fake deployment endpoint), instead of `<site>.scm.azurewebsites.net`.
+    pub fn serve_scm_with(&self, hosts: ScmHosts) {
+        lock(&self.state).web.scm_hosts = Some(hosts);
+    }
+
+    /// A handle that replaces the functions a site (by name, in any group) lists, as the
+    /// Functions host does once a deployment is synced.
+    pub fn function_sync(&self) -> FunctionSync {
+        let state = self.state.clone();
+        Arc::new(move |site: &str, functions: &[String]| {
+            let mut st = lock(&state);
+            let suffix = format!(
+                "/providers/microsoft.web/sites/{}",
+                site.to_ascii_lowercase()
+            );
+            let sites: Vec<String> = st
+                .resources
+                .keys()
+                .filter(|k| k.ends_with(&suffix))
+                .cloned()
+                .collect();
+            for site_key in sites {
+                let Some(site_id) = st
+                    .resources
+                    .get(&site_key)
+                    .and_then(|s| s.get("id"))
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+                else {
+                    continue;
+                };
+                let prefix = format!("{site_key}/functions/");
+                st.resources.retain(|k, _| !k.starts_with(&prefix));
+                for f in functions {
+                    let id = format!("{site_id}/functions/{f}");
+                    st.resources.insert(
+                        id.to_ascii_lowercase(),
+                        json!({"id": id, "name": format!("{site}/{f}"),
+                            "type": "Microsoft.Web/sites/functions",
+                            "properties": {"name": f, "language": "custom", "isDisabled": false}}),
+                    );
+                }
+            }
+        })
+    }
+}
+
+/// What ARM fills in for `Microsoft.Web/sites`: host names (the SCM one from the fake
+/// deployment endpoint when there is one), `state`; kept across updates as the cloud keeps them.
+fn fill_web(stored: &mut Value, ty: &str, name: &str, existing: Option<&Value>, web: &WebState) {
+    if !ty.eq_ignore_ascii_case("Microsoft.Web/sites") {
+        return;
+    }
+    let prev = |k: &str| existing.and_then(|e| e.pointer(&format!("/properties/{k}")).cloned());
+    let default_host = format!("{name}.azurewebsites.net");
+    let scm_host = prev("hostNameSslStates")
+        .and_then(|v| {
+            v.as_array()?
+                .iter()
+                .find(|h| h["hostType"] == "Repository")
+                .and_then(|h| h["name"].as_str().map(str::to_string))
+        })
+        .unwrap_or_else(|| match &web.scm_hosts {
+            Some(hosts) => hosts(name),
+            None => format!("{name}.scm.azurewebsites.net"),
+        });
+    let p = &mut stored["properties"];
+    p["defaultHostName"] = json!(default_host);
+    p["enabledHostNames"] = json!([default_host, scm_host]);
+    p["hostNameSslStates"] = json!([
+        {"name": default_host, "sslState": "Disabled", "hostType": "Standard"},
+        {"name": scm_host, "sslState": "Disabled", "hostType": "Repository"},
+    ]);
+    p["state"] = json!("Running");
+}
+
+/// What ARM fills in for Log Analytics workspaces (`customerId`) and Application Insights
+/// components (`ConnectionString`, `InstrumentationKey`, `AppId`), kept across updates.
+fn fill_monitoring(stored: &mut Value, ty: &str, name: &str, existing: Option<&Value>) {
+    let prev = |k: &str| existing.and_then(|e| e.pointer(&format!("/properties/{k}")).cloned());
+    if ty.eq_ignore_ascii_case("Microsoft.OperationalInsights/workspaces") {
+        stored["properties"]["customerId"] =
+            prev("customerId").unwrap_or_else(|| json!(format!("ws-{name}")));
+    }
+    if ty.eq_ignore_ascii_case("Microsoft.Insights/components") {
+        let key = format!("ikey-{name}");
+        stored["properties"]["InstrumentationKey"] =
+            prev("InstrumentationKey").unwrap_or_else(|| json!(key));
+        stored["properties"]["AppId"] =
+            prev("AppId").unwrap_or_else(|| json!(format!("app-{name}")));
+        stored["properties"]["ConnectionString"] = prev("ConnectionString").unwrap_or_else(|| {
+            json!(format!(
+                "InstrumentationKey={key};IngestionEndpoint=https://westeurope-0.in.applicationinsights.azure.com/"
+            ))
+        });
+    }
+}
+
+/// The site's child calls that are not plain long-running resources: `config/appsettings` and
+/// `basicPublishingCredentialsPolicies/*` PUTs answer at once (no provisioning state),
+/// `POST config/appsettings/list` reads the settings, `GET .../functions` lists functions.
+fn web_route(
+    st: &mut State,
+    method: &str,
+    path: &str,
+    segs: &[&str],
+    l: &[&str],
+    body: &Value,
+) -> Option<Response<Full<Bytes>>> {
+    if l.len() < 9 || l[4] != "providers" || l[5] != "microsoft.web" || l[6] != "sites" {
+        return None;
+    }
+    let site_key = format!("/{}", segs[..8].join("/")).to_ascii_lowercase();
+    let missing = || error(404, "ResourceNotFound", "the site was not found");
+    let sync_child =
+        l.len() == 10 && matches!(l[8], "config" | "basicpublishingcredentialspolicies");
+    match method {
+        "PUT" if sync_child => {
+            if !st.resources.contains_key(&site_key) {
+                return Some(missing());
+            }
+            let stored = json!({"id": path, "name": segs[9],
+                "type": format!("Microsoft.Web/sites/{}", segs[8]),
+                "properties": body.get("properties").cloned().unwrap_or(json!({}))});
+            st.resources
+                .insert(path.to_ascii_lowercase(), stored.clone());
+            Some(reply(200, &stored, &[]))
+        }
+        "POST" if l.len() == 11 && l[8] == "config" && l[10] == "list" => {
+            if !st.resources.contains_key(&site_key) {
+                return Some(missing());
+            }
+            let key = format!("/{}", segs[..10].join("/")).to_ascii_lowercase();
+            let found = st.resources.get(&key).cloned().unwrap_or_else(
+                || json!({"id": format!("/{}", segs[..10].join("/")), "name": segs[9], "properties": {}}),
+            );
+            Some(reply(200, &found, &[]))
+        }
+        "GET" if l.len() == 9 && l[8] == "functions" => {
+            if !st.resources.contains_key(&site_key) {
+                return Some(missing());
+            }
+            let prefix = format!("{site_key}/functions/");
+            let items: Vec<Value> = st
+                .resources
+                .iter()
+                .filter(|(k, _)| k.starts_with(&prefix) && !k[prefix.len()..].contains('/'))
+                .map(|(_, v)| v.clone())
+                .collect();
+            Some(reply(200, &json!({"value": items}), &[]))
+        }
+        _ => None,
     }
 }
 

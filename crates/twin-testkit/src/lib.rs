@@ -7,6 +7,7 @@
 pub mod azure;
 pub mod fake_arm;
 pub mod fake_iot_hub;
+pub mod fake_kudu;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -198,8 +199,9 @@ pub fn reset_moto() -> Result<(), String> {
     http_request(moto().port, "POST", "/moto-api/reset", "").map(|_| ())
 }
 
-/// The names of the seven function crates `scripts/build-functions.sh` packages.
-pub const FUNCTION_CRATES: [&str; 7] = [
+/// The function crates `scripts/build-functions.sh` packages (seven Lambda functions and the
+/// Azure Functions custom handler).
+pub const FUNCTION_CRATES: [&str; 8] = [
     "dispatcher",
     "processor",
     "persister",
@@ -207,6 +209,7 @@ pub const FUNCTION_CRATES: [&str; 7] = [
     "hot-to-cold-mover",
     "cold-to-archive-mover",
     "twin-connector",
+    "azure-handler",
 ];
 
 static FUNCTION_ZIPS: OnceLock<Result<PathBuf, String>> = OnceLock::new();

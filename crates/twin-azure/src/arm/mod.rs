@@ -342,6 +342,31 @@ impl ArmClient {
         Ok(items)
     }
 
+    /// One call whose answer is final (an action such as `POST .../config/appsettings/list`,
+    /// or a write ARM applies synchronously and has no GET for, such as `PUT
+    /// .../config/appsettings`): ARM's answer body; `None` when ARM answers 404.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        api: &str,
+        body: Option<&Value>,
+        what: &str,
+    ) -> Result<Option<Value>, CloudError> {
+        let r = self
+            .send(method, &self.url(path, Some(api)), body, what)
+            .await?;
+        if r.is_success() {
+            return Ok(Some(r.body));
+        }
+        let e = r.error(what);
+        if e.class == ErrorClass::NotFound {
+            Ok(None)
+        } else {
+            Err(e)
+        }
+    }
+
     /// PUTs a resource and follows the operation to its end; returns the resource as ARM then
     /// reports it. Registers the resource provider first when ARM says it is not registered.
     pub async fn put(

@@ -241,6 +241,19 @@ pub fn storage_account_name(twin: &str, subscription_id: &str) -> String {
     format!("{stem}{}", azure_hash(twin, subscription_id))
 }
 
+/// The Function App's own host and deployment storage account (apart from L3's, which may be on
+/// another cloud): the twin name's letters and digits cut to 14, `fn`, then the subscription
+/// hash, so it never equals [`storage_account_name`].
+pub fn function_storage_account_name(twin: &str, subscription_id: &str) -> String {
+    let stem: String = twin
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .take(24 - AZURE_HASH_LEN - 2)
+        .collect();
+    format!("{stem}fn{}", azure_hash(twin, subscription_id))
+}
+
 /// A globally unique Azure DNS-label name (IoT Hub `iot`, Function App `func`, Cosmos DB `cosmos`,
 /// Digital Twins `adt`, Grafana `graf`): `<twin stem>-<kind>-<hash>` in at most 23 lowercase
 /// characters, so it satisfies [`AZURE_DNS_NAME`] for any twin name that starts with a letter.
@@ -272,6 +285,19 @@ fn short_hash(text: &str, len: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_function_app_storage_account_is_apart_from_l3s() {
+        let sub = "00000000-0000-0000-0000-0000000000aa";
+        for twin in ["t", "a-very-long-digital-twin-name"] {
+            let name = function_storage_account_name(twin, sub);
+            assert!(name.len() <= 24, "{name}");
+            assert!(name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
+            assert_ne!(name, storage_account_name(twin, sub));
+        }
+    }
 
     #[test]
     fn function_names() {
