@@ -10,7 +10,7 @@ use twin_config::Device;
 use twin_functions::Timestamp;
 use twin_simulator::config::SimulatorConfig;
 use twin_simulator::failure::FailureContext;
-use twin_simulator::publisher::{DeviceLink, LinkOptions};
+use twin_simulator::publisher::DeviceLink;
 use twin_simulator::tls::{DeviceCredentials, TlsContext};
 
 /// One reading as sent.
@@ -51,8 +51,8 @@ pub async fn publish(
     let tls = TlsContext::load(&config.root_ca_cert, config.port)
         .map_err(|e| VerifyError::Setup(e.to_string()))?;
     let deadline = Instant::now() + within;
-    let mut options = LinkOptions::new(config.endpoint.clone(), config.port);
-    options.client_id_prefix = config.client_id_prefix.clone();
+    // The profile's own options (an IoT Hub profile adds its username).
+    let mut options = config.link_options();
     options.buffer = (per_device as usize).max(1);
 
     let mut links = Vec::with_capacity(devices.len());
