@@ -119,8 +119,10 @@ fn run(fakes: &Fakes, dir: &Path, args: &[&str]) -> Output {
 fn json_of(out: &Output, what: &str) -> serde_json::Value {
     assert!(
         out.status.success(),
-        "{what} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+        "{what} failed ({}): {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
     );
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
@@ -162,6 +164,19 @@ fn run_and_kill(fakes: &Fakes, dir: &Path, args: &[&str], journal: &Path, lines:
         std::thread::sleep(wait); // polling the journal, not waiting for time to pass
         wait = (wait * 2).min(Duration::from_millis(20));
     }
+}
+
+/// What an uninterrupted, fault-free deploy of the same twin makes (names are deterministic,
+/// so any duplicate or leftover shows as a difference).
+fn clean_deploy(twin: &str, devices: usize) -> Vec<String> {
+    let fakes = Fakes::start(FakeArmConfig::default());
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_twin(dir.path(), twin, devices);
+    json_of(
+        &run(&fakes, dir.path(), &["deploy", "-y", "--json"]),
+        "clean deploy",
+    );
+    fakes.twin_resources(twin)
 }
 
 fn assert_no_changes(report: &serde_json::Value) {
@@ -207,11 +222,23 @@ fn fake_arm_all_azure_twin_validates_plans_deploys_idempotently_and_destroys_to_
     );
     let created = deployed["created"].as_u64().expect("created count");
     assert!(created >= 5, "{deployed}");
+    let ids = fakes.twin_resources(twin);
+    let count = |part: &str| ids.iter().filter(|i| i.contains(part)).count();
+    // The identity's roles (app storage, Application Insights, cold/archive storage) and the
+    // deployer's on the hub; the identity's Cosmos data role.
     assert_eq!(
-        fakes.twin_resources(twin).len() as u64,
-        created,
-        "one cloud resource per created resource: {:?}",
-        fakes.twin_resources(twin)
+        count("/providers/microsoft.authorization/roleassignments/"),
+        4,
+        "{ids:#?}"
+    );
+    assert_eq!(count("/sqlroleassignments/"), 1, "{ids:#?}");
+    // One app: the site, its two publishing policies, app settings, web config, package tag
+    // and six functions.
+    assert_eq!(count("/providers/microsoft.web/sites/"), 12, "{ids:#?}");
+    assert_eq!(
+        count("/providers/microsoft.devices/iothubs/"),
+        2,
+        "{ids:#?}"
     );
 
     let mut devices = fakes.hub.device_ids();
@@ -327,14 +354,11 @@ fn fake_arm_kill_9_at_several_depths_then_deploy_completes_and_destroy_leaves_no
         "deploy",
     );
     assert_no_changes(&again);
-    let total = deployed["created"].as_u64().unwrap_or(0)
-        + deployed["unchanged"].as_u64().unwrap_or(0)
-        + deployed["updated"].as_u64().unwrap_or(0);
+    assert!(deployed["created"].as_u64().is_some(), "{deployed}");
     assert_eq!(
-        fakes.twin_resources(twin).len() as u64,
-        total,
-        "no duplicate or missing resource after the kills: {:?}",
-        fakes.twin_resources(twin)
+        fakes.twin_resources(twin),
+        clean_deploy(twin, 2),
+        "after the kills the twin has exactly what an uninterrupted deploy makes"
     );
     // A destroy killed midway, then finished.
     run_and_kill(&fakes, dir.path(), &["destroy", "-y", "-q"], &journal, 2);
@@ -376,11 +400,11 @@ fn fake_arm_throttling_busy_and_server_errors_converge_through_the_binary() {
         "deploy",
     );
     assert_no_changes(&again);
+    assert!(deployed["created"].as_u64().is_some(), "{deployed}");
     assert_eq!(
-        fakes.twin_resources(twin).len() as u64,
-        deployed["created"].as_u64().unwrap_or(0),
-        "{:?}",
-        fakes.twin_resources(twin)
+        fakes.twin_resources(twin),
+        clean_deploy(twin, 2),
+        "after the faults the twin has exactly what a fault-free deploy makes"
     );
     json_of(
         &run(&fakes, dir.path(), &["destroy", "-y", "--json"]),

@@ -48,7 +48,7 @@ impl ResourceDriver for StubDispatcher {
         let path = format!("{}/functions/dispatcher", self.site(spec));
         Ok(self.arm.get(&path, SITE_API, "dispatcher").await?.map(|b| {
             let id = b["id"].as_str().unwrap_or_default().to_string();
-            Observed::new(id.clone(), json!({"id": id}))
+            Observed::new(id.clone(), json!({"id": id, l1::DISPATCHER_ATTR: id}))
         }))
     }
 

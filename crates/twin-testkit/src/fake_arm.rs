@@ -338,9 +338,15 @@ impl FakeArm {
 
     /// The requests so far that change something (PUT, PATCH, POST, DELETE).
     pub fn mutating_calls(&self) -> Vec<String> {
+        // ARM reads secrets and settings with POST (`.../list`, `.../listkeys`): reads too.
         self.log()
             .into_iter()
             .filter(|l| !l.starts_with("GET "))
+            .filter(|l| {
+                let lower = l.to_ascii_lowercase();
+                !(lower.starts_with("post ")
+                    && (lower.ends_with("/list") || lower.ends_with("/listkeys")))
+            })
             .collect()
     }
 

@@ -75,7 +75,12 @@ pub fn subscription_desired() -> Value {
 /// The ARM id in a dependency's outputs (`id`), or an error naming both.
 fn dep_id(spec: &ResourceSpec, deps: &Outputs, key: &str) -> Result<String, CloudError> {
     let dep = ResourceId(input(spec, key)?.to_string());
-    deps.attr(&dep, "id")
+    let attr = if key == DISPATCHER_KEY {
+        super::DISPATCHER_ATTR
+    } else {
+        "id"
+    };
+    deps.attr(&dep, attr)
 }
 
 /// Creates, reads, updates and deletes the hub's system topic.

@@ -17,14 +17,17 @@ use serde_json::{json, Value};
 use twin_config::{names, Layer, ProviderName};
 use twin_engine::{CloudError, ErrorClass, ResourceId, ResourceSpec};
 
-/// Driver kind of the L2 dispatcher function (the L2 Function App driver's; named here so the
-/// event subscription can depend on it).
-pub const DISPATCHER_FUNCTION_KIND: &str = "azure_function";
+/// Driver kind of the spec whose outputs name the dispatcher function: L2's package (the
+/// function exists once the package is deployed and the host lists it).
+pub const DISPATCHER_FUNCTION_KIND: &str = crate::l2::package::KIND;
 
-/// The id of the L2 dispatcher function's spec, whose outputs carry the function's ARM `id`
+/// The output attribute of that spec holding the function's ARM id
 /// (`<site id>/functions/dispatcher`).
+pub const DISPATCHER_ATTR: &str = "dispatcher_function_id";
+
+/// The id of the spec whose outputs carry the dispatcher function's ARM id.
 pub fn dispatcher_spec_id() -> ResourceId {
-    resource_id(Layer::L2, DISPATCHER_FUNCTION_KIND, "dispatcher")
+    crate::l2::package_id()
 }
 
 /// The id of the hub's spec.

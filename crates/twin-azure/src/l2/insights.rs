@@ -126,11 +126,13 @@ impl ResourceDriver for InsightsDriver {
         deps: &Outputs,
     ) -> Result<Option<Observed>, CloudError> {
         let what = what(spec);
-        let ws = workspace_id(spec, deps)?;
-        match self.arm.get(&self.path(spec)?, API, &what).await? {
-            Some(b) => observe(&b, &what, &ws).map(Some),
-            None => Ok(None),
-        }
+        let Some(body) = self.arm.get(&self.path(spec)?, API, &what).await? else {
+            return Ok(None);
+        };
+        // A plan before the workspace exists, or a destroy, has no workspace id at hand: the
+        // link then reads as drift, never as a match.
+        let ws = workspace_id(spec, deps).unwrap_or_default();
+        observe(&body, &what, &ws).map(Some)
     }
 
     async fn create(&self, spec: &ResourceSpec, deps: &Outputs) -> Result<Observed, CloudError> {

@@ -160,18 +160,7 @@ impl AppSettingsDriver {
         spec: &ResourceSpec,
         deps: &Outputs,
     ) -> Result<BTreeMap<String, String>, CloudError> {
-        let mut out = BTreeMap::new();
-        if let Some(lit) = spec.desired.get("settings").and_then(Value::as_object) {
-            for (k, v) in lit {
-                let v = v.as_str().ok_or_else(|| {
-                    CloudError::fatal(
-                        "SpecIncomplete",
-                        format!("{}: setting {k} is not text", spec.label()),
-                    )
-                })?;
-                out.insert(k.clone(), v.to_string());
-            }
-        }
+        let mut out = literals(spec)?;
         for (k, s) in derived(spec)? {
             out.insert(k.clone(), self.resolve(spec, &k, &s, deps).await?);
         }
@@ -303,6 +292,23 @@ fn our_keys(spec: &ResourceSpec) -> Result<Vec<String>, CloudError> {
 }
 
 /// Literal settings as the app has them (only ours), and whether each derived one matches.
+/// The settings whose values the spec holds.
+fn literals(spec: &ResourceSpec) -> Result<BTreeMap<String, String>, CloudError> {
+    let mut out = BTreeMap::new();
+    if let Some(lit) = spec.desired.get("settings").and_then(Value::as_object) {
+        for (k, v) in lit {
+            let v = v.as_str().ok_or_else(|| {
+                CloudError::fatal(
+                    "SpecIncomplete",
+                    format!("{}: setting {k} is not text", spec.label()),
+                )
+            })?;
+            out.insert(k.clone(), v.to_string());
+        }
+    }
+    Ok(out)
+}
+
 fn observe(
     spec: &ResourceSpec,
     path: &str,
@@ -354,7 +360,13 @@ impl ResourceDriver for AppSettingsDriver {
             // None of ours is there: never written (or wiped), so it is created.
             return Ok(None);
         }
-        let wanted = self.wanted(spec, deps).await?;
+        let wanted = match self.wanted(spec, deps).await {
+            Ok(w) => w,
+            // The dependencies' outputs are not at hand (a plan before they exist, a destroy
+            // after a lost state file): what derives from them reads as drift.
+            Err(e) if e.code == "DependencyMissing" => literals(spec)?,
+            Err(e) => return Err(e),
+        };
         Ok(Some(observe(spec, &self.path(spec)?, &have, &wanted)))
     }
 

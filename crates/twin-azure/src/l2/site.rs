@@ -278,7 +278,14 @@ impl ResourceDriver for SiteDriver {
                 &format!("{what} web config"),
             )
             .await?;
-        observe(&body, web.as_ref(), &links(spec, deps)?, &what).map(Some)
+        // Without the dependencies' outputs (a destroy after a lost state file) the links read
+        // as drift, never as a match.
+        let links = links(spec, deps).unwrap_or(Links {
+            plan: String::new(),
+            identity: String::new(),
+            container_url: String::new(),
+        });
+        observe(&body, web.as_ref(), &links, &what).map(Some)
     }
 
     async fn create(&self, spec: &ResourceSpec, deps: &Outputs) -> Result<Observed, CloudError> {
