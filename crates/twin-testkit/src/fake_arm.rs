@@ -928,6 +928,9 @@ pub type ScmHosts = Arc<dyn Fn(&str) -> String + Send + Sync>;
 /// Sets the functions a site lists (`GET .../sites/<name>/functions`) after a deployment.
 pub type FunctionSync = Arc<dyn Fn(&str, &[String]) + Send + Sync>;
 
+/// The current key of a site by name: `None` for the host's master key, else the function's.
+pub type SiteKeys = Arc<dyn Fn(&str, Option<&str>) -> String + Send + Sync>;
+
 /// Where a site's functions are served, and with which keys (a fake functions host).
 #[derive(Clone)]
 pub struct FunctionHosting {
@@ -935,7 +938,7 @@ pub struct FunctionHosting {
     pub host: Arc<dyn Fn(&str) -> String + Send + Sync>,
     /// The current key of a site: `None` for the host's master key, else the function's
     /// default key.
-    pub keys: Arc<dyn Fn(&str, Option<&str>) -> String + Send + Sync>,
+    pub keys: SiteKeys,
 }
 
 #[derive(Default)]
