@@ -26,16 +26,37 @@ use twin_functions_azure::app::{AppFunction, Trigger};
 pub const HOT_READER_QUERY_HINT: &str =
     "the hot reader takes its parameters from the query string: pass them as a flat JSON object, e.g. '{\"iotDeviceId\":\"sensor-1\"}'";
 
-/// Invokes `f` of the twin's app with `payload` (JSON text).
-pub async fn invoke(
+/// Where and how one invocation is sent: the host ARM named, the key for it (a secret: this
+/// type has no `Debug`, so it is never printed), and the request.
+pub struct Target {
+    host: FunctionHost,
+    key: String,
+    method: Method,
+    path: String,
+    body: Option<String>,
+    admin: bool,
+    what: String,
+}
+
+/// Resolves the call to `f` with `payload`: the site's host and the key from ARM. Makes no
+/// call to the function, so it can be retried freely.
+pub async fn target(
     ops: &AzureFunctionOps,
     twin: &TwinConfig,
     f: AppFunction,
     payload: &str,
     asynchronous: bool,
-) -> Result<Invocation, CloudError> {
+) -> Result<Target, CloudError> {
     let app = ops.app(twin);
     let what = format!("function {f} of Function App {}", app.name);
+    let trigger = f.trigger();
+    if asynchronous && matches!(trigger, Trigger::Http { .. }) {
+        return Err(CloudError::fatal(
+            "AsyncNotSupported",
+            format!("{what} is HTTP-triggered: Azure runs it only synchronously"),
+        )
+        .with_hint("invoke it without --async"));
+    }
     let body = ops.site(&app).await?;
     let host = FunctionHost::new(
         required(
@@ -45,15 +66,8 @@ pub async fn invoke(
         )?,
         ops.arm.is_local(),
     );
-    match f.trigger() {
+    Ok(match trigger {
         Trigger::Http { methods } => {
-            if asynchronous {
-                return Err(CloudError::fatal(
-                    "AsyncNotSupported",
-                    format!("{what} is HTTP-triggered: Azure runs it only synchronously"),
-                )
-                .with_hint("invoke it without --async"));
-            }
             let key = function_key(ops, &app.path, f, &what).await?;
             let (method, path, body) = if methods.contains(&"post") {
                 (Method::Post, format!("/api/{f}"), Some(payload.to_string()))
@@ -64,32 +78,46 @@ pub async fn invoke(
                     None,
                 )
             };
-            let r = host.send(method, &path, &key, body, &what).await?;
-            invocation_of(&r, &what)
-        }
-        Trigger::EventGrid | Trigger::Timer { .. } => {
-            let key = master_key(ops, &app.path, &what).await?;
-            let body = json!({"input": payload}).to_string();
-            let r = host
-                .send(
-                    Method::Post,
-                    &format!("/admin/functions/{f}"),
-                    &key,
-                    Some(body),
-                    &what,
-                )
-                .await?;
-            if r.status == 202 || r.status == 200 {
-                return Ok(Invocation {
-                    status_code: i32::from(r.status),
-                    payload: None,
-                    function_error: None,
-                    log_tail: None,
-                });
+            Target {
+                host,
+                key,
+                method,
+                path,
+                body,
+                admin: false,
+                what,
             }
-            Err(host_error(&r, &what))
         }
+        Trigger::EventGrid | Trigger::Timer { .. } => Target {
+            host,
+            key: master_key(ops, &app, &what).await?,
+            method: Method::Post,
+            path: format!("/admin/functions/{f}"),
+            body: Some(json!({ "input": payload }).to_string()),
+            admin: true,
+            what,
+        },
+    })
+}
+
+/// Sends the invocation once and reads its answer.
+pub async fn call(t: &Target) -> Result<Invocation, CloudError> {
+    let r = t
+        .host
+        .send(t.method, &t.path, &t.key, t.body.clone(), &t.what)
+        .await?;
+    if !t.admin {
+        return invocation_of(&r, &t.what);
     }
+    if r.status == 202 || r.status == 200 {
+        return Ok(Invocation {
+            status_code: i32::from(r.status),
+            payload: None,
+            function_error: None,
+            log_tail: None,
+        });
+    }
+    Err(host_error(&r, &t.what))
 }
 
 /// The function's default key; a function the app does not list is an error telling to deploy.
@@ -135,7 +163,7 @@ async fn function_key(
 /// The host's master key (`masterKey` of the host keys).
 async fn master_key(
     ops: &AzureFunctionOps,
-    site_path: &str,
+    app: &super::App,
     what: &str,
 ) -> Result<String, CloudError> {
     let what = format!("host keys for {what}");
@@ -143,13 +171,13 @@ async fn master_key(
         .arm
         .call(
             Method::Post,
-            &format!("{site_path}/host/default/listkeys"),
+            &format!("{}/host/default/listkeys", app.path),
             site::API,
             None,
             &what,
         )
         .await?
-        .ok_or_else(|| super::not_deployed(site_path.rsplit('/').next().unwrap_or(site_path)))?;
+        .ok_or_else(|| super::not_deployed(&app.name))?;
     required(&got, "/masterKey", &what).map(str::to_string)
 }
 

@@ -15,7 +15,7 @@ mod logs;
 mod update;
 
 pub use host::FunctionHost;
-pub use invoke::{invocation_of, HOT_READER_QUERY_HINT};
+pub use invoke::{invocation_of, Target, HOT_READER_QUERY_HINT};
 pub use logs::{kql, parse_tables, SYSTEM_PREFIXES};
 pub use update::merge_settings;
 
@@ -219,17 +219,17 @@ impl FunctionOps for AzureFunctionOps {
         asynchronous: bool,
     ) -> Result<Invocation, CloudError> {
         let f = resolve(twin, function)?;
-        // An invocation is not idempotent: only a throttled call (never run) is tried again;
+        // Finding the host and the key calls only ARM: retried like any read.
+        let target = retried(|| invoke::target(self, twin, f, payload, asynchronous)).await?;
+        // The invocation is not idempotent: only a throttled call (never run) is tried again;
         // after a 5xx or a dropped connection the function may have run, so the error stands.
         retried(|| async {
-            invoke::invoke(self, twin, f, payload, asynchronous)
-                .await
-                .map_err(|mut e| {
-                    if e.class != ErrorClass::Throttling {
-                        e.class = ErrorClass::Fatal;
-                    }
-                    e
-                })
+            invoke::call(&target).await.map_err(|mut e| {
+                if e.class != ErrorClass::Throttling {
+                    e.class = ErrorClass::Fatal;
+                }
+                e
+            })
         })
         .await
     }
