@@ -21,7 +21,7 @@ use twin_azure::{ArmClient, ArmOptions, Auth, AzureProvider};
 use twin_config::{Layer, ProviderName, TwinConfig};
 use twin_engine::{Engine, EngineOptions, FunctionOps, NoEvents, Provider, RetryPolicy};
 use twin_testkit::fake_app_insights::{FakeAppInsights, Trace};
-use twin_testkit::fake_arm::{FakeArm, FakeArmConfig};
+use twin_testkit::fake_arm::{FakeArm, FakeArmConfig, Fault};
 use twin_testkit::fake_functions_host::FakeFunctionsHost;
 use twin_testkit::fake_kudu::FakeKudu;
 
@@ -267,6 +267,18 @@ async fn fake_functions_invoke_http_functions_return_their_output_and_keys_stay_
         .expect("invocation of a failing function");
     assert_eq!(r.function_error.as_deref(), Some("Unhandled"));
     assert_eq!(r.payload.as_deref(), Some("processor panicked"));
+    let runs = |name: &str| {
+        f.host
+            .invocations()
+            .iter()
+            .filter(|c| c.function == name)
+            .count()
+    };
+    assert_eq!(
+        runs("processor"),
+        1,
+        "a failed invocation is not sent again"
+    );
 
     // HTTP functions have no queued mode on Azure.
     let e = ops
@@ -525,4 +537,79 @@ async fn fake_functions_unknown_or_foreign_functions_list_the_valid_names() {
         );
     }
     assert!(f.host.invocations().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fake_functions_arm_faults_while_finding_the_key_converge_and_the_function_runs_once() {
+    let f = fakes().await;
+    let (_dir, config, _app) = deployed(&f, "flt-twin").await;
+    let ops = ops(&f, package("v1"));
+    f.arm.inject("POST", "/listkeys", Fault::ServerError, 1);
+    f.arm.inject(
+        "GET",
+        "/microsoft.web/sites/",
+        Fault::Throttle {
+            retry_after_secs: 0,
+        },
+        1,
+    );
+    let r = ops
+        .invoke(&config, "persister", "{}", false)
+        .await
+        .expect("invoke despite ARM faults");
+    assert_eq!(r.status_code, 200);
+    assert_eq!(f.arm.faults_left(), 0, "every fault was met");
+    assert_eq!(f.host.invocations().len(), 1, "the function ran once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fake_functions_commands_on_a_twin_never_deployed_say_to_deploy() {
+    let f = fakes().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_twin(dir.path(), "new-twin");
+    let ops = ops(&f, package("v1"));
+    let app = twin_config::names::azure_unique_name("new-twin", "func", f.arm.subscription_id());
+    let e = ops
+        .invoke(&config, "persister", "{}", false)
+        .await
+        .expect_err("no app");
+    assert_eq!(e.code, "NotDeployed");
+    assert!(e.message.contains(&app), "{e:?}");
+    assert!(e.hint.as_deref().is_some_and(|h| h.contains("deploy")));
+    let e = ops
+        .update(&config, "persister", None)
+        .await
+        .expect_err("no app");
+    assert_eq!(e.code, "NotDeployed");
+    let e = ops
+        .logs(&config, "persister", 5, false, None)
+        .await
+        .expect_err("no component");
+    assert_eq!(e.code, "NotDeployed");
+    assert!(e.message.contains("new-twin-insights"), "{e:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fake_functions_update_whose_deployment_fails_once_converges_and_reports_what_it_did() {
+    let f = fakes().await;
+    let (_dir, config, app) = deployed(&f, "retry-twin").await;
+    let ops = ops(&f, package("v2"));
+    f.kudu.fail_next(1);
+    let env: Map<String, Value> =
+        serde_json::from_value(json!({"FEATURE_FLAG": "on"})).expect("env");
+    let r = ops
+        .update(&config, "persister", Some(env))
+        .await
+        .expect("update converges");
+    assert!(r.rebuilt && r.code_updated && r.env_updated, "{r:?}");
+    assert_eq!(f.kudu.failed_deployments(&app).len(), 1);
+    assert_eq!(
+        f.kudu.uploads(&app),
+        3,
+        "first deploy, the failed one, the retry"
+    );
+    assert_eq!(
+        f.kudu.package(&app).as_deref(),
+        Some(package("v2").bytes.as_slice())
+    );
 }

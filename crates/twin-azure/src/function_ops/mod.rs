@@ -195,8 +195,10 @@ impl FunctionOps for AzureFunctionOps {
         env: Option<Map<String, Value>>,
     ) -> Result<FunctionUpdate, CloudError> {
         let f = resolve(twin, function)?;
-        // Idempotent (same package, same merged settings): retried like deploy.
-        retried(|| update::update(self, twin, f, env.clone())).await
+        // Idempotent (same package, same merged settings): retried like deploy, remembering
+        // what an earlier attempt already did.
+        let done = update::Done::default();
+        retried(|| update::update(self, twin, f, env.clone(), &done)).await
     }
 
     async fn logs(

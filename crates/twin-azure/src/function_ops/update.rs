@@ -19,6 +19,7 @@ use crate::provider::shared_layer;
 use azure_core::http::Method;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use twin_config::TwinConfig;
 use twin_engine::{CloudError, ErrorClass, FunctionUpdate, Observed, Outputs, ResourceDriver};
 use twin_functions_azure::app::AppFunction;
@@ -46,12 +47,21 @@ pub fn merge_settings(
     out
 }
 
-/// Updates the app that runs `f`; see the module docs.
+/// What earlier attempts of one update already did: a retried attempt finds the settings merged
+/// or the package deployed and changes nothing, but the update still did it.
+#[derive(Debug, Default)]
+pub struct Done {
+    env: AtomicBool,
+    code: AtomicBool,
+}
+
+/// Updates the app that runs `f`; see the module docs. `done` carries over between attempts.
 pub async fn update(
     ops: &AzureFunctionOps,
     twin: &TwinConfig,
     f: AppFunction,
     env: Option<Map<String, Value>>,
+    done: &Done,
 ) -> Result<FunctionUpdate, CloudError> {
     let app = ops.app(twin);
     let what = format!("Function App {}", app.name);
@@ -102,10 +112,11 @@ pub async fn update(
     let driver = &ops.deployer;
     let current = driver.read(&pkg_spec, &deps).await?;
 
-    let mut result = FunctionUpdate::default();
+    let mut env_changed = false;
     if let Some(changes) = env {
-        result.env_updated = merge_env(ops, &app.path, &what, &changes).await?;
-        if result.env_updated {
+        env_changed = merge_env(ops, &app.path, &what, &changes).await?;
+        if env_changed {
+            done.env.store(true, Ordering::SeqCst);
             tracing::info!(
                 app = %app.name,
                 function = %f,
@@ -116,18 +127,24 @@ pub async fn update(
 
     let deployed = current.as_ref().and_then(|c| c.attr("package_hash"));
     if deployed != Some(built.hash.as_str()) {
-        result.rebuilt = true;
         driver.remember(built.clone());
         match &current {
             Some(c) => driver.update(&pkg_spec, c, &deps).await?,
             None => driver.create(&pkg_spec, &deps).await?,
         };
-        result.code_updated = true;
-    } else if let (true, Some(c)) = (result.env_updated, &current) {
+        done.code.store(true, Ordering::SeqCst);
+    } else if let (true, Some(c)) = (env_changed || done.env.load(Ordering::SeqCst), &current) {
         // Same hash: no upload, only the wait until the restarted host lists the functions.
         driver.update(&pkg_spec, c, &deps).await?;
     }
-    Ok(result)
+    let code = done.code.load(Ordering::SeqCst);
+    Ok(FunctionUpdate {
+        // The package is rebuilt from the sources on every update; it counts as rebuilt when
+        // its hash (sources and catalogue) differs from the deployed one.
+        rebuilt: code,
+        code_updated: code,
+        env_updated: done.env.load(Ordering::SeqCst),
+    })
 }
 
 /// Merges `changes` into the app's settings; whether anything changed. Values are never
