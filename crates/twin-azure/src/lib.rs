@@ -7,6 +7,7 @@
 pub mod arm;
 pub mod context;
 pub mod discover;
+pub mod function_ops;
 pub mod identity;
 pub mod l1;
 pub mod l2;

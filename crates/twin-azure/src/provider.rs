@@ -578,6 +578,16 @@ impl Provider for AzureProvider {
         self.drivers.get(kind).cloned()
     }
 
+    fn functions(&self) -> Option<Arc<dyn twin_engine::FunctionOps>> {
+        Some(Arc::new(crate::function_ops::AzureFunctionOps::new(
+            self.arm.clone(),
+            self.location.clone(),
+            self.resource_group.clone(),
+            self.package_source.clone(),
+            self.package_driver.clone(),
+        )))
+    }
+
     async fn discover(
         &self,
         layer: Layer,

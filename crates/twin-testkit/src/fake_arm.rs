@@ -934,9 +934,23 @@ pub type ScmHosts = Arc<dyn Fn(&str) -> String + Send + Sync>;
 /// Sets the functions a site lists (`GET .../sites/<name>/functions`) after a deployment.
 pub type FunctionSync = Arc<dyn Fn(&str, &[String]) + Send + Sync>;
 
+/// The current key of a site by name: `None` for the host's master key, else the function's.
+pub type SiteKeys = Arc<dyn Fn(&str, Option<&str>) -> String + Send + Sync>;
+
+/// Where a site's functions are served, and with which keys (a fake functions host).
+#[derive(Clone)]
+pub struct FunctionHosting {
+    /// The `defaultHostName` of a site by name, e.g. `127.0.0.1:port`.
+    pub host: Arc<dyn Fn(&str) -> String + Send + Sync>,
+    /// The current key of a site: `None` for the host's master key, else the function's
+    /// default key.
+    pub keys: SiteKeys,
+}
+
 #[derive(Default)]
 struct WebState {
     scm_hosts: Option<ScmHosts>,
+    functions: Option<FunctionHosting>,
 }
 
 impl std::fmt::Debug for WebState {
@@ -952,6 +966,12 @@ impl FakeArm {
     /// `hostNameSslStates` (a fake deployment endpoint), instead of `<site>.scm.azurewebsites.net`.
     pub fn serve_scm_with(&self, hosts: ScmHosts) {
         lock(&self.state).web.scm_hosts = Some(hosts);
+    }
+
+    /// Sites created from now on name `hosting.host(site)` as their `defaultHostName` (a fake
+    /// functions host), and `listkeys` on them answers `hosting.keys`.
+    pub fn serve_functions_with(&self, hosting: FunctionHosting) {
+        lock(&self.state).web.functions = Some(hosting);
     }
 
     /// A handle that replaces the functions a site (by name, in any group) lists, as the
@@ -1003,7 +1023,12 @@ fn fill_web(stored: &mut Value, ty: &str, name: &str, existing: Option<&Value>, 
         return;
     }
     let prev = |k: &str| existing.and_then(|e| e.pointer(&format!("/properties/{k}")).cloned());
-    let default_host = format!("{name}.azurewebsites.net");
+    let default_host = prev("defaultHostName")
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| match &web.functions {
+            Some(f) => (f.host)(name),
+            None => format!("{name}.azurewebsites.net"),
+        });
     let scm_host = prev("hostNameSslStates")
         .and_then(|v| {
             v.as_array()?
@@ -1087,6 +1112,7 @@ fn web_route(
             );
             Some(reply(200, &found, &[]))
         }
+        "POST" if l.len() == 11 && l[10] == "listkeys" => Some(list_keys(st, &site_key, segs, l)),
         "GET" if l.len() == 9 && l[8] == "functions" => {
             if !st.resources.contains_key(&site_key) {
                 return Some(missing());
@@ -1101,6 +1127,44 @@ fn web_route(
             Some(reply(200, &json!({"value": items}), &[]))
         }
         _ => None,
+    }
+}
+
+/// `POST .../sites/<app>/functions/<fn>/listkeys` (a StringDictionary: `properties.default`)
+/// and `POST .../sites/<app>/host/default/listkeys` (HostKeys: `masterKey`, `functionKeys`,
+/// `systemKeys`), with the keys of the fake functions host when there is one.
+fn list_keys(st: &State, site_key: &str, segs: &[&str], l: &[&str]) -> Response<Full<Bytes>> {
+    if !st.resources.contains_key(site_key) {
+        return error(404, "ResourceNotFound", "the site was not found");
+    }
+    let site = segs[7];
+    let key = |function: Option<&str>| match &st.web.functions {
+        Some(f) => (f.keys)(site, function),
+        None => format!("key-{site}-{}", function.unwrap_or("master")),
+    };
+    match (l[8], l[9]) {
+        ("functions", f) => {
+            if !st
+                .resources
+                .contains_key(&format!("{site_key}/functions/{f}"))
+            {
+                return error(404, "NotFound", "the app lists no such function");
+            }
+            let function = segs[9];
+            reply(
+                200,
+                &json!({"id": format!("/{}", segs[..10].join("/")), "name": function,
+                    "properties": {"default": key(Some(function))}}),
+                &[],
+            )
+        }
+        ("host", "default") => reply(
+            200,
+            &json!({"masterKey": key(None), "functionKeys": {"default": key(Some("_host"))},
+                "systemKeys": {}}),
+            &[],
+        ),
+        _ => error(404, "NotFound", "unknown listkeys path"),
     }
 }
 
