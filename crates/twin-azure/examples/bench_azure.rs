@@ -10,14 +10,49 @@
 
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
+use twin_azure::l2::package::DeployPolling;
+use twin_azure::l2::{AppPackage, StaticPackage};
 use twin_azure::{ArmClient, ArmOptions, Auth, AzureProvider};
 use twin_config::{Layer, ProviderName, TwinConfig};
 use twin_engine::{Engine, EngineOptions, NoEvents, Provider, RetryPolicy, StateFile};
 use twin_testkit::fake_arm::{arm_type_of, longest_chain, ChainNode, FakeArm, FakeArmConfig};
+use twin_testkit::fake_iot_hub::FakeIotHub;
+use twin_testkit::fake_kudu::FakeKudu;
+
+/// A stand-in Function App package with every function of an all-Azure L1–L3 twin (the fake
+/// deployment endpoint reads only its `function.json` entries).
+fn package() -> Result<AppPackage, String> {
+    let functions = [
+        "dispatcher",
+        "processor",
+        "persister",
+        "hot-reader",
+        "hot-to-cold-mover",
+        "cold-to-archive-mover",
+    ];
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default().unix_permissions(0o755);
+    let err = |e: &dyn std::fmt::Display| format!("stand-in package: {e}");
+    zip.start_file("host.json", opts).map_err(|e| err(&e))?;
+    zip.write_all(br#"{"version":"2.0"}"#)
+        .map_err(|e| err(&e))?;
+    for f in functions {
+        zip.start_file(format!("{f}/function.json"), opts)
+            .map_err(|e| err(&e))?;
+        zip.write_all(br#"{"bindings":[]}"#).map_err(|e| err(&e))?;
+    }
+    let bytes = zip.finish().map_err(|e| err(&e))?.into_inner();
+    Ok(AppPackage {
+        bytes,
+        hash: "bench".into(),
+        functions: functions.iter().map(|f| f.to_string()).collect(),
+    })
+}
 
 /// The goal of the issue: deploy wall time ÷ longest chain.
 const GOAL: f64 = 1.2;
@@ -95,6 +130,12 @@ async fn run_once(fake_config: &FakeArmConfig, twin: &str) -> Result<Run, String
     let fake = FakeArm::start(fake_config.clone())
         .await
         .map_err(|e| format!("fake ARM: {e}"))?;
+    let hub = FakeIotHub::start()
+        .await
+        .map_err(|e| format!("fake IoT Hub registry: {e}"))?;
+    fake.set_iot_hub_host(&hub.host);
+    let kudu = FakeKudu::new(1, fake.function_sync());
+    fake.serve_scm_with(kudu.hosts());
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let config = write_twin(dir.path(), twin)?;
     let arm = ArmClient::new(
@@ -111,7 +152,15 @@ async fn run_once(fake_config: &FakeArmConfig, twin: &str) -> Result<Run, String
     let provider = Arc::new(
         AzureProvider::with_client(Arc::new(arm), &config.providers.azure)
             .await
-            .map_err(|e| e.to_string())?,
+            .map_err(|e| e.to_string())?
+            .with_app_package(
+                Arc::new(StaticPackage(package()?)),
+                DeployPolling {
+                    min: Duration::from_millis(10),
+                    max: Duration::from_millis(50),
+                    deadline: Duration::from_secs(120),
+                },
+            ),
     );
     let engine = Engine::new(
         config.clone(),
