@@ -112,14 +112,15 @@ fn azure_function_host(
         let own: Vec<&str> = config
             .devices
             .iter()
-            .filter(|d| config.has_own_processor(d))
+            // `aws.processor_per_device` is an AWS setting: only a crate of its own counts here.
+            .filter(|d| d.processor.is_some())
             .map(|d| d.id.as_str())
             .collect();
         if !own.is_empty() {
             found.push(diagnostic(
                 Layer::L2,
                 format!(
-                    "layer_2_provider is `azure` but device(s) {} have a processor of their own (`processor` in config_iot_devices.json, or aws.processor_per_device): on Azure the one custom handler runs the default processor only; remove them or keep layer 2 on aws",
+                    "layer_2_provider is `azure` but device(s) {} name a processor crate of their own (`processor` in config_iot_devices.json): on Azure the one custom handler runs the default processor only; remove them or keep layer 2 on aws",
                     own.join(", ")
                 ),
             ));

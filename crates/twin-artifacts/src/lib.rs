@@ -6,8 +6,9 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use twin_config::Architecture;
+use twin_config::{Architecture, Device};
 use twin_engine::CloudError;
+use twin_functions::data_type::{DataType, PropertySpec};
 
 /// Env var naming a directory of prebuilt `<crate>/bootstrap.zip` files (tests, CI).
 pub const PREBUILT_ENV: &str = "DEPLOYER_PREBUILT_FUNCTIONS";
@@ -247,4 +248,35 @@ fn short(digest: &[u8]) -> String {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A device's property types as the functions coerce them (the catalogue every cloud's
+/// functions load), or an error naming the device and property whose type they cannot coerce.
+pub fn property_specs(device: &Device) -> Result<Vec<PropertySpec>, CloudError> {
+    device
+        .properties
+        .iter()
+        .map(|p| {
+            let data_type: DataType =
+                serde_json::from_value(serde_json::Value::String(p.data_type.as_str().into()))
+                    .map_err(|e| {
+                        CloudError::fatal(
+                            "UnsupportedDataType",
+                            format!(
+                                "device {} property {}: the functions cannot coerce dataType {} ({e})",
+                                device.id,
+                                p.name,
+                                p.data_type.as_str()
+                            ),
+                        )
+                        .with_hint(
+                            "use DOUBLE, INTEGER, LONG, BOOLEAN or STRING in config_iot_devices.json",
+                        )
+                    })?;
+            Ok(PropertySpec {
+                name: p.name.clone(),
+                data_type,
+            })
+        })
+        .collect()
 }

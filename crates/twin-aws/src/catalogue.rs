@@ -20,7 +20,6 @@ use std::sync::Arc;
 use twin_config::{names, Layer, TwinConfig};
 use twin_engine::{CloudError, Observed, Outputs, ResourceDriver, ResourceId, ResourceSpec};
 use twin_functions::catalogue::{CatalogueDevice, DeviceCatalogue};
-use twin_functions::data_type::{DataType, PropertySpec};
 use twin_functions::env_vars::{DEVICE_CATALOGUE_BUCKET, DEVICE_CATALOGUE_KEY};
 
 /// Driver kind of the catalogue object.
@@ -38,29 +37,7 @@ pub fn build(twin: &TwinConfig) -> Result<DeviceCatalogue, CloudError> {
     let name = twin.name();
     let mut devices = std::collections::BTreeMap::new();
     for d in &twin.devices {
-        let properties = d
-            .properties
-            .iter()
-            .map(|p| {
-                let data_type: DataType = serde_json::from_value(json!(p.data_type.as_str()))
-                    .map_err(|e| {
-                        CloudError::fatal(
-                            "UnsupportedDataType",
-                            format!(
-                                "device {} property {}: the functions cannot coerce dataType {} ({e})",
-                                d.id,
-                                p.name,
-                                p.data_type.as_str()
-                            ),
-                        )
-                        .with_hint("use DOUBLE, INTEGER, LONG, BOOLEAN or STRING in config_iot_devices.json")
-                    })?;
-                Ok(PropertySpec {
-                    name: p.name.clone(),
-                    data_type,
-                })
-            })
-            .collect::<Result<Vec<_>, CloudError>>()?;
+        let properties = twin_artifacts::property_specs(d)?;
         let processor = twin
             .has_own_processor(d)
             .then(|| names::processor_function_name(name, &d.id));

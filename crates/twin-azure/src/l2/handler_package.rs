@@ -12,7 +12,6 @@ use twin_artifacts::Artifacts;
 use twin_config::{names, Layer, ProviderName, TwinConfig};
 use twin_engine::CloudError;
 use twin_functions::catalogue::{CatalogueDevice, DeviceCatalogue};
-use twin_functions::data_type::{DataType, PropertySpec};
 use twin_functions_azure::app::{package, package_hash, AppFunction, PackageInput};
 
 /// The function crate of the handler (`lambdas/azure-handler`).
@@ -58,31 +57,9 @@ pub fn app_functions(twin: &TwinConfig) -> Vec<AppFunction> {
 pub fn catalogue(twin: &TwinConfig) -> Result<DeviceCatalogue, CloudError> {
     let mut devices = BTreeMap::new();
     for d in &twin.devices {
-        let properties = d
-            .properties
-            .iter()
-            .map(|p| {
-                let data_type: DataType = serde_json::from_value(serde_json::json!(p
-                    .data_type
-                    .as_str()))
-                .map_err(|e| {
-                    CloudError::fatal(
-                        "UnsupportedDataType",
-                        format!(
-                            "device {} property {}: the functions cannot coerce dataType {} ({e})",
-                            d.id,
-                            p.name,
-                            p.data_type.as_str()
-                        ),
-                    )
-                })?;
-                Ok(PropertySpec {
-                    name: p.name.clone(),
-                    data_type,
-                })
-            })
-            .collect::<Result<Vec<_>, CloudError>>()?;
-        if twin.has_own_processor(d) {
+        let properties = twin_artifacts::property_specs(d)?;
+        // `aws.processor_per_device` is an AWS setting: on Azure only a crate of its own counts.
+        if d.processor.is_some() {
             return Err(CloudError::fatal(
                 "OwnProcessorOnAzure",
                 format!(
@@ -90,7 +67,7 @@ pub fn catalogue(twin: &TwinConfig) -> Result<DeviceCatalogue, CloudError> {
                     d.id
                 ),
             )
-            .with_hint("remove the device's `processor` (and `processor_per_device`), or keep layer 2 on aws"));
+            .with_hint("remove the device's `processor`, or keep layer 2 on aws"));
         }
         devices.insert(
             d.id.clone(),
