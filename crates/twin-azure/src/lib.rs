@@ -5,6 +5,7 @@
 //! and state.
 
 pub mod arm;
+pub mod arm_resource;
 pub mod context;
 pub mod discover;
 pub mod function_ops;

@@ -5,6 +5,7 @@
 //! `AzureFunction`, addressed by its ARM id: no URL, no secret).
 
 use crate::arm::ArmClient;
+use crate::arm_resource::{ArmDriver, ArmResource};
 use crate::context::{
     input, merged_tags, owner_from, resource_path, settled_state, GROUP_KEY, LOCATION_KEY,
 };
@@ -12,9 +13,7 @@ use crate::l1::hub;
 use async_trait::async_trait;
 use serde_json::{json, Value};
 use std::sync::Arc;
-use twin_engine::{
-    CloudError, ErrorClass, Observed, Outputs, ResourceDriver, ResourceId, ResourceSpec,
-};
+use twin_engine::{CloudError, Observed, Outputs, ResourceDriver, ResourceId, ResourceSpec};
 
 /// Driver kind of the system topic.
 pub const TOPIC_KIND: &str = "azure_event_grid_system_topic";
@@ -198,20 +197,25 @@ impl ResourceDriver for SystemTopicDriver {
     }
 }
 
-/// Creates, reads, updates and deletes the telemetry subscription.
-pub struct EventSubscriptionDriver {
-    arm: Arc<ArmClient>,
-}
+/// The telemetry subscription as an [`ArmResource`] (untagged). A parent topic that is gone
+/// takes its subscriptions with it, so a `NotFound` on read means absent.
+pub struct EventSubscription;
 
-impl EventSubscriptionDriver {
-    /// A driver on this client.
-    pub fn new(arm: Arc<ArmClient>) -> Self {
-        EventSubscriptionDriver { arm }
+/// Creates, reads, updates and deletes the telemetry subscription.
+pub type EventSubscriptionDriver = ArmDriver<EventSubscription>;
+
+impl ArmResource for EventSubscription {
+    const API: &'static str = API;
+    const TAGGED: bool = false;
+    const ABSENT_WITH_PARENT: bool = true;
+
+    fn what(spec: &ResourceSpec) -> String {
+        format!("Event Grid subscription {}", spec.name)
     }
 
-    fn path(&self, spec: &ResourceSpec) -> Result<String, CloudError> {
+    fn path(arm: &ArmClient, spec: &ResourceSpec) -> Result<String, CloudError> {
         let topic = resource_path(
-            &self.arm,
+            arm,
             input(spec, GROUP_KEY)?,
             TOPIC_TYPE,
             input(spec, "topic_name")?,
@@ -219,12 +223,25 @@ impl EventSubscriptionDriver {
         Ok(format!("{topic}/eventSubscriptions/{}", spec.name))
     }
 
-    async fn put(&self, spec: &ResourceSpec, deps: &Outputs) -> Result<Observed, CloudError> {
-        let what = subscription_what(spec);
-        let function = dep_id(spec, deps, DISPATCHER_KEY)?;
-        let body = subscription_body(&function);
-        let got = self.arm.put(&self.path(spec)?, API, &body, &what).await?;
-        observe_subscription(&got, &function, &what)
+    fn body(
+        _: &ArmClient,
+        spec: &ResourceSpec,
+        _: Value,
+        deps: &Outputs,
+    ) -> Result<Value, CloudError> {
+        Ok(subscription_body(&dep_id(spec, deps, DISPATCHER_KEY)?))
+    }
+
+    fn observe(
+        body: &Value,
+        what: &str,
+        spec: &ResourceSpec,
+        deps: &Outputs,
+    ) -> Result<Observed, CloudError> {
+        // Without the dispatcher's outputs (a plan before deploy, a destroy) the destination
+        // reads as drift.
+        let function = dep_id(spec, deps, DISPATCHER_KEY).unwrap_or_default();
+        observe_subscription(body, &function, what)
     }
 }
 
@@ -249,10 +266,6 @@ pub fn subscription_body(function_id: &str) -> Value {
             },
         },
     })
-}
-
-fn subscription_what(spec: &ResourceSpec) -> String {
-    format!("Event Grid subscription {}", spec.name)
 }
 
 fn observe_subscription(
@@ -284,47 +297,6 @@ fn observe_subscription(
             "provisioning_state": state,
         }),
     ))
-}
-
-#[async_trait]
-impl ResourceDriver for EventSubscriptionDriver {
-    async fn read(
-        &self,
-        spec: &ResourceSpec,
-        deps: &Outputs,
-    ) -> Result<Option<Observed>, CloudError> {
-        let what = subscription_what(spec);
-        // A parent topic that is gone takes its subscriptions with it.
-        let body = match self.arm.get(&self.path(spec)?, API, &what).await {
-            Ok(b) => b,
-            Err(e) if e.class == ErrorClass::NotFound => None,
-            Err(e) => return Err(e),
-        };
-        let Some(body) = body else {
-            return Ok(None);
-        };
-        let function = dep_id(spec, deps, DISPATCHER_KEY).unwrap_or_default();
-        observe_subscription(&body, &function, &what).map(Some)
-    }
-
-    async fn create(&self, spec: &ResourceSpec, deps: &Outputs) -> Result<Observed, CloudError> {
-        self.put(spec, deps).await
-    }
-
-    async fn update(
-        &self,
-        spec: &ResourceSpec,
-        _: &Observed,
-        deps: &Outputs,
-    ) -> Result<Observed, CloudError> {
-        self.put(spec, deps).await
-    }
-
-    async fn delete(&self, spec: &ResourceSpec, _: &Observed) -> Result<(), CloudError> {
-        self.arm
-            .delete(&self.path(spec)?, API, &subscription_what(spec))
-            .await
-    }
 }
 
 #[cfg(test)]
