@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use twin_engine::{CloudError, ErrorClass, Observed, Outputs, ResourceDriver, ResourceSpec};
+use twin_engine::{CloudError, Observed, Outputs, ResourceDriver, ResourceSpec};
 
 /// How a resource goes away on destroy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,9 +34,6 @@ pub trait ArmResource: Send + Sync + 'static {
 
     /// How the resource is deleted.
     const DELETION: Deletion = Deletion::Delete;
-
-    /// Whether a `NotFound` error on GET (its parent is gone, taking it along) reads as absent.
-    const ABSENT_WITH_PARENT: bool = false;
 
     /// The resource as errors name it, e.g. `managed identity <name>`.
     fn what(spec: &ResourceSpec) -> String;
@@ -125,15 +122,12 @@ impl<R: ArmResource> ResourceDriver for ArmDriver<R> {
         deps: &Outputs,
     ) -> Result<Option<Observed>, CloudError> {
         let what = R::what(spec);
-        let got = match self
+        // A 404 (also one for a parent that is gone, taking the resource along) is `None`.
+        match self
             .arm
             .get(&R::path(&self.arm, spec)?, R::API, &what)
-            .await
+            .await?
         {
-            Err(e) if R::ABSENT_WITH_PARENT && e.class == ErrorClass::NotFound => None,
-            other => other?,
-        };
-        match got {
             Some(body) => R::observe(&body, &what, spec, deps).map(Some),
             None => Ok(None),
         }
@@ -171,5 +165,151 @@ impl<R: ArmResource> ResourceDriver for ArmDriver<R> {
             }
             Deletion::WithParent => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The generic driver's own behaviour against the test kit's fake ARM (a stand-in for
+    //! Azure Resource Manager), on real resource types.
+
+    use super::*;
+    use crate::arm::ArmOptions;
+    use crate::context::{GROUP_KEY, LOCATION_KEY, TAGS_KEY};
+    use crate::l3::hot::container::SqlContainerDriver;
+    use crate::{identity, l2::publishing, resource_group, Auth};
+    use serde_json::json;
+    use std::time::Duration;
+    use twin_config::{Layer, ProviderName};
+    use twin_engine::ResourceId;
+    use twin_testkit::fake_arm::{fake_token, FakeArm, FakeArmConfig};
+
+    async fn fake() -> (FakeArm, Arc<ArmClient>) {
+        let fake = FakeArm::start(FakeArmConfig::default())
+            .await
+            .expect("fake ARM starts");
+        let arm = ArmClient::new(
+            &fake.url,
+            fake.subscription_id(),
+            Auth::StaticToken(fake_token()),
+            ArmOptions {
+                poll_min: Duration::from_millis(5),
+                poll_max: Duration::from_millis(50),
+                operation_deadline: Duration::from_secs(10),
+            },
+        )
+        .expect("client");
+        (fake, Arc::new(arm))
+    }
+
+    fn spec(kind: &str, name: &str, desired: Value, inputs: Value) -> ResourceSpec {
+        let mut all = json!({
+            TAGS_KEY: {"twin": "t"},
+            GROUP_KEY: "t-rg",
+            LOCATION_KEY: "westeurope",
+        });
+        if let (Some(all), Some(more)) = (all.as_object_mut(), inputs.as_object()) {
+            all.extend(more.clone());
+        }
+        ResourceSpec::new(
+            ResourceId::new(&["l3", kind, name]),
+            Layer::L3Cold,
+            ProviderName::Azure,
+            kind,
+            name,
+        )
+        .desired(desired)
+        .inputs(all)
+    }
+
+    fn group() -> ResourceSpec {
+        spec(
+            resource_group::KIND,
+            "t-rg",
+            resource_group::desired("westeurope"),
+            json!({}),
+        )
+    }
+
+    #[tokio::test]
+    async fn fake_arm_read_create_update_delete_of_a_tagged_resource() {
+        let (fake, arm) = fake().await;
+        let none = Outputs::default();
+        resource_group::ResourceGroupDriver::new(arm.clone())
+            .create(&group(), &none)
+            .await
+            .expect("group");
+        let driver = identity::IdentityDriver::new(arm);
+        let id = spec(
+            identity::KIND,
+            "t-id",
+            identity::desired("westeurope"),
+            json!({}),
+        );
+
+        assert!(driver.read(&id, &none).await.expect("read").is_none());
+        let made = driver.create(&id, &none).await.expect("create");
+        assert!(made.drift(&id.desired).is_empty(), "{made:?}");
+        let stored = fake.resource(&made.cloud_id).expect("stored");
+        assert_eq!(stored["tags"], json!({"twin": "t"}));
+
+        // Someone adds a tag of their own: an update re-reads the tags and keeps it.
+        assert!(fake.set(&made.cloud_id, "/tags", json!({"twin": "t", "team": "ops"})));
+        let read = driver
+            .read(&id, &none)
+            .await
+            .expect("read")
+            .expect("exists");
+        driver.update(&id, &read, &none).await.expect("update");
+        let stored = fake.resource(&made.cloud_id).expect("stored");
+        assert_eq!(stored["tags"], json!({"twin": "t", "team": "ops"}));
+
+        driver.delete(&id, &read).await.expect("delete");
+        assert!(fake.resource(&made.cloud_id).is_none());
+        assert!(driver.read(&id, &none).await.expect("read").is_none());
+        // Deleting what is already gone succeeds.
+        driver.delete(&id, &read).await.expect("delete again");
+    }
+
+    #[tokio::test]
+    async fn fake_arm_a_refused_update_and_a_resource_deleted_with_its_parent_send_nothing() {
+        let (fake, arm) = fake().await;
+        let none = Outputs::default();
+        fake.clear_log();
+
+        let policy = spec(
+            publishing::KIND,
+            "scm",
+            publishing::desired(),
+            json!({publishing::SITE_KEY: "t-func"}),
+        );
+        let observed = Observed::new("/x/scm", json!({"allow": false}));
+        publishing::PublishingPolicyDriver::new(arm.clone())
+            .delete(&policy, &observed)
+            .await
+            .expect("a policy goes with its site");
+
+        // The hot container's partition key cannot change: refused before any call.
+        let container = spec(
+            crate::l3::hot::container::KIND,
+            "hot",
+            crate::l3::hot::container::desired("hot"),
+            json!({"account": "t-cosmos", "database": "t"}),
+        );
+        let other_key = Observed::new(
+            "/x/hot",
+            json!({"resource_id": "hot", "partition_key": {"paths": ["/other"], "kind": "Hash"}}),
+        );
+        let e = SqlContainerDriver::new(arm)
+            .update(&container, &other_key, &none)
+            .await
+            .expect_err("refused");
+        assert_eq!(e.code, "PartitionKeyImmutable");
+        assert!(
+            e.message.contains("Cosmos DB container t-cosmos/t/hot"),
+            "{}",
+            e.message
+        );
+        assert!(fake.log().is_empty(), "{:?}", fake.log());
     }
 }

@@ -198,7 +198,7 @@ impl ResourceDriver for SystemTopicDriver {
 }
 
 /// The telemetry subscription as an [`ArmResource`] (untagged). A parent topic that is gone
-/// takes its subscriptions with it, so a `NotFound` on read means absent.
+/// takes its subscriptions with it: ARM then answers 404, which reads as absent.
 pub struct EventSubscription;
 
 /// Creates, reads, updates and deletes the telemetry subscription.
@@ -207,7 +207,6 @@ pub type EventSubscriptionDriver = ArmDriver<EventSubscription>;
 impl ArmResource for EventSubscription {
     const API: &'static str = API;
     const TAGGED: bool = false;
-    const ABSENT_WITH_PARENT: bool = true;
 
     fn what(spec: &ResourceSpec) -> String {
         format!("Event Grid subscription {}", spec.name)
