@@ -3,7 +3,7 @@
 //! says only what is its own ([`ArmResource`]: its path, its name in errors, the body it PUTs
 //! and what it reads back, compared with its desired settings for drift); [`ArmDriver`] turns
 //! that into a [`ResourceDriver`]. Types with more to do (the site's config, the IoT Hub's etag,
-//! role assignments that are replaced, the system topic's source) keep their own drivers.
+//! role assignments, app settings, the package) keep their own drivers.
 
 use crate::arm::ArmClient;
 use crate::context::{input, merged_tags, resource_path, GROUP_KEY};
@@ -59,6 +59,12 @@ pub trait ArmResource: Send + Sync + 'static {
         spec: &ResourceSpec,
         deps: &Outputs,
     ) -> Result<Observed, CloudError>;
+
+    /// Whether an update must replace the resource (DELETE, then PUT as new) because a
+    /// property that differs cannot change in place, e.g. a system topic's source.
+    fn must_replace(_spec: &ResourceSpec, _current: &Observed) -> bool {
+        false
+    }
 
     /// Refuses an update the cloud cannot make in place (e.g. an immutable property), before
     /// anything is sent.
@@ -144,15 +150,18 @@ impl<R: ArmResource> ResourceDriver for ArmDriver<R> {
         deps: &Outputs,
     ) -> Result<Observed, CloudError> {
         R::check_update(spec, current)?;
+        let path = R::path(&self.arm, spec)?;
         let tags = if R::TAGGED {
-            let now = self
-                .arm
-                .get(&R::path(&self.arm, spec)?, R::API, &R::what(spec))
-                .await?;
+            let now = self.arm.get(&path, R::API, &R::what(spec)).await?;
             merged_tags(now.as_ref().and_then(|c| c.get("tags")), spec)
         } else {
             merged_tags(None, spec)
         };
+        if R::must_replace(spec, current) {
+            // The replacement is a new resource: it carries the spec's tags only.
+            self.arm.delete(&path, R::API, &R::what(spec)).await?;
+            return self.put(spec, merged_tags(None, spec), deps).await;
+        }
         self.put(spec, tags, deps).await
     }
 
@@ -311,5 +320,67 @@ mod tests {
             e.message
         );
         assert!(fake.log().is_empty(), "{:?}", fake.log());
+    }
+
+    #[tokio::test]
+    async fn fake_arm_a_resource_that_must_be_replaced_is_deleted_and_made_anew() {
+        use crate::l1::event_grid::{self, SystemTopicDriver};
+        let (fake, arm) = fake().await;
+        let none = Outputs::default();
+        resource_group::ResourceGroupDriver::new(arm.clone())
+            .create(&group(), &none)
+            .await
+            .expect("group");
+        let hub_spec = "l1/azure_iot_hub/hub";
+        let hub = |id: &str| {
+            let mut deps = Outputs::default();
+            deps.0.insert(
+                ResourceId(hub_spec.to_string()),
+                Observed::new(id, json!({"id": id})),
+            );
+            deps
+        };
+        let sub = fake.subscription_id().to_string();
+        let hub_a = format!(
+            "/subscriptions/{sub}/resourceGroups/t-rg/providers/Microsoft.Devices/IotHubs/a"
+        );
+        let hub_b = format!(
+            "/subscriptions/{sub}/resourceGroups/t-rg/providers/Microsoft.Devices/IotHubs/b"
+        );
+        for h in [&hub_a, &hub_b] {
+            // Hubs someone made: the fake checks that a topic's source exists.
+            fake.insert(h, json!({"location": "westeurope", "properties": {}}));
+        }
+        let topic = spec(
+            event_grid::TOPIC_KIND,
+            "t-topic",
+            event_grid::topic_desired("westeurope"),
+            json!({event_grid::HUB_KEY: hub_spec}),
+        );
+        let driver = SystemTopicDriver::new(arm);
+        let made = driver.create(&topic, &hub(&hub_a)).await.expect("create");
+        assert!(made.drift(&topic.desired).is_empty(), "{made:?}");
+
+        // The hub is now another one: the topic's source cannot change, so it is replaced.
+        let read = driver
+            .read(&topic, &hub(&hub_b))
+            .await
+            .expect("read")
+            .expect("exists");
+        assert_eq!(read.drift(&topic.desired), vec!["source_is_hub"]);
+        fake.clear_log();
+        let new = driver
+            .update(&topic, &read, &hub(&hub_b))
+            .await
+            .expect("replaced");
+        assert!(new.drift(&topic.desired).is_empty(), "{new:?}");
+        let calls = fake.mutating_calls();
+        assert!(
+            calls.first().is_some_and(|c| c.starts_with("DELETE "))
+                && calls.iter().any(|c| c.starts_with("PUT ")),
+            "{calls:?}"
+        );
+        let stored = fake.resource(&new.cloud_id).expect("stored");
+        assert_eq!(stored["properties"]["source"], json!(hub_b));
     }
 }
