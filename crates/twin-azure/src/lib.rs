@@ -1,10 +1,12 @@
 //! The Azure provider of the deployer: Azure Resource Manager over REST (`arm`), and one small
 //! driver per resource type: the twin's resource group and managed identity, the L2 Flex
 //! Consumption Function App with its storage, logs and package (`l2`), and the L3 cold/archive
-//! storage account with its containers (`l3`). The engine owns ordering, retries
+//! storage account with its containers (`l3`). Most drivers are one generic
+//! `arm_resource::ArmDriver` over a per-type `ArmResource`. The engine owns ordering, retries
 //! and state.
 
 pub mod arm;
+pub mod arm_resource;
 pub mod context;
 pub mod discover;
 pub mod function_ops;

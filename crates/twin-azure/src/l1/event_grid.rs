@@ -5,16 +5,11 @@
 //! `AzureFunction`, addressed by its ARM id: no URL, no secret).
 
 use crate::arm::ArmClient;
-use crate::context::{
-    input, merged_tags, owner_from, resource_path, settled_state, GROUP_KEY, LOCATION_KEY,
-};
+use crate::arm_resource::{group_resource_path, ArmDriver, ArmResource};
+use crate::context::{input, owner_from, resource_path, settled_state, GROUP_KEY, LOCATION_KEY};
 use crate::l1::hub;
-use async_trait::async_trait;
 use serde_json::{json, Value};
-use std::sync::Arc;
-use twin_engine::{
-    CloudError, ErrorClass, Observed, Outputs, ResourceDriver, ResourceId, ResourceSpec,
-};
+use twin_engine::{CloudError, Observed, Outputs, ResourceId, ResourceSpec};
 
 /// Driver kind of the system topic.
 pub const TOPIC_KIND: &str = "azure_event_grid_system_topic";
@@ -83,46 +78,56 @@ fn dep_id(spec: &ResourceSpec, deps: &Outputs, key: &str) -> Result<String, Clou
     deps.attr(&dep, attr)
 }
 
+/// The hub's system topic as an [`ArmResource`]. A system topic's source cannot change: one
+/// with another source is replaced. Deleting the topic deletes its event subscriptions with it.
+pub struct SystemTopic;
+
 /// Creates, reads, updates and deletes the hub's system topic.
-pub struct SystemTopicDriver {
-    arm: Arc<ArmClient>,
-}
+pub type SystemTopicDriver = ArmDriver<SystemTopic>;
 
-impl SystemTopicDriver {
-    /// A driver on this client.
-    pub fn new(arm: Arc<ArmClient>) -> Self {
-        SystemTopicDriver { arm }
+impl ArmResource for SystemTopic {
+    const API: &'static str = API;
+
+    fn what(spec: &ResourceSpec) -> String {
+        format!("Event Grid system topic {}", spec.name)
     }
 
-    fn path(&self, spec: &ResourceSpec) -> Result<String, CloudError> {
-        Ok(resource_path(
-            &self.arm,
-            input(spec, GROUP_KEY)?,
-            TOPIC_TYPE,
-            &spec.name,
-        ))
+    fn path(arm: &ArmClient, spec: &ResourceSpec) -> Result<String, CloudError> {
+        group_resource_path(arm, spec, TOPIC_TYPE)
     }
 
-    async fn put(
-        &self,
+    fn body(
+        _: &ArmClient,
         spec: &ResourceSpec,
-        deps: &Outputs,
         tags: Value,
-    ) -> Result<Observed, CloudError> {
-        let what = topic_what(spec);
+        deps: &Outputs,
+    ) -> Result<Value, CloudError> {
         let source = dep_id(spec, deps, HUB_KEY)?;
-        let body = json!({
+        Ok(json!({
             "location": input(spec, LOCATION_KEY)?,
             "tags": tags,
             "properties": {"source": source, "topicType": IOT_HUB_TOPIC_TYPE},
-        });
-        let got = self.arm.put(&self.path(spec)?, API, &body, &what).await?;
-        observe_topic(&got, &source, &what)
+        }))
     }
-}
 
-fn topic_what(spec: &ResourceSpec) -> String {
-    format!("Event Grid system topic {}", spec.name)
+    fn observe(
+        body: &Value,
+        what: &str,
+        spec: &ResourceSpec,
+        deps: &Outputs,
+    ) -> Result<Observed, CloudError> {
+        // On destroy the hub may have no outputs: the source then reads as drift.
+        let hub_id = dep_id(spec, deps, HUB_KEY).unwrap_or_default();
+        observe_topic(body, &hub_id, what)
+    }
+
+    fn must_replace(_: &ResourceSpec, current: &Observed) -> bool {
+        !current
+            .attributes
+            .get("source_is_hub")
+            .and_then(Value::as_bool)
+            .unwrap_or(true)
+    }
 }
 
 fn observe_topic(body: &Value, hub_id: &str, what: &str) -> Result<Observed, CloudError> {
@@ -147,71 +152,24 @@ fn observe_topic(body: &Value, hub_id: &str, what: &str) -> Result<Observed, Clo
     .owned_by(owner_from(body.get("tags"))))
 }
 
-#[async_trait]
-impl ResourceDriver for SystemTopicDriver {
-    async fn read(
-        &self,
-        spec: &ResourceSpec,
-        deps: &Outputs,
-    ) -> Result<Option<Observed>, CloudError> {
-        let what = topic_what(spec);
-        let Some(body) = self.arm.get(&self.path(spec)?, API, &what).await? else {
-            return Ok(None);
-        };
-        // On destroy the hub may have no outputs: the source is then not compared.
-        let hub_id = dep_id(spec, deps, HUB_KEY).unwrap_or_default();
-        observe_topic(&body, &hub_id, &what).map(Some)
-    }
-
-    async fn create(&self, spec: &ResourceSpec, deps: &Outputs) -> Result<Observed, CloudError> {
-        self.put(spec, deps, merged_tags(None, spec)).await
-    }
-
-    async fn update(
-        &self,
-        spec: &ResourceSpec,
-        current: &Observed,
-        deps: &Outputs,
-    ) -> Result<Observed, CloudError> {
-        let what = topic_what(spec);
-        let path = self.path(spec)?;
-        let body = self.arm.get(&path, API, &what).await?;
-        let source_is_hub = current
-            .attributes
-            .get("source_is_hub")
-            .and_then(Value::as_bool)
-            .unwrap_or(true);
-        if !source_is_hub {
-            // A system topic's source cannot change: it is replaced.
-            self.arm.delete(&path, API, &what).await?;
-            return self.put(spec, deps, merged_tags(None, spec)).await;
-        }
-        let tags = merged_tags(body.as_ref().and_then(|b| b.get("tags")), spec);
-        self.put(spec, deps, tags).await
-    }
-
-    async fn delete(&self, spec: &ResourceSpec, _: &Observed) -> Result<(), CloudError> {
-        // Deleting the topic deletes its event subscriptions with it.
-        self.arm
-            .delete(&self.path(spec)?, API, &topic_what(spec))
-            .await
-    }
-}
+/// The telemetry subscription as an [`ArmResource`] (untagged). A parent topic that is gone
+/// takes its subscriptions with it: ARM then answers 404, which reads as absent.
+pub struct EventSubscription;
 
 /// Creates, reads, updates and deletes the telemetry subscription.
-pub struct EventSubscriptionDriver {
-    arm: Arc<ArmClient>,
-}
+pub type EventSubscriptionDriver = ArmDriver<EventSubscription>;
 
-impl EventSubscriptionDriver {
-    /// A driver on this client.
-    pub fn new(arm: Arc<ArmClient>) -> Self {
-        EventSubscriptionDriver { arm }
+impl ArmResource for EventSubscription {
+    const API: &'static str = API;
+    const TAGGED: bool = false;
+
+    fn what(spec: &ResourceSpec) -> String {
+        format!("Event Grid subscription {}", spec.name)
     }
 
-    fn path(&self, spec: &ResourceSpec) -> Result<String, CloudError> {
+    fn path(arm: &ArmClient, spec: &ResourceSpec) -> Result<String, CloudError> {
         let topic = resource_path(
-            &self.arm,
+            arm,
             input(spec, GROUP_KEY)?,
             TOPIC_TYPE,
             input(spec, "topic_name")?,
@@ -219,12 +177,25 @@ impl EventSubscriptionDriver {
         Ok(format!("{topic}/eventSubscriptions/{}", spec.name))
     }
 
-    async fn put(&self, spec: &ResourceSpec, deps: &Outputs) -> Result<Observed, CloudError> {
-        let what = subscription_what(spec);
-        let function = dep_id(spec, deps, DISPATCHER_KEY)?;
-        let body = subscription_body(&function);
-        let got = self.arm.put(&self.path(spec)?, API, &body, &what).await?;
-        observe_subscription(&got, &function, &what)
+    fn body(
+        _: &ArmClient,
+        spec: &ResourceSpec,
+        _: Value,
+        deps: &Outputs,
+    ) -> Result<Value, CloudError> {
+        Ok(subscription_body(&dep_id(spec, deps, DISPATCHER_KEY)?))
+    }
+
+    fn observe(
+        body: &Value,
+        what: &str,
+        spec: &ResourceSpec,
+        deps: &Outputs,
+    ) -> Result<Observed, CloudError> {
+        // Without the dispatcher's outputs (a plan before deploy, a destroy) the destination
+        // reads as drift.
+        let function = dep_id(spec, deps, DISPATCHER_KEY).unwrap_or_default();
+        observe_subscription(body, &function, what)
     }
 }
 
@@ -249,10 +220,6 @@ pub fn subscription_body(function_id: &str) -> Value {
             },
         },
     })
-}
-
-fn subscription_what(spec: &ResourceSpec) -> String {
-    format!("Event Grid subscription {}", spec.name)
 }
 
 fn observe_subscription(
@@ -284,47 +251,6 @@ fn observe_subscription(
             "provisioning_state": state,
         }),
     ))
-}
-
-#[async_trait]
-impl ResourceDriver for EventSubscriptionDriver {
-    async fn read(
-        &self,
-        spec: &ResourceSpec,
-        deps: &Outputs,
-    ) -> Result<Option<Observed>, CloudError> {
-        let what = subscription_what(spec);
-        // A parent topic that is gone takes its subscriptions with it.
-        let body = match self.arm.get(&self.path(spec)?, API, &what).await {
-            Ok(b) => b,
-            Err(e) if e.class == ErrorClass::NotFound => None,
-            Err(e) => return Err(e),
-        };
-        let Some(body) = body else {
-            return Ok(None);
-        };
-        let function = dep_id(spec, deps, DISPATCHER_KEY).unwrap_or_default();
-        observe_subscription(&body, &function, &what).map(Some)
-    }
-
-    async fn create(&self, spec: &ResourceSpec, deps: &Outputs) -> Result<Observed, CloudError> {
-        self.put(spec, deps).await
-    }
-
-    async fn update(
-        &self,
-        spec: &ResourceSpec,
-        _: &Observed,
-        deps: &Outputs,
-    ) -> Result<Observed, CloudError> {
-        self.put(spec, deps).await
-    }
-
-    async fn delete(&self, spec: &ResourceSpec, _: &Observed) -> Result<(), CloudError> {
-        self.arm
-            .delete(&self.path(spec)?, API, &subscription_what(spec))
-            .await
-    }
 }
 
 #[cfg(test)]

@@ -3,13 +3,10 @@
 //! so Flex is the only serverless Linux plan (SPEC §9).
 
 use crate::arm::ArmClient;
-use crate::context::{
-    input, merged_tags, owner_from, resource_path, settled_state, GROUP_KEY, LOCATION_KEY,
-};
-use async_trait::async_trait;
+use crate::arm_resource::{group_resource_path, ArmDriver, ArmResource};
+use crate::context::{input, owner_from, settled_state, LOCATION_KEY};
 use serde_json::{json, Value};
-use std::sync::Arc;
-use twin_engine::{CloudError, Observed, Outputs, ResourceDriver, ResourceSpec};
+use twin_engine::{CloudError, Observed, Outputs, ResourceSpec};
 
 /// Driver kind of the plan.
 pub const KIND: &str = "azure_function_plan";
@@ -26,90 +23,60 @@ pub fn desired() -> Value {
     json!({"sku": "FC1", "tier": "FlexConsumption", "kind": "functionapp", "reserved": true})
 }
 
+/// The plan as an [`ArmResource`]. The site is deleted first (it depends on the plan); a plan
+/// with apps refuses deletion.
+pub struct Plan;
+
 /// Creates, reads, updates and deletes the plan.
-pub struct PlanDriver {
-    arm: Arc<ArmClient>,
-}
+pub type PlanDriver = ArmDriver<Plan>;
 
-impl PlanDriver {
-    /// A driver on this client.
-    pub fn new(arm: Arc<ArmClient>) -> Self {
-        PlanDriver { arm }
+impl ArmResource for Plan {
+    const API: &'static str = API;
+
+    fn what(spec: &ResourceSpec) -> String {
+        format!("Function App plan {}", spec.name)
     }
 
-    fn path(&self, spec: &ResourceSpec) -> Result<String, CloudError> {
-        Ok(resource_path(
-            &self.arm,
-            input(spec, GROUP_KEY)?,
-            TYPE,
-            &spec.name,
-        ))
+    fn path(arm: &ArmClient, spec: &ResourceSpec) -> Result<String, CloudError> {
+        group_resource_path(arm, spec, TYPE)
     }
 
-    async fn put(&self, spec: &ResourceSpec, tags: Value) -> Result<Observed, CloudError> {
-        let what = what(spec);
-        let body = json!({
+    fn body(
+        _: &ArmClient,
+        spec: &ResourceSpec,
+        tags: Value,
+        _: &Outputs,
+    ) -> Result<Value, CloudError> {
+        Ok(json!({
             "location": input(spec, LOCATION_KEY)?,
             "kind": "functionapp",
             "tags": tags,
             "sku": {"name": "FC1", "tier": "FlexConsumption"},
             "properties": {"reserved": true},
-        });
-        let got = self.arm.put(&self.path(spec)?, API, &body, &what).await?;
-        observe(&got, &what)
-    }
-}
-
-fn what(spec: &ResourceSpec) -> String {
-    format!("Function App plan {}", spec.name)
-}
-
-fn observe(body: &Value, what: &str) -> Result<Observed, CloudError> {
-    let state = settled_state(body, what)?;
-    let id = body.get("id").and_then(Value::as_str).ok_or_else(|| {
-        CloudError::fatal("NoResourceId", format!("{what}: ARM's answer has no id"))
-    })?;
-    Ok(Observed::new(
-        id,
-        json!({
-            "id": id,
-            "sku": body.pointer("/sku/name"),
-            "tier": body.pointer("/sku/tier"),
-            "kind": body.get("kind"),
-            "reserved": body.pointer("/properties/reserved"),
-            "provisioning_state": state,
-        }),
-    )
-    .owned_by(owner_from(body.get("tags"))))
-}
-
-#[async_trait]
-impl ResourceDriver for PlanDriver {
-    async fn read(&self, spec: &ResourceSpec, _: &Outputs) -> Result<Option<Observed>, CloudError> {
-        let what = what(spec);
-        match self.arm.get(&self.path(spec)?, API, &what).await? {
-            Some(b) => observe(&b, &what).map(Some),
-            None => Ok(None),
-        }
+        }))
     }
 
-    async fn create(&self, spec: &ResourceSpec, _: &Outputs) -> Result<Observed, CloudError> {
-        self.put(spec, merged_tags(None, spec)).await
-    }
-
-    async fn update(
-        &self,
-        spec: &ResourceSpec,
-        _: &Observed,
+    fn observe(
+        body: &Value,
+        what: &str,
+        _: &ResourceSpec,
         _: &Outputs,
     ) -> Result<Observed, CloudError> {
-        let current = self.arm.get(&self.path(spec)?, API, &what(spec)).await?;
-        let tags = merged_tags(current.as_ref().and_then(|c| c.get("tags")), spec);
-        self.put(spec, tags).await
-    }
-
-    async fn delete(&self, spec: &ResourceSpec, _: &Observed) -> Result<(), CloudError> {
-        // The site is deleted first (it depends on the plan); a plan with apps refuses.
-        self.arm.delete(&self.path(spec)?, API, &what(spec)).await
+        let state = settled_state(body, what)?;
+        let id = body.get("id").and_then(Value::as_str).ok_or_else(|| {
+            CloudError::fatal("NoResourceId", format!("{what}: ARM's answer has no id"))
+        })?;
+        Ok(Observed::new(
+            id,
+            json!({
+                "id": id,
+                "sku": body.pointer("/sku/name"),
+                "tier": body.pointer("/sku/tier"),
+                "kind": body.get("kind"),
+                "reserved": body.pointer("/properties/reserved"),
+                "provisioning_state": state,
+            }),
+        )
+        .owned_by(owner_from(body.get("tags"))))
     }
 }

@@ -3,12 +3,11 @@
 //! metadata, which is where ownership is read from.
 
 use crate::arm::ArmClient;
+use crate::arm_resource::{ArmDriver, ArmResource};
 use crate::context::{input, owner_from, resource_path, spec_tags, GROUP_KEY};
 use crate::l3::storage;
-use async_trait::async_trait;
 use serde_json::{json, Value};
-use std::sync::Arc;
-use twin_engine::{CloudError, Observed, Outputs, ResourceDriver, ResourceSpec};
+use twin_engine::{CloudError, Observed, Outputs, ResourceSpec};
 
 /// Driver kind of a container.
 pub const KIND: &str = "azure_blob_container";
@@ -21,20 +20,28 @@ pub fn desired() -> Value {
     json!({"public_access": "None"})
 }
 
-/// Creates, reads and deletes containers.
-pub struct ContainerDriver {
-    arm: Arc<ArmClient>,
-}
+/// A blob container as an [`ArmResource`] (no ARM tags: its metadata carries the twin's name).
+pub struct BlobContainer;
 
-impl ContainerDriver {
-    /// A driver on this client.
-    pub fn new(arm: Arc<ArmClient>) -> Self {
-        ContainerDriver { arm }
+/// Creates, reads, updates and deletes containers.
+pub type ContainerDriver = ArmDriver<BlobContainer>;
+
+impl ArmResource for BlobContainer {
+    const API: &'static str = storage::API;
+    const TAGGED: bool = false;
+
+    fn what(spec: &ResourceSpec) -> String {
+        let account = spec
+            .inputs
+            .get(ACCOUNT_KEY)
+            .and_then(Value::as_str)
+            .unwrap_or("?");
+        format!("blob container {account}/{}", spec.name)
     }
 
-    fn path(&self, spec: &ResourceSpec) -> Result<String, CloudError> {
+    fn path(arm: &ArmClient, spec: &ResourceSpec) -> Result<String, CloudError> {
         let account = resource_path(
-            &self.arm,
+            arm,
             input(spec, GROUP_KEY)?,
             storage::TYPE,
             input(spec, ACCOUNT_KEY)?,
@@ -45,64 +52,29 @@ impl ContainerDriver {
         ))
     }
 
-    async fn put(&self, spec: &ResourceSpec) -> Result<Observed, CloudError> {
-        let what = what(spec);
-        let body = json!({"properties": {"publicAccess": "None", "metadata": spec_tags(spec)}});
-        let got = self
-            .arm
-            .put(&self.path(spec)?, storage::API, &body, &what)
-            .await?;
-        Ok(observe(&got))
-    }
-}
-
-fn what(spec: &ResourceSpec) -> String {
-    let account = spec
-        .inputs
-        .get(ACCOUNT_KEY)
-        .and_then(Value::as_str)
-        .unwrap_or("?");
-    format!("blob container {account}/{}", spec.name)
-}
-
-fn observe(body: &Value) -> Observed {
-    let id = body.get("id").and_then(Value::as_str).unwrap_or_default();
-    Observed::new(
-        id,
-        json!({
-            "id": id,
-            "public_access": body.pointer("/properties/publicAccess"),
-        }),
-    )
-    .owned_by(owner_from(body.pointer("/properties/metadata")))
-}
-
-#[async_trait]
-impl ResourceDriver for ContainerDriver {
-    async fn read(&self, spec: &ResourceSpec, _: &Outputs) -> Result<Option<Observed>, CloudError> {
-        Ok(self
-            .arm
-            .get(&self.path(spec)?, storage::API, &what(spec))
-            .await?
-            .map(|b| observe(&b)))
-    }
-
-    async fn create(&self, spec: &ResourceSpec, _: &Outputs) -> Result<Observed, CloudError> {
-        self.put(spec).await
-    }
-
-    async fn update(
-        &self,
+    fn body(
+        _: &ArmClient,
         spec: &ResourceSpec,
-        _: &Observed,
+        _: Value,
+        _: &Outputs,
+    ) -> Result<Value, CloudError> {
+        Ok(json!({"properties": {"publicAccess": "None", "metadata": spec_tags(spec)}}))
+    }
+
+    fn observe(
+        body: &Value,
+        _: &str,
+        _: &ResourceSpec,
         _: &Outputs,
     ) -> Result<Observed, CloudError> {
-        self.put(spec).await
-    }
-
-    async fn delete(&self, spec: &ResourceSpec, _: &Observed) -> Result<(), CloudError> {
-        self.arm
-            .delete(&self.path(spec)?, storage::API, &what(spec))
-            .await
+        let id = body.get("id").and_then(Value::as_str).unwrap_or_default();
+        Ok(Observed::new(
+            id,
+            json!({
+                "id": id,
+                "public_access": body.pointer("/properties/publicAccess"),
+            }),
+        )
+        .owned_by(owner_from(body.pointer("/properties/metadata"))))
     }
 }

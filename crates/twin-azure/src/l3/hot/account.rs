@@ -4,14 +4,11 @@
 //! COSMOS_ENDPOINT. Provisioning takes minutes; the engine keeps other resources moving.
 
 use crate::arm::ArmClient;
-use crate::context::{
-    input, merged_tags, owner_from, resource_path, settled_state, GROUP_KEY, LOCATION_KEY,
-};
+use crate::arm_resource::{group_resource_path, ArmDriver, ArmResource};
+use crate::context::{input, owner_from, settled_state, LOCATION_KEY};
 use crate::l3::hot::API;
-use async_trait::async_trait;
 use serde_json::{json, Value};
-use std::sync::Arc;
-use twin_engine::{CloudError, Observed, Outputs, ResourceDriver, ResourceSpec};
+use twin_engine::{CloudError, Observed, Outputs, ResourceSpec};
 
 /// Driver kind of the account.
 pub const KIND: &str = "azure_cosmos_account";
@@ -47,31 +44,32 @@ pub fn desired(location: &str) -> Value {
     })
 }
 
+/// The account as an [`ArmResource`]. PUT is create-or-update for accounts, so create and
+/// update share it; deleting the account deletes its databases, containers and role assignments.
+pub struct CosmosAccount;
+
 /// Creates, reads, updates and deletes the account.
-pub struct CosmosAccountDriver {
-    arm: Arc<ArmClient>,
-}
+pub type CosmosAccountDriver = ArmDriver<CosmosAccount>;
 
-impl CosmosAccountDriver {
-    /// A driver on this client.
-    pub fn new(arm: Arc<ArmClient>) -> Self {
-        CosmosAccountDriver { arm }
+impl ArmResource for CosmosAccount {
+    const API: &'static str = API;
+
+    fn what(spec: &ResourceSpec) -> String {
+        format!("Cosmos DB account {}", spec.name)
     }
 
-    fn path(&self, spec: &ResourceSpec) -> Result<String, CloudError> {
-        Ok(resource_path(
-            &self.arm,
-            input(spec, GROUP_KEY)?,
-            TYPE,
-            &spec.name,
-        ))
+    fn path(arm: &ArmClient, spec: &ResourceSpec) -> Result<String, CloudError> {
+        group_resource_path(arm, spec, TYPE)
     }
 
-    /// PUT is create-or-update for accounts, so create and update share it.
-    async fn put(&self, spec: &ResourceSpec, tags: Value) -> Result<Observed, CloudError> {
-        let what = what(spec);
+    fn body(
+        _: &ArmClient,
+        spec: &ResourceSpec,
+        tags: Value,
+        _: &Outputs,
+    ) -> Result<Value, CloudError> {
         let location = input(spec, LOCATION_KEY)?;
-        let body = json!({
+        Ok(json!({
             "location": location,
             "kind": "GlobalDocumentDB",
             "tags": tags,
@@ -85,16 +83,20 @@ impl CosmosAccountDriver {
                 "publicNetworkAccess": "Enabled",
                 "minimalTlsVersion": "Tls12",
             },
-        });
-        let got = self.arm.put(&self.path(spec)?, API, &body, &what).await?;
-        observe(&got, &what)
+        }))
+    }
+
+    fn observe(
+        body: &Value,
+        what: &str,
+        _: &ResourceSpec,
+        _: &Outputs,
+    ) -> Result<Observed, CloudError> {
+        observe(body, what)
     }
 }
 
-fn what(spec: &ResourceSpec) -> String {
-    format!("Cosmos DB account {}", spec.name)
-}
-
+/// The observation of an account as ARM returned it (`what` names it in errors).
 fn observe(body: &Value, what: &str) -> Result<Observed, CloudError> {
     let state = settled_state(body, what)?;
     let missing = |k: &str| {
@@ -137,38 +139,6 @@ fn observe(body: &Value, what: &str) -> Result<Observed, CloudError> {
         }),
     )
     .owned_by(owner_from(body.get("tags"))))
-}
-
-#[async_trait]
-impl ResourceDriver for CosmosAccountDriver {
-    async fn read(&self, spec: &ResourceSpec, _: &Outputs) -> Result<Option<Observed>, CloudError> {
-        let what = what(spec);
-        match self.arm.get(&self.path(spec)?, API, &what).await? {
-            Some(b) => observe(&b, &what).map(Some),
-            None => Ok(None),
-        }
-    }
-
-    async fn create(&self, spec: &ResourceSpec, _: &Outputs) -> Result<Observed, CloudError> {
-        self.put(spec, merged_tags(None, spec)).await
-    }
-
-    async fn update(
-        &self,
-        spec: &ResourceSpec,
-        _: &Observed,
-        _: &Outputs,
-    ) -> Result<Observed, CloudError> {
-        // Tags are re-read so that tags someone else added are kept.
-        let current = self.arm.get(&self.path(spec)?, API, &what(spec)).await?;
-        let tags = merged_tags(current.as_ref().and_then(|c| c.get("tags")), spec);
-        self.put(spec, tags).await
-    }
-
-    async fn delete(&self, spec: &ResourceSpec, _: &Observed) -> Result<(), CloudError> {
-        // Deleting the account deletes its databases, containers and role assignments.
-        self.arm.delete(&self.path(spec)?, API, &what(spec)).await
-    }
 }
 
 #[cfg(test)]

@@ -4,12 +4,11 @@
 //! (that would delete the hot data) but reported with what the user can do.
 
 use crate::arm::ArmClient;
+use crate::arm_resource::{ArmDriver, ArmResource};
 use crate::context::input;
 use crate::l3::hot::{account_path, ACCOUNT_KEY, API, DATABASE_KEY};
-use async_trait::async_trait;
 use serde_json::{json, Value};
-use std::sync::Arc;
-use twin_engine::{CloudError, Observed, Outputs, ResourceDriver, ResourceSpec};
+use twin_engine::{CloudError, Observed, Outputs, ResourceSpec};
 
 /// Driver kind of a SQL container.
 pub const KIND: &str = "azure_cosmos_sql_container";
@@ -27,77 +26,63 @@ pub fn desired(name: &str) -> Value {
     json!({"resource_id": name, "partition_key": partition_key()})
 }
 
-/// Creates, reads and deletes SQL containers.
-pub struct SqlContainerDriver {
-    arm: Arc<ArmClient>,
-}
+/// A SQL container as an [`ArmResource`] (untagged; its partition key is immutable).
+pub struct SqlContainer;
 
-impl SqlContainerDriver {
-    /// A driver on this client.
-    pub fn new(arm: Arc<ArmClient>) -> Self {
-        SqlContainerDriver { arm }
+/// Creates, reads, updates and deletes SQL containers.
+pub type SqlContainerDriver = ArmDriver<SqlContainer>;
+
+impl ArmResource for SqlContainer {
+    const API: &'static str = API;
+    const TAGGED: bool = false;
+
+    fn what(spec: &ResourceSpec) -> String {
+        let account = input(spec, ACCOUNT_KEY).unwrap_or("?");
+        let database = input(spec, DATABASE_KEY).unwrap_or("?");
+        format!("Cosmos DB container {account}/{database}/{}", spec.name)
     }
 
-    fn path(&self, spec: &ResourceSpec) -> Result<String, CloudError> {
+    fn path(arm: &ArmClient, spec: &ResourceSpec) -> Result<String, CloudError> {
         Ok(format!(
             "{}/sqlDatabases/{}/containers/{}",
-            account_path(&self.arm, spec)?,
+            account_path(arm, spec)?,
             input(spec, DATABASE_KEY)?,
             spec.name
         ))
     }
 
-    async fn put(&self, spec: &ResourceSpec) -> Result<Observed, CloudError> {
-        let what = what(spec);
-        let body = json!({"properties": {
+    fn body(
+        _: &ArmClient,
+        spec: &ResourceSpec,
+        _: Value,
+        _: &Outputs,
+    ) -> Result<Value, CloudError> {
+        Ok(json!({"properties": {
             "resource": {"id": spec.name, "partitionKey": partition_key()},
             "options": {},
-        }});
-        let got = self.arm.put(&self.path(spec)?, API, &body, &what).await?;
-        observe(&got, &what)
-    }
-}
-
-fn what(spec: &ResourceSpec) -> String {
-    let account = input(spec, ACCOUNT_KEY).unwrap_or("?");
-    let database = input(spec, DATABASE_KEY).unwrap_or("?");
-    format!("Cosmos DB container {account}/{database}/{}", spec.name)
-}
-
-fn observe(body: &Value, what: &str) -> Result<Observed, CloudError> {
-    let id = body.get("id").and_then(Value::as_str).ok_or_else(|| {
-        CloudError::fatal(
-            "MalformedResponse",
-            format!("{what}: ARM's answer has no `id`"),
-        )
-    })?;
-    let r = |k: &str| body.pointer(&format!("/properties/resource/{k}")).cloned();
-    Ok(Observed::new(
-        id,
-        json!({"id": id, "resource_id": r("id"), "partition_key": r("partitionKey")}),
-    ))
-}
-
-#[async_trait]
-impl ResourceDriver for SqlContainerDriver {
-    async fn read(&self, spec: &ResourceSpec, _: &Outputs) -> Result<Option<Observed>, CloudError> {
-        let what = what(spec);
-        match self.arm.get(&self.path(spec)?, API, &what).await? {
-            Some(b) => observe(&b, &what).map(Some),
-            None => Ok(None),
-        }
+        }}))
     }
 
-    async fn create(&self, spec: &ResourceSpec, _: &Outputs) -> Result<Observed, CloudError> {
-        self.put(spec).await
-    }
-
-    async fn update(
-        &self,
-        spec: &ResourceSpec,
-        current: &Observed,
+    fn observe(
+        body: &Value,
+        what: &str,
+        _: &ResourceSpec,
         _: &Outputs,
     ) -> Result<Observed, CloudError> {
+        let id = body.get("id").and_then(Value::as_str).ok_or_else(|| {
+            CloudError::fatal(
+                "MalformedResponse",
+                format!("{what}: ARM's answer has no `id`"),
+            )
+        })?;
+        let r = |k: &str| body.pointer(&format!("/properties/resource/{k}")).cloned();
+        Ok(Observed::new(
+            id,
+            json!({"id": id, "resource_id": r("id"), "partition_key": r("partitionKey")}),
+        ))
+    }
+
+    fn check_update(spec: &ResourceSpec, current: &Observed) -> Result<(), CloudError> {
         let want = partition_key();
         if current
             .attributes
@@ -108,7 +93,7 @@ impl ResourceDriver for SqlContainerDriver {
                 "PartitionKeyImmutable",
                 format!(
                     "{}: its partition key is {}, the hot store needs {want}; Cosmos DB cannot change a container's partition key",
-                    what(spec),
+                    Self::what(spec),
                     current.attributes["partition_key"]
                 ),
             )
@@ -116,10 +101,6 @@ impl ResourceDriver for SqlContainerDriver {
                 "the container holds the hot data, so deployer does not replace it: copy what you need, delete the container (or run `deployer destroy` for L3 hot), then deploy again",
             ));
         }
-        self.put(spec).await
-    }
-
-    async fn delete(&self, spec: &ResourceSpec, _: &Observed) -> Result<(), CloudError> {
-        self.arm.delete(&self.path(spec)?, API, &what(spec)).await
+        Ok(())
     }
 }

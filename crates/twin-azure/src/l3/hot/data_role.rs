@@ -5,12 +5,11 @@
 //! role and principal); `PrincipalNotFound` right after the identity is made is retried.
 
 use crate::arm::ArmClient;
+use crate::arm_resource::{ArmDriver, ArmResource};
 use crate::l3::hot::{account_path, API};
 use crate::roles::{self, lower, Principal, PRINCIPAL_KEY};
-use async_trait::async_trait;
 use serde_json::{json, Value};
-use std::sync::Arc;
-use twin_engine::{CloudError, Observed, Outputs, ResourceDriver, ResourceSpec};
+use twin_engine::{CloudError, Observed, Outputs, ResourceSpec};
 
 /// Driver kind of a Cosmos DB SQL role assignment.
 pub const KIND: &str = "azure_cosmos_sql_role_assignment";
@@ -42,112 +41,81 @@ pub fn desired(account_path: &str) -> Value {
     })
 }
 
-/// Creates, reads, updates and deletes the assignment.
-pub struct SqlRoleAssignmentDriver {
-    arm: Arc<ArmClient>,
-}
+/// The assignment as an [`ArmResource`] (untagged). PUT creates or updates: Cosmos DB allows
+/// changing a SQL role assignment in place.
+pub struct SqlRoleAssignment;
 
-impl SqlRoleAssignmentDriver {
-    /// A driver on this client.
-    pub fn new(arm: Arc<ArmClient>) -> Self {
-        SqlRoleAssignmentDriver { arm }
+/// Creates, reads, updates and deletes the assignment.
+pub type SqlRoleAssignmentDriver = ArmDriver<SqlRoleAssignment>;
+
+impl ArmResource for SqlRoleAssignment {
+    const API: &'static str = API;
+    const TAGGED: bool = false;
+
+    fn what(spec: &ResourceSpec) -> String {
+        let account = spec
+            .inputs
+            .get(crate::l3::hot::ACCOUNT_KEY)
+            .and_then(Value::as_str)
+            .unwrap_or("?");
+        let principal = spec
+            .inputs
+            .get(PRINCIPAL_KEY)
+            .and_then(Value::as_str)
+            .unwrap_or("?");
+        format!(
+            "Cosmos DB data role assignment {} (Data Contributor on {account} for {principal})",
+            spec.name
+        )
     }
 
-    fn path(&self, spec: &ResourceSpec) -> Result<String, CloudError> {
+    fn path(arm: &ArmClient, spec: &ResourceSpec) -> Result<String, CloudError> {
         Ok(format!(
             "{}/sqlRoleAssignments/{}",
-            account_path(&self.arm, spec)?,
+            account_path(arm, spec)?,
             spec.name
         ))
     }
 
-    /// PUT creates or updates (Cosmos DB allows changing a SQL role assignment in place).
-    async fn put(&self, spec: &ResourceSpec, deps: &Outputs) -> Result<Observed, CloudError> {
-        let what = what(spec);
-        let account = account_path(&self.arm, spec)?;
-        let body = json!({"properties": {
+    fn body(
+        arm: &ArmClient,
+        spec: &ResourceSpec,
+        _: Value,
+        deps: &Outputs,
+    ) -> Result<Value, CloudError> {
+        let account = account_path(arm, spec)?;
+        Ok(json!({"properties": {
             "roleDefinitionId": data_contributor_id(&account),
             "scope": account,
             "principalId": roles::principal_id(spec, deps)?,
-        }});
-        let got = self.arm.put(&self.path(spec)?, API, &body, &what).await?;
-        observe(&got, spec, deps, &what)
+        }}))
     }
-}
 
-fn what(spec: &ResourceSpec) -> String {
-    let account = spec
-        .inputs
-        .get(crate::l3::hot::ACCOUNT_KEY)
-        .and_then(Value::as_str)
-        .unwrap_or("?");
-    let principal = spec
-        .inputs
-        .get(PRINCIPAL_KEY)
-        .and_then(Value::as_str)
-        .unwrap_or("?");
-    format!(
-        "Cosmos DB data role assignment {} (Data Contributor on {account} for {principal})",
-        spec.name
-    )
-}
-
-fn observe(
-    body: &Value,
-    spec: &ResourceSpec,
-    deps: &Outputs,
-    what: &str,
-) -> Result<Observed, CloudError> {
-    let id = body.get("id").and_then(Value::as_str).ok_or_else(|| {
-        CloudError::fatal(
-            "MalformedResponse",
-            format!("{what}: ARM's answer has no `id`"),
-        )
-    })?;
-    let p = |k: &str| body.pointer(&format!("/properties/{k}")).cloned();
-    let observed_principal = body
-        .pointer("/properties/principalId")
-        .and_then(Value::as_str);
-    Ok(Observed::new(
-        id,
-        json!({
-            "id": id,
-            "role_definition_id": lower(p("roleDefinitionId")),
-            "scope": lower(p("scope")),
-            "principal_id": p("principalId"),
-            "principal_current": roles::principal_current(spec, deps, observed_principal),
-        }),
-    ))
-}
-
-#[async_trait]
-impl ResourceDriver for SqlRoleAssignmentDriver {
-    async fn read(
-        &self,
+    fn observe(
+        body: &Value,
+        what: &str,
         spec: &ResourceSpec,
-        deps: &Outputs,
-    ) -> Result<Option<Observed>, CloudError> {
-        let what = what(spec);
-        match self.arm.get(&self.path(spec)?, API, &what).await? {
-            Some(b) => observe(&b, spec, deps, &what).map(Some),
-            None => Ok(None),
-        }
-    }
-
-    async fn create(&self, spec: &ResourceSpec, deps: &Outputs) -> Result<Observed, CloudError> {
-        self.put(spec, deps).await
-    }
-
-    async fn update(
-        &self,
-        spec: &ResourceSpec,
-        _: &Observed,
         deps: &Outputs,
     ) -> Result<Observed, CloudError> {
-        self.put(spec, deps).await
-    }
-
-    async fn delete(&self, spec: &ResourceSpec, _: &Observed) -> Result<(), CloudError> {
-        self.arm.delete(&self.path(spec)?, API, &what(spec)).await
+        let id = body.get("id").and_then(Value::as_str).ok_or_else(|| {
+            CloudError::fatal(
+                "MalformedResponse",
+                format!("{what}: ARM's answer has no `id`"),
+            )
+        })?;
+        let p = |k: &str| body.pointer(&format!("/properties/{k}")).cloned();
+        let observed_principal = body
+            .pointer("/properties/principalId")
+            .and_then(Value::as_str);
+        Ok(Observed::new(
+            id,
+            json!({
+                "id": id,
+                "role_definition_id": lower(p("roleDefinitionId")),
+                "scope": lower(p("scope")),
+                "principal_id": p("principalId"),
+                "principal_current": roles::principal_current(spec, deps, observed_principal),
+            }),
+        ))
     }
 }
