@@ -7,13 +7,7 @@ mod support;
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-use support::{deployer, leftovers, run, write_twin};
-
-fn journal_lines(path: &Path) -> usize {
-    std::fs::read_to_string(path)
-        .map(|t| t.lines().count())
-        .unwrap_or(0)
-}
+use support::{deployer, journal_lines, leftovers, run, write_twin};
 
 /// Starts a deploy and kills it with SIGKILL once its journal has `lines` lines (or lets it
 /// finish if it gets there first).
@@ -21,32 +15,9 @@ fn deploy_and_kill(dir: &Path, prebuilt: &Path, journal: &Path, lines: usize) {
     run_and_kill(dir, prebuilt, &["deploy", "-y", "-q"], journal, lines)
 }
 
-/// Starts `args` and kills it with SIGKILL once the journal has `lines` lines (or lets it
-/// finish if it never gets there).
+/// Starts `args` and kills it with SIGKILL once the journal has `lines` lines.
 fn run_and_kill(dir: &Path, prebuilt: &Path, args: &[&str], journal: &Path, lines: usize) {
-    let mut child = deployer(dir, prebuilt, args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn deployer");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut wait = Duration::from_millis(2);
-    loop {
-        if journal_lines(journal) >= lines {
-            child.kill().expect("SIGKILL");
-            let _ = child.wait();
-            return;
-        }
-        if child.try_wait().expect("wait").is_some() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{args:?} never reached {lines} journal lines"
-        );
-        std::thread::sleep(wait); // polling the journal, not waiting for time to pass
-        wait = (wait * 2).min(Duration::from_millis(20));
-    }
+    support::run_and_kill(deployer(dir, prebuilt, args), journal, lines)
 }
 
 #[test]

@@ -3,9 +3,10 @@
 //! validate, plan, deploy, a second deploy that changes nothing, info, SIGKILL at several depths
 //! then resume, injected faults, and destroy down to an empty subscription.
 
+mod support;
+
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
 use twin_testkit::fake_arm::{FakeArm, FakeArmConfig, Fault};
 use twin_testkit::fake_iot_hub::FakeIotHub;
 use twin_testkit::fake_kudu::FakeKudu;
@@ -78,24 +79,7 @@ fn azure_layers() -> serde_json::Value {
 }
 
 fn write_twin(dir: &Path, twin: &str, devices: usize) {
-    let devs: Vec<serde_json::Value> = (0..devices)
-        .map(|i| {
-            serde_json::json!({"id": format!("dev-{i}"),
-                "properties": [{"name": "temperature", "dataType": "DOUBLE"}]})
-        })
-        .collect();
-    let files = [
-        (
-            "config.json",
-            serde_json::json!({"digital_twin_name": twin,
-                "hot_storage_size_in_days": 30, "cold_storage_size_in_days": 90}),
-        ),
-        ("config_iot_devices.json", serde_json::Value::Array(devs)),
-        ("config_providers.json", azure_layers()),
-    ];
-    for (name, v) in files {
-        std::fs::write(dir.join(name), v.to_string()).expect("write config");
-    }
+    support::write_twin_with(dir, twin, devices, azure_layers())
 }
 
 fn deployer(fakes: &Fakes, dir: &Path, args: &[&str]) -> Command {
@@ -132,38 +116,9 @@ fn json_of(out: &Output, what: &str) -> serde_json::Value {
     })
 }
 
-fn journal_lines(path: &Path) -> usize {
-    std::fs::read_to_string(path)
-        .map(|t| t.lines().count())
-        .unwrap_or(0)
-}
-
-/// Starts `args` and kills it with SIGKILL once its journal has `lines` lines (or lets it
-/// finish if it never gets there).
+/// Starts `args` and kills it with SIGKILL once its journal has `lines` lines.
 fn run_and_kill(fakes: &Fakes, dir: &Path, args: &[&str], journal: &Path, lines: usize) {
-    let mut child = deployer(fakes, dir, args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn deployer");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut wait = Duration::from_millis(2);
-    loop {
-        if journal_lines(journal) >= lines {
-            child.kill().expect("SIGKILL");
-            let _ = child.wait();
-            return;
-        }
-        if child.try_wait().expect("wait").is_some() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{args:?} never reached {lines} journal lines"
-        );
-        std::thread::sleep(wait); // polling the journal, not waiting for time to pass
-        wait = (wait * 2).min(Duration::from_millis(20));
-    }
+    support::run_and_kill(deployer(fakes, dir, args), journal, lines)
 }
 
 /// What an uninterrupted, fault-free deploy of the same twin makes (names are deterministic,

@@ -8,51 +8,29 @@
 //!   BENCH_SCALE=30 BENCH_RUNS=5 cargo run -p twin-azure --example bench_azure
 //! Exits 1 when the median ratio misses the goal.
 
-use serde_json::json;
+// The Azure engine tests' setup: twin files, client, stand-in package, fakes.
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
-use twin_azure::l2::package::DeployPolling;
-use twin_azure::l2::{AppPackage, StaticPackage};
-use twin_azure::{ArmClient, ArmOptions, Auth, AzureProvider};
-use twin_config::{Layer, ProviderName, TwinConfig};
+use twin_azure::l2::StaticPackage;
+use twin_azure::AzureProvider;
+use twin_config::Layer;
 use twin_engine::{Engine, EngineOptions, NoEvents, Provider, RetryPolicy, StateFile};
 use twin_testkit::fake_arm::{arm_type_of, longest_chain, ChainNode, FakeArm, FakeArmConfig};
-use twin_testkit::fake_iot_hub::FakeIotHub;
-use twin_testkit::fake_kudu::FakeKudu;
 
-/// A stand-in Function App package with every function of an all-Azure L1–L3 twin (the fake
-/// deployment endpoint reads only its `function.json` entries).
-fn package() -> Result<AppPackage, String> {
-    let functions = [
-        "dispatcher",
-        "processor",
-        "persister",
-        "hot-reader",
-        "hot-to-cold-mover",
-        "cold-to-archive-mover",
-    ];
-    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let opts = zip::write::SimpleFileOptions::default().unix_permissions(0o755);
-    let err = |e: &dyn std::fmt::Display| format!("stand-in package: {e}");
-    zip.start_file("host.json", opts).map_err(|e| err(&e))?;
-    zip.write_all(br#"{"version":"2.0"}"#)
-        .map_err(|e| err(&e))?;
-    for f in functions {
-        zip.start_file(format!("{f}/function.json"), opts)
-            .map_err(|e| err(&e))?;
-        zip.write_all(br#"{"bindings":[]}"#).map_err(|e| err(&e))?;
-    }
-    let bytes = zip.finish().map_err(|e| err(&e))?.into_inner();
-    Ok(AppPackage {
-        bytes,
-        hash: "bench".into(),
-        functions: functions.iter().map(|f| f.to_string()).collect(),
-    })
-}
+/// The functions of an all-Azure L1–L3 twin, in the stand-in package.
+const FUNCTIONS: [&str; 6] = [
+    "dispatcher",
+    "processor",
+    "persister",
+    "hot-reader",
+    "hot-to-cold-mover",
+    "cold-to-archive-mover",
+];
 
 /// The goal of the issue: deploy wall time ÷ longest chain.
 const GOAL: f64 = 1.2;
@@ -78,47 +56,6 @@ fn env_number(name: &str, default: u64) -> Result<u64, String> {
     }
 }
 
-fn write_twin(dir: &Path, twin: &str) -> Result<Arc<TwinConfig>, String> {
-    let files = [
-        (
-            "config.json",
-            json!({"digital_twin_name": twin, "hot_storage_size_in_days": 30,
-                "cold_storage_size_in_days": 90, "mode": "DEBUG"}),
-        ),
-        (
-            "config_iot_devices.json",
-            json!([{"id": "sensor-0",
-                "properties": [{"name": "temperature", "dataType": "DOUBLE"}]}]),
-        ),
-        (
-            "config_providers.json",
-            json!({"layer_1_provider": "aws", "layer_2_provider": "aws",
-                "layer_3_hot_provider": "aws", "layer_3_cold_provider": "aws",
-                "layer_3_archive_provider": "aws", "layer_4_provider": "none",
-                "layer_5_provider": "none", "aws": {"region": "us-east-1"}}),
-        ),
-    ];
-    for (name, v) in files {
-        std::fs::write(dir.join(name), v.to_string()).map_err(|e| format!("{name}: {e}"))?;
-    }
-    // twin-config does not accept every Azure layer yet: they are set in memory.
-    let mut config = twin_config::load_dir(dir).map_err(|e| e.to_string())?;
-    for l in Layer::ALL {
-        config.providers.set(l, ProviderName::None);
-    }
-    for l in [
-        Layer::L1,
-        Layer::L2,
-        Layer::L3Hot,
-        Layer::L3Cold,
-        Layer::L3Archive,
-    ] {
-        config.providers.set(l, ProviderName::Azure);
-    }
-    config.providers.azure.location = Some("westeurope".into());
-    Ok(Arc::new(config))
-}
-
 struct Run {
     wall: Duration,
     chain: Duration,
@@ -130,36 +67,28 @@ async fn run_once(fake_config: &FakeArmConfig, twin: &str) -> Result<Run, String
     let fake = FakeArm::start(fake_config.clone())
         .await
         .map_err(|e| format!("fake ARM: {e}"))?;
-    let hub = FakeIotHub::start()
-        .await
-        .map_err(|e| format!("fake IoT Hub registry: {e}"))?;
-    fake.set_iot_hub_host(&hub.host);
-    let kudu = FakeKudu::new(1, fake.function_sync());
-    fake.serve_scm_with(kudu.hosts());
+    let _hub = support::try_serve_iot_hub(&fake).await?;
+    let _kudu = support::serve_kudu(&fake, 1);
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let config = write_twin(dir.path(), twin)?;
-    let arm = ArmClient::new(
-        &fake.url,
-        fake.subscription_id(),
-        Auth::StaticToken(twin_testkit::fake_arm::fake_token()),
-        ArmOptions {
-            poll_min: Duration::from_millis(10),
-            poll_max: Duration::from_millis(50),
-            operation_deadline: Duration::from_secs(120),
-        },
-    )
-    .map_err(|e| e.to_string())?;
+    // Every layer the Azure provider implements goes on Azure.
+    let azure = [
+        Layer::L1,
+        Layer::L2,
+        Layer::L3Hot,
+        Layer::L3Cold,
+        Layer::L3Archive,
+    ];
+    let config = support::try_write_twin(dir.path(), twin, &["sensor-0"], &azure)?;
+    let deadline = Duration::from_secs(120);
+    let arm = support::try_client(&fake, support::arm_options(deadline))?;
+    let package = support::try_package("bench", &FUNCTIONS, Some(br#"{"version":"2.0"}"#))?;
     let provider = Arc::new(
-        AzureProvider::with_client(Arc::new(arm), &config.providers.azure)
+        AzureProvider::with_client(arm, &config.providers.azure)
             .await
             .map_err(|e| e.to_string())?
             .with_app_package(
-                Arc::new(StaticPackage(package()?)),
-                DeployPolling {
-                    min: Duration::from_millis(10),
-                    max: Duration::from_millis(50),
-                    deadline: Duration::from_secs(120),
-                },
+                Arc::new(StaticPackage(package)),
+                support::polling_until(deadline),
             ),
     );
     let engine = Engine::new(
@@ -170,7 +99,7 @@ async fn run_once(fake_config: &FakeArmConfig, twin: &str) -> Result<Run, String
             retry: RetryPolicy {
                 base: Duration::from_millis(20),
                 cap: Duration::from_millis(100),
-                deadline: Duration::from_secs(120),
+                deadline,
             },
         },
         Arc::new(NoEvents),

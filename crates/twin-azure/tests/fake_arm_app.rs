@@ -4,76 +4,31 @@
 //! fixed with others' settings kept, a failed deployment retried, dropped connections after a
 //! change was applied, and destroy.
 
-use std::io::Write;
+mod support;
+
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
-use twin_azure::l2::package::DeployPolling;
+use support::{group_id, twin_resources};
 use twin_azure::l2::{AppPackage, StaticPackage};
-use twin_azure::{ArmClient, ArmOptions, Auth, AzureProvider};
 use twin_config::{Layer, ProviderName, TwinConfig};
-use twin_engine::{Engine, EngineOptions, Event, EventSink, Provider, RetryPolicy};
+use twin_engine::{Engine, Event, EventSink};
 use twin_testkit::fake_arm::{FakeArm, FakeArmConfig, Fault};
 use twin_testkit::fake_kudu::FakeKudu;
 
 fn write_twin(dir: &Path, twin: &str) -> Arc<TwinConfig> {
-    let files = [
-        (
-            "config.json",
-            serde_json::json!({"digital_twin_name": twin, "hot_storage_size_in_days": 30,
-                "cold_storage_size_in_days": 90, "mode": "DEBUG"}),
-        ),
-        (
-            "config_iot_devices.json",
-            serde_json::json!([{"id": "sensor-0",
-                "properties": [{"name": "temperature", "dataType": "DOUBLE"}]}]),
-        ),
-        (
-            "config_providers.json",
-            serde_json::json!({"layer_1_provider": "aws", "layer_2_provider": "aws",
-                "layer_3_hot_provider": "aws", "layer_3_cold_provider": "aws",
-                "layer_3_archive_provider": "aws", "layer_4_provider": "none",
-                "layer_5_provider": "none", "aws": {"region": "us-east-1"}}),
-        ),
-    ];
-    for (name, v) in files {
-        std::fs::write(dir.join(name), v.to_string()).expect("write config");
-    }
-    // twin-config does not accept Azure layers yet: L2 alone goes on Azure in memory.
-    let mut config = twin_config::load_dir(dir).expect("valid twin config");
-    for l in Layer::ALL {
-        config.providers.set(l, ProviderName::None);
-    }
-    config.providers.set(Layer::L2, ProviderName::Azure);
-    config.providers.azure.location = Some("westeurope".into());
-    Arc::new(config)
+    // L2 alone goes on Azure.
+    support::write_twin(dir, twin, &[Layer::L2])
 }
 
 /// A stand-in package: a handler "binary", host.json and one function.json per function.
 fn package(version: &str) -> AppPackage {
-    let functions = ["dispatcher", "persister", "processor"];
-    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let opts = zip::write::SimpleFileOptions::default().unix_permissions(0o755);
-    zip.start_file("handler", opts).expect("zip");
-    zip.write_all(format!("#!handler {version}").as_bytes())
-        .expect("zip");
-    zip.start_file("host.json", opts).expect("zip");
-    zip.write_all(
-        br#"{"version":"2.0","customHandler":{"description":{"defaultExecutablePath":"handler"}}}"#,
+    support::try_package(
+        version,
+        &["dispatcher", "persister", "processor"],
+        Some(br#"{"version":"2.0","customHandler":{"description":{"defaultExecutablePath":"handler"}}}"#),
     )
-    .expect("zip");
-    for f in functions {
-        zip.start_file(format!("{f}/function.json"), opts)
-            .expect("zip");
-        zip.write_all(br#"{"bindings":[]}"#).expect("zip");
-    }
-    let bytes = zip.finish().expect("zip").into_inner();
-    AppPackage {
-        bytes,
-        hash: format!("hash-{version}"),
-        functions: functions.iter().map(|f| f.to_string()).collect(),
-    }
+    .expect("zip")
 }
 
 /// The retryable errors the engine reported.
@@ -94,11 +49,8 @@ struct Fakes {
 }
 
 async fn fakes() -> Fakes {
-    let arm = FakeArm::start(FakeArmConfig::default())
-        .await
-        .expect("fake ARM");
-    let kudu = FakeKudu::new(2, arm.function_sync());
-    arm.serve_scm_with(kudu.hosts());
+    let arm = support::start_arm(FakeArmConfig::default()).await;
+    let kudu = support::serve_kudu(&arm, 2);
     Fakes { arm, kudu }
 }
 
@@ -119,49 +71,10 @@ async fn engine_until(
     events: Arc<Retries>,
     deadline: Duration,
 ) -> Engine {
-    let arm = ArmClient::new(
-        &fake.url,
-        fake.subscription_id(),
-        Auth::StaticToken(twin_testkit::fake_arm::fake_token()),
-        ArmOptions {
-            poll_min: Duration::from_millis(5),
-            poll_max: Duration::from_millis(50),
-            operation_deadline: Duration::from_secs(10),
-        },
-    )
-    .expect("client");
-    let provider = AzureProvider::with_client(Arc::new(arm), &config.providers.azure)
+    let provider = support::provider(fake, config)
         .await
-        .expect("provider")
-        .with_app_package(
-            Arc::new(StaticPackage(pkg)),
-            DeployPolling {
-                min: Duration::from_millis(5),
-                max: Duration::from_millis(50),
-                deadline: Duration::from_secs(10),
-            },
-        );
-    Engine::new(
-        config.clone(),
-        vec![Arc::new(provider) as Arc<dyn Provider>],
-        EngineOptions {
-            concurrency: 8,
-            retry: RetryPolicy {
-                base: Duration::from_millis(20),
-                cap: Duration::from_millis(200),
-                deadline,
-            },
-        },
-        events,
-        CancellationToken::new(),
-    )
-}
-
-fn group_id(fake: &FakeArm, twin: &str) -> String {
-    format!(
-        "/subscriptions/{}/resourceGroups/{twin}-rg",
-        fake.subscription_id()
-    )
+        .with_app_package(Arc::new(StaticPackage(pkg)), support::polling());
+    support::engine_with(config, Arc::new(provider), support::retry(deadline), events)
 }
 
 fn app_name(fake: &FakeArm, twin: &str) -> String {
@@ -178,14 +91,6 @@ fn site_id(fake: &FakeArm, twin: &str) -> String {
 
 fn settings_id(fake: &FakeArm, twin: &str) -> String {
     format!("{}/config/appsettings", site_id(fake, twin))
-}
-
-fn twin_resources(fake: &FakeArm, twin: &str) -> Vec<String> {
-    let g = group_id(fake, twin).to_ascii_lowercase();
-    fake.ids()
-        .into_iter()
-        .filter(|i| *i == g || i.starts_with(&format!("{g}/")))
-        .collect()
 }
 
 /// Calls that change something; the app settings' `list` is a POST that only reads.

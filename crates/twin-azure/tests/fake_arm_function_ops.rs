@@ -7,19 +7,20 @@
 //! L1 stays off Azure here (its IoT Hub fakes are another test's): the dispatcher is therefore
 //! refused as not on Azure, and the admin-API path is exercised with the movers.
 
+mod support;
+
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
+use support::{client, polling};
 use twin_azure::function_ops::AzureFunctionOps;
-use twin_azure::l2::package::{DeployPolling, PackageDriver};
+use twin_azure::l2::package::PackageDriver;
 use twin_azure::l2::{AppPackage, StaticPackage};
-use twin_azure::{ArmClient, ArmOptions, Auth, AzureProvider};
-use twin_config::{Layer, ProviderName, TwinConfig};
-use twin_engine::{Engine, EngineOptions, FunctionOps, NoEvents, Provider, RetryPolicy};
+use twin_azure::AzureProvider;
+use twin_config::{Layer, TwinConfig};
+use twin_engine::{Engine, FunctionOps, Provider};
 use twin_testkit::fake_app_insights::{FakeAppInsights, Trace};
 use twin_testkit::fake_arm::{FakeArm, FakeArmConfig, Fault};
 use twin_testkit::fake_functions_host::FakeFunctionsHost;
@@ -35,57 +36,17 @@ const FUNCTIONS: [&str; 5] = [
 ];
 
 fn write_twin(dir: &Path, twin: &str) -> Arc<TwinConfig> {
-    let files = [
-        (
-            "config.json",
-            json!({"digital_twin_name": twin, "hot_storage_size_in_days": 30,
-                "cold_storage_size_in_days": 90, "mode": "DEBUG"}),
-        ),
-        (
-            "config_iot_devices.json",
-            json!([{"id": "sensor-0",
-                "properties": [{"name": "temperature", "dataType": "DOUBLE"}]}]),
-        ),
-        (
-            "config_providers.json",
-            json!({"layer_1_provider": "aws", "layer_2_provider": "aws",
-                "layer_3_hot_provider": "aws", "layer_3_cold_provider": "aws",
-                "layer_3_archive_provider": "aws", "layer_4_provider": "none",
-                "layer_5_provider": "none", "aws": {"region": "us-east-1"}}),
-        ),
-    ];
-    for (name, v) in files {
-        std::fs::write(dir.join(name), v.to_string()).expect("write config");
-    }
-    // twin-config does not accept Azure layers yet: L2 and L3 go on Azure in memory.
-    let mut config = twin_config::load_dir(dir).expect("valid twin config");
-    for l in Layer::ALL {
-        config.providers.set(l, ProviderName::None);
-    }
-    for l in [Layer::L2, Layer::L3Hot, Layer::L3Cold, Layer::L3Archive] {
-        config.providers.set(l, ProviderName::Azure);
-    }
-    config.providers.azure.location = Some("westeurope".into());
-    Arc::new(config)
+    // L2 and L3 go on Azure.
+    support::write_twin(
+        dir,
+        twin,
+        &[Layer::L2, Layer::L3Hot, Layer::L3Cold, Layer::L3Archive],
+    )
 }
 
 /// A stand-in package with the app's five functions (L2 and L3 on Azure).
 fn package(version: &str) -> AppPackage {
-    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let opts = zip::write::SimpleFileOptions::default().unix_permissions(0o755);
-    zip.start_file("handler", opts).expect("zip");
-    zip.write_all(format!("#!handler {version}").as_bytes())
-        .expect("zip");
-    for f in FUNCTIONS {
-        zip.start_file(format!("{f}/function.json"), opts)
-            .expect("zip");
-        zip.write_all(br#"{"bindings":[]}"#).expect("zip");
-    }
-    AppPackage {
-        bytes: zip.finish().expect("zip").into_inner(),
-        hash: format!("hash-{version}"),
-        functions: FUNCTIONS.iter().map(|f| f.to_string()).collect(),
-    }
+    support::try_package(version, &FUNCTIONS, None).expect("zip")
 }
 
 struct Fakes {
@@ -96,15 +57,13 @@ struct Fakes {
 }
 
 async fn fakes() -> Fakes {
-    let arm = FakeArm::start(FakeArmConfig {
+    let arm = support::start_arm(FakeArmConfig {
         provisioning: HashMap::from([(COSMOS.to_string(), Duration::from_millis(20))]),
         endpoints: HashMap::from([(COSMOS.to_string(), "https://127.0.0.1:8081/".to_string())]),
         ..FakeArmConfig::default()
     })
-    .await
-    .expect("fake ARM");
-    let kudu = FakeKudu::new(1, arm.function_sync());
-    arm.serve_scm_with(kudu.hosts());
+    .await;
+    let kudu = support::serve_kudu(&arm, 1);
     let host = FakeFunctionsHost::new();
     arm.serve_functions_with(host.hosting());
     let insights = FakeAppInsights::start().await.expect("fake insights");
@@ -116,51 +75,17 @@ async fn fakes() -> Fakes {
     }
 }
 
-fn polling() -> DeployPolling {
-    DeployPolling {
-        min: Duration::from_millis(5),
-        max: Duration::from_millis(50),
-        deadline: Duration::from_secs(10),
-    }
-}
-
-fn client(fake: &FakeArm) -> Arc<ArmClient> {
-    Arc::new(
-        ArmClient::new(
-            &fake.url,
-            fake.subscription_id(),
-            Auth::StaticToken(twin_testkit::fake_arm::fake_token()),
-            ArmOptions {
-                poll_min: Duration::from_millis(5),
-                poll_max: Duration::from_millis(50),
-                operation_deadline: Duration::from_secs(10),
-            },
-        )
-        .expect("client"),
-    )
-}
-
 async fn provider(fake: &FakeArm, config: &TwinConfig, pkg: AppPackage) -> AzureProvider {
-    AzureProvider::with_client(client(fake), &config.providers.azure)
+    support::provider(fake, config)
         .await
-        .expect("provider")
         .with_app_package(Arc::new(StaticPackage(pkg)), polling())
 }
 
 async fn engine(fake: &FakeArm, config: &Arc<TwinConfig>, pkg: AppPackage) -> Engine {
-    Engine::new(
-        config.clone(),
-        vec![Arc::new(provider(fake, config, pkg).await) as Arc<dyn Provider>],
-        EngineOptions {
-            concurrency: 8,
-            retry: RetryPolicy {
-                base: Duration::from_millis(20),
-                cap: Duration::from_millis(200),
-                deadline: Duration::from_secs(30),
-            },
-        },
-        Arc::new(NoEvents),
-        CancellationToken::new(),
+    support::engine(
+        config,
+        Arc::new(provider(fake, config, pkg).await),
+        support::retry(Duration::from_secs(30)),
     )
 }
 

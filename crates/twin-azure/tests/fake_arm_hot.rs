@@ -4,53 +4,25 @@
 //! drift, identity propagation (`PrincipalNotFound`), a deploy cut off after each step, random
 //! faults, and destroy.
 
+mod support;
+
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
+use support::{group_id, twin_resources};
 use twin_azure::l3::hot;
-use twin_azure::{roles, ArmClient, ArmOptions, Auth, AzureProvider};
-use twin_config::{Layer, ProviderName, TwinConfig};
-use twin_engine::{Engine, EngineOptions, NoEvents, Provider, RetryPolicy, StateFile};
+use twin_azure::{roles, AzureProvider};
+use twin_config::{Layer, TwinConfig};
+use twin_engine::{Engine, RetryPolicy, StateFile};
 use twin_testkit::fake_arm::{FakeArm, FakeArmConfig, Fault};
 
 const COSMOS: &str = "Microsoft.DocumentDB/databaseAccounts";
 
 fn write_twin(dir: &Path, twin: &str) -> Arc<TwinConfig> {
-    let files = [
-        (
-            "config.json",
-            json!({"digital_twin_name": twin, "hot_storage_size_in_days": 30,
-                "cold_storage_size_in_days": 90, "mode": "DEBUG"}),
-        ),
-        (
-            "config_iot_devices.json",
-            json!([{"id": "sensor-0",
-                "properties": [{"name": "temperature", "dataType": "DOUBLE"}]}]),
-        ),
-        (
-            "config_providers.json",
-            json!({"layer_1_provider": "aws", "layer_2_provider": "aws",
-                "layer_3_hot_provider": "aws", "layer_3_cold_provider": "aws",
-                "layer_3_archive_provider": "aws", "layer_4_provider": "none",
-                "layer_5_provider": "none", "aws": {"region": "us-east-1"}}),
-        ),
-    ];
-    for (name, v) in files {
-        std::fs::write(dir.join(name), v.to_string()).expect("write config");
-    }
-    // twin-config does not accept Azure layers yet: the three L3 tiers go on Azure in memory.
-    let mut config = twin_config::load_dir(dir).expect("valid twin config");
-    for l in Layer::ALL {
-        config.providers.set(l, ProviderName::None);
-    }
-    for l in [Layer::L3Hot, Layer::L3Cold, Layer::L3Archive] {
-        config.providers.set(l, ProviderName::Azure);
-    }
-    config.providers.azure.location = Some("westeurope".into());
-    Arc::new(config)
+    // The three L3 tiers go on Azure.
+    support::write_twin(dir, twin, &[Layer::L3Hot, Layer::L3Cold, Layer::L3Archive])
 }
 
 fn config() -> FakeArmConfig {
@@ -62,57 +34,25 @@ fn config() -> FakeArmConfig {
 }
 
 fn policy(deadline: Duration) -> RetryPolicy {
-    RetryPolicy {
-        base: Duration::from_millis(10),
-        cap: Duration::from_millis(100),
-        deadline,
-    }
+    support::fast_retry(deadline)
 }
 
 async fn provider(fake: &FakeArm, config: &Arc<TwinConfig>) -> Arc<AzureProvider> {
-    let arm = ArmClient::new(
-        &fake.url,
-        fake.subscription_id(),
-        Auth::StaticToken(twin_testkit::fake_arm::fake_token()),
-        ArmOptions {
-            poll_min: Duration::from_millis(5),
-            poll_max: Duration::from_millis(40),
-            operation_deadline: Duration::from_secs(10),
-        },
-    )
-    .expect("client");
-    Arc::new(
-        AzureProvider::with_client(Arc::new(arm), &config.providers.azure)
-            .await
-            .expect("provider"),
-    )
+    Arc::new(support::provider(fake, config).await)
 }
 
 fn engine(provider: &Arc<AzureProvider>, config: &Arc<TwinConfig>, retry: RetryPolicy) -> Engine {
-    Engine::new(
-        config.clone(),
-        vec![provider.clone() as Arc<dyn Provider>],
-        EngineOptions {
-            concurrency: 8,
-            retry,
-        },
-        Arc::new(NoEvents),
-        CancellationToken::new(),
-    )
+    support::engine(config, provider.clone(), retry)
 }
 
 struct Ids {
-    group: String,
     account: String,
     storage: String,
     identity: String,
 }
 
 fn ids(fake: &FakeArm, twin: &str) -> Ids {
-    let group = format!(
-        "/subscriptions/{}/resourceGroups/{twin}-rg",
-        fake.subscription_id()
-    );
+    let group = group_id(fake, twin);
     Ids {
         account: format!(
             "{group}/providers/{COSMOS}/{}",
@@ -125,17 +65,7 @@ fn ids(fake: &FakeArm, twin: &str) -> Ids {
         identity: format!(
             "{group}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{twin}-identity"
         ),
-        group,
     }
-}
-
-/// The fake's resources inside the twin's group (and the group), lowercase ids.
-fn twin_resources(fake: &FakeArm, twin: &str) -> Vec<String> {
-    let g = ids(fake, twin).group.to_ascii_lowercase();
-    fake.ids()
-        .into_iter()
-        .filter(|i| *i == g || i.starts_with(&format!("{g}/")))
-        .collect()
 }
 
 fn count(fake: &FakeArm, twin: &str, needle: &str) -> usize {

@@ -7,19 +7,19 @@
 //! dispatcher, creating a site and its `dispatcher` function in the fake ARM under the spec id
 //! the event subscription depends on.
 
+mod support;
+
 use async_trait::async_trait;
 use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 use twin_azure::l1::{self, certificate};
-use twin_azure::{ArmClient, ArmOptions, Auth, AzureProvider};
+use twin_azure::{ArmClient, ArmOptions, AzureProvider};
 use twin_config::{Layer, ProviderName, TwinConfig};
 use twin_engine::{
-    CloudError, Engine, EngineOptions, NoEvents, Observed, Outputs, Provider, ResourceDriver,
-    ResourceSpec, RetryPolicy,
+    CloudError, Engine, Observed, Outputs, Provider, ResourceDriver, ResourceSpec, RetryPolicy,
 };
 use twin_testkit::fake_arm::{FakeArm, FakeArmConfig, Fault};
 use twin_testkit::fake_iot_hub::FakeIotHub;
@@ -147,71 +147,24 @@ struct Fakes {
 }
 
 async fn fakes() -> Fakes {
-    let arm = FakeArm::start(FakeArmConfig::default())
+    let arm = support::start_arm(FakeArmConfig::default()).await;
+    let hub = support::try_serve_iot_hub(&arm)
         .await
-        .expect("fake ARM");
-    let hub = FakeIotHub::start().await.expect("fake registry");
-    arm.set_iot_hub_host(&hub.host);
+        .expect("fake registry");
     Fakes { arm, hub }
 }
 
 fn write_twin(dir: &Path, twin: &str, devices: &[&str]) -> Arc<TwinConfig> {
-    let devices: Vec<Value> = devices
-        .iter()
-        .map(|d| json!({"id": d, "properties": [{"name": "temperature", "dataType": "DOUBLE"}]}))
-        .collect();
-    let files = [
-        (
-            "config.json",
-            json!({"digital_twin_name": twin, "hot_storage_size_in_days": 30,
-                "cold_storage_size_in_days": 90, "mode": "DEBUG"}),
-        ),
-        ("config_iot_devices.json", Value::Array(devices)),
-        (
-            "config_providers.json",
-            json!({"layer_1_provider": "aws", "layer_2_provider": "aws",
-                "layer_3_hot_provider": "aws", "layer_3_cold_provider": "aws",
-                "layer_3_archive_provider": "aws", "layer_4_provider": "none",
-                "layer_5_provider": "none", "aws": {"region": "us-east-1"}}),
-        ),
-    ];
-    for (name, v) in files {
-        std::fs::write(dir.join(name), v.to_string()).expect("write config");
-    }
-    // twin-config does not accept Azure layers yet: L1 (and the stand-in L2) go on Azure in
-    // memory.
-    let mut config = twin_config::load_dir(dir).expect("valid twin config");
-    for l in Layer::ALL {
-        config.providers.set(l, ProviderName::None);
-    }
-    config.providers.set(Layer::L1, ProviderName::Azure);
-    config.providers.set(Layer::L2, ProviderName::Azure);
-    config.providers.azure.location = Some("westeurope".into());
-    Arc::new(config)
+    // L1 (and the stand-in L2) go on Azure.
+    support::try_write_twin(dir, twin, devices, &[Layer::L1, Layer::L2]).expect("valid twin config")
 }
 
 fn retry(deadline: Duration) -> RetryPolicy {
-    RetryPolicy {
-        base: Duration::from_millis(10),
-        cap: Duration::from_millis(100),
-        deadline,
-    }
+    support::fast_retry(deadline)
 }
 
 async fn engine(f: &Fakes, config: &Arc<TwinConfig>, retry: RetryPolicy) -> Engine {
-    let arm = Arc::new(
-        ArmClient::new(
-            &f.arm.url,
-            f.arm.subscription_id(),
-            Auth::StaticToken(twin_testkit::fake_arm::fake_token()),
-            ArmOptions {
-                poll_min: Duration::from_millis(5),
-                poll_max: Duration::from_millis(50),
-                operation_deadline: Duration::from_secs(10),
-            },
-        )
-        .expect("client"),
-    );
+    let arm = support::client(&f.arm);
     let inner = Arc::new(
         AzureProvider::with_client(arm.clone(), &config.providers.azure)
             .await
@@ -221,23 +174,11 @@ async fn engine(f: &Fakes, config: &Arc<TwinConfig>, retry: RetryPolicy) -> Engi
         inner,
         stub: Arc::new(StubDispatcher { arm }),
     };
-    Engine::new(
-        config.clone(),
-        vec![Arc::new(provider) as Arc<dyn Provider>],
-        EngineOptions {
-            concurrency: 8,
-            retry,
-        },
-        Arc::new(NoEvents),
-        CancellationToken::new(),
-    )
+    support::engine(config, Arc::new(provider), retry)
 }
 
 fn group_id(f: &Fakes, twin: &str) -> String {
-    format!(
-        "/subscriptions/{}/resourceGroups/{twin}-rg",
-        f.arm.subscription_id()
-    )
+    support::group_id(&f.arm, twin)
 }
 
 fn hub_id(f: &Fakes, twin: &str) -> String {
@@ -256,12 +197,7 @@ fn topic_id(f: &Fakes, twin: &str) -> String {
 }
 
 fn twin_resources(f: &Fakes, twin: &str) -> Vec<String> {
-    let g = group_id(f, twin).to_ascii_lowercase();
-    f.arm
-        .ids()
-        .into_iter()
-        .filter(|i| *i == g || i.starts_with(&format!("{g}/")))
-        .collect()
+    support::twin_resources(&f.arm, twin)
 }
 
 fn device_dir(dir: &Path, device: &str) -> std::path::PathBuf {
@@ -604,13 +540,7 @@ async fn fake_arm_hub_registry_needs_a_token_and_the_current_etag() {
     use twin_azure::l1::registry::Registry;
     use twin_engine::ErrorClass;
     let f = fakes().await;
-    let arm = ArmClient::new(
-        &f.arm.url,
-        f.arm.subscription_id(),
-        Auth::StaticToken(twin_testkit::fake_arm::fake_token()),
-        ArmOptions::default(),
-    )
-    .expect("client");
+    let arm = support::try_client(&f.arm, ArmOptions::default()).expect("client");
     let registry = Registry::new(&arm, &f.hub.host);
     assert!(registry.get("d", "device d").await.expect("get").is_none());
 

@@ -3,89 +3,29 @@
 //! a foreign resource group, and destroy (cold/archive: group, identity, storage account with
 //! the identity's Storage Blob Data Contributor role, two containers).
 
+mod support;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
-use twin_azure::{ArmClient, ArmOptions, Auth, AzureProvider};
+use support::{group_id, twin_resources};
+use twin_azure::AzureProvider;
 use twin_config::{Layer, ProviderName, TwinConfig};
-use twin_engine::{Engine, EngineOptions, NoEvents, Provider, RetryPolicy};
+use twin_engine::{Engine, Provider};
 use twin_testkit::fake_arm::{FakeArm, FakeArmConfig, Fault};
 
 fn write_twin(dir: &Path, twin: &str) -> Arc<TwinConfig> {
-    let files = [
-        (
-            "config.json",
-            serde_json::json!({"digital_twin_name": twin, "hot_storage_size_in_days": 30,
-                "cold_storage_size_in_days": 90, "mode": "DEBUG"}),
-        ),
-        (
-            "config_iot_devices.json",
-            serde_json::json!([{"id": "sensor-0",
-                "properties": [{"name": "temperature", "dataType": "DOUBLE"}]}]),
-        ),
-        (
-            "config_providers.json",
-            serde_json::json!({"layer_1_provider": "aws", "layer_2_provider": "aws",
-                "layer_3_hot_provider": "aws", "layer_3_cold_provider": "aws",
-                "layer_3_archive_provider": "aws", "layer_4_provider": "none",
-                "layer_5_provider": "none", "aws": {"region": "us-east-1"}}),
-        ),
-    ];
-    for (name, v) in files {
-        std::fs::write(dir.join(name), v.to_string()).expect("write config");
-    }
-    // twin-config does not accept Azure layers yet (cold alone on Azure needs cross-cloud
-    // movers): the tests put L3 cold and archive on Azure in memory.
-    let mut config = twin_config::load_dir(dir).expect("valid twin config");
-    for l in Layer::ALL {
-        config.providers.set(l, ProviderName::None);
-    }
-    config.providers.set(Layer::L3Cold, ProviderName::Azure);
-    config.providers.set(Layer::L3Archive, ProviderName::Azure);
-    config.providers.azure.location = Some("westeurope".into());
-    Arc::new(config)
+    support::write_twin(dir, twin, &[Layer::L3Cold, Layer::L3Archive])
 }
 
 async fn engine(fake: &FakeArm, config: &Arc<TwinConfig>) -> (Engine, Arc<AzureProvider>) {
-    let arm = ArmClient::new(
-        &fake.url,
-        fake.subscription_id(),
-        Auth::StaticToken(twin_testkit::fake_arm::fake_token()),
-        ArmOptions {
-            poll_min: Duration::from_millis(5),
-            poll_max: Duration::from_millis(50),
-            operation_deadline: Duration::from_secs(10),
-        },
-    )
-    .expect("client");
-    let provider = Arc::new(
-        AzureProvider::with_client(Arc::new(arm), &config.providers.azure)
-            .await
-            .expect("provider"),
-    );
-    let engine = Engine::new(
-        config.clone(),
-        vec![provider.clone() as Arc<dyn Provider>],
-        EngineOptions {
-            concurrency: 8,
-            retry: RetryPolicy {
-                base: Duration::from_millis(20),
-                cap: Duration::from_millis(200),
-                deadline: Duration::from_secs(30),
-            },
-        },
-        Arc::new(NoEvents),
-        CancellationToken::new(),
+    let provider = Arc::new(support::provider(fake, config).await);
+    let engine = support::engine(
+        config,
+        provider.clone(),
+        support::retry(Duration::from_secs(30)),
     );
     (engine, provider)
-}
-
-fn group_id(fake: &FakeArm, twin: &str) -> String {
-    format!(
-        "/subscriptions/{}/resourceGroups/{twin}-rg",
-        fake.subscription_id()
-    )
 }
 
 fn account_id(fake: &FakeArm, twin: &str) -> String {
@@ -94,15 +34,6 @@ fn account_id(fake: &FakeArm, twin: &str) -> String {
         group_id(fake, twin),
         twin_config::names::storage_account_name(twin, fake.subscription_id())
     )
-}
-
-/// The fake's resources inside the twin's group (and the group), lowercase ids.
-fn twin_resources(fake: &FakeArm, twin: &str) -> Vec<String> {
-    let g = group_id(fake, twin).to_ascii_lowercase();
-    fake.ids()
-        .into_iter()
-        .filter(|i| *i == g || i.starts_with(&format!("{g}/")))
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,7 +4,7 @@
 use crate::sdk_config::{sdk_config_from, SdkEnvError};
 use std::io::Write;
 use twin_functions::catalogue::{CatalogueError, CatalogueLocation, DeviceCatalogue};
-use twin_functions::env_vars::LOG_LEVEL;
+use twin_functions::logging;
 use twin_functions::settings::{LogLevel, SettingsError};
 
 /// A function's settings reader, e.g. `PersisterSettings::from_lookup`.
@@ -15,11 +15,7 @@ pub type SettingsReader<T> = fn(&dyn Fn(&str) -> Option<String>) -> Result<T, Se
 /// `main` exits before polling for events: Lambda reports it as an init error.
 pub fn start<T>(read: SettingsReader<T>) -> Result<T, SettingsError> {
     let lookup = |name: &str| std::env::var(name).ok();
-    let level = lookup(LOG_LEVEL)
-        .as_deref()
-        .and_then(LogLevel::parse)
-        .unwrap_or(LogLevel::Info);
-    init_tracing(level);
+    init_tracing(logging::level_from(&lookup));
     read(&lookup).inspect_err(|e| {
         tracing::error!(error = %e, "cannot start");
         // The subscriber may be gone if init failed; make sure the reason reaches the log.
@@ -45,32 +41,14 @@ pub const TWIN_TARGETS: [&str; 9] = [
 /// hyper, the Lambda runtime client) at WARN, so DEBUG does not bury the twin's lines under
 /// dozens of SDK lines per call.
 pub fn log_filter(level: LogLevel) -> tracing_subscriber::filter::Targets {
-    let own = match level {
-        LogLevel::Debug => tracing::level_filters::LevelFilter::DEBUG,
-        LogLevel::Info => tracing::level_filters::LevelFilter::INFO,
-    };
-    tracing_subscriber::filter::Targets::new()
-        .with_default(tracing::level_filters::LevelFilter::WARN)
-        .with_targets(TWIN_TARGETS.iter().map(|t| (*t, own)))
+    logging::log_filter(level, &TWIN_TARGETS)
 }
 
-/// JSON logs on stdout (CloudWatch reads them), with the current span's fields (device id,
-/// correlation id) on every line, at the configured level (see [`log_filter`]).
+/// JSON logs on stdout (CloudWatch reads them and stamps each line), with the current span's
+/// fields (device id, correlation id) on every line, at the configured level (see
+/// [`log_filter`]).
 pub fn init_tracing(level: LogLevel) {
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
-    let fmt = tracing_subscriber::fmt::layer()
-        .json()
-        .with_current_span(true)
-        .with_span_list(false)
-        .flatten_event(true)
-        .with_target(false)
-        .without_time();
-    // A second init (tests) keeps the first subscriber: that is fine.
-    let _ = tracing_subscriber::registry()
-        .with(fmt)
-        .with(log_filter(level))
-        .try_init();
+    logging::init_json_logs(log_filter(level), logging::Timestamps::ByLogService);
 }
 
 /// The SDK configuration from the environment (the Lambda role's credentials, `AWS_REGION`,

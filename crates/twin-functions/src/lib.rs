@@ -21,6 +21,7 @@ pub mod hot_to_cold;
 pub mod in_memory;
 pub mod invoker;
 pub mod lease;
+pub mod logging;
 pub mod mover_error;
 pub mod mover_event;
 pub mod object_store;

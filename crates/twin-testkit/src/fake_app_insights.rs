@@ -8,13 +8,12 @@
 //! datetime(<RFC 3339>)`, `take <n>` (newest first, as `order by timestamp desc | take n`), and
 //! `not(message startswith ...)`, which drops the host's own `Executing`/`Executed` lines.
 
-use bytes::Bytes;
+use crate::fake_http::{self, body_json, has_bearer, Reply};
 use chrono::{DateTime, TimeZone, Utc};
-use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::Request;
 use serde_json::{json, Value};
+use std::convert::Infallible;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// One trace row.
@@ -59,23 +58,13 @@ impl Drop for FakeAppInsights {
 impl FakeAppInsights {
     /// Starts the fake on a free loopback port.
     pub async fn start() -> std::io::Result<FakeAppInsights> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let url = format!("http://{}", listener.local_addr()?);
+        let (listener, addr) = fake_http::bind_loopback()?;
+        let url = format!("http://{addr}");
         let state = Arc::new(Mutex::new(State::default()));
         let s = state.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let s = s.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
-                        let s = s.clone();
-                        async move { Ok::<_, std::convert::Infallible>(handle(&s, req).await) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
+        let task = fake_http::serve(listener, move |req| {
+            let s = s.clone();
+            async move { Ok::<_, Infallible>(handle(&s, req).await) }
         });
         Ok(FakeAppInsights { url, state, task })
     }
@@ -91,17 +80,11 @@ impl FakeAppInsights {
     }
 }
 
-fn reply(status: u16, body: &Value) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
-    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    r.headers_mut().insert(
-        "content-type",
-        hyper::header::HeaderValue::from_static("application/json"),
-    );
-    r
+fn reply(status: u16, body: &Value) -> Reply {
+    fake_http::reply(status, body, &[])
 }
 
-fn bad(message: &str) -> Response<Full<Bytes>> {
+fn bad(message: &str) -> Reply {
     reply(
         400,
         &json!({"error": {"code": "BadArgumentError", "message": message}}),
@@ -132,18 +115,11 @@ fn take(query: &str) -> Option<usize> {
         .ok()
 }
 
-async fn handle(state: &Mutex<State>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn handle(state: &Mutex<State>, req: Request<Incoming>) -> Reply {
     let path = req.uri().path().to_string();
-    let authorized = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("Bearer ") && v.len() > 7);
+    let authorized = has_bearer(req.headers());
     let method = req.method().clone();
-    let body: Value = match req.into_body().collect().await {
-        Ok(b) => serde_json::from_slice(&b.to_bytes()).unwrap_or(Value::Null),
-        Err(_) => Value::Null,
-    };
+    let body = body_json(req.into_body()).await;
     if !authorized {
         return reply(
             401,

@@ -8,11 +8,9 @@
 //! Retry-After, 409 AnotherOperationInProgress, 500, a connection dropped after the change was
 //! applied), targeted or at a seeded random rate.
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use crate::fake_http::{self, body_json, has_bearer, reply, Reply};
 use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::Request;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -216,8 +214,8 @@ fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
 impl FakeArm {
     /// Starts a fake on a free port (inside the current tokio runtime).
     pub async fn start(config: FakeArmConfig) -> std::io::Result<FakeArm> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let url = format!("http://{}", listener.local_addr()?);
+        let (listener, addr) = fake_http::bind_loopback()?;
+        let url = format!("http://{addr}");
         let state = Arc::new(Mutex::new(State {
             unregistered: config
                 .unregistered
@@ -227,20 +225,9 @@ impl FakeArm {
             ..State::default()
         }));
         let (s, c, u) = (state.clone(), config.clone(), url.clone());
-        let task = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let (s, c, u) = (s.clone(), c.clone(), u.clone());
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
-                        let (s, c, u) = (s.clone(), c.clone(), u.clone());
-                        async move { handle(&s, &c, &u, req).await }
-                    });
-                    // A dropped connection ends here with an error, which is the point.
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
+        let task = fake_http::serve(listener, move |req| {
+            let (s, c, u) = (s.clone(), c.clone(), u.clone());
+            async move { handle(&s, &c, &u, req).await }
         });
         Ok(FakeArm {
             url,
@@ -382,32 +369,9 @@ impl std::fmt::Display for Dropped {
 
 impl std::error::Error for Dropped {}
 
-type Answer = Result<Response<Full<Bytes>>, Dropped>;
+type Answer = Result<Reply, Dropped>;
 
-fn reply(status: u16, body: &Value, headers: &[(&str, String)]) -> Response<Full<Bytes>> {
-    let bytes = if body.is_null() {
-        Bytes::new()
-    } else {
-        Bytes::from(body.to_string())
-    };
-    let mut r = Response::new(Full::new(bytes));
-    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    r.headers_mut().insert(
-        "content-type",
-        hyper::header::HeaderValue::from_static("application/json"),
-    );
-    for (k, v) in headers {
-        if let (Ok(name), Ok(value)) = (
-            hyper::header::HeaderName::from_bytes(k.as_bytes()),
-            hyper::header::HeaderValue::from_str(v),
-        ) {
-            r.headers_mut().insert(name, value);
-        }
-    }
-    r
-}
-
-fn error(status: u16, code: &str, message: &str) -> Response<Full<Bytes>> {
+fn error(status: u16, code: &str, message: &str) -> Reply {
     reply(
         status,
         &json!({"error": {"code": code, "message": message}}),
@@ -424,15 +388,8 @@ async fn handle(
     let method = req.method().as_str().to_string();
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
-    let authorized = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("Bearer ") && v.len() > 7);
-    let body: Value = match req.into_body().collect().await {
-        Ok(b) => serde_json::from_slice(&b.to_bytes()).unwrap_or(Value::Null),
-        Err(_) => Value::Null,
-    };
+    let authorized = has_bearer(req.headers());
+    let body = body_json(req.into_body()).await;
     let mut st = lock(state);
     st.log.push(format!("{method} {path}"));
     if !authorized {
@@ -486,7 +443,7 @@ fn route(
     path: &str,
     query: &str,
     body: Value,
-) -> Response<Full<Bytes>> {
+) -> Reply {
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let lower: Vec<String> = segs.iter().map(|s| s.to_ascii_lowercase()).collect();
     if lower.first().map(String::as_str) == Some("fake") && segs.len() == 3 {
@@ -679,7 +636,7 @@ fn complete(st: &mut State, c: Completion) {
     }
 }
 
-fn poll(st: &mut State, config: &FakeArmConfig, kind: &str, id: &str) -> Response<Full<Bytes>> {
+fn poll(st: &mut State, config: &FakeArmConfig, kind: &str, id: &str) -> Reply {
     let Ok(n) = id.parse::<u64>() else {
         return error(404, "NotFound", "no such operation");
     };
@@ -717,7 +674,7 @@ fn group(
     method: &str,
     path: &str,
     body: Value,
-) -> Response<Full<Bytes>> {
+) -> Reply {
     let key = path.to_ascii_lowercase();
     match method {
         "GET" => match st.resources.get(&key) {
@@ -764,7 +721,7 @@ fn resource(
     segs: &[&str],
     namespace: &str,
     body: Value,
-) -> Response<Full<Bytes>> {
+) -> Reply {
     let key = path.to_ascii_lowercase();
     let group_key = format!("/{}", segs[..4].join("/")).to_ascii_lowercase();
     let is_storage = segs.len() == 8 && key.contains("/microsoft.storage/storageaccounts/");
@@ -1082,7 +1039,7 @@ fn web_route(
     segs: &[&str],
     l: &[&str],
     body: &Value,
-) -> Option<Response<Full<Bytes>>> {
+) -> Option<Reply> {
     if l.len() < 9 || l[4] != "providers" || l[5] != "microsoft.web" || l[6] != "sites" {
         return None;
     }
@@ -1133,7 +1090,7 @@ fn web_route(
 /// `POST .../sites/<app>/functions/<fn>/listkeys` (a StringDictionary: `properties.default`)
 /// and `POST .../sites/<app>/host/default/listkeys` (HostKeys: `masterKey`, `functionKeys`,
 /// `systemKeys`), with the keys of the fake functions host when there is one.
-fn list_keys(st: &State, site_key: &str, segs: &[&str], l: &[&str]) -> Response<Full<Bytes>> {
+fn list_keys(st: &State, site_key: &str, segs: &[&str], l: &[&str]) -> Reply {
     if !st.resources.contains_key(site_key) {
         return error(404, "ResourceNotFound", "the site was not found");
     }
@@ -1176,7 +1133,7 @@ fn fill_in_l1(
     name: &str,
     existing: Option<&Value>,
     stored: &mut Value,
-) -> Option<Response<Full<Bytes>>> {
+) -> Option<Reply> {
     if ty.eq_ignore_ascii_case("Microsoft.Devices/IotHubs") {
         let host = st
             .iot_hub_host
@@ -1272,7 +1229,7 @@ fn unpropagated_principal(
     config: &FakeArmConfig,
     ty: &str,
     body: &Value,
-) -> Option<Response<Full<Bytes>>> {
+) -> Option<Reply> {
     if !is_role_assignment(ty) {
         return None;
     }
@@ -1311,7 +1268,7 @@ fn extension(
     segs: &[&str],
     at: usize,
     body: Value,
-) -> Response<Full<Bytes>> {
+) -> Reply {
     let key = path.to_ascii_lowercase();
     let scope = format!("/{}", segs[..at].join("/")).to_ascii_lowercase();
     // The subscription itself is always there; a group or resource scope must exist.

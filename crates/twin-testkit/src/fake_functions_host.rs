@@ -10,13 +10,12 @@
 //! run. Keys can be rotated behind the caller's back ([`FakeFunctionsHost::rotate_keys`]).
 
 use crate::fake_arm::FunctionHosting;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use crate::fake_http::{self, body_bytes, Reply};
 use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::Request;
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// One call the host received with a valid key.
@@ -127,29 +126,14 @@ fn host_for(state: &Arc<Mutex<State>>, site: &str) -> String {
     if let Some(h) = lock(state).hosts.get(site) {
         return h.clone();
     }
-    let bound = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| {
-        let addr = l.local_addr()?.to_string();
-        l.set_nonblocking(true)?;
-        Ok((tokio::net::TcpListener::from_std(l)?, addr))
-    });
-    let (listener, addr) = match bound {
+    let (listener, addr) = match fake_http::bind_loopback() {
         Ok(b) => b,
         Err(e) => return format!("unbindable-{e}"),
     };
     let (s, name) = (state.clone(), site.to_string());
-    let task = tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let (s, name) = (s.clone(), name.clone());
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
-                    let (s, name) = (s.clone(), name.clone());
-                    async move { Ok::<_, std::convert::Infallible>(handle(&s, &name, req).await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
+    let task = fake_http::serve(listener, move |req| {
+        let (s, name) = (s.clone(), name.clone());
+        async move { Ok::<_, Infallible>(handle(&s, &name, req).await) }
     });
     let mut st = lock(state);
     st.tasks.push(task);
@@ -157,17 +141,11 @@ fn host_for(state: &Arc<Mutex<State>>, site: &str) -> String {
     addr
 }
 
-fn reply(status: u16, body: String) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
-    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    r.headers_mut().insert(
-        "content-type",
-        hyper::header::HeaderValue::from_static("application/json"),
-    );
-    r
+fn reply(status: u16, body: String) -> Reply {
+    fake_http::reply_bytes(status, body, &[])
 }
 
-async fn handle(state: &Mutex<State>, site: &str, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn handle(state: &Mutex<State>, site: &str, req: Request<Incoming>) -> Reply {
     let method = req.method().as_str().to_string();
     let path = req.uri().path().to_string();
     let query = req.uri().query().map(str::to_string);
@@ -177,10 +155,7 @@ async fn handle(state: &Mutex<State>, site: &str, req: Request<Incoming>) -> Res
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let bearer = req.headers().contains_key("authorization");
-    let body = match req.into_body().collect().await {
-        Ok(b) => String::from_utf8_lossy(&b.to_bytes()).into_owned(),
-        Err(_) => String::new(),
-    };
+    let body = String::from_utf8_lossy(&body_bytes(req.into_body()).await).into_owned();
     let mut st = lock(state);
     if bearer {
         // A caller must never hand the app its Entra token: the key is the only credential.

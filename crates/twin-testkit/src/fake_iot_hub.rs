@@ -5,13 +5,12 @@
 //! of an unknown device answer 404; every request needs a bearer token; injected throttling
 //! answers 429 with `Retry-After`. Errors have IoT Hub's shape, `{"Message":"ErrorCode:X;..."}`.
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use crate::fake_http::{self, body_json, has_bearer, reply, Reply};
 use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::Request;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::convert::Infallible;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 #[derive(Debug)]
@@ -50,23 +49,12 @@ fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
 impl FakeIotHub {
     /// Starts a fake on a free port (inside the current tokio runtime).
     pub async fn start() -> std::io::Result<FakeIotHub> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let host = listener.local_addr()?.to_string();
+        let (listener, host) = fake_http::bind_loopback()?;
         let state = Arc::new(Mutex::new(State::default()));
         let s = state.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let s = s.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
-                        let s = s.clone();
-                        async move { Ok::<_, std::convert::Infallible>(handle(&s, req).await) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
+        let task = fake_http::serve(listener, move |req| {
+            let s = s.clone();
+            async move { Ok::<_, Infallible>(handle(&s, req).await) }
         });
         Ok(FakeIotHub { host, state, task })
     }
@@ -138,30 +126,7 @@ fn etag_of(n: u64) -> String {
     format!("AAAAAAAA{n:08}")
 }
 
-fn reply(status: u16, body: &Value, headers: &[(&str, String)]) -> Response<Full<Bytes>> {
-    let bytes = if body.is_null() {
-        Bytes::new()
-    } else {
-        Bytes::from(body.to_string())
-    };
-    let mut r = Response::new(Full::new(bytes));
-    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    r.headers_mut().insert(
-        "content-type",
-        hyper::header::HeaderValue::from_static("application/json"),
-    );
-    for (k, v) in headers {
-        if let (Ok(name), Ok(value)) = (
-            hyper::header::HeaderName::from_bytes(k.as_bytes()),
-            hyper::header::HeaderValue::from_str(v),
-        ) {
-            r.headers_mut().insert(name, value);
-        }
-    }
-    r
-}
-
-fn error(status: u16, code: &str, message: &str) -> Response<Full<Bytes>> {
+fn error(status: u16, code: &str, message: &str) -> Reply {
     reply(
         status,
         &json!({"Message": format!("ErrorCode:{code};{message}"),
@@ -170,7 +135,7 @@ fn error(status: u16, code: &str, message: &str) -> Response<Full<Bytes>> {
     )
 }
 
-async fn handle(state: &Mutex<State>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn handle(state: &Mutex<State>, req: Request<Incoming>) -> Reply {
     let method = req.method().as_str().to_string();
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
@@ -180,13 +145,9 @@ async fn handle(state: &Mutex<State>, req: Request<Incoming>) -> Response<Full<B
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     };
-    let authorized =
-        header("authorization").is_some_and(|v| v.starts_with("Bearer ") && v.len() > 7);
+    let authorized = has_bearer(req.headers());
     let if_match = header("if-match").map(|v| v.trim_matches('"').to_string());
-    let body: Value = match req.into_body().collect().await {
-        Ok(b) => serde_json::from_slice(&b.to_bytes()).unwrap_or(Value::Null),
-        Err(_) => Value::Null,
-    };
+    let body = body_json(req.into_body()).await;
     let mut st = lock(state);
     st.log.push(format!("{method} {path}"));
     if !authorized {

@@ -6,13 +6,12 @@
 //! [`FunctionSync`]) so that `GET .../sites/<app>/functions` lists them.
 
 use crate::fake_arm::{FunctionSync, ScmHosts};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use crate::fake_http::{self, body_bytes, has_bearer, reply, Reply};
 use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::Request;
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::io::Read;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -121,60 +120,19 @@ fn host_for(state: &Arc<Mutex<State>>, polls: u32, sync: &FunctionSync, site: &s
     if let Some(h) = lock(state).hosts.get(site) {
         return h.clone();
     }
-    let std_listener = match std::net::TcpListener::bind("127.0.0.1:0") {
-        Ok(l) => l,
-        Err(e) => return format!("unbindable-{e}"),
-    };
-    let addr = match std_listener.local_addr() {
-        Ok(a) => a.to_string(),
-        Err(e) => return format!("unbindable-{e}"),
-    };
-    let listener = match std_listener
-        .set_nonblocking(true)
-        .and_then(|_| tokio::net::TcpListener::from_std(std_listener))
-    {
-        Ok(l) => l,
+    let (listener, addr) = match fake_http::bind_loopback() {
+        Ok(b) => b,
         Err(e) => return format!("unbindable-{e}"),
     };
     let (s, sy, name) = (state.clone(), sync.clone(), site.to_string());
-    let task = tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let (s, sy, name) = (s.clone(), sy.clone(), name.clone());
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
-                    let (s, sy, name) = (s.clone(), sy.clone(), name.clone());
-                    async move {
-                        Ok::<_, std::convert::Infallible>(handle(&s, polls, &sy, &name, req).await)
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
+    let task = fake_http::serve(listener, move |req| {
+        let (s, sy, name) = (s.clone(), sy.clone(), name.clone());
+        async move { Ok::<_, Infallible>(handle(&s, polls, &sy, &name, req).await) }
     });
     let mut st = lock(state);
     st.tasks.push(task);
     st.hosts.insert(site.to_string(), addr.clone());
     addr
-}
-
-fn reply(status: u16, body: &Value, headers: &[(&str, String)]) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
-    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    r.headers_mut().insert(
-        "content-type",
-        hyper::header::HeaderValue::from_static("application/json"),
-    );
-    for (k, v) in headers {
-        if let (Ok(n), Ok(v)) = (
-            hyper::header::HeaderName::from_bytes(k.as_bytes()),
-            hyper::header::HeaderValue::from_str(v),
-        ) {
-            r.headers_mut().insert(n, v);
-        }
-    }
-    r
 }
 
 /// The functions of a package: the `<name>` of every `<name>/function.json` entry.
@@ -205,7 +163,7 @@ async fn handle(
     sync: &FunctionSync,
     site: &str,
     req: Request<Incoming>,
-) -> Response<Full<Bytes>> {
+) -> Reply {
     let method = req.method().as_str().to_string();
     let path = req.uri().path().to_string();
     let host = req
@@ -214,15 +172,8 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
-    let authorized = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("Bearer ") && v.len() > 7);
-    let body = match req.into_body().collect().await {
-        Ok(b) => b.to_bytes().to_vec(),
-        Err(_) => Vec::new(),
-    };
+    let authorized = has_bearer(req.headers());
+    let body = body_bytes(req.into_body()).await.to_vec();
     if !authorized {
         // Basic publishing credentials are disabled: only an Entra bearer token is accepted.
         return reply(

@@ -10,7 +10,7 @@ use crate::app::{AppFunction, CATALOGUE_FILE};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use twin_functions::catalogue::{CatalogueError, CatalogueLocation, DeviceCatalogue};
-use twin_functions::env_vars::LOG_LEVEL;
+use twin_functions::logging;
 use twin_functions::settings::LogLevel;
 
 /// The port the host tells the handler to listen on.
@@ -64,31 +64,13 @@ pub const TWIN_TARGETS: [&str; 3] = ["twin_functions", "twin_functions_azure", "
 /// The log filter for `level`: the twin's own targets at `level`, every dependency (the Azure
 /// SDK, hyper) at WARN, so DEBUG does not bury the twin's lines under the SDK's.
 pub fn log_filter(level: LogLevel) -> tracing_subscriber::filter::Targets {
-    let own = match level {
-        LogLevel::Debug => tracing::level_filters::LevelFilter::DEBUG,
-        LogLevel::Info => tracing::level_filters::LevelFilter::INFO,
-    };
-    tracing_subscriber::filter::Targets::new()
-        .with_default(tracing::level_filters::LevelFilter::WARN)
-        .with_targets(TWIN_TARGETS.iter().map(|t| (*t, own)))
+    logging::log_filter(level, &TWIN_TARGETS)
 }
 
 /// JSON logs on stdout (the host forwards its worker's output to Application Insights), with
-/// the current span's fields (function, invocation id) on every line.
+/// the current span's fields (function, invocation id) and a timestamp on every line.
 pub fn init_tracing(level: LogLevel) {
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
-    let fmt = tracing_subscriber::fmt::layer()
-        .json()
-        .with_current_span(true)
-        .with_span_list(false)
-        .flatten_event(true)
-        .with_target(false);
-    // A second init (tests) keeps the first subscriber: that is fine.
-    let _ = tracing_subscriber::registry()
-        .with(fmt)
-        .with(log_filter(level))
-        .try_init();
+    logging::init_json_logs(log_filter(level), logging::Timestamps::InLine);
 }
 
 /// The functions whose `<name>/function.json` is in `root`, in order.
@@ -158,11 +140,7 @@ pub fn handler_from_environment(
 /// logged once and returned, so `main` exits non-zero and the host reports it.
 pub async fn run_from_environment() -> Result<(), StartError> {
     let lookup = |name: &str| std::env::var(name).ok();
-    let level = lookup(LOG_LEVEL)
-        .as_deref()
-        .and_then(LogLevel::parse)
-        .unwrap_or(LogLevel::Info);
-    init_tracing(level);
+    init_tracing(logging::level_from(&lookup));
     let result = async {
         let port = match lookup(PORT_ENV) {
             None => return Err(StartError::Port("not set".into())),
