@@ -257,11 +257,10 @@ pub fn property_specs(device: &Device) -> Result<Vec<PropertySpec>, CloudError> 
         .properties
         .iter()
         .map(|p| {
-            let data_type: DataType = serde_json::from_value(serde_json::Value::String(
-                p.data_type.as_str().into(),
-            ))
-            .map_err(|e| {
-                CloudError::fatal(
+            let data_type: DataType =
+                serde_json::from_value(serde_json::Value::String(p.data_type.as_str().into()))
+                    .map_err(|e| {
+                        CloudError::fatal(
                     "UnsupportedDataType",
                     format!(
                         "device {} property {}: the functions cannot coerce dataType {} ({e})",
@@ -273,7 +272,7 @@ pub fn property_specs(device: &Device) -> Result<Vec<PropertySpec>, CloudError> 
                 .with_hint(
                     "use DOUBLE, INTEGER, LONG, BOOLEAN or STRING in config_iot_devices.json",
                 )
-            })?;
+                    })?;
             Ok(PropertySpec {
                 name: p.name.clone(),
                 data_type,
