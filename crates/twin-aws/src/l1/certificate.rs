@@ -7,11 +7,8 @@ use crate::errors::{cloud, gone_is_ok, not_found_is_none};
 use crate::AwsClients;
 use async_trait::async_trait;
 use aws_sdk_iot::types::CertificateStatus;
-use base64::Engine as _;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use twin_engine::{CloudError, ErrorClass, Observed, Outputs, ResourceDriver, ResourceSpec};
@@ -19,70 +16,13 @@ use twin_engine::{CloudError, ErrorClass, Observed, Outputs, ResourceDriver, Res
 /// Driver kind of a device certificate.
 pub const KIND: &str = "iot_certificate";
 
-/// File name of the device certificate (the simulator's name for it).
-pub const CERTIFICATE_FILE: &str = "certificate.pem.crt";
-
-/// File name of the device's private key (0600).
-pub const PRIVATE_KEY_FILE: &str = "private.pem.key";
-
-/// The directory of a device's credentials: `<config-dir>/.deployer/devices/<device>/`.
-pub fn device_dir(config_dir: &Path, device: &str) -> PathBuf {
-    config_dir.join(".deployer").join("devices").join(device)
-}
+pub use twin_device_credentials::{
+    device_dir, make_certificate, write_private, CERTIFICATE_FILE, PRIVATE_KEY_FILE,
+};
 
 /// The id IoT Core gives a certificate: hex SHA-256 of its DER encoding.
 pub fn certificate_id(pem: &str) -> Option<String> {
-    let body: String = pem
-        .lines()
-        .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE"))
-        .skip(1)
-        .take_while(|l| !l.starts_with("-----END"))
-        .collect();
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(body.trim())
-        .ok()?;
-    Some(hex::encode(Sha256::digest(der)))
-}
-
-/// Makes a P-256 key pair and a self-signed certificate with `common_name`; returns (cert PEM,
-/// key PEM).
-pub fn make_certificate(common_name: &str) -> Result<(String, String), CloudError> {
-    let fail = |e: rcgen::Error| CloudError::fatal("CertificateGeneration", e.to_string());
-    let key = rcgen::KeyPair::generate().map_err(fail)?;
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(fail)?;
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, common_name);
-    params.not_before = rcgen::date_time_ymd(2024, 1, 1);
-    params.not_after = rcgen::date_time_ymd(2049, 12, 31);
-    let cert = params.self_signed(&key).map_err(fail)?;
-    Ok((cert.pem(), key.serialize_pem()))
-}
-
-/// Writes `contents` to `path` atomically with `mode` (the temp file has the mode from the
-/// start, so the key is never readable by others, not even briefly).
-pub fn write_private(path: &Path, contents: &str, mode: u32) -> Result<(), CloudError> {
-    let fail = |e: std::io::Error| {
-        CloudError::fatal("LocalFile", format!("cannot write {}: {e}", path.display()))
-            .with_hint("check the permissions of the config directory")
-    };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(fail)?;
-    }
-    // `<name>.tmp` beside it: distinct for `private.pem.key` and `private.pem.key.next`.
-    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(".tmp");
-    let tmp = path.with_file_name(tmp_name);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(fail)?;
-    f.write_all(contents.as_bytes()).map_err(fail)?;
-    f.sync_all().map_err(fail)?;
-    std::fs::rename(&tmp, path).map_err(fail)
+    twin_device_credentials::der_sha256(pem).map(hex::encode)
 }
 
 /// Registers, reads and deletes device certificates.
