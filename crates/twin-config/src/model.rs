@@ -223,6 +223,32 @@ impl TwinConfig {
         self.devices.iter().find(|d| d.id == id)
     }
 
+    /// One example message per device, with a sample value of each property's type (the
+    /// simulator's payloads file, on every cloud).
+    pub fn example_payloads(&self) -> serde_json::Value {
+        use serde_json::json;
+        serde_json::Value::Array(
+            self.devices
+                .iter()
+                .map(|d| {
+                    let mut m = serde_json::Map::new();
+                    m.insert("iotDeviceId".into(), json!(d.id));
+                    m.insert("time".into(), json!(""));
+                    for p in &d.properties {
+                        let v = match p.data_type {
+                            DataType::Double => json!(21.5),
+                            DataType::Integer | DataType::Long => json!(1),
+                            DataType::Boolean => json!(true),
+                            DataType::String => json!("sample"),
+                        };
+                        m.insert(p.name.clone(), v);
+                    }
+                    serde_json::Value::Object(m)
+                })
+                .collect(),
+        )
+    }
+
     /// The twin's name (shorthand for `twin.digital_twin_name`).
     pub fn name(&self) -> &str {
         &self.twin.digital_twin_name

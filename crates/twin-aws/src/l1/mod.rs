@@ -125,7 +125,7 @@ pub fn specs(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudError> {
             "root_ca_cert_path": format!("../devices/{}", simulator_config::ROOT_CA_FILE),
             "client_id_prefix": names::per_device_prefix(twin),
         }))
-        .inputs(json!({"example_payloads": simulator_config::example_payloads(ctx.twin)})),
+        .inputs(json!({"example_payloads": ctx.twin.example_payloads()})),
     );
     Ok(specs)
 }

@@ -10,7 +10,6 @@ use async_trait::async_trait;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use twin_config::{DataType, TwinConfig};
 use twin_engine::{CloudError, Observed, Outputs, ResourceDriver, ResourceSpec};
 
 /// Driver kind of the simulator config.
@@ -25,30 +24,6 @@ pub const ROOT_CA_FILE: &str = "AmazonRootCA1.pem";
 /// Where the simulator config goes.
 pub fn simulator_dir(config_dir: &Path) -> PathBuf {
     config_dir.join(".deployer").join("simulator")
-}
-
-/// One example message per device, with a sample value of each property's type.
-pub fn example_payloads(twin: &TwinConfig) -> Value {
-    Value::Array(
-        twin.devices
-            .iter()
-            .map(|d| {
-                let mut m = serde_json::Map::new();
-                m.insert("iotDeviceId".into(), json!(d.id));
-                m.insert("time".into(), json!(""));
-                for p in &d.properties {
-                    let v = match p.data_type {
-                        DataType::Double => json!(21.5),
-                        DataType::Integer | DataType::Long => json!(1),
-                        DataType::Boolean => json!(true),
-                        DataType::String => json!("sample"),
-                    };
-                    m.insert(p.name.clone(), v);
-                }
-                Value::Object(m)
-            })
-            .collect(),
-    )
 }
 
 /// Writes, reads and removes the simulator config.

@@ -191,7 +191,7 @@ pub fn specs(ctx: &LayerContext<'_>, group: &ResourceId) -> Vec<ResourceSpec> {
     .desired(simulator_config::desired(&sim_path));
     sim.inputs = json!({
         simulator_config::HUB_KEY: hub_id.0,
-        simulator_config::EXAMPLES_KEY: simulator_config::example_payloads(ctx.twin),
+        simulator_config::EXAMPLES_KEY: ctx.twin.example_payloads(),
     });
     specs.push(sim);
     specs

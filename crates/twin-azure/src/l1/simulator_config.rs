@@ -11,7 +11,6 @@ use crate::l1::hub;
 use async_trait::async_trait;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use twin_config::{DataType, TwinConfig};
 use twin_engine::{CloudError, Observed, Outputs, ResourceDriver, ResourceId, ResourceSpec};
 
 /// Driver kind of the simulator config.
@@ -73,30 +72,6 @@ pub fn broker_host(host_name: &str) -> &str {
         Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => h,
         _ => host_name,
     }
-}
-
-/// One example message per device, with a sample value of each property's type.
-pub fn example_payloads(twin: &TwinConfig) -> Value {
-    Value::Array(
-        twin.devices
-            .iter()
-            .map(|d| {
-                let mut m = serde_json::Map::new();
-                m.insert("iotDeviceId".into(), json!(d.id));
-                m.insert("time".into(), json!(""));
-                for p in &d.properties {
-                    let v = match p.data_type {
-                        DataType::Double => json!(21.5),
-                        DataType::Integer | DataType::Long => json!(1),
-                        DataType::Boolean => json!(true),
-                        DataType::String => json!("sample"),
-                    };
-                    m.insert(p.name.clone(), v);
-                }
-                Value::Object(m)
-            })
-            .collect(),
-    )
 }
 
 /// The config file's contents for a hub at `host_name`.
