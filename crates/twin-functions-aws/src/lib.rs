@@ -6,12 +6,14 @@ pub mod attribute_value;
 pub mod dynamo_hot_store;
 pub mod error_map;
 pub mod lambda_invoker;
+pub mod processor_main;
 pub mod s3_object_store;
 pub mod sdk_config;
 pub mod startup;
 
 pub use dynamo_hot_store::DynamoHotStore;
 pub use lambda_invoker::LambdaInvoker;
+pub use processor_main::{run_default_processor, run_processor};
 pub use s3_object_store::S3ObjectStore;
 pub use startup::{
     aws_sdk_config, dynamodb_client, lambda_client, load_catalogue, s3_client, start,

@@ -28,6 +28,8 @@ pub enum DropReason {
     UnknownProperties(Vec<String>),
     /// None of the device's configured properties is present.
     NoProperties,
+    /// The device's own processing logic refused the message.
+    RejectedByDeviceLogic(String),
 }
 
 impl DropReason {
@@ -42,6 +44,7 @@ impl DropReason {
             DropReason::BadProperty(_) => "bad_property",
             DropReason::UnknownProperties(_) => "unknown_properties",
             DropReason::NoProperties => "no_properties",
+            DropReason::RejectedByDeviceLogic(_) => "rejected_by_device_logic",
         }
     }
 }
@@ -73,6 +76,9 @@ impl fmt::Display for DropReason {
             }
             DropReason::NoProperties => {
                 f.write_str("none of the device's configured properties is present")
+            }
+            DropReason::RejectedByDeviceLogic(why) => {
+                write!(f, "the device's own processor refused it: {why}")
             }
         }
     }

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod cold_key;
 pub mod cold_to_archive;
 pub mod data_type;
+pub mod device_logic;
 pub mod dispatcher;
 pub mod drops;
 pub mod env_vars;

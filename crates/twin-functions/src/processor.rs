@@ -3,7 +3,8 @@
 //!
 //! One function serves every device without a processor of its own (the shared `<twin>-processor`);
 //! with `DEVICE_ID` set it is a device's own function and serves that device only. Either way the
-//! property types come from the device catalogue read at cold start (`catalogue.rs`).
+//! property types come from the device catalogue read at cold start (`catalogue.rs`). A device's
+//! own processor runs its crate's logic first ([`crate::device_logic`]) and then the same checks.
 //!
 //! A message fits when: its device is in the catalogue (and is `DEVICE_ID`, when set); `time`, if present, is a timestamp; every
 //! other key is a configured property or a reserved field; every present property's value fits
@@ -15,6 +16,7 @@
 
 use crate::catalogue::DeviceCatalogue;
 use crate::clock::Clock;
+use crate::device_logic::{LogicStep, StepOutcome};
 use crate::drops::{DropCounter, DropReason};
 use crate::error::CloudError;
 use crate::invoker::FunctionInvoker;
@@ -24,6 +26,8 @@ use crate::record::{
 use crate::settings::ProcessorSettings;
 use crate::timestamp::Timestamp;
 use serde_json::{Map, Value};
+use std::collections::BTreeSet;
+use std::sync::Arc;
 use tracing::Instrument;
 
 /// What the processor did with one message.
@@ -37,7 +41,8 @@ pub enum ProcessOutcome {
 
 /// The processor function's logic.
 pub struct Processor<I, C> {
-    only_device: Option<String>,
+    only_devices: Option<BTreeSet<String>>,
+    logic: Option<Arc<dyn LogicStep>>,
     catalogue: DeviceCatalogue,
     persister_function: String,
     invoker: I,
@@ -54,7 +59,8 @@ impl<I: FunctionInvoker, C: Clock> Processor<I, C> {
         clock: C,
     ) -> Self {
         Self {
-            only_device: settings.device_id.clone(),
+            only_devices: settings.device_id.clone().map(|d| BTreeSet::from([d])),
+            logic: None,
             catalogue,
             persister_function: settings.persister_function.clone(),
             invoker,
@@ -63,22 +69,77 @@ impl<I: FunctionInvoker, C: Clock> Processor<I, C> {
         }
     }
 
-    /// Turns a message into the record for the persister, or says why it does not fit.
-    pub fn process(&self, event: Value) -> Result<Map<String, Value>, DropReason> {
-        let Value::Object(mut message) = event else {
-            return Err(DropReason::NotAnObject);
-        };
+    /// The same processor running `logic` before its checks (a device's own processor).
+    pub fn with_logic(mut self, logic: Arc<dyn LogicStep>) -> Self {
+        self.logic = Some(logic);
+        self
+    }
+
+    /// The same processor serving only `devices` (those whose own processor it is).
+    pub fn serving(mut self, devices: BTreeSet<String>) -> Self {
+        self.only_devices = Some(devices);
+        self
+    }
+
+    /// The message's device, if it is one this processor serves.
+    fn served_device(&self, message: &Map<String, Value>) -> Result<String, DropReason> {
         let device_id = match message.get(FIELD_DEVICE_ID) {
             Some(Value::String(d)) if !d.is_empty() => d.clone(),
             _ => return Err(DropReason::MissingDeviceId),
         };
         let served = self
-            .only_device
+            .only_devices
             .as_ref()
-            .is_none_or(|only| *only == device_id);
+            .is_none_or(|only| only.contains(&device_id));
+        match self.catalogue.device(&device_id) {
+            Some(_) if served => Ok(device_id),
+            _ => Err(DropReason::UnknownDevice(device_id)),
+        }
+    }
+
+    /// Runs the device's logic (if any) and then the checks: the record for the persister, or
+    /// why the message does not fit. An `Err` is a failure to run the logic, not the message's.
+    pub async fn process_with_logic(
+        &self,
+        event: Value,
+    ) -> Result<Result<Map<String, Value>, DropReason>, CloudError> {
+        let Some(logic) = &self.logic else {
+            return Ok(self.process(event));
+        };
+        let Value::Object(message) = event else {
+            return Ok(Err(DropReason::NotAnObject));
+        };
+        let device_id = match self.served_device(&message) {
+            Ok(d) => d,
+            Err(reason) => return Ok(Err(reason)),
+        };
+        let correlation = message.get(FIELD_CORRELATION_ID).cloned();
+        let mut transformed = match logic.apply(message).await? {
+            StepOutcome::Message(m) => m,
+            StepOutcome::Rejected(why) => return Ok(Err(DropReason::RejectedByDeviceLogic(why))),
+        };
+        if transformed.get(FIELD_DEVICE_ID).and_then(Value::as_str) != Some(device_id.as_str()) {
+            return Ok(Err(DropReason::RejectedByDeviceLogic(format!(
+                "the logic changed or removed iotDeviceId `{device_id}`"
+            ))));
+        }
+        // The correlation id is the platform's, not the logic's to drop.
+        if let Some(c) = correlation {
+            transformed.entry(FIELD_CORRELATION_ID).or_insert(c);
+        }
+        Ok(self.process(Value::Object(transformed)))
+    }
+
+    /// Checks a message (no device logic) and turns it into the record for the persister, or
+    /// says why it does not fit.
+    pub fn process(&self, event: Value) -> Result<Map<String, Value>, DropReason> {
+        let Value::Object(mut message) = event else {
+            return Err(DropReason::NotAnObject);
+        };
+        let device_id = self.served_device(&message)?;
         let properties = match self.catalogue.device(&device_id) {
-            Some(device) if served => &device.properties,
-            _ => return Err(DropReason::UnknownDevice(device_id)),
+            Some(device) => &device.properties,
+            None => return Err(DropReason::UnknownDevice(device_id)),
         };
         message.remove(FIELD_TOPIC_DEVICE_ID);
         let time = match message.get(FIELD_TIME) {
@@ -148,7 +209,7 @@ impl<I: FunctionInvoker, C: Clock> Processor<I, C> {
         let span =
             tracing::info_span!("process", device_id = %device_id, correlation_id = %correlation);
         async {
-            match self.process(event) {
+            match self.process_with_logic(event).await? {
                 Err(reason) => {
                     self.drops.record("processor", &reason);
                     Ok(ProcessOutcome::Dropped(reason))
@@ -311,5 +372,92 @@ mod tests {
         assert!(matches!(out, ProcessOutcome::Dropped(_)));
         assert_eq!(p.dropped(), 1);
         assert!(p.invoker.calls().is_empty());
+    }
+
+    /// Sends tenths of a degree as `deciC`; refuses readings below absolute zero.
+    struct Tenths;
+    impl crate::device_logic::DeviceLogic for Tenths {
+        fn transform(&self, mut m: Map<String, Value>) -> Result<Map<String, Value>, String> {
+            let deci = m
+                .remove("deciC")
+                .and_then(|v| v.as_f64())
+                .ok_or("no deciC")?;
+            if deci < -2731.5 {
+                return Err(format!("{deci} is below absolute zero"));
+            }
+            m.insert("temperature".into(), json!(deci / 10.0));
+            Ok(m)
+        }
+    }
+
+    struct Renamer;
+    impl crate::device_logic::DeviceLogic for Renamer {
+        fn transform(&self, mut m: Map<String, Value>) -> Result<Map<String, Value>, String> {
+            m.insert("iotDeviceId".into(), json!("s-3"));
+            Ok(m)
+        }
+    }
+
+    fn own(
+        logic: impl crate::device_logic::DeviceLogic + 'static,
+    ) -> Processor<RecordingInvoker, FixedClock> {
+        processor_for(None)
+            .with_logic(Arc::new(crate::device_logic::InProcess(logic)))
+            .serving(BTreeSet::from(["s-1".to_string()]))
+    }
+
+    #[tokio::test]
+    async fn a_device_s_logic_runs_before_the_checks_and_its_result_is_checked() {
+        let p = own(Tenths);
+        let out = p
+            .handle(
+                json!({"iotDeviceId":"s-1","deciC":215,"correlationId":"c"}),
+                "r",
+            )
+            .await
+            .unwrap();
+        let expected = json!({"iotDeviceId":"s-1","time":"2025-11-04T00:00:00.000Z","correlationId":"c","temperature":21.5});
+        assert_eq!(
+            out,
+            ProcessOutcome::Persisting(expected.as_object().cloned().unwrap())
+        );
+        // Refused by the logic: dropped with its reason, nothing persisted.
+        let out = p
+            .handle(json!({"iotDeviceId":"s-1","deciC":-3000}), "r")
+            .await
+            .unwrap();
+        assert!(
+            matches!(&out, ProcessOutcome::Dropped(DropReason::RejectedByDeviceLogic(why)) if why.contains("absolute zero")),
+            "{out:?}"
+        );
+        assert_eq!(p.invoker.calls().len(), 1);
+        // The logic's output still meets the device's types: an unconfigured key is dropped.
+        let out = p
+            .handle(json!({"iotDeviceId":"s-1","deciC":1,"extra":1}), "r")
+            .await
+            .unwrap();
+        assert!(
+            matches!(&out, ProcessOutcome::Dropped(DropReason::UnknownProperties(k)) if k == &vec!["extra".to_string()]),
+            "{out:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_device_s_logic_serves_its_devices_only_and_cannot_change_the_device() {
+        let p = own(Tenths);
+        let got = p
+            .process_with_logic(json!({"iotDeviceId":"s-3","deciC":1}))
+            .await
+            .unwrap();
+        assert_eq!(got.map_err(|r| r.code()), Err("unknown_device"));
+        let p = own(Renamer);
+        let got = p
+            .process_with_logic(json!({"iotDeviceId":"s-1","temperature":1}))
+            .await
+            .unwrap();
+        assert!(
+            matches!(&got, Err(DropReason::RejectedByDeviceLogic(why)) if why.contains("iotDeviceId")),
+            "{got:?}"
+        );
     }
 }
