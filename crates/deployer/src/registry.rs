@@ -87,8 +87,7 @@ pub fn unimplemented_layers(config: &TwinConfig) -> Vec<Diagnostic> {
 }
 
 /// On Azure every function of a twin runs in one custom handler inside layer 2's Function App:
-/// layers with functions (L3 hot's reader and mover, L3 cold's mover) need L2 there, and the
-/// handler runs the default processor only (a device's own processor crate is a Lambda binary).
+/// layers with functions (L3 hot's reader and mover, L3 cold's mover) need L2 there.
 fn azure_function_host(
     config: &TwinConfig,
     diagnostic: &dyn Fn(Layer, String) -> Diagnostic,
@@ -106,24 +105,6 @@ fn azure_function_host(
                     ),
                 ));
             }
-        }
-    }
-    if on(Layer::L2) {
-        let own: Vec<&str> = config
-            .devices
-            .iter()
-            // `aws.processor_per_device` is an AWS setting: only a crate of its own counts here.
-            .filter(|d| d.processor.is_some())
-            .map(|d| d.id.as_str())
-            .collect();
-        if !own.is_empty() {
-            found.push(diagnostic(
-                Layer::L2,
-                format!(
-                    "layer_2_provider is `azure` but device(s) {} name a processor crate of their own (`processor` in config_iot_devices.json): on Azure the one custom handler runs the default processor only; remove them or keep layer 2 on aws",
-                    own.join(", ")
-                ),
-            ));
         }
     }
     found

@@ -367,3 +367,98 @@ fn fake_arm_throttling_busy_and_server_errors_converge_through_the_binary() {
     );
     assert!(fakes.twin_resources(twin).is_empty());
 }
+
+/// The names in a package zip.
+fn entries_of(zip: &[u8]) -> Vec<String> {
+    let archive = zip::ZipArchive::new(std::io::Cursor::new(zip)).expect("a zip");
+    archive.file_names().map(str::to_string).collect()
+}
+
+#[test]
+fn fake_arm_a_device_s_own_processor_crate_ships_in_the_app_package_and_leaves_with_it() {
+    let fakes = Fakes::start(FakeArmConfig::default());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let twin = "own-az";
+    write_twin(dir.path(), twin, 2);
+    let devices = dir.path().join("config_iot_devices.json");
+    let with_crate = serde_json::json!([
+        {"id": "dev-0", "properties": [{"name": "temperature", "dataType": "DOUBLE"}],
+         "processor": "fahrenheit-processor"},
+        {"id": "dev-1", "properties": [{"name": "temperature", "dataType": "DOUBLE"}]}
+    ]);
+    std::fs::write(&devices, with_crate.to_string()).expect("devices");
+
+    let out = run(&fakes, dir.path(), &["validate"]);
+    assert!(
+        out.status.success(),
+        "an own processor crate validates on Azure: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    json_of(
+        &run(&fakes, dir.path(), &["deploy", "-y", "--json"]),
+        "deploy",
+    );
+    let site = fakes
+        .twin_resources(twin)
+        .into_iter()
+        .find(|i| i.contains("/providers/microsoft.web/sites/") && i.matches('/').count() == 8)
+        .expect("the Function App");
+    let app = site.rsplit('/').next().expect("site name").to_string();
+    let package = fakes.kudu.package(&app).expect("a deployed package");
+    let names = entries_of(&package);
+    assert!(
+        names.iter().any(|n| n == "processors/fahrenheit-processor"),
+        "{names:?}"
+    );
+    let catalogue: serde_json::Value = {
+        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(&package)).expect("zip");
+        let mut text = String::new();
+        std::io::Read::read_to_string(
+            &mut archive.by_name("catalogue.json").expect("catalogue"),
+            &mut text,
+        )
+        .expect("read");
+        serde_json::from_str(&text).expect("json")
+    };
+    assert_eq!(
+        catalogue["devices"]["dev-0"]["processor"], "fahrenheit-processor",
+        "{catalogue}"
+    );
+    assert!(
+        catalogue["devices"]["dev-1"].get("processor").is_none(),
+        "{catalogue}"
+    );
+    assert_no_changes(&json_of(
+        &run(&fakes, dir.path(), &["deploy", "-y", "--json"]),
+        "second deploy",
+    ));
+    assert_eq!(fakes.kudu.uploads(&app), 1);
+
+    // The device drops its crate: the package is rebuilt without the binary and redeployed.
+    write_twin(dir.path(), twin, 2);
+    let report = json_of(
+        &run(&fakes, dir.path(), &["deploy", "-y", "--json"]),
+        "redeploy",
+    );
+    assert_eq!(
+        report["updated"].as_u64(),
+        Some(1),
+        "only the package changes: {report}"
+    );
+    assert_eq!(fakes.kudu.uploads(&app), 2);
+    let names = entries_of(&fakes.kudu.package(&app).expect("package"));
+    assert!(
+        !names.iter().any(|n| n.starts_with("processors/")),
+        "{names:?}"
+    );
+
+    json_of(
+        &run(&fakes, dir.path(), &["destroy", "-y", "--json"]),
+        "destroy",
+    );
+    assert!(
+        fakes.twin_resources(twin).is_empty(),
+        "{:?}",
+        fakes.twin_resources(twin)
+    );
+}

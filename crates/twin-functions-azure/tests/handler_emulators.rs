@@ -7,6 +7,9 @@ mod support;
 use base64::Engine;
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use support::AzureTwin;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -362,8 +365,24 @@ impl azure_core::credentials::TokenCredential for StaticToken {
 }
 
 async fn start_with(settings: &HandlerSettings, stores: Stores) -> RunningHandler {
-    let handler =
-        Handler::new(&AppFunction::ALL, settings, Some(catalogue()), stores).expect("handler");
+    start_app(settings, stores, catalogue(), Path::new(".")).await
+}
+
+/// A handler for `catalogue` with the package unpacked at `app_root`.
+async fn start_app(
+    settings: &HandlerSettings,
+    stores: Stores,
+    catalogue: DeviceCatalogue,
+    app_root: &Path,
+) -> RunningHandler {
+    let handler = Handler::new(
+        &AppFunction::ALL,
+        settings,
+        Some(catalogue),
+        stores,
+        app_root,
+    )
+    .expect("handler");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -657,4 +676,129 @@ async fn emulators_timer_movers_move_what_is_due_from_cosmos_to_cold_then_archiv
         "{}",
         refused.logs()
     );
+}
+
+/// An app root holding, as the package does, the real build of the example processor crate
+/// `fahrenheit-processor` (its cargo-lambda `bootstrap`, the same file its Lambda runs).
+fn app_root_with_fahrenheit_processor(name: &str) -> PathBuf {
+    let zip = twin_testkit::function_zips()
+        .join("fahrenheit-processor")
+        .join("bootstrap.zip");
+    let file = std::fs::File::open(&zip).expect("the built crate");
+    let mut archive = zip::ZipArchive::new(file).expect("a zip");
+    let mut binary = Vec::new();
+    archive
+        .by_name("bootstrap")
+        .expect("bootstrap in it")
+        .read_to_end(&mut binary)
+        .expect("read");
+    let root = std::env::temp_dir().join(format!("twin-app-{name}-{}", std::process::id()));
+    let exe =
+        twin_functions_azure::handler::own_processors::executable_in(&root, "fahrenheit-processor");
+    std::fs::create_dir_all(exe.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&exe, binary).expect("write");
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    root
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emulators_a_device_s_own_processor_crate_runs_in_the_handler_before_the_checks() {
+    let twin = AzureTwin::create("h-own").await;
+    let hot = twin.hot_store().await;
+    let root = app_root_with_fahrenheit_processor("h-own");
+    let catalogue: DeviceCatalogue = serde_json::from_value(json!({
+        "sharedProcessor": "processor",
+        "devices": {
+            "s-1": {"properties": [{"name": "temperature", "dataType": "DOUBLE"}]},
+            "f-1": {"properties": [{"name": "temperature", "dataType": "DOUBLE"}],
+                    "processor": "fahrenheit-processor"},
+        }
+    }))
+    .expect("catalogue");
+    let handler = start_app(
+        &settings(&twin, &[]),
+        Stores::prebuilt(Some(hot.clone()), Some(twin.object_store())),
+        catalogue,
+        &root,
+    )
+    .await;
+
+    // f-1 reports Fahrenheit; its crate converts, the default checks coerce, the persister stores.
+    for (id, time, f) in [
+        ("ev-f1", "2025-11-04T13:00:00.000Z", 212.0),
+        ("ev-f2", "2025-11-04T13:01:00.000Z", 70.7),
+    ] {
+        let message = json!({"iotDeviceId": "f-1", "time": time, "temperatureF": f});
+        let answer = invoke(
+            handler.port,
+            "dispatcher",
+            &event_grid_invocation(telemetry_event(id, "f-1", message, true)),
+        )
+        .await;
+        assert_eq!(answer.status, 200, "{answer:?}");
+    }
+    // Refused by the crate: acknowledged (no redelivery) and not stored.
+    let refused =
+        json!({"iotDeviceId": "f-1", "time": "2025-11-04T13:02:00.000Z", "temperatureF": -999});
+    let answer = invoke(
+        handler.port,
+        "dispatcher",
+        &event_grid_invocation(telemetry_event("ev-f3", "f-1", refused, true)),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert!(
+        answer.logs().contains("rejected_by_device_logic"),
+        "{}",
+        answer.logs()
+    );
+    // (Cosmos gives 100.0 back as 100: compared as numbers.)
+    let stored: Vec<(String, Option<f64>)> = hot_records(&hot, "f-1")
+        .await
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap_or_default().to_string(),
+                r["temperature"].as_f64(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        stored,
+        vec![
+            ("2025-11-04T13:00:00.000Z".to_string(), Some(100.0)),
+            ("2025-11-04T13:01:00.000Z".to_string(), Some(21.5)),
+        ]
+    );
+    // s-1 has no crate of its own: `temperatureF` is not one of its properties, so the default
+    // processor drops it, and its Celsius reading is stored as sent.
+    let answer = invoke(
+        handler.port,
+        "dispatcher",
+        &event_grid_invocation(telemetry_event(
+            "ev-s1",
+            "s-1",
+            json!({"iotDeviceId": "s-1", "time": "2025-11-04T13:00:00.000Z", "temperatureF": 50}),
+            true,
+        )),
+    )
+    .await;
+    assert!(
+        answer.logs().contains("unknown_properties"),
+        "{}",
+        answer.logs()
+    );
+    // The HTTP-triggered processor routes by device too.
+    let direct =
+        json!({"iotDeviceId": "f-1", "time": "2025-11-04T13:03:00.000Z", "temperatureF": 32});
+    let answer = invoke(
+        handler.port,
+        "processor",
+        &http_invocation("processor", "POST", json!({}), Some(&direct)),
+    )
+    .await;
+    let (status, _, body) = answer.res();
+    assert_eq!(status, 200, "{answer:?}");
+    assert_eq!(body["record"]["temperature"], json!(0.0), "{body}");
+    let _ = std::fs::remove_dir_all(&root);
 }

@@ -36,7 +36,8 @@ pub struct DeviceCatalogue {
 pub struct CatalogueDevice {
     /// The device's telemetry properties and their types.
     pub properties: Vec<PropertySpec>,
-    /// The device's own processor function; absent = the shared processor.
+    /// The device's own processor function (on Azure: its processor crate, whose binary the
+    /// one handler runs); absent = the shared processor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub processor: Option<String>,
 }

@@ -79,6 +79,17 @@ async fn the_deployed_functions_run_for_real_behind_the_router() {
     let dir = tmp.path();
     let twin = "local-rt";
     support::write_twin(dir, twin, &["dev-a", "dev-b"]);
+    // dev-b reports Fahrenheit through a processor crate of its own (the example crate).
+    std::fs::write(
+        dir.join("config_iot_devices.json"),
+        serde_json::json!([
+            {"id": "dev-a", "properties": [{"name": "temperature", "dataType": "DOUBLE"}]},
+            {"id": "dev-b", "properties": [{"name": "temperature", "dataType": "DOUBLE"}],
+             "processor": "fahrenheit-processor"}
+        ])
+        .to_string(),
+    )
+    .expect("devices");
     let clients = support::clients(&moto.endpoint).await;
     support::deploy(dir, clients.clone(), support::Zips::Real(&real_zips())).await;
 
@@ -183,8 +194,8 @@ async fn the_deployed_functions_run_for_real_behind_the_router() {
     let processor = info
         .functions
         .iter()
-        .find(|f| f.name.ends_with("processor"))
-        .expect("a processor")
+        .find(|f| f.name == format!("{twin}-processor"))
+        .expect("the shared processor")
         .name
         .clone();
     eventually(
@@ -242,6 +253,44 @@ async fn the_deployed_functions_run_for_real_behind_the_router() {
         "a second record after the restart",
         Duration::from_secs(60),
         || stored(22.5),
+    )
+    .await;
+
+    // dev-b's own processor function runs its crate's logic before the default checks.
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let out = lambda
+        .invoke()
+        .function_name(format!("{twin}-dispatcher"))
+        .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
+        .payload(aws_sdk_lambda::primitives::Blob::new(
+            serde_json::json!({"iotDeviceId": "dev-b", "temperatureF": 212, "time": now})
+                .to_string(),
+        ))
+        .send()
+        .await
+        .expect("Event invoke");
+    assert_eq!(out.status_code(), 202);
+    eventually(
+        "dev-b's converted record in the hot table",
+        Duration::from_secs(60),
+        || {
+            let reader = reader.clone();
+            let lambda = lambda.clone();
+            async move {
+                let (_, answer) = invoke(&lambda, &reader, &http_event("dev-b")).await;
+                let body: serde_json::Value =
+                    serde_json::from_str(answer["body"].as_str().unwrap_or("[]"))
+                        .unwrap_or_default();
+                body.as_array()
+                    .is_some_and(|items| {
+                        items.iter().any(|i| {
+                            i["temperature"].as_f64() == Some(100.0)
+                                && i.get("temperatureF").is_none()
+                        })
+                    })
+                    .then_some(())
+            }
+        },
     )
     .await;
 

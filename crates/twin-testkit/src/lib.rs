@@ -202,9 +202,9 @@ pub fn reset_moto() -> Result<(), String> {
     http_request(moto().port, "POST", "/moto-api/reset", "").map(|_| ())
 }
 
-/// The function crates `scripts/build-functions.sh` packages (seven Lambda functions and the
-/// Azure Functions custom handler).
-pub const FUNCTION_CRATES: [&str; 8] = [
+/// The function crates `scripts/build-functions.sh` packages (seven Lambda functions, the
+/// Azure Functions custom handler and the example own-processor crate).
+pub const FUNCTION_CRATES: [&str; 9] = [
     "dispatcher",
     "processor",
     "persister",
@@ -213,6 +213,8 @@ pub const FUNCTION_CRATES: [&str; 8] = [
     "cold-to-archive-mover",
     "twin-connector",
     "azure-handler",
+    // The example of a device's own processor crate (tests of that path on both clouds).
+    "fahrenheit-processor",
 ];
 
 static FUNCTION_ZIPS: OnceLock<Result<PathBuf, String>> = OnceLock::new();

@@ -49,6 +49,7 @@ fn build_zip() -> Vec<u8> {
         handler,
         catalogue,
         functions: AppFunction::ALL.to_vec(),
+        processors: Default::default(),
     })
     .expect("package")
 }

@@ -1,11 +1,12 @@
 //! The real Function App package: the `azure-handler` binary (built once per source change by
-//! `twin_artifacts`, like every function), the twin's device catalogue and one `function.json`
-//! per function of the layers the twin keeps on Azure, zipped by
+//! `twin_artifacts`, like every function), the twin's device catalogue, one `function.json`
+//! per function of the layers the twin keeps on Azure and the binary of each processor crate a
+//! device names (the same x86_64 build as its Lambda function; the handler runs it), zipped by
 //! `twin_functions_azure::app::package` so the handler and the deployer agree on its layout.
 
 use super::{AppPackage, AppPackageSource};
 use async_trait::async_trait;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::sync::Arc;
 use twin_artifacts::Artifacts;
@@ -51,29 +52,20 @@ pub fn app_functions(twin: &TwinConfig) -> Vec<AppFunction> {
     functions
 }
 
-/// The device catalogue the handler loads: every device's property types; every device uses
-/// the in-process processor (a device's own processor crate is a Lambda binary, which the one
-/// handler cannot run: refused by `package`).
+/// The device catalogue the handler loads: every device's property types, and for a device
+/// naming a processor crate of its own, that crate (the handler runs its binary); the others
+/// use the in-process default processor.
 pub fn catalogue(twin: &TwinConfig) -> Result<DeviceCatalogue, CloudError> {
     let mut devices = BTreeMap::new();
     for d in &twin.devices {
         let properties = twin_artifacts::property_specs(d)?;
-        // `aws.processor_per_device` is an AWS setting: on Azure only a crate of its own counts.
-        if d.processor.is_some() {
-            return Err(CloudError::fatal(
-                "OwnProcessorOnAzure",
-                format!(
-                    "device {} has a processor of its own; on Azure every function runs in one custom handler, which runs only the default processor",
-                    d.id
-                ),
-            )
-            .with_hint("remove the device's `processor`, or keep layer 2 on aws"));
-        }
+        // `aws.processor_per_device` is an AWS setting (a Lambda function per device): in the
+        // one handler every device without a crate of its own shares the default processor.
         devices.insert(
             d.id.clone(),
             CatalogueDevice {
                 properties,
-                processor: None,
+                processor: d.processor.clone(),
             },
         );
     }
@@ -83,12 +75,20 @@ pub fn catalogue(twin: &TwinConfig) -> Result<DeviceCatalogue, CloudError> {
     })
 }
 
+/// The processor crates the twin's devices name, once each, in order.
+pub fn own_processor_crates(twin: &TwinConfig) -> BTreeSet<String> {
+    twin.devices
+        .iter()
+        .filter_map(|d| d.processor.clone())
+        .collect()
+}
+
 /// The `bootstrap` binary inside a cargo-lambda zip.
 fn binary_of(zip: &std::path::Path) -> Result<Vec<u8>, CloudError> {
     let fail = |e: String| {
         CloudError::fatal(
-            "HandlerBuildUnreadable",
-            format!("the built handler {}: {e}", zip.display()),
+            "FunctionBuildUnreadable",
+            format!("the built function {}: {e}", zip.display()),
         )
         .with_hint("rebuild it (scripts/build-functions.sh) or unset DEPLOYER_PREBUILT_FUNCTIONS")
     };
@@ -108,13 +108,27 @@ fn binary_of(zip: &std::path::Path) -> Result<Vec<u8>, CloudError> {
 impl AppPackageSource for HandlerPackage {
     async fn package(&self, twin: &TwinConfig) -> Result<AppPackage, CloudError> {
         let functions = app_functions(twin);
-        let catalogue = catalogue(twin)?;
+        let mut catalogue = catalogue(twin)?;
+        if !functions.contains(&AppFunction::Processor) {
+            // No processor here, so no device's own processor either.
+            for d in catalogue.devices.values_mut() {
+                d.processor = None;
+            }
+        }
         let built = self.artifacts.zip(HANDLER_CRATE).await?;
         let handler = binary_of(&built)?;
+        let mut processors = BTreeMap::new();
+        if functions.contains(&AppFunction::Processor) {
+            for crate_name in own_processor_crates(twin) {
+                let built = self.artifacts.zip(&crate_name).await?;
+                processors.insert(crate_name, binary_of(&built)?);
+            }
+        }
         let bytes = package(&PackageInput {
             handler,
             catalogue,
             functions: functions.clone(),
+            processors,
         })
         .map_err(|e| {
             CloudError::fatal("PackageRefused", format!("the Function App package: {e}"))

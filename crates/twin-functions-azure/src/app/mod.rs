@@ -16,6 +16,8 @@ pub use settings::required_settings;
 pub const HANDLER_EXECUTABLE: &str = "handler";
 /// The device catalogue's file inside the package, next to the binary.
 pub const CATALOGUE_FILE: &str = "catalogue.json";
+/// The folder of the package holding each device's own processor crate's binary, by crate name.
+pub const OWN_PROCESSORS_DIR: &str = "processors";
 /// The daily schedule of the hot-to-cold mover: 03:00 UTC (NCRONTAB, six fields with seconds).
 pub const HOT_TO_COLD_SCHEDULE: &str = "0 0 3 * * *";
 /// The daily schedule of the cold-to-archive mover: 04:00 UTC, an hour after the hot-to-cold

@@ -1,6 +1,7 @@
 //! The Function App's code package: one zip holding `host.json` (the custom handler and the
-//! extension bundle), the handler binary (executable), the device catalogue and one
-//! `<function>/function.json` per function. The same input always gives the same bytes (sorted
+//! extension bundle), the handler binary (executable), the device catalogue, one
+//! `<function>/function.json` per function and the binary of each device's own processor crate
+//! (`processors/<crate>`, run by the handler as a child: `handler::own_processors`). The same input always gives the same bytes (sorted
 //! entries, fixed timestamps and modes), so [`package_hash`] tells the deployer whether the
 //! deployed package drifted.
 //!
@@ -9,7 +10,10 @@
 //! and the bindings reference (`eventGridTrigger`, `httpTrigger` + `http` output,
 //! `timerTrigger` with an NCRONTAB schedule).
 
-use super::{AppFunction, Trigger, CATALOGUE_FILE, HANDLER_EXECUTABLE, HTTP_OUTPUT_BINDING};
+use super::{
+    AppFunction, Trigger, CATALOGUE_FILE, HANDLER_EXECUTABLE, HTTP_OUTPUT_BINDING,
+    OWN_PROCESSORS_DIR,
+};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
@@ -35,6 +39,9 @@ pub struct PackageInput {
     pub catalogue: DeviceCatalogue,
     /// The functions the app holds.
     pub functions: Vec<AppFunction>,
+    /// The Linux (x86_64) binary of each processor crate the catalogue's devices name, by crate
+    /// name (the `bootstrap` of its cargo-lambda zip, the same build as its Lambda function).
+    pub processors: BTreeMap<String, Vec<u8>>,
 }
 
 /// A package that cannot be built from its input.
@@ -63,11 +70,27 @@ pub enum PackageError {
         /// The function it needs.
         missing: AppFunction,
     },
-    /// The catalogue names processors the app cannot run.
-    #[error("devices {} have processors of their own, which the Azure Function App cannot run yet (it runs the default processor only); remove their custom processor or deploy L2 to AWS", .devices.join(", "))]
-    OwnProcessors {
-        /// The devices.
-        devices: Vec<String>,
+    /// A device names a processor crate whose binary was not given.
+    #[error("device {device} names the processor crate `{crate_name}`, but the package has no binary for it; build it (scripts/build-functions.sh, or `deployer deploy` builds lambdas/{crate_name})")]
+    MissingProcessor {
+        /// The device.
+        device: String,
+        /// The crate it names.
+        crate_name: String,
+    },
+    /// A processor binary no device uses.
+    #[error("the package was given a binary for the processor crate `{0}`, which no device of the catalogue names")]
+    UnusedProcessor(String),
+    /// A processor crate's name cannot be a file name in the package.
+    #[error("`{0}` is not a processor crate name (letters, digits, `-` and `_` only)")]
+    BadProcessorName(String),
+    /// A processor crate's binary is not a Linux x86_64 executable.
+    #[error("the processor crate `{crate_name}`: {problem}")]
+    BadProcessorBinary {
+        /// The crate.
+        crate_name: String,
+        /// What is wrong with its bytes (the handler's checks).
+        problem: Box<PackageError>,
     },
     /// The catalogue is not usable.
     #[error(transparent)]
@@ -165,18 +188,38 @@ fn entries(input: &PackageInput) -> Result<BTreeMap<String, (Vec<u8>, u32)>, Pac
         key: CATALOGUE_FILE.into(),
     };
     let parsed = DeviceCatalogue::parse(catalogue.as_bytes(), &location)?;
-    let own: Vec<String> = parsed
-        .devices
-        .iter()
-        .filter(|(_, d)| {
-            d.processor
-                .as_deref()
-                .is_some_and(|p| p != parsed.shared_processor)
-        })
-        .map(|(id, _)| id.clone())
-        .collect();
-    if !own.is_empty() {
-        return Err(PackageError::OwnProcessors { devices: own });
+    let mut named = BTreeSet::new();
+    for (device, entry) in &parsed.devices {
+        let Some(crate_name) = entry
+            .processor
+            .as_deref()
+            .filter(|p| *p != parsed.shared_processor)
+        else {
+            continue;
+        };
+        if !input.processors.contains_key(crate_name) {
+            return Err(PackageError::MissingProcessor {
+                device: device.clone(),
+                crate_name: crate_name.to_string(),
+            });
+        }
+        named.insert(crate_name);
+    }
+    for (crate_name, binary) in &input.processors {
+        let safe = !crate_name.is_empty()
+            && crate_name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !safe {
+            return Err(PackageError::BadProcessorName(crate_name.clone()));
+        }
+        if !named.contains(crate_name.as_str()) {
+            return Err(PackageError::UnusedProcessor(crate_name.clone()));
+        }
+        check_executable(binary).map_err(|problem| PackageError::BadProcessorBinary {
+            crate_name: crate_name.clone(),
+            problem: Box::new(problem),
+        })?;
     }
     let pretty = |v: &Value| {
         // A `Value` always serializes.
@@ -191,6 +234,12 @@ fn entries(input: &PackageInput) -> Result<BTreeMap<String, (Vec<u8>, u32)>, Pac
         (input.handler.clone(), 0o755),
     );
     out.insert(CATALOGUE_FILE.to_string(), (catalogue.into_bytes(), 0o644));
+    for (crate_name, binary) in &input.processors {
+        out.insert(
+            format!("{OWN_PROCESSORS_DIR}/{crate_name}"),
+            (binary.clone(), 0o755),
+        );
+    }
     for f in &functions {
         out.insert(
             format!("{}/function.json", f.name()),
@@ -249,6 +298,7 @@ mod tests {
             handler: elf(0x3E),
             catalogue: catalogue(),
             functions,
+            processors: BTreeMap::new(),
         }
     }
 
@@ -368,14 +418,72 @@ mod tests {
         arm.handler = elf(0xB7);
         let e = package(&arm).unwrap_err();
         assert!(e.to_string().contains("aarch64"), "{e}");
+    }
+
+    fn own_input() -> PackageInput {
         let mut own = input(vec![AppFunction::Processor, AppFunction::Persister]);
         own.catalogue = serde_json::from_value(json!({
             "sharedProcessor": "processor",
-            "devices": {"s-1": {"properties": [{"name": "t", "dataType": "DOUBLE"}],
-                                "processor": "t--s-1-processor"}}
+            "devices": {
+                "s-1": {"properties": [{"name": "t", "dataType": "DOUBLE"}],
+                        "processor": "fahrenheit-processor"},
+                "s-2": {"properties": [{"name": "t", "dataType": "DOUBLE"}],
+                        "processor": "fahrenheit-processor"},
+                "s-3": {"properties": [{"name": "t", "dataType": "DOUBLE"}]}
+            }
         }))
         .unwrap();
-        let e = package(&own).unwrap_err();
-        assert!(e.to_string().contains("devices s-1 have processors"), "{e}");
+        own.processors
+            .insert("fahrenheit-processor".into(), elf(0x3E));
+        own
+    }
+
+    #[test]
+    fn own_processor_binaries_ship_once_per_crate_as_executables() {
+        let zip = package(&own_input()).expect("package");
+        let files = read(&zip);
+        let entry = &files["processors/fahrenheit-processor"];
+        assert_eq!(entry.0, elf(0x3E));
+        assert_eq!(entry.1.map(|m| m & 0o777), Some(0o755));
+        assert_eq!(
+            files
+                .keys()
+                .filter(|k| k.starts_with("processors/"))
+                .count(),
+            1
+        );
+        // A new build of the crate is a new package.
+        let mut rebuilt = own_input();
+        rebuilt
+            .processors
+            .insert("fahrenheit-processor".into(), [elf(0x3E), vec![1]].concat());
+        assert_ne!(package(&rebuilt).unwrap(), zip);
+    }
+
+    #[test]
+    fn refuses_missing_unused_misnamed_and_foreign_processor_binaries() {
+        let mut missing = own_input();
+        missing.processors.clear();
+        let e = package(&missing).unwrap_err();
+        assert!(
+            matches!(&e, PackageError::MissingProcessor { device, crate_name } if device == "s-1" && crate_name == "fahrenheit-processor"),
+            "{e}"
+        );
+        let mut unused = own_input();
+        unused.processors.insert("other".into(), elf(0x3E));
+        assert!(matches!(package(&unused), Err(PackageError::UnusedProcessor(c)) if c == "other"));
+        let mut arm = own_input();
+        arm.processors
+            .insert("fahrenheit-processor".into(), elf(0xB7));
+        let e = package(&arm).unwrap_err();
+        assert!(e.to_string().contains("fahrenheit-processor"), "{e}");
+        assert!(e.to_string().contains("aarch64"), "{e}");
+        let mut bad = own_input();
+        bad.catalogue.devices.get_mut("s-1").unwrap().processor = Some("../x".into());
+        bad.processors.insert("../x".into(), elf(0x3E));
+        assert!(matches!(
+            package(&bad),
+            Err(PackageError::BadProcessorName(_))
+        ));
     }
 }

@@ -20,6 +20,7 @@
 pub mod event_grid;
 pub mod http_trigger;
 pub mod in_process;
+pub mod own_processors;
 pub mod payload;
 pub mod server;
 pub mod startup;
@@ -31,7 +32,8 @@ use crate::BlobObjectStore;
 use in_process::{AppPersister, AppProcessor, InProcessInvoker, InProcessTarget};
 use payload::{collecting_logs, failure_status, http_output, log_line, HandlerResponse};
 use serde_json::{json, Map, Value};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::sync::Arc;
 use stores::HotHandle;
 use twin_functions::catalogue::DeviceCatalogue;
@@ -53,6 +55,9 @@ pub struct Handler {
     functions: BTreeSet<AppFunction>,
     dispatcher: Option<Dispatcher<InProcessInvoker>>,
     processor: Option<Arc<AppProcessor>>,
+    /// Each device's own processor (its crate's logic run by a child), by crate name.
+    own_processors: BTreeMap<String, Arc<AppProcessor>>,
+    catalogue: Option<DeviceCatalogue>,
     persister: Option<Arc<AppPersister>>,
     hot_reader: Option<HotReader<HotHandle>>,
     hot_to_cold: Option<HotToColdMover<HotHandle, BlobObjectStore, SystemClock>>,
@@ -65,12 +70,14 @@ fn inconsistent(what: String) -> StartError {
 
 impl Handler {
     /// The handler for `functions` (and what they run in process), with `settings` read for
-    /// them, the package's `catalogue` (needed by the dispatcher and processor) and `stores`.
+    /// them, the package's `catalogue` (needed by the dispatcher and processor), `stores`, and
+    /// the package unpacked at `app_root` (where the devices' own processor binaries are).
     pub fn new(
         functions: &[AppFunction],
         settings: &HandlerSettings,
         catalogue: Option<DeviceCatalogue>,
         stores: Stores,
+        app_root: &Path,
     ) -> Result<Self, StartError> {
         let exposed: BTreeSet<AppFunction> = functions.iter().copied().collect();
         let mut all = exposed.clone();
@@ -95,19 +102,17 @@ impl Handler {
             None if needs_catalogue => return Err(StartError::NoCatalogue),
             None => None,
         };
+        // Crate name → the devices naming it.
+        let mut own: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         if let Some(c) = &catalogue {
-            let own: Vec<String> = c
-                .devices
-                .iter()
-                .filter(|(_, d)| {
-                    d.processor
-                        .as_deref()
-                        .is_some_and(|p| p != c.shared_processor)
-                })
-                .map(|(id, _)| id.clone())
-                .collect();
-            if !own.is_empty() {
-                return Err(StartError::OwnProcessors(own));
+            for (device, entry) in &c.devices {
+                if let Some(p) = entry
+                    .processor
+                    .as_deref()
+                    .filter(|p| *p != c.shared_processor)
+                {
+                    own.entry(p.to_string()).or_default().insert(device.clone());
+                }
             }
         }
 
@@ -135,16 +140,38 @@ impl Handler {
                     s.persister_function.clone(),
                     InProcessTarget::Persister(persister.clone()),
                 );
-                Some(Arc::new(Processor::new(
-                    s,
-                    catalogue.clone(),
-                    invoker,
-                    SystemClock,
-                )))
+                Some((
+                    Arc::new(Processor::new(
+                        s,
+                        catalogue.clone(),
+                        invoker.clone(),
+                        SystemClock,
+                    )),
+                    (s, invoker),
+                ))
             }
             (_, _, true) => return Err(missing(AppFunction::Processor)),
             _ => None,
         };
+        let mut own_processors = BTreeMap::new();
+        if let (Some((_, (s, invoker))), Some(catalogue)) = (&processor, &catalogue) {
+            for (crate_name, devices) in own {
+                let executable = own_processors::executable_in(app_root, &crate_name);
+                if !executable.is_file() {
+                    return Err(StartError::OwnProcessorMissing {
+                        crate_name,
+                        devices: devices.into_iter().collect(),
+                        path: executable.display().to_string(),
+                    });
+                }
+                let logic = own_processors::ChildLogic::new(crate_name.clone(), executable);
+                let p = Processor::new(s, catalogue.clone(), invoker.clone(), SystemClock)
+                    .with_logic(Arc::new(logic))
+                    .serving(devices);
+                own_processors.insert(crate_name, Arc::new(p));
+            }
+        }
+        let processor = processor.map(|(p, _)| p);
         let dispatcher = match (
             &processor,
             &catalogue,
@@ -155,10 +182,14 @@ impl Handler {
                     .dispatcher
                     .as_ref()
                     .ok_or_else(|| missing(AppFunction::Dispatcher))?;
-                let invoker = InProcessInvoker::new().with(
+                let mut invoker = InProcessInvoker::new().with(
                     catalogue.shared_processor.clone(),
                     InProcessTarget::Processor(processor.clone()),
                 );
+                for (crate_name, p) in &own_processors {
+                    invoker =
+                        invoker.with(crate_name.clone(), InProcessTarget::Processor(p.clone()));
+                }
                 Some(Dispatcher::new(s, catalogue.clone(), invoker))
             }
             (_, _, true) => return Err(missing(AppFunction::Dispatcher)),
@@ -195,11 +226,24 @@ impl Handler {
             functions: exposed,
             dispatcher,
             processor,
+            own_processors,
+            catalogue,
             persister,
             hot_reader,
             hot_to_cold,
             cold_to_archive,
         })
+    }
+
+    /// The processor serving the device of `event`: its own crate's, else the shared one.
+    fn processor_for(&self, event: &Value) -> Option<&Arc<AppProcessor>> {
+        let own = event
+            .get(twin_functions::record::FIELD_DEVICE_ID)
+            .and_then(Value::as_str)
+            .and_then(|d| self.catalogue.as_ref()?.device(d))
+            .and_then(|d| d.processor.as_deref())
+            .and_then(|p| self.own_processors.get(p));
+        own.or(self.processor.as_ref())
     }
 
     /// The functions this handler answers for, in order.
@@ -324,7 +368,7 @@ impl Handler {
                 }
             };
         let outcome: Result<Value, CloudError> = match function {
-            AppFunction::Processor => match &self.processor {
+            AppFunction::Processor => match self.processor_for(&event) {
                 Some(p) => p.handle(event, invocation_id).await.map(|o| match o {
                     ProcessOutcome::Persisting(record) => {
                         json!({"outcome": "persisting", "record": record})

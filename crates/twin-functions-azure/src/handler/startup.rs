@@ -36,9 +36,16 @@ pub enum StartError {
     /// The dispatcher or processor is present but no catalogue was given.
     #[error("the dispatcher and the processor need the device catalogue ({CATALOGUE_FILE} in the package); run `deployer deploy` to upload the package again")]
     NoCatalogue,
-    /// Devices with processors of their own.
-    #[error("devices {} have processors of their own, which this Function App cannot run; run `deployer deploy` to upload a package without them", .0.join(", "))]
-    OwnProcessors(Vec<String>),
+    /// A device's own processor crate has no binary in the package.
+    #[error("devices {} name the processor crate `{crate_name}`, but the package has no executable {path}; run `deployer deploy` to upload the package again", .devices.join(", "))]
+    OwnProcessorMissing {
+        /// The crate.
+        crate_name: String,
+        /// The devices naming it.
+        devices: Vec<String>,
+        /// Where its binary should be.
+        path: String,
+    },
     /// The handler was built from parts that do not fit together (a caller's mistake).
     #[error("the handler cannot be built: {0}")]
     Inconsistent(String),
@@ -130,7 +137,7 @@ pub fn handler_from_environment(
         tracing::info!(devices = c.devices.len(), "device catalogue loaded");
     }
     let stores = Stores::from_settings(&settings, lookup)?;
-    let handler = Handler::new(&functions, &settings, catalogue, stores)?;
+    let handler = Handler::new(&functions, &settings, catalogue, stores, &root)?;
     let names: Vec<&str> = functions.iter().map(|f| f.name()).collect();
     tracing::info!(functions = %names.join(","), root = %root.display(), "functions ready");
     Ok(handler)
