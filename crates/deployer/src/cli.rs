@@ -43,11 +43,28 @@ pub enum Command {
     Validate,
     /// Print the JSON Schema of the config files.
     Schema,
-    /// Show what deploy would create, update, leave alone or delete.
+    /// Show what deploy would create, update, leave alone or delete, and what the twin costs a
+    /// month for its expected load.
     Plan {
         /// Only this layer (l1, l2, l3-hot, l3-cold, l3-archive, l4, l5).
         #[arg(long, value_parser = parse_layer)]
         layer: Option<Layer>,
+        /// Price every mix of AWS and Azure over the deployed layers and name the cheapest
+        /// (prices only: no cloud is called).
+        #[arg(long)]
+        compare: bool,
+        /// Devices the estimate assumes (default: `expected_load`, else the configured devices).
+        #[arg(long)]
+        devices: Option<u64>,
+        /// Messages each device sends a minute (default: `expected_load`, else 1).
+        #[arg(long = "messages-per-minute")]
+        messages_per_minute: Option<f64>,
+        /// Bytes of one message (default: `expected_load`, else the largest example payload).
+        #[arg(long)]
+        message_bytes: Option<u64>,
+        /// People who open the dashboards (default: `expected_load`, else 1).
+        #[arg(long)]
+        dashboard_users: Option<u64>,
     },
     /// Create or update the twin's resources, layer by layer.
     Deploy {
@@ -170,7 +187,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ),
     (
         "plan",
-        "show what deploy would create, update, leave alone or delete [--layer L]",
+        "show what deploy would create, update, leave alone or delete, and the monthly cost [--layer L] [--compare] [--devices N] [--messages-per-minute R] [--message-bytes B]",
     ),
     (
         "deploy",

@@ -48,15 +48,41 @@ pub async fn run(cli: &Cli, cmd: &Command, cancel: CancellationToken) -> Result<
         }
         Command::Help { command } => help(command.as_deref()),
         Command::Exit => Ok(()),
-        Command::Plan { layer } => {
-            let (engine, progress, _) = engine(cli, cancel, false).await?;
+        Command::Plan {
+            layer,
+            compare,
+            devices,
+            messages_per_minute,
+            message_bytes,
+            dashboard_users,
+        } => {
+            let overrides = twin_cost::LoadOverrides {
+                devices: *devices,
+                messages_per_device_per_minute: *messages_per_minute,
+                message_bytes: *message_bytes,
+                dashboard_users: *dashboard_users,
+            };
+            if *compare {
+                let config = load_config(cli)?;
+                let cost = crate::cost::compare(&config, &overrides)?;
+                if cli.json {
+                    output::json(&cost.json());
+                } else {
+                    println!("{}", cost.text());
+                }
+                return Ok(());
+            }
+            let (engine, progress, config) = engine(cli, cancel, false).await?;
+            let cost = crate::cost::estimate(&config, &overrides)?;
             let plan = engine.plan(*layer).await;
             progress.finish();
             let plan = plan?;
             if cli.json {
-                output::json(&output::plan_json(&plan));
+                let mut doc = output::plan_json(&plan);
+                doc["cost"] = cost.json();
+                output::json(&doc);
             } else {
-                println!("{}", output::plan_text(&plan));
+                println!("{}\n\n{}", output::plan_text(&plan), cost.text());
             }
             Ok(())
         }

@@ -2,6 +2,7 @@
 
 mod cli;
 mod commands;
+mod cost;
 mod error;
 mod local;
 mod output;

@@ -160,6 +160,14 @@ fn fake_arm_all_azure_twin_validates_plans_deploys_idempotently_and_destroys_to_
     assert_eq!(valid["valid"], true, "{valid}");
 
     let plan = json_of(&run(&fakes, dir.path(), &["plan", "--json"]), "plan");
+    // The estimate comes with the plan: IoT Hub S1 alone is a whole unit a month.
+    assert!(
+        plan["cost"]["estimate"]["total_usd"]
+            .as_f64()
+            .is_some_and(|t| t >= 25.0),
+        "{}",
+        plan["cost"]
+    );
     let plan_text = plan.to_string();
     assert!(
         plan_text.contains("azure_resource_group"),

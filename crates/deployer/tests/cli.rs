@@ -221,3 +221,81 @@ fn rotate_certificates_of_an_unknown_device_is_a_usage_error_listing_the_devices
         assert!(!err.contains("no device temperature-sensor-1"), "{err}");
     }
 }
+
+#[test]
+fn plan_compare_prices_every_mix_without_calling_a_cloud_and_names_the_cheapest() {
+    let dir = example_copy();
+    let out = deployer(
+        dir.path(),
+        &[
+            "plan",
+            "--compare",
+            "--json",
+            "--messages-per-minute",
+            "2",
+            "--message-bytes",
+            "300",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(doc["load"]["devices"], 3, "{doc}");
+    assert_eq!(doc["load"]["message_bytes"], 300);
+    assert_eq!(doc["assumed"], serde_json::json!([]));
+    assert_eq!(doc["currency"], "USD");
+    assert!(doc["prices_as_of"].as_str().is_some_and(|d| d.len() == 7));
+    let mixes = doc["compare"].as_array().expect("compare");
+    assert_eq!(mixes.len(), 32, "the example deploys five layers");
+    let totals: Vec<f64> = mixes
+        .iter()
+        .map(|m| m["total_usd"].as_f64().unwrap())
+        .collect();
+    assert!(totals.windows(2).all(|w| w[0] <= w[1]), "{totals:?}");
+    assert!(
+        doc["cheapest"].as_str().is_some_and(|c| c.contains("l1=")),
+        "{doc}"
+    );
+    // The twin as configured is priced layer by layer.
+    let layers = doc["estimate"]["layers"].as_array().expect("layers");
+    assert_eq!(layers.len(), 5);
+    assert!(layers
+        .iter()
+        .all(|l| l["provider"] == "aws" && l["usd"].as_f64().unwrap() > 0.0));
+
+    let text_out = deployer(dir.path(), &["plan", "--compare"]);
+    let shown = text(&text_out.stdout);
+    assert!(shown.contains("Cheapest this version deploys:"), "{shown}");
+    assert!(shown.contains("prices.json"), "{shown}");
+}
+
+#[test]
+fn plan_refuses_a_load_it_cannot_price_with_a_usage_error() {
+    let dir = example_copy();
+    let out = deployer(dir.path(), &["plan", "--compare", "--message-bytes", "0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("message_bytes"),
+        "{}",
+        text(&out.stderr)
+    );
+    // `expected_load` in config.json is used, and a bad one is a positioned config error.
+    let config = dir.path().join("config.json");
+    let mut c: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    c["expected_load"] = serde_json::json!({"messages_per_device_per_minute": 6, "devices": 1000});
+    std::fs::write(&config, c.to_string()).unwrap();
+    let out = deployer(dir.path(), &["plan", "--compare", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["load"]["devices"], 1000);
+    assert_eq!(doc["assumed"], serde_json::json!(["message_bytes"]));
+    c["expected_load"] = serde_json::json!({"messages_per_device_per_minute": -1});
+    std::fs::write(&config, c.to_string()).unwrap();
+    let out = deployer(dir.path(), &["validate"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("messages_per_device_per_minute"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -18,8 +18,8 @@ mod validate;
 pub use diagnostics::{Diagnostic, Diagnostics};
 pub use load::{load_dir, CONFIG_FILE, DEVICES_FILE, EVENTS_FILE, HIERARCHY_FILE, PROVIDERS_FILE};
 pub use model::{
-    ConstProperty, DataType, Device, HierarchyEntity, HierarchyNode, LogMode, Property, TwinConfig,
-    TwinSettings, DEFAULT_PROCESSOR_CRATE,
+    ConstProperty, DataType, Device, ExpectedLoad, HierarchyEntity, HierarchyNode, LogMode,
+    Property, TwinConfig, TwinSettings, DEFAULT_PROCESSOR_CRATE,
 };
 pub use providers::{
     Architecture, AwsSettings, AzureSettings, Layer, ProviderName, Providers, UnknownName,

@@ -160,7 +160,29 @@ pub struct TwinSettings {
     /// Log level of the deployed functions.
     #[serde(default)]
     pub mode: LogMode,
+    /// The load `plan` prices (`expected_load`); `None` = its defaults or flags.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_load: Option<ExpectedLoad>,
 }
+
+/// `config.json` `"expected_load"`: what the twin is expected to carry, for `plan`'s estimate.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ExpectedLoad {
+    /// Devices sending; `None` = the configured devices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub devices: Option<u64>,
+    /// Messages each device sends a minute (finite, ≥ 0).
+    pub messages_per_device_per_minute: f64,
+    /// Bytes of one message; `None` = the largest example payload of the twin's devices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_bytes: Option<u64>,
+    /// People who open the dashboards; `None` = 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dashboard_users: Option<u64>,
+}
+
+// The loader refuses NaN and infinities, so equality is total on loaded values.
+impl Eq for ExpectedLoad {}
 
 /// An entity of the twin hierarchy (`config_hierarchy.json`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

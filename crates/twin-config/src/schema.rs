@@ -38,7 +38,19 @@ fn config() -> Value {
             },
             "hot_storage_size_in_days": days("Days a record stays in hot storage; less than cold_storage_size_in_days."),
             "cold_storage_size_in_days": days("Days an object stays in cold storage before it moves to archive."),
-            "mode": { "description": "Log level of the functions.", "enum": ["DEBUG", "INFO"], "default": "INFO" }
+            "mode": { "description": "Log level of the functions.", "enum": ["DEBUG", "INFO"], "default": "INFO" },
+            "expected_load": {
+                "description": "The load `plan` prices its monthly estimate for.",
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["messages_per_device_per_minute"],
+                "properties": {
+                    "devices": { "description": "Devices sending; default: the configured devices.", "type": "integer", "minimum": 1, "maximum": 10000000 },
+                    "messages_per_device_per_minute": { "description": "Messages each device sends a minute.", "type": "number", "minimum": 0, "maximum": 600000 },
+                    "message_bytes": { "description": "Bytes of one message; default: the largest example payload of the devices.", "type": "integer", "minimum": 1, "maximum": 262144 },
+                    "dashboard_users": { "description": "People who open the dashboards; default 1.", "type": "integer", "minimum": 0, "maximum": 100000 }
+                }
+            }
         }
     })
 }

@@ -221,7 +221,7 @@ fn config_unknown_key() {
  "aws_region": "us-east-1"}"#,
             ),
         )],
-        &["config.json:2:2: $.aws_region: unknown key `aws_region`; allowed keys: `digital_twin_name`, `hot_storage_size_in_days`, `cold_storage_size_in_days`, `mode`"],
+        &["config.json:2:2: $.aws_region: unknown key `aws_region`; allowed keys: `digital_twin_name`, `hot_storage_size_in_days`, `cold_storage_size_in_days`, `mode`, `expected_load`"],
     );
 }
 

@@ -151,6 +151,7 @@ pub fn load_dir(dir: &Path) -> Result<TwinConfig, Diagnostics> {
                 hot_storage_size_in_days: t.hot_days?,
                 cold_storage_size_in_days: t.cold_days?,
                 mode: t.mode?,
+                expected_load: t.expected_load?,
             },
             devices: devs?.devices,
             providers: provs?.complete()?,
