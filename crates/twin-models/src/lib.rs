@@ -1,0 +1,20 @@
+//! A twin's models from its config alone, in two formats, without any cloud SDK:
+//!
+//! - [`dtdl`]: DTDL v3 interfaces for Azure Digital Twins (one per device, a device base, one
+//!   per hierarchy entity), with DTMIs made valid from any id ([`dtmi`]) and the order and
+//!   batches they must be uploaded in ([`order`]);
+//! - [`twinmaker`]: the IoT TwinMaker component types and entities the AWS L4 deploys (twin-aws
+//!   builds its specs from these).
+//!
+//! [`render`] turns either into the files `deployer model` writes.
+
+pub mod dtdl;
+pub mod dtmi;
+pub mod order;
+pub mod render;
+pub mod twinmaker;
+
+#[cfg(test)]
+mod testing;
+
+pub use render::{document, render, Format, ModelError, ModelFile};
