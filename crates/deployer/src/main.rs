@@ -4,6 +4,7 @@ mod cli;
 mod commands;
 mod error;
 mod local;
+mod model;
 mod output;
 mod registry;
 mod render;
