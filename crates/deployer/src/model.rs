@@ -79,6 +79,10 @@ fn config_problem(e: ModelError) -> CliError {
     let (file, item) = match &e {
         ModelError::Collision(c) => (c.file.clone(), Some(c.what.clone())),
         ModelError::Order(_) => (twin_config::DEVICES_FILE.to_string(), None),
+        ModelError::SharedTwinId(id) => (
+            twin_config::HIERARCHY_FILE.to_string(),
+            Some(format!("entity `{id}`")),
+        ),
     };
     CliError::Config(Diagnostics(vec![Diagnostic {
         file,

@@ -131,8 +131,8 @@ impl Interface {
             context: DTDL_CONTEXT.to_string(),
             id,
             kind: "Interface".to_string(),
-            display_name: Some(display_name.to_string()),
-            description: Some(description),
+            display_name: Some(cut(display_name, MAX_DISPLAY_NAME)),
+            description: Some(cut(&description, MAX_DESCRIPTION)),
             extends: Vec::new(),
             contents: Vec::new(),
         }
@@ -158,6 +158,22 @@ impl Interface {
         out.remove(self.id.as_str());
         out
     }
+}
+
+/// Longest `displayName` written (DTDL v2's limit; v3 allows more, importers may not).
+pub const MAX_DISPLAY_NAME: usize = 64;
+
+/// Longest `description` written (DTDL v3's limit).
+pub const MAX_DESCRIPTION: usize = 512;
+
+/// `s` cut to at most `max` characters, `…` marking a cut.
+fn cut(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max - 1).collect();
+    out.push('…');
+    out
 }
 
 /// The DTDL primitive schema of a config data type.
@@ -277,7 +293,7 @@ fn device_interface(twin: &str, d: &Device) -> Result<Interface, Collision> {
         i.contents.push(Content::Property(PropertyDef {
             name: property_name(&p.name),
             schema: schema(p.data_type).to_string(),
-            display_name: mapped(&p.name),
+            display_name: mapped(&p.name).map(|n| cut(&n, MAX_DISPLAY_NAME)),
             description: Some("Latest telemetry value".to_string()),
             writable: false,
         }));
@@ -286,7 +302,7 @@ fn device_interface(twin: &str, d: &Device) -> Result<Interface, Collision> {
         i.contents.push(Content::Property(PropertyDef {
             name: property_name(&c.name),
             schema: schema(c.data_type).to_string(),
-            display_name: mapped(&c.name),
+            display_name: mapped(&c.name).map(|n| cut(&n, MAX_DISPLAY_NAME)),
             description: Some("Constant, set from the config when the twin is created".to_string()),
             writable: false,
         }));

@@ -2,7 +2,8 @@
 //!
 //! - [`dtdl`]: DTDL v3 interfaces for Azure Digital Twins (one per device, a device base, one
 //!   per hierarchy entity), with DTMIs made valid from any id ([`dtmi`]) and the order and
-//!   batches they must be uploaded in ([`order`]);
+//!   batches they must be uploaded in ([`order`]), and the twins and relationships of the
+//!   hierarchy ([`graph`]);
 //! - [`twinmaker`]: the IoT TwinMaker component types and entities the AWS L4 deploys (twin-aws
 //!   builds its specs from these).
 //!
@@ -10,6 +11,7 @@
 
 pub mod dtdl;
 pub mod dtmi;
+pub mod graph;
 pub mod order;
 pub mod render;
 pub mod twinmaker;

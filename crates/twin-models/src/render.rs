@@ -35,6 +35,11 @@ pub enum ModelError {
     /// The interfaces cannot be ordered for upload.
     #[error("{0}")]
     Order(#[from] OrderError),
+    /// An entity has a device's id: the two would be one twin.
+    #[error(
+        "entity {0:?} has the id of a device, and a twin id names one twin; rename the entity"
+    )]
+    SharedTwinId(String),
 }
 
 /// Name of the file listing the DTDL files in upload order, batch by batch.
@@ -155,6 +160,23 @@ mod tests {
         assert!(listing.contains("# batch 1\nDevice.json\n"), "{listing}");
         let parsed = dtdl::parse(&files[2].text).unwrap_or_default();
         assert_eq!(parsed[0].id, dtdl::device_interface_id("dt", "a"));
+    }
+
+    #[test]
+    fn more_than_250_interfaces_are_listed_in_two_batches_base_first() {
+        let devices = (0..260)
+            .map(|i| device(&format!("d-{i}"), &["p"], &[]))
+            .collect();
+        let c = config("dt", devices, None);
+        let files = render(&c, Format::Dtdl).unwrap_or_default();
+        let listing = files.last().map(|f| f.text.clone()).unwrap_or_default();
+        let batches: Vec<Vec<&str>> = listing
+            .split("# batch ")
+            .skip(1)
+            .map(|b| b.lines().skip(1).collect())
+            .collect();
+        assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), [250, 11]);
+        assert_eq!(batches[0][0], "Device.json");
     }
 
     #[test]

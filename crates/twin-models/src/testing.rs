@@ -28,7 +28,8 @@ pub fn device(id: &str, properties: &[&str], consts: &[&str]) -> Device {
     }
 }
 
-/// The twin `name` with these devices and hierarchy, loaded through `twin_config::load_dir`.
+/// The twin `name` with these devices and hierarchy, loaded through `twin_config::load_dir`
+/// (layer 4 on no provider, so entity ids are free text, not TwinMaker ids).
 pub fn config(name: &str, devices: Vec<Device>, hierarchy: Option<Value>) -> TwinConfig {
     let dir = tempfile::tempdir().expect("temp dir");
     let write = |file: &str, v: &Value| {
@@ -44,7 +45,7 @@ pub fn config(name: &str, devices: Vec<Device>, hierarchy: Option<Value>) -> Twi
         "config_providers.json",
         &json!({"layer_1_provider": "aws", "layer_2_provider": "aws",
                 "layer_3_hot_provider": "aws", "layer_3_cold_provider": "aws",
-                "layer_3_archive_provider": "aws", "layer_4_provider": "aws",
+                "layer_3_archive_provider": "aws", "layer_4_provider": "none",
                 "layer_5_provider": "none",
                 "aws": {"region": "us-east-1", "architecture": "x86_64"}}),
     );

@@ -186,7 +186,9 @@ fn big_twin(devices: usize) -> twin_config::TwinConfig {
         .enumerate()
         .map(|(f, rs)| json!({"type": "entity", "id": format!("floor-{f}.a"), "children": rs}))
         .collect();
-    let hierarchy = json!([{"id": "site-1", "children": floors}]);
+    // An entity id no DTDL tool would take as it is: long, with spaces and non-ASCII.
+    let odd = format!("Gebäude Süd / {}", "x-".repeat(300));
+    let hierarchy = json!([{"id": "site-1", "children": floors}, {"id": odd}]);
 
     let dir = tempfile::tempdir().expect("temp dir");
     let write = |name: &str, v: &Value| {
@@ -214,8 +216,8 @@ fn big_twin(devices: usize) -> twin_config::TwinConfig {
 fn a_200_device_twin_parses_and_round_trips() {
     let config = big_twin(200);
     let interfaces = check_round_trip(&config);
-    // The base, 200 devices, 20 rooms, 4 floors and the site.
-    assert_eq!(interfaces.len(), 1 + 200 + 20 + 4 + 1);
+    // The base, 200 devices, 20 rooms, 4 floors, the site and the odd entity.
+    assert_eq!(interfaces.len(), 1 + 200 + 20 + 4 + 1 + 1);
 }
 
 #[test]
