@@ -329,6 +329,26 @@ pub fn initial_properties(device: &Device) -> Map<String, Value> {
     m
 }
 
+/// The JSON Patch that sets a device twin's telemetry properties from one record: an `add`
+/// (which creates or replaces) per telemetry property of the device present in `record`
+/// (keyed by config name); other keys are not the twin's and are left out.
+pub fn telemetry_patch(device: &Device, record: &Map<String, Value>) -> Value {
+    Value::Array(
+        device
+            .properties
+            .iter()
+            .filter_map(|p| {
+                record.get(&p.name).map(|v| {
+                    serde_json::json!({
+                        // DTDL names are letters, digits and `_`: nothing to escape in the pointer.
+                        "op": "add", "path": format!("/{}", property_name(&p.name)), "value": v
+                    })
+                })
+            })
+            .collect(),
+    )
+}
+
 /// The hierarchy's entities, parents before children.
 fn flatten(hierarchy: &[HierarchyEntity]) -> Vec<&HierarchyEntity> {
     fn walk<'a>(e: &'a HierarchyEntity, out: &mut Vec<&'a HierarchyEntity>) {
@@ -440,6 +460,17 @@ mod tests {
         assert_eq!(m.get("iotDeviceId"), Some(&json!("d-1")));
         assert_eq!(m.get("t"), Some(&json!(1.5)));
         assert_eq!(m.get(&property_name("serial-number")), Some(&json!("v")));
+    }
+
+    #[test]
+    fn a_telemetry_patch_adds_the_device_properties_of_the_record() {
+        let d = device("d", &["temp-c", "rh"], &["serial"]);
+        let record = json!({"iotDeviceId": "d", "time": "t", "temp-c": 21.5, "serial": "x"});
+        let patch = telemetry_patch(&d, record.as_object().unwrap_or(&Map::new()));
+        assert_eq!(
+            patch,
+            json!([{"op": "add", "path": format!("/{}", property_name("temp-c")), "value": 21.5}])
+        );
     }
 
     #[test]

@@ -20,3 +20,17 @@ pub mod twinmaker;
 mod testing;
 
 pub use render::{document, render, Format, ModelError, ModelFile};
+
+/// The twin's DTDL interfaces in the batches to upload them in, one Azure Digital Twins call per
+/// batch (at most [`order::ADT_MAX_MODELS_PER_CALL`]), dependencies in earlier batches.
+pub fn dtdl_upload_batches(
+    config: &twin_config::TwinConfig,
+) -> Result<Vec<Vec<dtdl::Interface>>, ModelError> {
+    let interfaces = dtdl::interfaces(config)?;
+    Ok(
+        order::upload_batches(&interfaces, order::ADT_MAX_MODELS_PER_CALL)?
+            .into_iter()
+            .map(|b| b.into_iter().cloned().collect())
+            .collect(),
+    )
+}

@@ -177,6 +177,9 @@ mod tests {
             .collect();
         assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), [250, 11]);
         assert_eq!(batches[0][0], "Device.json");
+        let owned = crate::dtdl_upload_batches(&c).unwrap_or_default();
+        assert_eq!(owned.iter().map(Vec::len).collect::<Vec<_>>(), [250, 11]);
+        assert_eq!(owned[0][0].id, dtdl::device_base_id("dt"));
     }
 
     #[test]
