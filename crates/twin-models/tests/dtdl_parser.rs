@@ -246,3 +246,19 @@ fn the_real_parser_rejects_known_bad_models() {
     let err = real_parse(dir.path()).err().unwrap_or_default();
     assert!(err.contains(&dtdl::device_base_id("digital-twin")), "{err}");
 }
+
+#[test]
+fn the_real_parser_applies_the_rules_of_dtdl_v3_not_v2() {
+    // An Array-valued Property is new in DTDL v3: the same model is refused as v2.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let model = |version: u32| {
+        json!({"@context": format!("dtmi:dtdl:context;{version}"), "@id": "dtmi:a:b;1",
+               "@type": "Interface", "contents": [{"@type": "Property", "name": "p",
+               "schema": {"@type": "Array", "elementSchema": "double"}}]})
+    };
+    std::fs::write(dir.path().join("m.json"), model(2).to_string()).expect("write");
+    let err = real_parse(dir.path()).err().unwrap_or_default();
+    assert!(err.contains("which is not allowed"), "{err}");
+    std::fs::write(dir.path().join("m.json"), model(3).to_string()).expect("write");
+    assert!(real_parse(dir.path()).is_ok());
+}
