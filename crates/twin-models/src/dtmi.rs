@@ -27,8 +27,9 @@ pub const NAMESPACE: &str = "deployer";
 /// The version every generated interface carries (`;1`).
 pub const VERSION: u32 = 1;
 
-/// Longest segment kept as it is, so that `dtmi:deployer:<twin>:<kind>:<id>;1` stays within
-/// the 128 characters Azure Digital Twins accepts for a model id.
+/// Longest segment kept as it is, so that `dtmi:deployer:<twin>:<kind>:<id>;1` stays under 128
+/// characters: far inside DTDL's 2048, and short enough for any tool that still holds DTDL v2's
+/// older, tighter limits.
 pub const MAX_SEGMENT: usize = 40;
 
 /// Longest DTDL `name` kept as it is (DTDL v2's limit, which v3 raised; ADT accepts both).
@@ -235,7 +236,7 @@ mod tests {
     }
 
     #[test]
-    fn interface_ids_are_valid_dtmis_within_adt_length() {
+    fn interface_ids_are_valid_dtmis_under_128_characters() {
         let id = interface_id(&"t".repeat(63), "device", &"9-x".repeat(40));
         assert!(is_valid_dtmi(&id), "{id}");
         assert!(id.len() <= 128, "{} chars", id.len());

@@ -6,6 +6,7 @@ use crate::dtmi::Collision;
 use crate::order::{self, OrderError, ADT_MAX_MODELS_PER_CALL};
 use crate::twinmaker;
 use serde_json::{json, Value};
+use sha2::Digest;
 use twin_config::TwinConfig;
 
 /// The model format.
@@ -59,10 +60,13 @@ pub fn render(config: &TwinConfig, format: Format) -> Result<Vec<ModelFile>, Mod
             let mut listing = String::from(
                 "# DTDL files in upload order; each batch is one call (at most 250 models)\n",
             );
+            // DTMIs are case-sensitive, file systems often not: `Sensor` and `sensor` must not
+            // land in one file.
+            let mut taken = std::collections::BTreeSet::new();
             for (n, batch) in batches.iter().enumerate() {
                 listing.push_str(&format!("# batch {}\n", n + 1));
                 for i in batch {
-                    let name = interface_file_name(i);
+                    let name = unique_name(&mut taken, interface_file_name(i), &i.id);
                     listing.push_str(&name);
                     listing.push('\n');
                     files.push(ModelFile {
@@ -78,10 +82,11 @@ pub fn render(config: &TwinConfig, format: Format) -> Result<Vec<ModelFile>, Mod
             Ok(files)
         }
         Format::TwinMaker => {
+            let mut taken = std::collections::BTreeSet::from([ENTITIES_FILE.to_string()]);
             let mut files: Vec<ModelFile> = twinmaker::component_types(config)
                 .iter()
                 .map(|ct| ModelFile {
-                    name: format!("{}.component-type.json", ct.id),
+                    name: unique_name(&mut taken, format!("{}.component-type.json", ct.id), &ct.id),
                     text: pretty(&twinmaker::component_type_json(ct)),
                 })
                 .collect();
@@ -122,6 +127,18 @@ pub fn interface_file_name(i: &Interface) -> String {
     // dtmi:deployer:<twin>:<rest…>: the file is named after what follows the twin.
     let rest: Vec<&str> = path.split(':').skip(2).collect();
     format!("{}.json", rest.join("-"))
+}
+
+/// `name`, or `name` with `-<hash of id>` before `.json` when a file of the same name ignoring
+/// case is already taken: ids are case-sensitive, many file systems are not.
+fn unique_name(taken: &mut std::collections::BTreeSet<String>, name: String, id: &str) -> String {
+    if taken.insert(name.to_ascii_lowercase()) {
+        return name;
+    }
+    let hash = hex::encode(sha2::Sha256::digest(id.as_bytes()));
+    let name = format!("{}-{}.json", name.trim_end_matches(".json"), &hash[..8]);
+    taken.insert(name.to_ascii_lowercase());
+    name
 }
 
 fn pretty(v: &Value) -> String {
@@ -180,6 +197,25 @@ mod tests {
         let owned = crate::dtdl_upload_batches(&c).unwrap_or_default();
         assert_eq!(owned.iter().map(Vec::len).collect::<Vec<_>>(), [250, 11]);
         assert_eq!(owned[0][0].id, dtdl::device_base_id("dt"));
+    }
+
+    #[test]
+    fn ids_differing_only_in_case_get_different_file_names_ignoring_case() {
+        let c = config(
+            "dt",
+            vec![device("Sensor", &["p"], &[]), device("sensor", &["p"], &[])],
+            None,
+        );
+        let files = render(&c, Format::Dtdl).unwrap_or_default();
+        let names: std::collections::BTreeSet<String> =
+            files.iter().map(|f| f.name.to_ascii_lowercase()).collect();
+        assert_eq!(names.len(), files.len(), "{names:?}");
+        assert_eq!(files[1].name, "device-Sensor.json");
+        assert!(
+            files[2].name.starts_with("device-sensor-"),
+            "{}",
+            files[2].name
+        );
     }
 
     #[test]
