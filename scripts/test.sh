@@ -10,6 +10,8 @@ bash scripts/setup.sh
 [ -f scripts/setup-mosquitto.sh ] && bash scripts/setup-mosquitto.sh
 # Azurite and the Cosmos DB emulator for twin-functions-azure (idempotent: ~30 s once, then 0 s).
 bash scripts/setup-azure-emulators.sh
+# The DTDL parser the twin-models tests check the generated models with (once, then 0 s).
+bash scripts/setup-dtdl-parser.sh >/dev/null
 if [ -f scripts/build-functions.sh ]; then
   bash scripts/build-functions.sh
 fi

@@ -151,6 +151,18 @@ pub enum Command {
         #[arg(long, default_value_t = 120)]
         timeout: u64,
     },
+    /// Write the twin's models from the config alone (no cloud calls): DTDL v3 interfaces for
+    /// Azure Digital Twins, or the TwinMaker component types and entities the AWS L4 deploys.
+    Model {
+        /// dtdl: one interface per device and hierarchy entity; twinmaker: component types and
+        /// entities.
+        #[arg(long, value_enum, default_value_t = ModelFormat::Dtdl)]
+        format: ModelFormat,
+        /// Directory to write one file per model into (created if missing); without it, one
+        /// JSON document goes to stdout.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
     /// List the commands.
     Help {
         /// Show the full help of one command.
@@ -159,6 +171,15 @@ pub enum Command {
     /// Leave the interactive shell.
     #[command(alias = "quit")]
     Exit,
+}
+
+/// The format `model` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModelFormat {
+    /// DTDL v3 interfaces (Azure Digital Twins).
+    Dtdl,
+    /// IoT TwinMaker component types and entities.
+    Twinmaker,
 }
 
 /// What `local` does.
@@ -224,6 +245,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
     (
         "verify",
         "send readings and follow them through every layer: verify [--messages N] [--movers] [--keep]",
+    ),
+    (
+        "model",
+        "write the twin's DTDL or TwinMaker models: model [--format dtdl|twinmaker] [--out DIR]",
     ),
     ("schema", "print the JSON Schema of the config files"),
     (

@@ -47,6 +47,7 @@ pub async fn run(cli: &Cli, cmd: &Command, cancel: CancellationToken) -> Result<
             Ok(())
         }
         Command::Help { command } => help(command.as_deref()),
+        Command::Model { format, out } => crate::model::run(cli, *format, out.as_deref()),
         Command::Exit => Ok(()),
         Command::Plan {
             layer,

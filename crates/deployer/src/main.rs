@@ -5,6 +5,7 @@ mod commands;
 mod cost;
 mod error;
 mod local;
+mod model;
 mod output;
 mod registry;
 mod render;

@@ -2,6 +2,9 @@
 //! twin connector Lambda that reads the hot table for TwinMaker, a component type per device
 //! whose `dataReader` is that connector, and the entities of `config_hierarchy.json`.
 //!
+//! What the component types and entities hold comes from `twin_models::twinmaker` (re-exported
+//! here as [`model`]), the same code `deployer model --format twinmaker` writes files from.
+//!
 //! The dependency edges carry the order: entities after their parent and their component
 //! types, component types after the workspace and the connector; destroy walks them backwards
 //! (children first, component types before the workspace).
@@ -9,19 +12,20 @@
 mod component_type;
 mod convert;
 mod entity;
-pub mod model;
 mod status;
 mod workspace;
 
 pub use component_type::ComponentTypeDriver;
 pub use entity::EntityDriver;
+/// The config-derived TwinMaker models (shared with `deployer model`).
+pub use twin_models::twinmaker as model;
 pub use workspace::{reclassify_role_not_ready, WorkspaceDriver};
 
 use crate::iam::RoleSpec;
 use crate::l3::buckets;
 use crate::lambda_fn::{self, FunctionSpec};
 use crate::{AwsClients, LayerContext};
-use model::{ComponentTypeModel, EntityModel};
+use model::EntityModel;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -36,7 +40,7 @@ pub const COMPONENT_TYPE_KIND: &str = component_type::KIND;
 pub const ENTITY_KIND: &str = entity::KIND;
 
 /// Local name (and crate, and role) of the twin connector function.
-pub const CONNECTOR: &str = "twin-connector";
+pub const CONNECTOR: &str = model::CONNECTOR;
 /// Role of the workspace: `<twin>-twinmaker`.
 pub const WORKSPACE_ROLE: &str = "twinmaker";
 /// Bucket tier of the workspace's resource bucket.
@@ -105,28 +109,20 @@ pub fn specs(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudError> {
     let connector_id = lambda_fn::function_id(Layer::L4, CONNECTOR);
     specs.extend([bucket, role, workspace]);
 
-    let own_types: BTreeMap<String, String> = ctx
-        .twin
-        .devices
+    let component_types = model::component_types(ctx.twin);
+    let own_types: BTreeMap<String, String> = component_types
         .iter()
-        .map(|d| (names::component_type_id(twin, &d.id), d.id.clone()))
+        .map(|ct| (ct.id.clone(), ct.device.clone()))
         .collect();
-    for d in &ctx.twin.devices {
-        let model = ComponentTypeModel::for_device(twin, d);
+    for ct in &component_types {
         specs.push(
-            ctx.spec(
-                Layer::L4,
-                COMPONENT_TYPE_KIND,
-                &d.id,
-                names::component_type_id(twin, &d.id),
-            )
-            .depends_on([ws_id.clone(), connector_id.clone()])
-            .desired(component_type::desired(&ws_name, &model, json!({}))),
+            ctx.spec(Layer::L4, COMPONENT_TYPE_KIND, &ct.device, ct.id.clone())
+                .depends_on([ws_id.clone(), connector_id.clone()])
+                .desired(component_type::desired(&ws_name, &ct.model, json!({}))),
         );
     }
 
-    let hierarchy = ctx.twin.hierarchy.as_deref().unwrap_or_default();
-    for e in model::entities(twin, hierarchy) {
+    for e in model::twin_entities(ctx.twin) {
         specs.push(entity_spec(ctx, &ws_name, &ws_id, &own_types, &e));
     }
     Ok(specs)

@@ -1,11 +1,15 @@
 //! What the twin's TwinMaker content looks like, derived from the config alone: one component
 //! type per device and the entity tree of `config_hierarchy.json`. These are also the `desired`
-//! settings of the specs, so a driver's read reports the same shape back for drift detection.
+//! settings of the AWS L4 specs (twin-aws builds its specs from them), so a driver's read
+//! reports the same shape back for drift detection, and `deployer model --format twinmaker`
+//! writes the same content.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use twin_config::{names, ConstProperty, DataType, Device, HierarchyEntity, HierarchyNode};
+use twin_config::{
+    names, ConstProperty, DataType, Device, HierarchyEntity, HierarchyNode, TwinConfig,
+};
 
 /// The property every component type defines and every component sets: the device whose data
 /// the twin connector reads (the connector finds the device through it, SPEC §6).
@@ -13,6 +17,9 @@ pub const DEVICE_ID_PROPERTY: &str = "iotDeviceId";
 
 /// The function of a component type that the twin connector implements.
 pub const DATA_READER_FUNCTION: &str = "dataReader";
+
+/// Local name of the twin connector function (the `dataReader` of every component type).
+pub const CONNECTOR: &str = "twin-connector";
 
 /// One property definition of a component type, in the terms TwinMaker uses.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -109,7 +116,7 @@ impl ComponentTypeModel {
         }
         ComponentTypeModel {
             properties,
-            data_reader: names::function_name(twin, "twin-connector"),
+            data_reader: names::function_name(twin, CONNECTOR),
         }
     }
 
@@ -124,6 +131,60 @@ impl EntityModel {
     pub fn to_desired(&self) -> Value {
         serde_json::to_value(self).unwrap_or(Value::Null)
     }
+}
+
+/// A device's component type with its id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ComponentType {
+    /// The component type id (`<twin>-<device>`).
+    pub id: String,
+    /// The device it is for.
+    pub device: String,
+    /// Its properties and data reader.
+    pub model: ComponentTypeModel,
+}
+
+/// The twin's component types, one per device in config order.
+pub fn component_types(config: &TwinConfig) -> Vec<ComponentType> {
+    let twin = config.name();
+    config
+        .devices
+        .iter()
+        .map(|d| ComponentType {
+            id: names::component_type_id(twin, &d.id),
+            device: d.id.clone(),
+            model: ComponentTypeModel::for_device(twin, d),
+        })
+        .collect()
+}
+
+/// The twin's entities (see [`entities`]), none without a hierarchy file.
+pub fn twin_entities(config: &TwinConfig) -> Vec<EntityModel> {
+    entities(
+        config.name(),
+        config.hierarchy.as_deref().unwrap_or_default(),
+    )
+}
+
+/// A component type as `deployer model` writes it: its id, the device, and the model.
+pub fn component_type_json(ct: &ComponentType) -> Value {
+    let mut v = json!({"componentTypeId": ct.id, "iotDeviceId": ct.device});
+    if let (Some(o), Value::Object(m)) = (v.as_object_mut(), ct.model.to_desired()) {
+        o.extend(m);
+    }
+    v
+}
+
+/// The entities as `deployer model` writes them: a list, parents first, each with its id.
+pub fn entities_json(entities: &[EntityModel]) -> Value {
+    Value::Array(
+        entities
+            .iter()
+            .map(|e| {
+                json!({"entityId": e.id, "parentEntityId": e.parent, "components": e.components})
+            })
+            .collect(),
+    )
 }
 
 /// A const property's value as a TwinMaker `DataValue` JSON object. Numbers are normalised to
