@@ -2,6 +2,7 @@
 
 mod cli;
 mod commands;
+mod dead_letters;
 mod error;
 mod local;
 mod output;

@@ -264,6 +264,7 @@ async fn the_rule_bridge_delivers_every_message_once_and_the_http_api_serves_the
             pki: plane.pki(),
             rule,
             publishers: up.trusted.clone(),
+            error_action: None,
         },
         &router,
     )

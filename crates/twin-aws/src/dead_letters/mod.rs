@@ -320,3 +320,37 @@ async fn invoke(clients: &AwsClients, replay: &records::Replay) -> Result<(), St
     }
     Ok(())
 }
+
+/// The queue URL for an SQS queue ARN (`arn:<partition>:sqs:<region>:<account>:<name>`), as SQS
+/// gives it; `None` when there is no such queue. For the local data plane, which delivers what
+/// Lambda and IoT Core would.
+pub async fn queue_url_of_arn(
+    clients: &AwsClients,
+    arn: &str,
+) -> Result<Option<String>, CloudError> {
+    let name = arn
+        .strip_prefix("arn:")
+        .filter(|rest| rest.split(':').nth(1) == Some("sqs"))
+        .and_then(|rest| rest.rsplit(':').next())
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| {
+            CloudError::fatal(
+                "InvalidDestination",
+                format!("`{arn}` is not an SQS queue ARN"),
+            )
+        })?;
+    queue::queue_url(clients, name).await
+}
+
+/// Sends one dead letter (a JSON document) to the queue at `url`.
+pub async fn send(clients: &AwsClients, url: &str, body: &str) -> Result<(), CloudError> {
+    clients
+        .sqs
+        .send_message()
+        .queue_url(url)
+        .message_body(body)
+        .send()
+        .await
+        .map_err(cloud)?;
+    Ok(())
+}
