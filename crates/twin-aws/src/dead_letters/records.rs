@@ -87,13 +87,29 @@ pub fn parse(body: &str, twin: &str) -> Result<Replay, String> {
     } else {
         return Err("neither a Lambda on-failure record (requestContext) nor an IoT error action message (base64OriginalPayload)".into());
     };
-    if !replay.function.starts_with(&format!("{twin}-")) {
+    if !is_twin_function(&replay.function, twin) {
         return Err(format!(
             "the record names function `{}`, which is not one of twin `{twin}`'s",
             replay.function
         ));
     }
     Ok(replay)
+}
+
+/// Whether `name` is one of the twin's asynchronously invoked functions: a shared one, or a
+/// device's own processor (`<twin>--<device>-processor`). A prefix alone would not do: twin
+/// `a`'s prefix `a-` also starts the names of twin `a-b`.
+fn is_twin_function(name: &str, twin: &str) -> bool {
+    use twin_config::names;
+    let shared = names::FUNCTION_ROLES
+        .iter()
+        .copied()
+        .chain([names::SHARED_PROCESSOR])
+        .any(|role| name == names::function_name(twin, role));
+    let own_processor = name
+        .strip_prefix(&names::per_device_prefix(twin))
+        .is_some_and(|rest| rest.ends_with("-processor") && rest.len() > "-processor".len());
+    shared || own_processor
 }
 
 /// `topic(3)` of the rule's SQL for a telemetry topic `<twin>/iot-data/<device>`.
@@ -152,10 +168,24 @@ mod tests {
     fn what_cannot_be_replayed_says_why() {
         assert!(parse("not json", "t").unwrap_err().contains("not JSON"));
         assert!(parse("{}", "t").unwrap_err().contains("neither"));
-        let other = json!({"requestContext": {"functionArn": "arn:aws:lambda:r:1:function:other-x"}, "requestPayload": {}});
-        assert!(parse(&other.to_string(), "t")
-            .unwrap_err()
-            .contains("not one of twin"));
+        for foreign in ["other-persister", "t-b-persister", "t-unknown"] {
+            let other = json!({"requestContext": {"functionArn": format!("arn:aws:lambda:r:1:function:{foreign}")}, "requestPayload": {}});
+            assert!(
+                parse(&other.to_string(), "t")
+                    .unwrap_err()
+                    .contains("not one of twin"),
+                "{foreign}"
+            );
+        }
+        for own in [
+            "t-persister",
+            "t-processor",
+            "t--s-1-processor",
+            "t-hot-to-cold-mover",
+        ] {
+            let record = json!({"requestContext": {"functionArn": format!("arn:aws:lambda:r:1:function:{own}")}, "requestPayload": {}});
+            assert!(parse(&record.to_string(), "t").is_ok(), "{own}");
+        }
         let no_payload =
             json!({"requestContext": {"functionArn": "arn:aws:lambda:r:1:function:t-x"}});
         assert!(parse(&no_payload.to_string(), "t")
