@@ -59,6 +59,7 @@ pub async fn redrive(cli: &Cli, layer: Option<Layer>) -> Result<(), CliError> {
         }
     }
     let clients = twin_aws::AwsClients::load(Some(&config.providers.aws)).await?;
+    check_scope(&config, &clients)?;
     let reports = dead_letters::redrive(&clients, &config, layer).await?;
     let kept: usize = reports.iter().map(|r| r.kept.len()).sum();
     if cli.json {
@@ -72,6 +73,44 @@ pub async fn redrive(cli: &Cli, layer: Option<Layer>) -> Result<(), CliError> {
         )));
     }
     Ok(())
+}
+
+/// Redrive invokes functions: only in the account, region and partition the twin was deployed
+/// to (as the state records them), like every other command that changes something.
+fn check_scope(config: &TwinConfig, clients: &twin_aws::AwsClients) -> Result<(), CliError> {
+    let state = twin_engine::StateFile::peek(&config.dir, &config.twin.digital_twin_name)?;
+    let Some(recorded) = state.scopes.get(twin_config::ProviderName::Aws.as_str()) else {
+        return Ok(());
+    };
+    let current: twin_engine::Scope = [
+        ("partition", &clients.partition),
+        ("account", &clients.account_id),
+        ("region", &clients.region),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.clone()))
+    .collect();
+    if *recorded == current {
+        return Ok(());
+    }
+    let text = |s: &twin_engine::Scope| {
+        s.iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Err(twin_engine::EngineError::ScopeMismatch {
+        provider: "aws".into(),
+        path: config
+            .dir
+            .join(".deployer")
+            .join(format!("{}.json", config.twin.digital_twin_name))
+            .display()
+            .to_string(),
+        recorded: text(recorded),
+        current: text(&current),
+    }
+    .into())
 }
 
 /// `redrive`'s text: one line per queue, one per kept message, and the totals.
