@@ -80,6 +80,13 @@ pub enum Command {
     },
     /// List every resource with its status as found in the cloud.
     Info,
+    /// Replay the failed messages waiting in the dead-letter queues: each goes to the function
+    /// that failed (or the dispatcher, for the topic rule's), and is deleted once it succeeded.
+    Redrive {
+        /// Only this layer's queue (l1, l2, l3-hot, l3-cold).
+        #[arg(long, value_parser = parse_layer)]
+        layer: Option<Layer>,
+    },
     /// Rebuild and upload one function; optionally merge environment variables.
     #[command(name = "lambda_update", alias = "lambda-update")]
     LambdaUpdate {
@@ -223,6 +230,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "list every resource with its status as found in the cloud",
     ),
     (
+        "redrive",
+        "replay the failed messages of the dead-letter queues [--layer L]",
+    ),
+    (
         "lambda_update",
         "rebuild and upload a function: lambda_update <fn> [ENV_JSON]",
     ),
@@ -336,6 +347,20 @@ mod tests {
         );
         let e = parse_line("deploy --layer l9").unwrap_err();
         assert!(e.to_string().contains("l3-hot"), "{e}");
+    }
+
+    #[test]
+    fn redrive_takes_an_optional_layer() {
+        assert_eq!(
+            parse_line("redrive").unwrap().command,
+            Some(Command::Redrive { layer: None })
+        );
+        assert_eq!(
+            parse_line("redrive --layer l2").unwrap().command,
+            Some(Command::Redrive {
+                layer: Some(Layer::L2)
+            })
+        );
     }
 
     #[test]

@@ -158,12 +158,16 @@ pub async fn run(cli: &Cli, cmd: &Command, cancel: CancellationToken) -> Result<
             } else {
                 println!("{}", output::info_table(&rows));
                 let config = load_config(cli)?;
+                if let Some(lines) = crate::dead_letters::info_lines(&config).await {
+                    println!("{lines}");
+                }
                 if let Some(line) = crate::local::info_lines(&config) {
                     println!("{line}");
                 }
             }
             Ok(())
         }
+        Command::Redrive { layer } => crate::dead_letters::redrive(cli, *layer).await,
         Command::RotateCertificates { devices } => rotate_certificates(cli, devices, &cancel).await,
         Command::Local { action, instances } => {
             crate::local::run(cli, *action, instances.as_deref()).await

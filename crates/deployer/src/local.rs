@@ -61,6 +61,7 @@ async fn services(
             config: twin_local::rule::BridgeConfig {
                 port: broker.port,
                 pki: plane.pki(),
+                error_action: twin_local::rule::ErrorAction::of(&rule, Arc::new(clients.clone())),
                 rule,
                 publishers: broker.trusted,
             },

@@ -3,6 +3,7 @@
 mod cli;
 mod commands;
 mod cost;
+mod dead_letters;
 mod error;
 mod local;
 mod model;

@@ -59,6 +59,7 @@ fn flags(cmd: &str) -> &'static [&'static str] {
         "plan" | "deploy" | "destroy" => &["--layer", "--json", "-y"],
         "lambda_logs" => &["--include-system", "--follow", "--json"],
         "lambda_invoke" => &["--async", "--json"],
+        "redrive" => &["--layer", "--json"],
         _ => &["--json"],
     }
 }

@@ -34,6 +34,8 @@ pub struct AwsClients {
     pub logs: aws_sdk_cloudwatchlogs::Client,
     /// STS (the account id).
     pub sts: aws_sdk_sts::Client,
+    /// SQS (the layers' dead-letter queues).
+    pub sqs: aws_sdk_sqs::Client,
     /// The region every client talks to.
     pub region: String,
     /// The account the credentials belong to.
@@ -139,6 +141,7 @@ impl AwsClients {
             grafana: aws_sdk_grafana::Client::new(config),
             logs: aws_sdk_cloudwatchlogs::Client::new(config),
             sts: aws_sdk_sts::Client::new(config),
+            sqs: aws_sdk_sqs::Client::new(config),
             region,
             account_id,
             partition,

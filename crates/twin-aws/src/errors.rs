@@ -45,6 +45,9 @@ const NOT_FOUND_CODES: &[&str] = &[
     "NotFoundException",
     "NotFound",
     "NoSuchLifecycleConfiguration",
+    // SQS (query-compatible code, and the JSON protocol's own).
+    "AWS.SimpleQueueService.NonExistentQueue",
+    "QueueDoesNotExist",
 ];
 
 /// Codes that always mean "still propagating / still changing": retry.
@@ -59,6 +62,9 @@ const CONSISTENCY_CODES: &[&str] = &[
     // conflicts for a few seconds.
     "DeleteConflictException",
     "ConflictingOperationInProgress",
+    // SQS: a queue's name is reusable only 60 s after its deletion.
+    "AWS.SimpleQueueService.QueueDeletedRecently",
+    "QueueDeletedRecently",
 ];
 
 /// Codes of an account quota that is reached: waiting does not help, so they fail at once.
@@ -88,6 +94,8 @@ const CONSISTENCY_MESSAGES: &[(&str, &str)] = &[
     ("InvalidRequestException", "permission"),
     ("InvalidRequestException", "not authorized to invoke"),
     ("UnauthorizedException", "assume role"),
+    // IoT rule whose error action's role has not propagated yet.
+    ("InvalidRequestException", "assume"),
     // S3 right after a bucket was created or deleted.
     ("NoSuchBucket", "eventual"),
 ];

@@ -38,6 +38,7 @@ pub struct FunctionSpec {
     memory_mb: i64,
     timeout_s: i64,
     depends_on: Vec<ResourceId>,
+    dead_letters: bool,
 }
 
 impl FunctionSpec {
@@ -53,6 +54,7 @@ impl FunctionSpec {
             memory_mb: 128,
             timeout_s: 30,
             depends_on: Vec::new(),
+            dead_letters: false,
         }
     }
 
@@ -83,6 +85,13 @@ impl FunctionSpec {
     /// Adds dependencies (e.g. a function this one invokes, so it exists first).
     pub fn depends_on<I: IntoIterator<Item = ResourceId>>(mut self, deps: I) -> Self {
         self.depends_on.extend(deps);
+        self
+    }
+
+    /// The function is invoked asynchronously: its failed events go to its layer's dead-letter
+    /// queue (an event invoke config of its own; the role must [`crate::dead_letters::allow_send`]).
+    pub fn async_with_dead_letters(mut self) -> Self {
+        self.dead_letters = true;
         self
     }
 
@@ -137,7 +146,18 @@ impl FunctionSpec {
         let mut function = function;
         // Where the code is uploaded is an input: new code shows as a new `source_hash`.
         function.inputs["code"] = json!({"bucket": artifacts::bucket_name(ctx), "key": key});
-        Ok(vec![log_group, function])
+        let mut specs = vec![log_group];
+        if self.dead_letters {
+            specs.push(crate::dead_letters::invoke_config_spec(
+                ctx,
+                layer,
+                &self.local_name,
+                &function.name,
+                function.id.clone(),
+            ));
+        }
+        specs.push(function);
+        Ok(specs)
     }
 }
 

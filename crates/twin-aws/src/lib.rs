@@ -7,6 +7,7 @@ pub mod artifacts;
 pub mod catalogue;
 pub mod clients;
 pub mod context;
+pub mod dead_letters;
 pub mod discover;
 pub mod errors;
 pub mod fault_proxy;

@@ -4,7 +4,8 @@ use crate::artifacts::{self, ArtifactDriver, Artifacts};
 use crate::context::LayerContext;
 use crate::AwsClients;
 use crate::{
-    catalogue, discover, iam, l1, l2, l3, l4_twinmaker, l5_grafana, lambda_fn, logs, permissions,
+    catalogue, dead_letters, discover, iam, l1, l2, l3, l4_twinmaker, l5_grafana, lambda_fn, logs,
+    permissions,
 };
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -99,6 +100,16 @@ impl AwsProvider {
         drivers.insert(
             l1::simulator_config::KIND,
             Arc::new(l1::simulator_config::SimulatorConfigDriver::new(
+                clients.clone(),
+            )),
+        );
+        drivers.insert(
+            dead_letters::queue::KIND,
+            Arc::new(dead_letters::queue::QueueDriver::new(clients.clone())),
+        );
+        drivers.insert(
+            dead_letters::invoke_config::KIND,
+            Arc::new(dead_letters::invoke_config::InvokeConfigDriver::new(
                 clients.clone(),
             )),
         );

@@ -144,6 +144,17 @@ pub async fn leftovers(c: &AwsClients, prefix: &str) -> Result<Vec<String>, Stri
             out.push(format!("iot-rule:{}", r.rule_name().unwrap_or("")));
         }
     }
+    for url in c
+        .sqs
+        .list_queues()
+        .queue_name_prefix(prefix)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .queue_urls()
+    {
+        out.push(format!("sqs:{url}"));
+    }
     for t in c
         .dynamodb
         .list_tables()

@@ -67,11 +67,14 @@ fn twin_names(
         (ProviderName::Aws, Layer::L1) => {
             let mut v = vec![(&IOT_TOPIC_RULE, topic_rule_name(twin))];
             v.extend(function("dispatcher"));
+            v.push((&IAM_ROLE, role_name(twin, IOT_RULE_ROLE)));
+            v.push((&SQS_QUEUE, dead_letter_queue_name(twin, layer.short())));
             v
         }
         (ProviderName::Aws, Layer::L2) => {
             let mut v = function("persister");
             v.extend(function(SHARED_PROCESSOR));
+            v.push((&SQS_QUEUE, dead_letter_queue_name(twin, layer.short())));
             v
         }
         (ProviderName::Aws, Layer::L3Hot) => {
@@ -83,6 +86,7 @@ fn twin_names(
                 schedule_rule_name(twin, "hot-to-cold-mover"),
             ));
             v.push((&HTTP_API, http_api_name(twin)));
+            v.push((&SQS_QUEUE, dead_letter_queue_name(twin, layer.short())));
             v
         }
         (ProviderName::Aws, Layer::L3Cold) => {
@@ -92,6 +96,7 @@ fn twin_names(
                 &EVENTBRIDGE_RULE,
                 schedule_rule_name(twin, "cold-to-archive-mover"),
             ));
+            v.push((&SQS_QUEUE, dead_letter_queue_name(twin, layer.short())));
             v
         }
         (ProviderName::Aws, Layer::L3Archive) => {

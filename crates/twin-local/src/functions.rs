@@ -33,6 +33,21 @@ pub struct DeployedFunction {
     pub bucket: String,
     /// The zip's key in it.
     pub key: String,
+    /// How its asynchronous invocations are retried and where their failures go.
+    #[serde(default)]
+    pub async_settings: AsyncSettings,
+}
+
+/// A function's event invoke config as deployed (`GetFunctionEventInvokeConfig`); each field
+/// `None` when the function has none, so Lambda's defaults apply.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AsyncSettings {
+    /// `MaximumRetryAttempts`.
+    pub max_retries: Option<u32>,
+    /// `MaximumEventAgeInSeconds`.
+    pub max_event_age_s: Option<u32>,
+    /// The on-failure destination's ARN.
+    pub on_failure: Option<String>,
 }
 
 impl DeployedFunction {
@@ -58,6 +73,11 @@ impl DeployedFunction {
             h.update([0]);
         }
         h.update(self.memory_mb.to_le_bytes());
+        let a = &self.async_settings;
+        h.update(format!(
+            "{:?}/{:?}/{:?}",
+            a.max_retries, a.max_event_age_s, a.on_failure
+        ));
         hex::encode(h.finalize())
     }
 }
@@ -159,7 +179,35 @@ pub async fn read_deployed(
             call: "GetFunction",
             message: format!("function {name}: no S3 key in Code.Location `{location}`"),
         })?;
+        let async_settings = match lambda
+            .get_function_event_invoke_config()
+            .function_name(&name)
+            .send()
+            .await
+        {
+            Ok(c) => AsyncSettings {
+                max_retries: c
+                    .maximum_retry_attempts()
+                    .and_then(|n| u32::try_from(n).ok()),
+                max_event_age_s: c
+                    .maximum_event_age_in_seconds()
+                    .and_then(|n| u32::try_from(n).ok()),
+                on_failure: c
+                    .destination_config()
+                    .and_then(|d| d.on_failure())
+                    .and_then(|f| f.destination())
+                    .map(str::to_string),
+            },
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+            {
+                AsyncSettings::default()
+            }
+            Err(e) => return Err(emulator("GetFunctionEventInvokeConfig")(e)),
+        };
         out.push(DeployedFunction {
+            async_settings,
             arn: config.function_arn().unwrap_or_default().to_string(),
             env: config
                 .environment()
@@ -307,6 +355,7 @@ mod tests {
             code_sha256: code_sha256(b"zip"),
             bucket: "b".into(),
             key: "k".into(),
+            async_settings: AsyncSettings::default(),
         };
         let mut g = f.clone();
         g.timeout_s = 60;
@@ -316,6 +365,13 @@ mod tests {
         let mut h = f.clone();
         h.code_sha256 = code_sha256(b"other");
         assert_ne!(f.fingerprint(), h.fingerprint());
+        let mut d = f.clone();
+        d.async_settings.on_failure = Some("arn:aws:sqs:r:1:t-l1-dead-letters".into());
+        assert_ne!(
+            f.fingerprint(),
+            d.fingerprint(),
+            "a new destination restarts the runner"
+        );
         assert_eq!(f.sha_prefix().len(), 16);
         assert_eq!(fingerprint(&[f.clone(), h.clone()]), fingerprint(&[h, f]));
     }

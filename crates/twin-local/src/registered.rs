@@ -40,6 +40,8 @@ pub struct DeployedRule {
     pub lambda_function_arn: Option<String>,
     /// How many actions it has that are not Lambda actions (the local plane cannot run them).
     pub other_actions: usize,
+    /// The queue URL of its SQS error action, if it has one.
+    pub error_queue_url: Option<String>,
 }
 
 /// Everything of L1 the broker is configured from.
@@ -204,6 +206,10 @@ pub async fn read_rule(
         enabled: rule.rule_disabled() != Some(true),
         other_actions: actions.iter().filter(|a| a.lambda().is_none()).count(),
         lambda_function_arn,
+        error_queue_url: rule
+            .error_action()
+            .and_then(|a| a.sqs())
+            .map(|q| q.queue_url().to_string()),
     }))
 }
 

@@ -51,10 +51,122 @@ struct QueuedEvent {
 pub struct Routed {
     /// Its deployed name.
     pub name: String,
+    /// Its ARN (named in the on-failure records).
+    pub arn: String,
     /// How long a synchronous invocation may take (the deployed timeout, plus a margin).
     pub timeout: Duration,
     /// Background workers for `Event` invocations (its instance count).
     pub workers: usize,
+    /// Retries of a failed `Event` invocation (its event invoke config, else Lambda's 2).
+    pub retries: u32,
+    /// Oldest an `Event` invocation may get (its event invoke config, else [`EVENT_MAX_AGE`]).
+    pub max_age: Duration,
+    /// Where an `Event` invocation that failed for good goes (its on-failure destination).
+    pub on_failure: Option<OnFailure>,
+}
+
+/// An on-failure destination: an SQS queue of the emulator, by ARN (its URL is asked of SQS).
+#[derive(Debug, Clone)]
+pub struct OnFailure {
+    /// The queue's ARN as the event invoke config names it.
+    pub queue_arn: String,
+    /// Clients of the emulator.
+    pub clients: Arc<twin_aws::AwsClients>,
+}
+
+/// Why an asynchronous invocation failed for good (`requestContext.condition`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureCondition {
+    /// The function returned an error on every attempt.
+    RetriesExhausted,
+    /// The event got older than the maximum age before it could run.
+    EventAgeExceeded,
+}
+
+/// Lambda's on-failure invocation record (the shape Lambda sends to a destination).
+pub fn failure_record(
+    function_arn: &str,
+    payload: &[u8],
+    condition: FailureCondition,
+    attempts: u32,
+    error: Option<&[u8]>,
+) -> serde_json::Value {
+    let as_json = |b: &[u8]| {
+        serde_json::from_slice::<serde_json::Value>(b)
+            .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(b).into_owned()))
+    };
+    let mut record = serde_json::json!({
+        "version": "1.0",
+        "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "requestContext": {
+            "requestId": format!("local-{:016x}", rand_id()),
+            "functionArn": format!("{function_arn}:$LATEST"),
+            "condition": match condition {
+                FailureCondition::RetriesExhausted => "RetriesExhausted",
+                FailureCondition::EventAgeExceeded => "EventAgeExceeded",
+            },
+            "approximateInvokeCount": attempts,
+        },
+        "requestPayload": as_json(payload),
+    });
+    if let Some(e) = error {
+        record["responseContext"] = serde_json::json!({
+            "statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled",
+        });
+        record["responsePayload"] = as_json(e);
+    }
+    record
+}
+
+/// A request id that differs between records (no randomness crate here: time and a counter).
+fn rand_id() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or_default();
+    nanos ^ COUNTER.fetch_add(1, Ordering::Relaxed).rotate_left(48)
+}
+
+/// Sends an on-failure record to the destination, a few times with backoff; a record that
+/// cannot be sent is logged (Lambda counts it as a `DestinationDeliveryFailures`).
+async fn send_failure(f: &Routed, record: serde_json::Value) {
+    let Some(dest) = &f.on_failure else {
+        tracing::warn!(function = %f.name, "asynchronous invocation dropped: it failed for good and the function has no on-failure destination");
+        return;
+    };
+    let body = record.to_string();
+    let mut delay = Duration::from_millis(100);
+    let mut last = String::new();
+    for _ in 0..4 {
+        let sent = async {
+            let url = twin_aws::dead_letters::queue_url_of_arn(&dest.clients, &dest.queue_arn)
+                .await?
+                .ok_or_else(|| {
+                    twin_engine::CloudError::fatal(
+                        "AWS.SimpleQueueService.NonExistentQueue",
+                        format!("the on-failure queue {} does not exist", dest.queue_arn),
+                    )
+                })?;
+            twin_aws::dead_letters::send(&dest.clients, &url, &body).await
+        }
+        .await;
+        match sent {
+            Ok(()) => {
+                tracing::info!(function = %f.name, queue = %dest.queue_arn, "asynchronous invocation failed for good; its record is in the on-failure queue");
+                return;
+            }
+            Err(e) if e.class.is_retryable() => last = e.to_string(),
+            Err(e) => {
+                last = e.to_string();
+                break;
+            }
+        }
+        tokio::time::sleep(delay).await; // backoff between delivery attempts
+        delay *= 2;
+    }
+    tracing::warn!(function = %f.name, queue = %dest.queue_arn, error = %last, "the on-failure record could not be delivered");
 }
 
 /// Where the router sends what.
@@ -414,31 +526,36 @@ async fn forward(emulator: &str, req: Request<Incoming>) -> Response<Body> {
 /// What to do with an asynchronous invocation after an attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum AfterAttempt {
-    /// It ran (successfully, or with its retries spent).
+    /// It ran successfully.
     Done,
+    /// It failed on every attempt: its retries are spent.
+    Failed,
     /// Try it again after this long.
     RetryAfter(Duration),
     /// Given up: too old to deliver.
     Expired,
 }
 
-/// Lambda's asynchronous retry rules: a function error is retried [`EVENT_FUNCTION_RETRIES`]
-/// times with growing delays; a delivery failure (throttled, unreachable, timed out) is retried
-/// with backoff until the event is [`EVENT_MAX_AGE`] old.
+/// Lambda's asynchronous retry rules: a function error is retried `retries` times (the
+/// function's event invoke config, Lambda's default [`EVENT_FUNCTION_RETRIES`]) with growing
+/// delays; a delivery failure (throttled, unreachable, timed out) is retried with backoff until
+/// the event is `max_age` old.
 fn after_attempt(
     event: &QueuedEvent,
     outcome: &Result<bool, String>,
     age: Duration,
+    retries: u32,
+    max_age: Duration,
 ) -> AfterAttempt {
     match outcome {
         Ok(false) => AfterAttempt::Done,
-        Ok(true) => match EVENT_RETRY_DELAYS.get(event.function_errors as usize) {
-            Some(delay) if event.function_errors < EVENT_FUNCTION_RETRIES => {
-                AfterAttempt::RetryAfter(*delay)
-            }
-            _ => AfterAttempt::Done,
-        },
-        Err(_) if age >= EVENT_MAX_AGE => AfterAttempt::Expired,
+        Ok(true) if event.function_errors >= retries => AfterAttempt::Failed,
+        Ok(true) if age >= max_age => AfterAttempt::Expired,
+        Ok(true) => {
+            let i = (event.function_errors as usize).min(EVENT_RETRY_DELAYS.len() - 1);
+            AfterAttempt::RetryAfter(EVENT_RETRY_DELAYS[i])
+        }
+        Err(_) if age >= max_age => AfterAttempt::Expired,
         Err(_) => {
             let exp = event.delivery_failures.min(6);
             AfterAttempt::RetryAfter(
@@ -463,6 +580,7 @@ async fn event_worker(
             next = async { rx.lock().await.recv().await } => next,
         };
         let Some(mut event) = next else { return };
+        let mut last_error = None;
         let outcome = match invoke(port, &f, event.payload.clone()).await {
             Ok(o) if o.function_error => {
                 tracing::warn!(
@@ -471,6 +589,7 @@ async fn event_worker(
                     error = %String::from_utf8_lossy(&o.body),
                     "asynchronous invocation failed"
                 );
+                last_error = Some(o.body);
                 Ok(true)
             }
             Ok(_) => Ok(false),
@@ -479,13 +598,40 @@ async fn event_worker(
                 Err(e)
             }
         };
-        match after_attempt(&event, &outcome, event.enqueued.elapsed()) {
+        let attempts = event.function_errors + u32::from(outcome.is_ok());
+        match after_attempt(
+            &event,
+            &outcome,
+            event.enqueued.elapsed(),
+            f.retries,
+            f.max_age,
+        ) {
             AfterAttempt::Done => {}
-            AfterAttempt::Expired => tracing::warn!(
-                function = %f.name,
-                age_s = event.enqueued.elapsed().as_secs(),
-                "asynchronous invocation dropped: it could not be delivered within the maximum event age"
-            ),
+            AfterAttempt::Failed => {
+                let record = failure_record(
+                    &f.arn,
+                    &event.payload,
+                    FailureCondition::RetriesExhausted,
+                    attempts,
+                    last_error.as_deref(),
+                );
+                send_failure(&f, record).await;
+            }
+            AfterAttempt::Expired => {
+                tracing::warn!(
+                    function = %f.name,
+                    age_s = event.enqueued.elapsed().as_secs(),
+                    "asynchronous invocation given up: older than the maximum event age"
+                );
+                let record = failure_record(
+                    &f.arn,
+                    &event.payload,
+                    FailureCondition::EventAgeExceeded,
+                    attempts,
+                    last_error.as_deref(),
+                );
+                send_failure(&f, record).await;
+            }
             AfterAttempt::RetryAfter(delay) => {
                 match outcome {
                     Ok(_) => event.function_errors += 1,
@@ -519,35 +665,77 @@ mod tests {
             delivery_failures,
             enqueued: std::time::Instant::now(),
         };
+        let after = |e: &QueuedEvent, o: &Result<bool, String>, age: Duration| {
+            after_attempt(e, o, age, EVENT_FUNCTION_RETRIES, EVENT_MAX_AGE)
+        };
         assert_eq!(
-            after_attempt(&fresh(0, 0), &Ok(false), Duration::ZERO),
+            after(&fresh(0, 0), &Ok(false), Duration::ZERO),
             AfterAttempt::Done
         );
         assert_eq!(
-            after_attempt(&fresh(0, 0), &Ok(true), Duration::ZERO),
+            after(&fresh(0, 0), &Ok(true), Duration::ZERO),
             AfterAttempt::RetryAfter(Duration::from_secs(1))
         );
         assert_eq!(
-            after_attempt(&fresh(1, 0), &Ok(true), Duration::ZERO),
+            after(&fresh(1, 0), &Ok(true), Duration::ZERO),
             AfterAttempt::RetryAfter(Duration::from_secs(2))
         );
         assert_eq!(
-            after_attempt(&fresh(2, 0), &Ok(true), Duration::ZERO),
-            AfterAttempt::Done,
+            after(&fresh(2, 0), &Ok(true), Duration::ZERO),
+            AfterAttempt::Failed,
             "two retries, then the error stands"
         );
         assert_eq!(
-            after_attempt(&fresh(0, 0), &Err("busy".into()), Duration::ZERO),
+            after_attempt(&fresh(0, 0), &Ok(true), Duration::ZERO, 0, EVENT_MAX_AGE),
+            AfterAttempt::Failed,
+            "the event invoke config's retry count is honoured"
+        );
+        assert_eq!(
+            after_attempt(
+                &fresh(0, 0),
+                &Ok(true),
+                Duration::from_secs(61),
+                2,
+                Duration::from_secs(60)
+            ),
+            AfterAttempt::Expired,
+            "and its maximum age"
+        );
+        assert_eq!(
+            after(&fresh(0, 0), &Err("busy".into()), Duration::ZERO),
             AfterAttempt::RetryAfter(Duration::from_millis(100))
         );
         assert_eq!(
-            after_attempt(&fresh(0, 9), &Err("busy".into()), Duration::ZERO),
+            after(&fresh(0, 9), &Err("busy".into()), Duration::ZERO),
             AfterAttempt::RetryAfter(Duration::from_secs(5))
         );
         assert_eq!(
-            after_attempt(&fresh(0, 3), &Err("busy".into()), EVENT_MAX_AGE),
+            after(&fresh(0, 3), &Err("busy".into()), EVENT_MAX_AGE),
             AfterAttempt::Expired
         );
+    }
+
+    #[test]
+    fn the_on_failure_record_has_lambdas_shape() {
+        let r = failure_record(
+            "arn:aws:lambda:us-east-1:1:function:t-persister",
+            br#"{"a":1}"#,
+            FailureCondition::RetriesExhausted,
+            3,
+            Some(br#"{"errorMessage":"boom"}"#),
+        );
+        assert_eq!(
+            r["requestContext"]["functionArn"],
+            "arn:aws:lambda:us-east-1:1:function:t-persister:$LATEST"
+        );
+        assert_eq!(r["requestContext"]["condition"], "RetriesExhausted");
+        assert_eq!(r["requestContext"]["approximateInvokeCount"], 3);
+        assert_eq!(r["requestPayload"], serde_json::json!({"a": 1}));
+        assert_eq!(r["responsePayload"]["errorMessage"], "boom");
+        // What redrive reads back from it.
+        let replay = twin_aws::dead_letters::records::parse(&r.to_string(), "t").expect("parses");
+        assert_eq!(replay.function, "t-persister");
+        assert_eq!(replay.payload, serde_json::json!({"a": 1}));
     }
 
     #[test]

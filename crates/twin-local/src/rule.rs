@@ -3,6 +3,10 @@
 //! session), evaluates the rule's SQL on each message and invokes the rule's Lambda action
 //! through the local Lambda Invoke API (`X-Amz-Invocation-Type: Event`, as IoT Core does).
 //!
+//! An invoke the router refuses for good (not throttling, not a server error) is what IoT Core
+//! hands to the rule's error action: with one deployed, the bridge sends IoT's error message
+//! (`base64OriginalPayload`, `failures[]`) to its SQS queue, as IoT Core would.
+//!
 //! A message is acknowledged to the broker only once its outcome is final (the router accepted
 //! the invoke with 202, or the rule skipped or rejected it), so a bridge or broker restart loses
 //! nothing: the broker redelivers what was not acknowledged. Delivery is at least once.
@@ -79,6 +83,51 @@ pub struct BridgeConfig {
     /// The devices the broker trusts (`UpReport::trusted`): the client id of a message is the
     /// one identity allowed to publish on its topic, since MQTT does not carry it to subscribers.
     pub publishers: Vec<TrustedDevice>,
+    /// The rule's error action, when it has one ([`ErrorAction::of`]).
+    pub error_action: Option<ErrorAction>,
+}
+
+/// The rule's SQS error action: where what the Lambda action could not take goes.
+#[derive(Debug, Clone)]
+pub struct ErrorAction {
+    /// The queue's URL, as the deployed rule names it.
+    pub queue_url: String,
+    /// Clients of the emulator.
+    pub clients: Arc<twin_aws::AwsClients>,
+}
+
+impl ErrorAction {
+    /// The deployed rule's error action, if it has an SQS one.
+    pub fn of(rule: &DeployedRule, clients: Arc<twin_aws::AwsClients>) -> Option<ErrorAction> {
+        rule.error_queue_url
+            .clone()
+            .map(|queue_url| ErrorAction { queue_url, clients })
+    }
+}
+
+/// IoT Core's error action message for one failed message (AWS IoT "Error action message
+/// format").
+pub fn error_message(
+    rule: &str,
+    topic: &str,
+    client_id: Option<&str>,
+    payload: &[u8],
+    failed_resource: &str,
+    error: &str,
+) -> serde_json::Value {
+    use base64::Engine as _;
+    serde_json::json!({
+        "ruleName": rule,
+        "topic": topic,
+        "cloudwatchTraceId": format!("local-{}", now_ms()),
+        "clientId": client_id.unwrap_or_default(),
+        "base64OriginalPayload": base64::engine::general_purpose::STANDARD.encode(payload),
+        "failures": [{
+            "failedAction": "LambdaAction",
+            "failedResource": failed_resource,
+            "errorMessage": error,
+        }],
+    })
 }
 
 /// The bridge's counters, shared with whoever reports status.
@@ -91,6 +140,7 @@ pub struct BridgeCounters {
     invoke_retries: AtomicU64,
     reconnects: AtomicU64,
     duplicates_suppressed: AtomicU64,
+    errored: AtomicU64,
     connected: AtomicBool,
     subscribed: AtomicBool,
     reasons: Mutex<BTreeMap<String, u64>>,
@@ -116,6 +166,9 @@ pub struct BridgeStatus {
     pub reconnects: u64,
     /// Redeliveries recognised as already delivered and not invoked again.
     pub duplicates_suppressed: u64,
+    /// Messages the Lambda action refused, sent to the rule's error action's queue.
+    #[serde(default)]
+    pub to_error_action: u64,
     /// Whether the bridge is connected to the broker now.
     pub connected: bool,
     /// Whether the broker confirmed the subscription on the current connection.
@@ -141,6 +194,7 @@ impl BridgeCounters {
             invoke_retries: self.invoke_retries.load(Ordering::Relaxed),
             reconnects: self.reconnects.load(Ordering::Relaxed),
             duplicates_suppressed: self.duplicates_suppressed.load(Ordering::Relaxed),
+            to_error_action: self.errored.load(Ordering::Relaxed),
             connected: self.connected.load(Ordering::Relaxed),
             subscribed: self.subscribed.load(Ordering::Relaxed),
             last_error: lock(&self.last_error).clone(),
@@ -278,6 +332,7 @@ impl Bridge {
             generation: generation.clone(),
             cancel: cancel.clone(),
             delivered_unacked: HashMap::new(),
+            error_action: self.config.error_action.clone(),
         };
         let worker = tokio::spawn(worker.run(rx));
         let filter = self.rule.sql.from.clone();
@@ -353,6 +408,7 @@ struct Worker {
     /// Messages delivered whose connection was lost before they could be acknowledged, by packet
     /// id: the broker resends them (same id, DUP) and they are then acknowledged, not invoked.
     delivered_unacked: HashMap<u16, u64>,
+    error_action: Option<ErrorAction>,
 }
 
 /// The end of one message.
@@ -394,6 +450,33 @@ impl Worker {
         if let Err(e) = self.client.ack(p).await {
             self.counters
                 .error(format!("cannot acknowledge a message to the broker: {e}"));
+        }
+    }
+
+    /// Sends IoT's error message for `p` to the rule's error action, if it has one; a send that
+    /// fails is counted as an error (IoT Core logs it the same way).
+    async fn to_error_action(&self, p: &Publish, client_id: Option<&str>, error: &str) {
+        let Some(action) = &self.error_action else {
+            return;
+        };
+        let body = error_message(
+            &self.rule.name,
+            &p.topic,
+            client_id,
+            &p.payload,
+            &self.rule.function_arn,
+            error,
+        );
+        if let Err(e) =
+            twin_aws::dead_letters::send(&action.clients, &action.queue_url, &body.to_string())
+                .await
+        {
+            self.counters.error(format!(
+                "the rule's error action could not send to {}: {e}",
+                action.queue_url
+            ));
+        } else {
+            self.counters.errored.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -450,12 +533,12 @@ impl Worker {
                         .collect::<String>()
                 ),
                 Ok(a) => {
-                    // IoT Core would hand this to the rule's error action; there is none here.
+                    // IoT Core hands this to the rule's error action.
                     self.counters.reject(format!(
                         "the Lambda router refused the invoke with HTTP {}",
                         a.status
                     ));
-                    self.counters.error(format!(
+                    let error = format!(
                         "invoking {} through {}: HTTP {} {}",
                         self.rule.function_arn,
                         self.router.url(),
@@ -464,7 +547,9 @@ impl Worker {
                             .chars()
                             .take(200)
                             .collect::<String>()
-                    ));
+                    );
+                    self.counters.error(error.clone());
+                    self.to_error_action(p, msg.client_id, &error).await;
                     return Done::Ack;
                 }
                 Err(e) => e.to_string(),
@@ -493,6 +578,7 @@ mod tests {
             enabled: true,
             lambda_function_arn: Some("arn:aws:lambda:us-east-1:1:function:t-dispatcher".into()),
             other_actions: 0,
+            error_queue_url: None,
         }
     }
 

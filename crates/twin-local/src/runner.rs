@@ -304,15 +304,31 @@ async fn serve(
         .iter()
         .map(|f| config.instances.of(&config.twin, &f.name))
         .collect();
-    let routed = deployed
-        .iter()
-        .zip(&counts)
-        .map(|(f, n)| Routed {
-            name: f.name.clone(),
-            timeout: Duration::from_secs(u64::try_from(f.timeout_s.max(1)).unwrap_or(3) + 2),
-            workers: *n,
-        })
-        .collect();
+    let routed =
+        deployed
+            .iter()
+            .zip(&counts)
+            .map(|(f, n)| Routed {
+                name: f.name.clone(),
+                arn: f.arn.clone(),
+                timeout: Duration::from_secs(u64::try_from(f.timeout_s.max(1)).unwrap_or(3) + 2),
+                workers: *n,
+                retries: f
+                    .async_settings
+                    .max_retries
+                    .unwrap_or(router::EVENT_FUNCTION_RETRIES),
+                max_age: f
+                    .async_settings
+                    .max_event_age_s
+                    .map_or(router::EVENT_MAX_AGE, |s| Duration::from_secs(u64::from(s))),
+                on_failure: f.async_settings.on_failure.clone().map(|queue_arn| {
+                    router::OnFailure {
+                        queue_arn,
+                        clients: config.clients.clone(),
+                    }
+                }),
+            })
+            .collect();
     let router_task = tokio::spawn(router::serve(
         listener,
         Upstreams {

@@ -561,6 +561,7 @@ mod tests {
             code_sha256: String::new(),
             bucket: String::new(),
             key: String::new(),
+            async_settings: Default::default(),
         };
         let m = render_manifest(&[f("t-dispatcher"), f("t-hot-reader")]);
         assert!(m.contains("\n[workspace]\n"), "{m}");

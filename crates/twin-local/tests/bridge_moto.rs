@@ -262,6 +262,7 @@ async fn the_rule_bridge_delivers_every_message_once_and_the_http_api_serves_the
         BridgeConfig {
             port: up.port,
             pki: plane.pki(),
+            error_action: twin_local::rule::ErrorAction::of(&rule, clients.clone()),
             rule,
             publishers: up.trusted.clone(),
         },
@@ -378,6 +379,49 @@ async fn the_rule_bridge_delivers_every_message_once_and_the_http_api_serves_the
     let s = status(&counters);
     assert!(s.reconnects >= 1, "{s:?}");
     assert!(s.connected, "{s:?}");
+
+    // The Lambda action is refused for good (the function is gone): IoT's error message goes
+    // to the rule's error action, L1's dead-letter queue, and `redrive` can read it back.
+    fake.event_status.store(404, Ordering::SeqCst);
+    publish(&b, &topic_b, br#"{"refused":1}"#).await;
+    until("the error action", Duration::from_secs(15), || {
+        status(&counters).to_error_action == 1
+    })
+    .await;
+    fake.event_status.store(202, Ordering::SeqCst);
+    let queue = clients
+        .sqs
+        .get_queue_url()
+        .queue_name(format!("{twin}-l1-dead-letters"))
+        .send()
+        .await
+        .expect("L1's queue")
+        .queue_url()
+        .expect("url")
+        .to_string();
+    let got = clients
+        .sqs
+        .receive_message()
+        .queue_url(&queue)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .expect("receive");
+    let bodies: Vec<&str> = got.messages().iter().filter_map(|m| m.body()).collect();
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    let message: serde_json::Value = serde_json::from_str(bodies[0]).expect("JSON");
+    assert_eq!(
+        message["ruleName"],
+        format!("{}", twin.replace('-', "_") + "_iot_data")
+    );
+    assert_eq!(message["topic"], topic_b);
+    assert_eq!(message["failures"][0]["failedAction"], "LambdaAction");
+    let replay = twin_aws::dead_letters::records::parse(bodies[0], twin).expect("replayable");
+    assert_eq!(replay.function, format!("{twin}-dispatcher"));
+    assert_eq!(
+        replay.payload,
+        serde_json::json!({"refused": 1, "topicDeviceId": "dev-b"})
+    );
 
     // The HTTP API: read back from moto, served locally, refusing unsigned requests.
     let api = twin_local::http_api::read(&clients, twin)

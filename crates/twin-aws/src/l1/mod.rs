@@ -1,6 +1,7 @@
 //! Layer 1: per device a thing, a certificate and an IoT policy (attached to each other); the
 //! topic rule on `<twin>/iot-data/+` invoking the dispatcher, with the dispatcher's permission for
-//! IoT scoped to the rule; and the simulator config for the deployed twin.
+//! IoT scoped to the rule, and its error action into the layer's dead-letter queue (which also
+//! takes the dispatcher's failed events); and the simulator config for the deployed twin.
 
 pub mod attachments;
 pub mod certificate;
@@ -12,6 +13,7 @@ pub mod topic_rule;
 
 use crate::catalogue::{self, LayerCatalogue};
 use crate::context::resource_id;
+use crate::dead_letters;
 use crate::iam::RoleSpec;
 use crate::lambda_fn::{build_functions, function_arn, FunctionSpec};
 use crate::permissions::permission_spec;
@@ -76,9 +78,24 @@ pub fn specs(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudError> {
         .allow_logs(ctx, std::slice::from_ref(&dispatcher_name))
         .allow(&["lambda:InvokeFunction"], &processors)
         .allow(&["s3:GetObject"], &[catalogue::read_arn(ctx, layer)]);
-    let dispatcher =
-        catalogue.pass_to(FunctionSpec::new("dispatcher", "dispatcher", "dispatcher").memory(256));
+    let role = dead_letters::allow_send(role, ctx, layer);
+    // IoT's Lambda action invokes the dispatcher asynchronously.
+    let dispatcher = catalogue.pass_to(
+        FunctionSpec::new("dispatcher", "dispatcher", "dispatcher")
+            .memory(256)
+            .async_with_dead_letters(),
+    );
     let dispatcher_id = dispatcher.id(layer);
+    // The rule's error action sends what the rule could not deliver to the same queue, as this
+    // role (the only thing it may do).
+    let rule_role = dead_letters::allow_send(
+        RoleSpec::new(names::IOT_RULE_ROLE, "iot.amazonaws.com"),
+        ctx,
+        layer,
+    );
+    let rule_role_id = rule_role.id(layer);
+    specs.push(dead_letters::queue_spec(ctx, layer));
+    specs.push(rule_role.build(ctx, layer));
     specs.push(role.build(ctx, layer));
     specs.push(catalogue.spec);
     specs.extend(build_functions(ctx, layer, vec![dispatcher])?);
@@ -91,19 +108,28 @@ pub fn specs(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudError> {
         "iot.amazonaws.com",
         &topic_rule::rule_arn(ctx),
     );
-    let rule = ctx
+    let mut rule = ctx
         .spec(
             layer,
             topic_rule::KIND,
             "telemetry",
             names::topic_rule_name(twin),
         )
-        .depends_on([dispatcher_id, permission.id.clone()])
+        .depends_on([
+            dispatcher_id,
+            permission.id.clone(),
+            dead_letters::queue_id(layer),
+            rule_role_id,
+        ])
         .desired(json!({
             "sql": topic_rule::rule_sql(twin),
             "function_arn": function_arn(ctx, "dispatcher"),
             "enabled": true,
+            "error_queue": dead_letters::queue_name(twin, layer),
+            "error_role_arn": crate::iam::role_arn(ctx, names::IOT_RULE_ROLE),
         }));
+    // The queue's URL (what the error action needs) is what SQS returns, read from the queue.
+    rule.inputs["error_queue_id"] = json!(dead_letters::queue_id(layer).0);
     specs.push(permission);
     specs.push(rule);
 

@@ -1,14 +1,18 @@
-//! The topic rule on `<twin>/iot-data/+` invoking the dispatcher.
+//! The topic rule on `<twin>/iot-data/+` invoking the dispatcher; what it cannot deliver goes
+//! through its error action to L1's dead-letter queue (plain JSON, not base64, so the message
+//! is IoT's documented error message with the payload in `base64OriginalPayload`).
 
 use crate::context::LayerContext;
 use crate::errors::{cloud, gone_is_ok, not_found_is_none};
 use crate::AwsClients;
 use async_trait::async_trait;
-use aws_sdk_iot::types::{Action, LambdaAction, TopicRulePayload};
+use aws_sdk_iot::types::{Action, LambdaAction, SqsAction, TopicRulePayload};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use twin_config::names;
-use twin_engine::{CloudError, ErrorClass, Observed, Outputs, ResourceDriver, ResourceSpec};
+use twin_engine::{
+    CloudError, ErrorClass, Observed, Outputs, ResourceDriver, ResourceId, ResourceSpec,
+};
 
 /// Driver kind of the rule.
 pub const KIND: &str = "iot_topic_rule";
@@ -48,7 +52,23 @@ fn field<'a>(spec: &'a ResourceSpec, k: &str) -> &'a str {
         .unwrap_or_default()
 }
 
-fn payload(spec: &ResourceSpec) -> Result<TopicRulePayload, CloudError> {
+/// The error action: an SQS action into the queue whose URL SQS gave for the spec's
+/// `error_queue_id` dependency.
+fn error_action(spec: &ResourceSpec, deps: &Outputs) -> Result<Option<Action>, CloudError> {
+    let Some(queue_id) = spec.inputs.get("error_queue_id").and_then(Value::as_str) else {
+        return Ok(None);
+    };
+    let url = deps.attr(&ResourceId(queue_id.to_string()), "url")?;
+    let sqs = SqsAction::builder()
+        .role_arn(field(spec, "error_role_arn"))
+        .queue_url(url)
+        .use_base64(false)
+        .build()
+        .map_err(|e| CloudError::fatal("RequestInvalid", e.to_string()))?;
+    Ok(Some(Action::builder().sqs(sqs).build()))
+}
+
+fn payload(spec: &ResourceSpec, deps: &Outputs) -> Result<TopicRulePayload, CloudError> {
     let action = Action::builder()
         .lambda(
             LambdaAction::builder()
@@ -62,6 +82,7 @@ fn payload(spec: &ResourceSpec) -> Result<TopicRulePayload, CloudError> {
         .aws_iot_sql_version("2016-03-23")
         .rule_disabled(false)
         .actions(action)
+        .set_error_action(error_action(spec, deps)?)
         .build()
         .map_err(|e| CloudError::fatal("RequestInvalid", e.to_string()))
 }
@@ -93,6 +114,10 @@ impl ResourceDriver for TopicRuleDriver {
             .actions()
             .iter()
             .find_map(|a| a.lambda().map(|l| l.function_arn().to_string()));
+        let error_sqs = rule.error_action().and_then(|a| a.sqs());
+        // The queue's name is the last segment of the URL SQS gave (`.../<account>/<name>`).
+        let error_queue = error_sqs.map(|q| q.queue_url().rsplit('/').next().unwrap_or_default());
+        let error_role_arn = error_sqs.map(|q| q.role_arn());
         let arn = out.rule_arn().unwrap_or_default().to_string();
         // A rule is the twin's when it reads the twin's own telemetry topics.
         let twin = crate::context::twin_tag(spec);
@@ -115,6 +140,8 @@ impl ResourceDriver for TopicRuleDriver {
                     "sql": rule.sql(),
                     "function_arn": function,
                     "enabled": !rule.rule_disabled().unwrap_or(false),
+                    "error_queue": error_queue,
+                    "error_role_arn": error_role_arn,
                 }),
             )
             .owned_by(owner),
@@ -126,7 +153,7 @@ impl ResourceDriver for TopicRuleDriver {
             .iot
             .create_topic_rule()
             .rule_name(&spec.name)
-            .topic_rule_payload(payload(spec)?)
+            .topic_rule_payload(payload(spec, deps)?)
             .tags(format!(
                 "{}={}",
                 names::TAG_KEY,
@@ -154,7 +181,7 @@ impl ResourceDriver for TopicRuleDriver {
             .iot
             .replace_topic_rule()
             .rule_name(&spec.name)
-            .topic_rule_payload(payload(spec)?)
+            .topic_rule_payload(payload(spec, deps)?)
             .send()
             .await
             .map_err(cloud)?;

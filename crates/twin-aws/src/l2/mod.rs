@@ -5,6 +5,7 @@
 //! environment nor their role grows with the number of devices.
 
 use crate::catalogue::{self, LayerCatalogue};
+use crate::dead_letters;
 use crate::iam::RoleSpec;
 use crate::l3::table;
 use crate::lambda_fn::{build_functions, function_arn, FunctionSpec};
@@ -23,11 +24,13 @@ pub fn specs(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudError> {
     let layer = Layer::L2;
     let twin = ctx.name();
     let persister_name = names::function_name(twin, "persister");
-    let mut persister_role = RoleSpec::new("persister", "lambda.amazonaws.com")
+    let persister_role = RoleSpec::new("persister", "lambda.amazonaws.com")
         .allow_logs(ctx, std::slice::from_ref(&persister_name));
+    let mut persister_role = dead_letters::allow_send(persister_role, ctx, layer);
     let mut persister = FunctionSpec::new("persister", "persister", "persister")
         .env("HOT_TABLE", names::table_name(twin))
-        .memory(256);
+        .memory(256)
+        .async_with_dead_letters();
     if ctx.on_aws(Layer::L3Hot) {
         persister_role = persister_role.allow(&["dynamodb:PutItem"], &[table::table_arn(ctx)]);
         persister = persister.depends_on([table::table_id()]);
@@ -49,12 +52,14 @@ pub fn specs(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudError> {
             &[function_arn(ctx, "persister")],
         )
         .allow(&["s3:GetObject"], &[catalogue::read_arn(ctx, layer)]);
+    let processor_role = dead_letters::allow_send(processor_role, ctx, layer);
 
     let processor = |local: &str, crate_name: &str| {
         catalogue.pass_to(
             FunctionSpec::new(local, crate_name, PROCESSOR_ROLE)
                 .env("PERSISTER_FUNCTION", &persister_name)
-                .depends_on([persister_id.clone()]),
+                .depends_on([persister_id.clone()])
+                .async_with_dead_letters(),
         )
     };
     let mut functions = vec![persister];
@@ -81,6 +86,7 @@ pub fn specs(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudError> {
         );
     }
     let mut specs = vec![
+        dead_letters::queue_spec(ctx, layer),
         persister_role.build(ctx, layer),
         processor_role.build(ctx, layer),
         catalogue.spec,

@@ -120,7 +120,8 @@ fn hot(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudError> {
     Ok(specs)
 }
 
-/// A mover's role, function, invoke permission for EventBridge and daily rule.
+/// A mover's role, function, invoke permission for EventBridge and daily rule, and the layer's
+/// dead-letter queue its failed runs go to.
 fn mover_specs(
     ctx: &LayerContext<'_>,
     layer: Layer,
@@ -129,7 +130,13 @@ fn mover_specs(
     function: FunctionSpec,
 ) -> Result<Vec<ResourceSpec>, CloudError> {
     let fn_id = function.id(layer);
-    let mut specs = vec![role.build(ctx, layer)];
+    // EventBridge invokes the mover asynchronously: a failed run goes to the layer's queue.
+    let role = crate::dead_letters::allow_send(role, ctx, layer);
+    let function = function.async_with_dead_letters();
+    let mut specs = vec![
+        crate::dead_letters::queue_spec(ctx, layer),
+        role.build(ctx, layer),
+    ];
     specs.extend(build_functions(ctx, layer, vec![function])?);
     let permission = permission_spec(
         ctx,

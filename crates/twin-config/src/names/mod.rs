@@ -186,6 +186,16 @@ pub fn schedule_rule_name(twin: &str, mover: &str) -> String {
     format!("{twin}-{mover}-schedule")
 }
 
+/// SQS dead-letter queue of one layer's failed messages (the topic rule's error action and the
+/// on-failure destination of the layer's asynchronously invoked functions):
+/// `<twin>-<layer>-dead-letters`, e.g. `digital-twin-l2-dead-letters`.
+pub fn dead_letter_queue_name(twin: &str, layer_short: &str) -> String {
+    format!("{twin}-{layer_short}-dead-letters")
+}
+
+/// IAM role the topic rule's error action sends with: `<twin>-iot-rule`.
+pub const IOT_RULE_ROLE: &str = "iot-rule";
+
 /// API Gateway HTTP API in front of the hot reader: `<twin>-hot-reader-api`.
 pub fn http_api_name(twin: &str) -> String {
     format!("{twin}-hot-reader-api")

@@ -268,6 +268,20 @@ pub const IAM_ROLE: NameRule = NameRule {
     forbidden: &[],
 };
 
+/// Amazon SQS queue name (standard queue).
+pub const SQS_QUEUE: NameRule = NameRule {
+    kind: "SQS queue name",
+    min: 1,
+    max: 80,
+    bytes: false,
+    allowed: "SQS queue names are 1-80 characters of A-Z a-z 0-9 - _",
+    chars: word_dash,
+    first: any,
+    last: any,
+    reserved_prefixes: &[],
+    forbidden: &[],
+};
+
 /// Amazon DynamoDB table name.
 pub const DYNAMODB_TABLE: NameRule = NameRule {
     kind: "DynamoDB table name",
