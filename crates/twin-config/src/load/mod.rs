@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::diagnostics::{Diagnostic, Diagnostics};
 use crate::model::{TwinConfig, TwinSettings};
+use crate::providers::{Layer, ProviderName};
 use crate::spans::Spans;
 use crate::validate::{self, Source};
 use reader::FileReader;
@@ -82,6 +83,10 @@ pub fn load_dir(dir: &Path) -> Result<TwinConfig, Diagnostics> {
             device_ids: device_ids
                 .as_ref()
                 .map(|ids| ids.iter().map(|d| d.id.as_str()).collect()),
+            twinmaker: provs
+                .as_ref()
+                .and_then(|p| p.get(Layer::L4))
+                .is_some_and(|p| p == ProviderName::Aws),
         };
         hierarchy::read(
             &mut FileReader::new(HIERARCHY_FILE, &d.spans, &mut out),
