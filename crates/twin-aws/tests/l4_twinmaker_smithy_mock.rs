@@ -181,6 +181,17 @@ fn twinmaker_specs_wire_dependencies_and_least_privilege_roles() {
         [&json!({"Effect": "Allow", "Action": ["dynamodb:Query"],
                  "Resource": ["arn:aws:dynamodb:us-east-1:123456789012:table/dt-hot"]})]
     );
+    let twinmaker: Vec<&Value> = statements
+        .iter()
+        .filter(|s| s["Action"].to_string().contains("iottwinmaker"))
+        .collect();
+    assert_eq!(
+        twinmaker,
+        [&json!({"Effect": "Allow",
+                 "Action": ["iottwinmaker:ListEntities", "iottwinmaker:GetEntity"],
+                 "Resource": ["arn:aws:iottwinmaker:us-east-1:123456789012:workspace/dt-twinmaker",
+                              "arn:aws:iottwinmaker:us-east-1:123456789012:workspace/dt-twinmaker/entity/*"]})]
+    );
     assert!(statements
         .iter()
         .all(|s| !s["Resource"].to_string().contains("\"*\"")));

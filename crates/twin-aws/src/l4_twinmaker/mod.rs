@@ -171,7 +171,9 @@ fn workspace_role(bucket_arn: &str, connector_arn: &str) -> RoleSpec {
 /// The prefix of the object TwinMaker writes into a workspace's bucket to mark it in use.
 pub const WORKSPACE_MARKER_PREFIX: &str = "DO_NOT_DELETE_WORKSPACE_";
 
-/// The connector's role: its own log group, and Query on the hot table only.
+/// The connector's role: its own log group, Query on the hot table, and reading the twin's
+/// workspace's entities (a by-component-type request names no entity: the connector lists the
+/// entities that carry the type and reads their components' devices).
 fn connector_role(
     ctx: &LayerContext<'_>,
     connector_name: &str,
@@ -192,6 +194,13 @@ fn connector_role(
     Ok(RoleSpec::new(CONNECTOR, "lambda.amazonaws.com")
         .allow_logs(ctx, &[connector_name.to_string()])
         .allow(&["dynamodb:Query"], &[table_arn])
+        .allow(
+            &["iottwinmaker:ListEntities", "iottwinmaker:GetEntity"],
+            &[
+                workspace_arn(ctx),
+                format!("{}/entity/*", workspace_arn(ctx)),
+            ],
+        )
         .build(ctx, Layer::L4))
 }
 
