@@ -151,7 +151,7 @@ fn twinmaker_specs_wire_dependencies_and_least_privilege_roles() {
 
     // The scene viewer may load the bucket's files from the Grafana workspace's origin.
     let cors = by_id(&specs, "l4/s3_bucket_cors/twinmaker");
-    assert_eq!(cors.depends_on, [bucket.id.clone()]);
+    assert_eq!(cors.depends_on, std::slice::from_ref(&bucket.id));
     assert_eq!(
         cors.desired,
         json!({"bucket": bucket.name, "rules": [{
