@@ -139,13 +139,26 @@ fn twinmaker_specs_wire_dependencies_and_least_privilege_roles() {
     assert_eq!(
         role.desired["policy"]["Statement"],
         json!([
-            {"Effect": "Allow", "Action": ["s3:GetBucketLocation", "s3:ListBucket"],
-             "Resource": [bucket_arn]},
-            {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-             "Resource": [format!("{bucket_arn}/*")]},
+            {"Effect": "Allow",
+             "Action": ["s3:GetBucket*", "s3:GetObject", "s3:ListBucket", "s3:PutObject"],
+             "Resource": [bucket_arn.clone(), format!("{bucket_arn}/*")]},
+            {"Effect": "Allow", "Action": ["s3:DeleteObject"],
+             "Resource": [format!("{bucket_arn}/DO_NOT_DELETE_WORKSPACE_*")]},
             {"Effect": "Allow", "Action": ["lambda:InvokeFunction"],
              "Resource": ["arn:aws:lambda:us-east-1:123456789012:function:dt-twin-connector"]}
         ])
+    );
+
+    // The scene viewer may load the bucket's files from the Grafana workspace's origin.
+    let cors = by_id(&specs, "l4/s3_bucket_cors/twinmaker");
+    assert_eq!(cors.depends_on, std::slice::from_ref(&bucket.id));
+    assert_eq!(
+        cors.desired,
+        json!({"bucket": bucket.name, "rules": [{
+            "allowedOrigins": ["https://*.grafana-workspace.us-east-1.amazonaws.com"],
+            "allowedMethods": ["DELETE", "GET", "HEAD", "POST", "PUT"],
+            "allowedHeaders": ["*"],
+            "exposeHeaders": ["ETag"]}]})
     );
 
     // The connector: env, and a role that may only Query the hot table (plus its own logs).
@@ -167,6 +180,17 @@ fn twinmaker_specs_wire_dependencies_and_least_privilege_roles() {
         dynamo,
         [&json!({"Effect": "Allow", "Action": ["dynamodb:Query"],
                  "Resource": ["arn:aws:dynamodb:us-east-1:123456789012:table/dt-hot"]})]
+    );
+    let twinmaker: Vec<&Value> = statements
+        .iter()
+        .filter(|s| s["Action"].to_string().contains("iottwinmaker"))
+        .collect();
+    assert_eq!(
+        twinmaker,
+        [&json!({"Effect": "Allow",
+                 "Action": ["iottwinmaker:ListEntities", "iottwinmaker:GetEntity"],
+                 "Resource": ["arn:aws:iottwinmaker:us-east-1:123456789012:workspace/dt-twinmaker",
+                              "arn:aws:iottwinmaker:us-east-1:123456789012:workspace/dt-twinmaker/entity/*"]})]
     );
     assert!(statements
         .iter()

@@ -6,6 +6,7 @@
 //!     .map_err(|problems| eprintln!("{problems}"));
 //! ```
 
+mod cost;
 mod diagnostics;
 mod load;
 mod model;

@@ -959,8 +959,8 @@ fn hierarchy_component_at_top_level() {
 #[test]
 fn hierarchy_unknown_key() {
     check(
-        &[("config_hierarchy.json", Text(r#"[{"id": "e", "name": "x"}]"#))],
-        &["config_hierarchy.json:1:14: $[0].name: unknown key `name`; allowed keys: `type`, `id`, `children`"],
+        &[("config_hierarchy.json", Text(r#"[{"id": "e1", "name": "x"}]"#))],
+        &["config_hierarchy.json:1:15: $[0].name: unknown key `name`; allowed keys: `type`, `id`, `children`"],
     );
 }
 
@@ -970,17 +970,17 @@ fn hierarchy_component_without_a_resolvable_device() {
         &[(
             "config_hierarchy.json",
             Text(
-                r#"[{"id": "e", "children": [{"type": "component", "name": "c", "componentTypeId": "other"}]}]"#,
+                r#"[{"id": "e1", "children": [{"type": "component", "name": "c", "componentTypeId": "other"}]}]"#,
             ),
         )],
-        &["config_hierarchy.json:1:81: $[0].children[0].componentTypeId: unknown componentTypeId `other`; the configured devices' component types: `t-d1`"],
+        &["config_hierarchy.json:1:82: $[0].children[0].componentTypeId: unknown componentTypeId `other`; the configured devices' component types: `t-d1`"],
     );
     check(
         &[(
             "config_hierarchy.json",
-            Text(r#"[{"id": "e", "children": [{"type": "component", "name": "c"}]}]"#),
+            Text(r#"[{"id": "e1", "children": [{"type": "component", "name": "c"}]}]"#),
         )],
-        &["config_hierarchy.json:1:27: $[0].children[0].iotDeviceId: missing required key `iotDeviceId` (the id of the configured device whose data this component shows)"],
+        &["config_hierarchy.json:1:28: $[0].children[0].iotDeviceId: missing required key `iotDeviceId` (the id of the configured device whose data this component shows)"],
     );
 }
 
@@ -990,7 +990,7 @@ fn hierarchy_component_type_of_another_device() {
         &[(
             "config_hierarchy.json",
             Text(
-                r#"[{"id": "e", "children": [
+                r#"[{"id": "e1", "children": [
   {"name": "c", "iotDeviceId": "d1", "componentTypeId": "t-d2"}]}]"#,
             ),
         )],
@@ -1005,7 +1005,7 @@ fn hierarchy_is_not_checked_against_a_broken_device_file() {
             ("config_iot_devices.json", Text("[")),
             (
                 "config_hierarchy.json",
-                Text(r#"[{"id": "e", "children": [{"name": "c", "iotDeviceId": "d9"}]}]"#),
+                Text(r#"[{"id": "e1", "children": [{"name": "c", "iotDeviceId": "d9"}]}]"#),
             ),
         ],
         &["config_iot_devices.json:1:1: $: invalid JSON: EOF while parsing a list"],
@@ -1019,5 +1019,75 @@ fn events_file_with_a_syntax_error() {
     check(
         &[("config_events.json", Text("[\n  {\"rule\": }\n]"))],
         &["config_events.json:2:12: $: invalid JSON: expected value"],
+    );
+}
+
+// ---- TwinMaker ids (layer 4 on AWS) ----
+
+#[test]
+fn hierarchy_entity_id_breaking_twinmaker_pattern() {
+    check(
+        &[(
+            "config_hierarchy.json",
+            Text(
+                r#"[
+  {"type": "entity", "id": "room 1", "children": [
+    {"type": "entity", "id": "shelf-"},
+    {"type": "entity", "id": "x"}
+  ]}
+]"#,
+            ),
+        )],
+        &[
+            "config_hierarchy.json:2:28: $[0].id: the TwinMaker entity id `room 1` contains ' '; TwinMaker entity ids are 2-128 characters of A-Z a-z 0-9 _ - . :, starting and ending with a letter or digit (layer_4_provider is aws, so it becomes a TwinMaker id)",
+            "config_hierarchy.json:3:30: $[0].children[0].id: the TwinMaker entity id `shelf-` ends with `-`; TwinMaker entity ids are 2-128 characters of A-Z a-z 0-9 _ - . :, starting and ending with a letter or digit (layer_4_provider is aws, so it becomes a TwinMaker id)",
+            "config_hierarchy.json:4:30: $[0].children[1].id: the TwinMaker entity id `x` is 1 characters long; TwinMaker entity ids are 2-128 characters of A-Z a-z 0-9 _ - . :, starting and ending with a letter or digit (layer_4_provider is aws, so it becomes a TwinMaker id)",
+        ],
+    );
+}
+
+#[test]
+fn hierarchy_component_name_breaking_twinmaker_pattern() {
+    check(
+        &[(
+            "config_hierarchy.json",
+            Text(
+                r#"[
+  {"type": "entity", "id": "room-1", "children": [
+    {"type": "component", "name": "temp.sensor", "iotDeviceId": "d1"}
+  ]}
+]"#,
+            ),
+        )],
+        &["config_hierarchy.json:3:35: $[0].children[0].name: the TwinMaker component name `temp.sensor` contains `.`; TwinMaker component names are 1-256 characters of A-Z a-z 0-9 _ - (layer_4_provider is aws, so it becomes a TwinMaker id)"],
+    );
+}
+
+#[test]
+fn twinmaker_patterns_do_not_apply_without_twinmaker() {
+    let providers = PROVIDERS_AWS
+        .replace(
+            r#""layer_4_provider": "aws""#,
+            r#""layer_4_provider": "none""#,
+        )
+        .replace(
+            r#""layer_5_provider": "aws""#,
+            r#""layer_5_provider": "none""#,
+        );
+    check(
+        &[
+            ("config_providers.json", Text(&providers)),
+            (
+                "config_hierarchy.json",
+                Text(
+                    r#"[
+  {"type": "entity", "id": "x", "children": [
+    {"type": "component", "name": "temp.sensor", "iotDeviceId": "d1"}
+  ]}
+]"#,
+                ),
+            ),
+        ],
+        &[],
     );
 }

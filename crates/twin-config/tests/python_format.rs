@@ -195,6 +195,17 @@ fn mixed_case_init_values_equal_retention_and_events_load() {
             "config.json:3:33: $.hot_storage_size_in_days: hot_storage_size_in_days equals \
              cold_storage_size_in_days (30): data passes through cold storage the same day it \
              arrives there and goes on to archive",
+            "config.json:4:34: $.cold_storage_size_in_days: objects move from cold storage to \
+             the archive the day they arrive in cold (cold_storage_size_in_days 30 - \
+             hot_storage_size_in_days 30), but S3 STANDARD_IA bills at least 30 days per \
+             object: each one is billed 30 days of STANDARD_IA, 30 days more than it is stored; \
+             keep cold_storage_size_in_days at least 60 to avoid it",
+            "config_iot_devices.json:4:19: $[0].properties: S3 STANDARD_IA bills every cold \
+             object as at least 128 KB, and the daily hot-to-cold move writes one object per \
+             device per day: a record of device `temperature-sensor-1` is about 131 bytes, so \
+             unless it sends at least 1001 messages a day (one every 86 s) each of its cold \
+             objects is billed as 128 KB, more than it holds; the same small objects each carry \
+             40 KB of billed overhead once archived",
             "config_events.json: $: event rules are not deployed by this version",
         ]
     );

@@ -22,9 +22,11 @@ pub fn kind_of(code: &str) -> CloudErrorKind {
         | "SlowDown"
         | "TooManyRequestsException"
         | "Throttling" => CloudErrorKind::Throttled,
-        "InternalServerError" | "InternalError" | "ServiceUnavailable" | "ServiceException" => {
-            CloudErrorKind::Transient
-        }
+        "InternalServerError"
+        | "InternalServerException"
+        | "InternalError"
+        | "ServiceUnavailable"
+        | "ServiceException" => CloudErrorKind::Transient,
         _ => CloudErrorKind::Rejected,
     }
 }

@@ -1,5 +1,5 @@
 //! AWS implementations of the twin-functions traits (DynamoDB hot store, S3 object store, Lambda
-//! invoker) and the start-up glue every Lambda adapter shares (settings from the environment,
+//! invoker, TwinMaker component directory) and the start-up glue every Lambda adapter shares (settings from the environment,
 //! JSON logs, SDK configuration).
 
 pub mod attribute_value;
@@ -10,6 +10,7 @@ pub mod processor_main;
 pub mod s3_object_store;
 pub mod sdk_config;
 pub mod startup;
+pub mod twinmaker_directory;
 
 pub use dynamo_hot_store::DynamoHotStore;
 pub use lambda_invoker::LambdaInvoker;
@@ -17,4 +18,6 @@ pub use processor_main::{run_default_processor, run_processor};
 pub use s3_object_store::S3ObjectStore;
 pub use startup::{
     aws_sdk_config, dynamodb_client, lambda_client, load_catalogue, s3_client, start,
+    twinmaker_client,
 };
+pub use twinmaker_directory::TwinMakerDirectory;

@@ -74,6 +74,11 @@ pub fn dynamodb_client(config: &aws_types::SdkConfig) -> aws_sdk_dynamodb::Clien
     aws_sdk_dynamodb::Client::new(config)
 }
 
+/// A TwinMaker client (the twin connector finds the components of a type through it).
+pub fn twinmaker_client(config: &aws_types::SdkConfig) -> aws_sdk_iottwinmaker::Client {
+    aws_sdk_iottwinmaker::Client::new(config)
+}
+
 /// A Lambda client; `AWS_ENDPOINT_URL_LAMBDA` (the SDKs' per-service override) wins over the
 /// shared endpoint, so a local runner can take invocations while the rest goes to the emulator.
 pub fn lambda_client(config: &aws_types::SdkConfig) -> aws_sdk_lambda::Client {

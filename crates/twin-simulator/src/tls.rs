@@ -95,7 +95,9 @@ pub struct TlsContext {
 }
 
 impl TlsContext {
-    /// Loads the root CA(s) from `root_ca`; `port` 443 turns on AWS IoT's MQTT ALPN.
+    /// Loads every root CA in `root_ca` (a PEM bundle: `deploy` writes Amazon Root CA 1-4 for
+    /// AWS, the IoT Hub roots for Azure, a test CA for a local broker) and trusts exactly those;
+    /// `port` 443 turns on AWS IoT's MQTT ALPN.
     pub fn load(root_ca: &Path, port: u16) -> Result<Self, TlsError> {
         let fail = |problem: String| TlsError::RootCa {
             path: root_ca.to_path_buf(),
@@ -215,6 +217,17 @@ mod tests {
             msg.contains("/nonexistent/ca.pem") && msg.contains("not found"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn every_ca_of_a_bundle_is_trusted() {
+        // The bundle `deploy` writes for AWS: Amazon Root CA 1 to 4, so that an endpoint served
+        // from an ECC chain (Root CA 3) is trusted as well as the RSA one (Root CA 1).
+        let bundle =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../twin-aws/src/l1/AmazonRootCAs.pem");
+        let ctx = TlsContext::load(&bundle, 443).unwrap();
+        assert_eq!(ctx.roots.len(), 4);
+        assert_eq!(ctx.alpn.as_deref(), Some(AWS_IOT_ALPN));
     }
 
     #[test]

@@ -149,6 +149,7 @@ pub fn specs(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudError> {
             "payload_file_path": "payloads.json",
             "auth_files_path": "../devices",
             "root_ca_cert_path": format!("../devices/{}", simulator_config::ROOT_CA_FILE),
+            "root_ca_bundle": simulator_config::ROOT_CA_BUNDLE,
             "client_id_prefix": names::per_device_prefix(twin),
         }))
         .inputs(json!({"example_payloads": ctx.twin.example_payloads()})),

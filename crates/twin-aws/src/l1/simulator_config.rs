@@ -1,6 +1,6 @@
 //! The ready-to-use simulator config `deploy` writes for the twin (SPEC §7):
 //! `<config-dir>/.deployer/simulator/config.json` with the IoT data endpoint (DescribeEndpoint
-//! `iot:Data-ATS`), the topic prefix, the device credentials and the Amazon root CA, plus an
+//! `iot:Data-ATS`), the topic prefix, the device credentials and Amazon's root CAs 1-4, plus an
 //! example `payloads.json` when there is none yet.
 
 use crate::errors::cloud;
@@ -15,11 +15,21 @@ use twin_engine::{CloudError, Observed, Outputs, ResourceDriver, ResourceSpec};
 /// Driver kind of the simulator config.
 pub const KIND: &str = "simulator_config";
 
-/// Amazon's root CA 1, which signs the IoT Core ATS endpoints' certificates.
-pub const AMAZON_ROOT_CA1: &str = include_str!("AmazonRootCA1.pem");
+/// Amazon Root CA 1 to 4 (RSA 2048, RSA 4096, ECC P-256, ECC P-384), one PEM block each, as
+/// Mozilla's root store has them (copied from Debian's ca-certificates 20230311). IoT Core's
+/// ATS endpoints are served from a chain that ends in one of them; which one depends on the
+/// account and region (an ECC chain ends in Root CA 3), so the simulator trusts all four and
+/// nothing else, and works offline.
+pub const AMAZON_ROOT_CAS: &str = include_str!("AmazonRootCAs.pem");
 
-/// File name of the root CA beside the device folders.
-pub const ROOT_CA_FILE: &str = "AmazonRootCA1.pem";
+/// File name of the root CA bundle beside the device folders.
+pub const ROOT_CA_FILE: &str = "AmazonRootCAs.pem";
+
+/// The file earlier versions wrote (Root CA 1 only); removed when the bundle is written.
+const LEGACY_ROOT_CA_FILE: &str = "AmazonRootCA1.pem";
+
+/// What `root_ca_bundle` reads as when the CA file holds exactly [`AMAZON_ROOT_CAS`].
+pub const ROOT_CA_BUNDLE: &str = "amazon-root-ca-1-4";
 
 /// Where the simulator config goes.
 pub fn simulator_dir(config_dir: &Path) -> PathBuf {
@@ -57,10 +67,16 @@ impl ResourceDriver for SimulatorConfigDriver {
             return Ok(None);
         };
         let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        let ca_present = path
+        let ca = path
             .parent()
-            .map(|p| p.join(field(spec, "root_ca_cert_path")).exists())
-            .unwrap_or(false);
+            .map(|p| p.join(field(spec, "root_ca_cert_path")));
+        let ca_present = ca.as_ref().is_some_and(|c| c.exists());
+        // A CA file that is not the current bundle (Root CA 1 alone, from an earlier version,
+        // or edited by hand) is drift: update writes the bundle again.
+        let bundle = ca
+            .and_then(|c| std::fs::read_to_string(c).ok())
+            .filter(|text| text == AMAZON_ROOT_CAS)
+            .map(|_| ROOT_CA_BUNDLE);
         Ok(Some(Observed::new(
             path.display().to_string(),
             json!({
@@ -72,6 +88,7 @@ impl ResourceDriver for SimulatorConfigDriver {
                 "client_id_prefix": v.get("client_id_prefix"),
                 "payload_file_path": v.get("payload_file_path"),
                 "root_ca_present": ca_present,
+                "root_ca_bundle": bundle,
             }),
         )))
     }
@@ -90,7 +107,11 @@ impl ResourceDriver for SimulatorConfigDriver {
         let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         let ca = dir.join(field(spec, "root_ca_cert_path"));
-        write_private(&ca, AMAZON_ROOT_CA1, 0o644)?;
+        write_private(&ca, AMAZON_ROOT_CAS, 0o644)?;
+        let legacy = ca.with_file_name(LEGACY_ROOT_CA_FILE);
+        if legacy != ca {
+            remove_if_present(&legacy)?;
+        }
         let payloads = dir.join(field(spec, "payload_file_path"));
         if !payloads.exists() {
             let example = spec
@@ -130,21 +151,94 @@ impl ResourceDriver for SimulatorConfigDriver {
         let path = PathBuf::from(field(spec, "path"));
         let mut files = vec![path.clone()];
         if let Some(dir) = path.parent() {
-            files.push(dir.join(field(spec, "root_ca_cert_path")));
+            let ca = dir.join(field(spec, "root_ca_cert_path"));
+            files.push(ca.with_file_name(LEGACY_ROOT_CA_FILE));
+            files.push(ca);
         }
         for f in files {
-            match std::fs::remove_file(&f) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    return Err(CloudError::fatal(
-                        "LocalFile",
-                        format!("cannot remove {}: {e}", f.display()),
-                    )
-                    .with_hint("remove it by hand or fix its permissions, then destroy again"))
-                }
-            }
+            remove_if_present(&f)?;
         }
         Ok(())
+    }
+}
+
+/// Removes a file the simulator config owns; one already gone is fine.
+fn remove_if_present(f: &Path) -> Result<(), CloudError> {
+    match std::fs::remove_file(f) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(CloudError::fatal(
+            "LocalFile",
+            format!("cannot remove {}: {e}", f.display()),
+        )
+        .with_hint("remove it by hand or fix its permissions, then destroy again")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use twin_config::{Layer, ProviderName};
+    use twin_engine::ResourceId;
+
+    fn driver() -> SimulatorConfigDriver {
+        let conf = aws_types::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_types::region::Region::new("us-east-1"))
+            .build();
+        SimulatorConfigDriver::new(Arc::new(AwsClients::from_sdk_config(
+            &conf,
+            "123456789012".into(),
+            "us-east-1".into(),
+            "aws".into(),
+        )))
+    }
+
+    #[test]
+    fn the_bundle_holds_amazon_root_ca_1_to_4() {
+        assert_eq!(AMAZON_ROOT_CAS.matches("BEGIN CERTIFICATE").count(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_ca_file_that_is_not_the_bundle_is_drift() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let sim = simulator_dir(dir.path());
+        let devices = dir.path().join(".deployer").join("devices");
+        std::fs::create_dir_all(&sim).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir_all(&devices).unwrap_or_else(|e| panic!("{e}"));
+        let path = sim.join("config.json");
+        std::fs::write(&path, "{}").unwrap_or_else(|e| panic!("{e}"));
+        let spec = ResourceSpec::new(
+            ResourceId("l1/simulator_config/config".into()),
+            Layer::L1,
+            ProviderName::Aws,
+            KIND,
+            path.display().to_string(),
+        )
+        .desired(json!({
+            "path": path.display().to_string(),
+            "root_ca_cert_path": format!("../devices/{ROOT_CA_FILE}"),
+            "root_ca_bundle": ROOT_CA_BUNDLE,
+        }));
+        // What an earlier version wrote: Root CA 1 alone.
+        let first_only = AMAZON_ROOT_CAS
+            .split_inclusive("-----END CERTIFICATE-----\n")
+            .next()
+            .unwrap_or_default();
+        std::fs::write(devices.join(ROOT_CA_FILE), first_only).unwrap_or_else(|e| panic!("{e}"));
+        let d = driver();
+        let seen = d.read(&spec, &Outputs::default()).await;
+        let seen = seen.ok().flatten().unwrap_or_else(|| panic!("config read"));
+        assert!(seen
+            .drift(&spec.desired)
+            .contains(&"root_ca_bundle".to_string()));
+
+        std::fs::write(devices.join(ROOT_CA_FILE), AMAZON_ROOT_CAS)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let seen = d.read(&spec, &Outputs::default()).await;
+        let seen = seen.ok().flatten().unwrap_or_else(|| panic!("config read"));
+        assert!(!seen
+            .drift(&spec.desired)
+            .contains(&"root_ca_bundle".to_string()));
     }
 }

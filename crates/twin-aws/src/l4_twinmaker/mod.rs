@@ -1,6 +1,7 @@
 //! Layer 4 on AWS (SPEC §2): an IoT TwinMaker workspace with its role and resource bucket, the
-//! twin connector Lambda that reads the hot table for TwinMaker, a component type per device
-//! whose `dataReader` is that connector, and the entities of `config_hierarchy.json`.
+//! CORS rule for the Grafana scene viewer, the twin connector Lambda that reads the hot table for
+//! TwinMaker, a component type per device whose `dataReader` is that connector, and the entities
+//! of `config_hierarchy.json`.
 //!
 //! What the component types and entities hold comes from `twin_models::twinmaker` (re-exported
 //! here as [`model`]), the same code `deployer model --format twinmaker` writes files from.
@@ -9,12 +10,14 @@
 //! types, component types after the workspace and the connector; destroy walks them backwards
 //! (children first, component types before the workspace).
 
+pub mod bucket_cors;
 mod component_type;
 mod convert;
 mod entity;
 mod status;
 mod workspace;
 
+pub use bucket_cors::BucketCorsDriver;
 pub use component_type::ComponentTypeDriver;
 pub use entity::EntityDriver;
 /// The config-derived TwinMaker models (shared with `deployer model`).
@@ -38,6 +41,8 @@ pub const WORKSPACE_KIND: &str = workspace::KIND;
 pub const COMPONENT_TYPE_KIND: &str = component_type::KIND;
 /// Driver kind of an entity.
 pub const ENTITY_KIND: &str = entity::KIND;
+/// Driver kind of the resource bucket's CORS configuration.
+pub const BUCKET_CORS_KIND: &str = bucket_cors::KIND;
 
 /// Local name (and crate, and role) of the twin connector function.
 pub const CONNECTOR: &str = model::CONNECTOR;
@@ -86,17 +91,7 @@ pub fn specs(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudError> {
             .env("HOT_TABLE", names::table_name(twin))],
     )?);
 
-    let role = RoleSpec::new(WORKSPACE_ROLE, "iottwinmaker.amazonaws.com")
-        .allow(
-            &["s3:GetBucketLocation", "s3:ListBucket"],
-            std::slice::from_ref(&bucket_arn),
-        )
-        .allow(
-            &["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-            &[format!("{bucket_arn}/*")],
-        )
-        .allow(&["lambda:InvokeFunction"], &[connector_arn])
-        .build(ctx, Layer::L4);
+    let role = workspace_role(&bucket_arn, &connector_arn).build(ctx, Layer::L4);
 
     let workspace = ctx
         .spec(Layer::L4, WORKSPACE_KIND, "workspace", ws_name.clone())
@@ -107,6 +102,24 @@ pub fn specs(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudError> {
         }));
     let ws_id = workspace.id.clone();
     let connector_id = lambda_fn::function_id(Layer::L4, CONNECTOR);
+    if let Some(origins) =
+        bucket_cors::grafana_origins(ctx.twin.providers.get(Layer::L5), &ctx.clients.region)
+    {
+        let settings = bucket_cors::CorsSettings {
+            bucket: bucket.name.clone(),
+            rules: vec![bucket_cors::scene_viewer_rule(origins)],
+        };
+        specs.push(
+            ctx.spec(
+                Layer::L4,
+                BUCKET_CORS_KIND,
+                BUCKET_TIER,
+                bucket.name.clone(),
+            )
+            .depends_on([bucket.id.clone()])
+            .desired(settings.to_desired()),
+        );
+    }
     specs.extend([bucket, role, workspace]);
 
     let component_types = model::component_types(ctx.twin);
@@ -128,7 +141,35 @@ pub fn specs(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudError> {
     Ok(specs)
 }
 
-/// The connector's role: its own log group, and Query on the hot table only.
+/// The workspace role as the TwinMaker guide's "Create and manage a service role" page gives it
+/// for a specific bucket and a connector to an external data source: read and write the resource
+/// bucket (`s3:GetBucket*` covers the GetBucketLocation/GetBucketCors TwinMaker and the scene
+/// composer call), delete only the `DO_NOT_DELETE_WORKSPACE_*` marker TwinMaker puts there
+/// (it removes it when the workspace is deleted), and invoke the twin connector.
+fn workspace_role(bucket_arn: &str, connector_arn: &str) -> RoleSpec {
+    RoleSpec::new(WORKSPACE_ROLE, "iottwinmaker.amazonaws.com")
+        .allow(
+            &[
+                "s3:GetBucket*",
+                "s3:GetObject",
+                "s3:ListBucket",
+                "s3:PutObject",
+            ],
+            &[bucket_arn.to_string(), format!("{bucket_arn}/*")],
+        )
+        .allow(
+            &["s3:DeleteObject"],
+            &[format!("{bucket_arn}/{WORKSPACE_MARKER_PREFIX}*")],
+        )
+        .allow(&["lambda:InvokeFunction"], &[connector_arn.to_string()])
+}
+
+/// The prefix of the object TwinMaker writes into a workspace's bucket to mark it in use.
+pub const WORKSPACE_MARKER_PREFIX: &str = "DO_NOT_DELETE_WORKSPACE_";
+
+/// The connector's role: its own log group, Query on the hot table, and reading the twin's
+/// workspace's entities (a by-component-type request names no entity: the connector lists the
+/// entities that carry the type and reads their components' devices).
 fn connector_role(
     ctx: &LayerContext<'_>,
     connector_name: &str,
@@ -149,6 +190,13 @@ fn connector_role(
     Ok(RoleSpec::new(CONNECTOR, "lambda.amazonaws.com")
         .allow_logs(ctx, &[connector_name.to_string()])
         .allow(&["dynamodb:Query"], &[table_arn])
+        .allow(
+            &["iottwinmaker:ListEntities", "iottwinmaker:GetEntity"],
+            &[
+                workspace_arn(ctx),
+                format!("{}/entity/*", workspace_arn(ctx)),
+            ],
+        )
         .build(ctx, Layer::L4))
 }
 
@@ -190,6 +238,7 @@ pub fn driver(kind: &str, clients: &Arc<AwsClients>) -> Option<Arc<dyn ResourceD
         WORKSPACE_KIND => Some(Arc::new(WorkspaceDriver::new(clients.clone()))),
         COMPONENT_TYPE_KIND => Some(Arc::new(ComponentTypeDriver::new(clients.clone()))),
         ENTITY_KIND => Some(Arc::new(EntityDriver::new(clients.clone()))),
+        BUCKET_CORS_KIND => Some(Arc::new(BucketCorsDriver::new(clients.clone()))),
         _ => None,
     }
 }

@@ -14,7 +14,13 @@ use crate::spans::{element, member, Pos};
 pub(crate) struct Context<'c> {
     pub twin: Option<&'c str>,
     pub device_ids: Option<Vec<&'c str>>,
+    /// Layer 4 is on AWS: entity ids and component names become TwinMaker ids and must match
+    /// TwinMaker's patterns, or the deploy would fail half-way through the hierarchy.
+    pub twinmaker: bool,
 }
+
+/// What a TwinMaker naming problem says beyond the rule: why the rule applies.
+const TWINMAKER_REASON: &str = "(layer_4_provider is aws, so it becomes a TwinMaker id)";
 
 pub(crate) fn read(
     r: &mut FileReader<'_>,
@@ -104,6 +110,12 @@ impl Walk<'_, '_> {
                     r.at_value(&id_path, "entity ids must not be empty");
                     return None;
                 }
+                if self.ctx.twinmaker {
+                    if let Err(e) = names::TWINMAKER_ENTITY_ID.check(id) {
+                        r.at_value(&id_path, format!("{e} {TWINMAKER_REASON}"));
+                        return None;
+                    }
+                }
                 let here = r.pos(&id_path);
                 if let Some(first) = self.entity_ids.get(id) {
                     r.at_value(
@@ -169,10 +181,15 @@ impl Walk<'_, '_> {
             .and_then(|n| {
                 if n.is_empty() {
                     r.at_value(&name_path, "component names must not be empty");
-                    None
-                } else {
-                    Some(n.to_string())
+                    return None;
                 }
+                if self.ctx.twinmaker {
+                    if let Err(e) = names::TWINMAKER_COMPONENT_NAME.check(n) {
+                        r.at_value(&name_path, format!("{e} {TWINMAKER_REASON}"));
+                        return None;
+                    }
+                }
+                Some(n.to_string())
             });
         let type_path = member(path, "componentTypeId");
         let component_type_id = match map.get("componentTypeId") {

@@ -10,8 +10,10 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use crate::cost;
 use crate::diagnostics::{Diagnostic, Diagnostics};
 use crate::model::{TwinConfig, TwinSettings};
+use crate::providers::{Layer, ProviderName};
 use crate::spans::Spans;
 use crate::validate::{self, Source};
 use reader::FileReader;
@@ -82,6 +84,10 @@ pub fn load_dir(dir: &Path) -> Result<TwinConfig, Diagnostics> {
             device_ids: device_ids
                 .as_ref()
                 .map(|ids| ids.iter().map(|d| d.id.as_str()).collect()),
+            twinmaker: provs
+                .as_ref()
+                .and_then(|p| p.get(Layer::L4))
+                .is_some_and(|p| p == ProviderName::Aws),
         };
         hierarchy::read(
             &mut FileReader::new(HIERARCHY_FILE, &d.spans, &mut out),
@@ -163,7 +169,7 @@ pub fn load_dir(dir: &Path) -> Result<TwinConfig, Diagnostics> {
             warnings,
         })
     })();
-    assembled.ok_or_else(|| {
+    let mut loaded = assembled.ok_or_else(|| {
         // Every reader reports whatever it leaves out, so this is a bug here, not a user error.
         Diagnostics(vec![Diagnostic {
             file: CONFIG_FILE.to_string(),
@@ -174,7 +180,33 @@ pub fn load_dir(dir: &Path) -> Result<TwinConfig, Diagnostics> {
                 .to_string(),
             item: None,
         }])
-    })
+    })?;
+    add_cost_traps(&mut loaded, config.as_ref(), devices.as_ref());
+    Ok(loaded)
+}
+
+/// Adds the cost traps of the loaded config to its warnings, at the settings they come from.
+fn add_cost_traps(loaded: &mut TwinConfig, config: Option<&Doc>, devices: Option<&Doc>) {
+    let traps = cost::traps(&cost::Tiers {
+        hot_days: loaded.twin.hot_storage_size_in_days,
+        cold_days: loaded.twin.cold_storage_size_in_days,
+        cold: loaded.providers.get(Layer::L3Cold),
+        archive: loaded.providers.get(Layer::L3Archive),
+        devices: &loaded.devices,
+    });
+    // A diagnostic only needs the spans; nothing is reported through this list.
+    let mut unused = Vec::new();
+    for trap in traps {
+        let doc = if trap.file == CONFIG_FILE {
+            config
+        } else {
+            devices
+        };
+        let Some(doc) = doc else { continue };
+        let r = FileReader::new(trap.file, &doc.spans, &mut unused);
+        loaded.warnings.push(r.diagnostic(&trap.path, trap.message));
+    }
+    sort(&mut loaded.warnings);
 }
 
 /// Reads and parses one file; `None` (with a diagnostic when `required`) if that fails.

@@ -352,6 +352,37 @@ pub const TWINMAKER_COMPONENT_TYPE: NameRule = NameRule {
     forbidden: &[],
 };
 
+/// AWS IoT TwinMaker entity id (the ids of `config_hierarchy.json`). The API reference gives
+/// `[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|^[a-zA-Z0-9][a-zA-Z_\-0-9.:]*[a-zA-Z0-9]+`,
+/// 1-128 characters; the UUID form is a case of the second, which needs at least two
+/// characters. The pattern is checked as a whole-name match, the way a user reads it.
+pub const TWINMAKER_ENTITY_ID: NameRule = NameRule {
+    kind: "TwinMaker entity id",
+    min: 2,
+    max: 128,
+    bytes: false,
+    allowed: "TwinMaker entity ids are 2-128 characters of A-Z a-z 0-9 _ - . :, starting and ending with a letter or digit",
+    chars: |c| word_dash(c) || c == '.' || c == ':',
+    first: alnum,
+    last: alnum,
+    reserved_prefixes: &[],
+    forbidden: &[],
+};
+
+/// AWS IoT TwinMaker component name (`[a-zA-Z_\-0-9]+`, 1-256 characters).
+pub const TWINMAKER_COMPONENT_NAME: NameRule = NameRule {
+    kind: "TwinMaker component name",
+    min: 1,
+    max: 256,
+    bytes: false,
+    allowed: "TwinMaker component names are 1-256 characters of A-Z a-z 0-9 _ -",
+    chars: word_dash,
+    first: any,
+    last: any,
+    reserved_prefixes: &[],
+    forbidden: &[],
+};
+
 /// Amazon Managed Grafana workspace name.
 pub const GRAFANA_WORKSPACE: NameRule = NameRule {
     kind: "Grafana workspace name",
