@@ -47,6 +47,8 @@ pub(crate) struct Tiers<'a> {
     pub cold: ProviderName,
     pub archive: ProviderName,
     pub devices: &'a [Device],
+    /// `expected_load`'s messages per device a minute, when given.
+    pub rate: Option<f64>,
 }
 
 /// Every cost trap of these settings.
@@ -94,7 +96,7 @@ pub(crate) fn traps(t: &Tiers<'_>) -> Vec<CostTrap> {
         _ => {}
     }
     if t.cold == ProviderName::Aws {
-        if let Some(trap) = small_objects(t.devices, t.archive == ProviderName::Aws) {
+        if let Some(trap) = small_objects(t.devices, t.archive == ProviderName::Aws, t.rate) {
             out.push(trap);
         }
     }
@@ -103,13 +105,17 @@ pub(crate) fn traps(t: &Tiers<'_>) -> Vec<CostTrap> {
 
 /// STANDARD_IA's 128 KB minimum against a cold object of one device's day of records: how many
 /// messages a day the device with the smallest records needs to fill one.
-fn small_objects(devices: &[Device], archive_on_aws: bool) -> Option<CostTrap> {
+fn small_objects(devices: &[Device], archive_on_aws: bool, rate: Option<f64>) -> Option<CostTrap> {
     let (index, device, bytes) = devices
         .iter()
         .enumerate()
         .map(|(i, d)| (i, d, record_bytes(d)))
         .min_by_key(|(_, _, b)| *b)?;
     let needed = STANDARD_IA_MIN_BYTES.div_ceil(bytes.max(1));
+    // With an expected rate that fills the minimum, there is no trap to name.
+    if rate.is_some_and(|r| r * 1440.0 >= needed as f64) {
+        return None;
+    }
     let every = 86_400.0 / needed as f64;
     let archive = if archive_on_aws {
         format!(
@@ -188,7 +194,31 @@ mod tests {
             cold: c,
             archive: a,
             devices: d,
+            rate: None,
         })
+    }
+
+    #[test]
+    fn an_expected_rate_that_fills_the_minimum_object_names_no_small_object_trap() {
+        let d = [device("t-1", &[("temperature", DataType::Double)])];
+        let at = |rate: Option<f64>| {
+            traps(&Tiers {
+                hot_days: 30,
+                cold_days: 90,
+                cold: ProviderName::Aws,
+                archive: ProviderName::Aws,
+                devices: &d,
+                rate,
+            })
+            .len()
+        };
+        assert_eq!(at(None), 1, "no rate known: the trap is named");
+        assert_eq!(
+            at(Some(0.1)),
+            1,
+            "144 small records a day stay below 128 KB"
+        );
+        assert_eq!(at(Some(60.0)), 0, "86,400 records a day fill it");
     }
 
     #[test]

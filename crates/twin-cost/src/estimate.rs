@@ -239,7 +239,9 @@ fn layer_lines(
     };
     let hot_gb = m / DAYS_PER_MONTH * shape.hot_days * bytes / GB;
     let (objects, object_bytes) = cold_objects(load);
-    let cold_months = shape.cold_days.max(COLD_MIN_DAYS) / DAYS_PER_MONTH;
+    // The cold-to-archive mover takes a window once its end is `cold_days` old, and it came from
+    // hot at `hot_days`: it stays the difference (billed at least the tier's minimum).
+    let cold_months = (shape.cold_days - shape.hot_days).max(COLD_MIN_DAYS) / DAYS_PER_MONTH;
     match (layer, provider) {
         (_, ProviderName::None) => {}
         (Layer::L1, ProviderName::Aws) => {

@@ -48,9 +48,9 @@ fn the_example_twin_costs_what_the_hand_computation_says() {
     let hot_gb = m / (730.0 / 24.0) * 30.0 * 200.0 / 1e9;
     let l3_hot = 2.0 * m * 0.625 / 1e6 + m * 0.5 * 0.125 / 1e6 + hot_gb * 0.25;
     // L3 cold: one object per device a day (288,000 bytes, above the 128 KB minimum) kept
-    // 90 days; moving it reads it once.
+    // 90 - 30 = 60 days; moving it reads it once.
     let objects = 3.0 * 730.0 / 24.0;
-    let months = 90.0 / (730.0 / 24.0);
+    let months = 60.0 / (730.0 / 24.0);
     let month_gb = m * 200.0 / 1e9;
     let l3_cold = objects * 0.01 / 1000.0
         + objects * 288_000.0 * months / 1e9 * 0.0125

@@ -193,6 +193,10 @@ fn add_cost_traps(loaded: &mut TwinConfig, config: Option<&Doc>, devices: Option
         cold: loaded.providers.get(Layer::L3Cold),
         archive: loaded.providers.get(Layer::L3Archive),
         devices: &loaded.devices,
+        rate: loaded
+            .twin
+            .expected_load
+            .map(|l| l.messages_per_device_per_minute),
     });
     // A diagnostic only needs the spans; nothing is reported through this list.
     let mut unused = Vec::new();
