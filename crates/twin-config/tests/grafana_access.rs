@@ -110,9 +110,16 @@ fn bad_grantees_are_errors() {
         text.contains("$.aws.grafana_editors.groups[1]: `g-1` is listed twice"),
         "{text}"
     );
-    assert!(
-        text.contains("$.aws.grafana_viewers.groups: `g-1` is also in `grafana_editors`"),
-        "{text}"
+    let errors = load(
+        serde_json::json!({"grafana_editors": {"groups": ["g-1"]},
+            "grafana_viewers": {"groups": ["g-1"]}}),
+        "aws",
+    )
+    .err()
+    .expect("fails");
+    assert_eq!(
+        errors,
+        ["$.aws.grafana_viewers.groups: `g-1` is also in `grafana_editors`: a user or group has one Grafana role; keep it in one list"]
     );
 }
 
