@@ -343,3 +343,196 @@ async fn handle(state: &Mutex<State>, req: Request<Incoming>) -> Reply {
         _ => message(404, "Not found"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// One HTTP/1.1 request with `Connection: close`; the status and JSON body.
+    async fn call(
+        url: &str,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> (u16, Value) {
+        let addr = url.trim_start_matches("http://");
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let text = if body.is_null() {
+            String::new()
+        } else {
+            body.to_string()
+        };
+        let auth = token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+            text.len()
+        );
+        s.write_all(req.as_bytes()).await.expect("write");
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await.expect("read");
+        let out = String::from_utf8_lossy(&out).to_string();
+        let status = out
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = out.split("\r\n\r\n").nth(1).unwrap_or_default();
+        (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    }
+
+    #[tokio::test]
+    async fn tokens_must_be_issued_live_and_not_revoked() {
+        let g = FakeGrafana::start().await.expect("start");
+        let path = "/api/folders/x";
+        assert_eq!(call(&g.url, "GET", path, None, &Value::Null).await.0, 401);
+        assert_eq!(
+            call(&g.url, "GET", path, Some("nope"), &Value::Null)
+                .await
+                .0,
+            401
+        );
+        g.issue_token("good", Duration::from_secs(60));
+        assert_eq!(
+            call(&g.url, "GET", path, Some("good"), &Value::Null)
+                .await
+                .0,
+            404
+        );
+        g.issue_token("expired", Duration::ZERO);
+        assert_eq!(
+            call(&g.url, "GET", path, Some("expired"), &Value::Null)
+                .await
+                .0,
+            401
+        );
+        g.revoke_token("good");
+        assert_eq!(
+            call(&g.url, "GET", path, Some("good"), &Value::Null)
+                .await
+                .0,
+            401
+        );
+        assert_eq!(g.live_tokens(), 0);
+    }
+
+    #[tokio::test]
+    async fn health_needs_a_role_the_plugin_can_assume() {
+        let g = FakeGrafana::start().await.expect("start");
+        g.issue_token("t", Duration::from_secs(60));
+        let ds = json!({"uid": "ds", "name": "TwinMaker", "type": TWINMAKER_PLUGIN, "access": "proxy",
+            "jsonData": {"assumeRoleArn": "arn:aws:iam::1:role/dash", "workspaceId": "ws"}});
+        assert_eq!(
+            call(&g.url, "POST", "/api/datasources", Some("t"), &ds)
+                .await
+                .0,
+            200
+        );
+        assert_eq!(
+            call(&g.url, "POST", "/api/datasources", Some("t"), &ds)
+                .await
+                .0,
+            409
+        );
+        let (status, body) = call(
+            &g.url,
+            "GET",
+            "/api/datasources/uid/ds/health",
+            Some("t"),
+            &Value::Null,
+        )
+        .await;
+        assert_eq!((status, body["status"].clone()), (400, json!("ERROR")));
+        g.allow_role("arn:aws:iam::1:role/dash");
+        let (status, body) = call(
+            &g.url,
+            "GET",
+            "/api/datasources/uid/ds/health",
+            Some("t"),
+            &Value::Null,
+        )
+        .await;
+        assert_eq!((status, body["status"].clone()), (200, json!("OK")));
+        assert_eq!(
+            call(
+                &g.url,
+                "DELETE",
+                "/api/datasources/uid/ds",
+                Some("t"),
+                &Value::Null
+            )
+            .await
+            .0,
+            200
+        );
+        assert_eq!(
+            call(
+                &g.url,
+                "DELETE",
+                "/api/datasources/uid/ds",
+                Some("t"),
+                &Value::Null
+            )
+            .await
+            .0,
+            404
+        );
+    }
+
+    #[tokio::test]
+    async fn dashboards_live_in_folders_and_go_with_them() {
+        let g = FakeGrafana::start().await.expect("start");
+        g.issue_token("t", Duration::from_secs(60));
+        let dash = json!({"dashboard": {"uid": "d", "title": "T", "tags": []}, "folderUid": "f", "overwrite": true});
+        assert_eq!(
+            call(&g.url, "POST", "/api/dashboards/db", Some("t"), &dash)
+                .await
+                .0,
+            400,
+            "no folder yet"
+        );
+        let folder = json!({"uid": "f", "title": "F"});
+        assert_eq!(
+            call(&g.url, "POST", "/api/folders", Some("t"), &folder)
+                .await
+                .0,
+            200
+        );
+        assert_eq!(
+            call(&g.url, "POST", "/api/dashboards/db", Some("t"), &dash)
+                .await
+                .0,
+            200
+        );
+        let (status, body) = call(
+            &g.url,
+            "GET",
+            "/api/dashboards/uid/d",
+            Some("t"),
+            &Value::Null,
+        )
+        .await;
+        assert_eq!(
+            (status, body["meta"]["folderUid"].clone()),
+            (200, json!("f"))
+        );
+        let mut again = dash.clone();
+        again["overwrite"] = json!(false);
+        assert_eq!(
+            call(&g.url, "POST", "/api/dashboards/db", Some("t"), &again)
+                .await
+                .0,
+            412
+        );
+        assert_eq!(
+            call(&g.url, "DELETE", "/api/folders/f", Some("t"), &Value::Null)
+                .await
+                .0,
+            200
+        );
+        assert_eq!(g.contents(), (Vec::new(), Vec::new(), Vec::new()));
+    }
+}
