@@ -21,9 +21,22 @@ use twin_engine::{Engine, EngineOptions, InfoStatus, NoEvents, Provider, RetryPo
 use twin_testkit::fake_grafana::FakeGrafana;
 
 const TWIN: &str = "gfe2e";
+/// The twin of the SAML test (its own names, so both tests share moto).
+const SAML_TWIN: &str = "gfsaml";
 const ACCOUNT: &str = "123456789012";
 
 fn write_config(dir: &Path, properties: &[&str]) {
+    write_twin(
+        dir,
+        TWIN,
+        properties,
+        json!({"region": "us-east-1", "architecture": "x86_64",
+            "grafana_admins": {"users": ["u-admin"]},
+            "grafana_viewers": {"groups": ["g-viewers"]}}),
+    );
+}
+
+fn write_twin(dir: &Path, twin: &str, properties: &[&str], aws: Value) {
     let props: Vec<Value> = properties
         .iter()
         .map(|p| json!({"name": p, "dataType": "DOUBLE"}))
@@ -31,7 +44,7 @@ fn write_config(dir: &Path, properties: &[&str]) {
     let files = [
         (
             "config.json",
-            json!({"digital_twin_name": TWIN, "hot_storage_size_in_days": 30,
+            json!({"digital_twin_name": twin, "hot_storage_size_in_days": 30,
                 "cold_storage_size_in_days": 90, "mode": "DEBUG"}),
         ),
         (
@@ -51,10 +64,7 @@ fn write_config(dir: &Path, properties: &[&str]) {
             json!({"layer_1_provider": "none", "layer_2_provider": "none",
                 "layer_3_hot_provider": "aws", "layer_3_cold_provider": "aws",
                 "layer_3_archive_provider": "aws", "layer_4_provider": "aws",
-                "layer_5_provider": "aws",
-                "aws": {"region": "us-east-1", "architecture": "x86_64",
-                    "grafana_admins": {"users": ["u-admin"]},
-                    "grafana_viewers": {"groups": ["g-viewers"]}}}),
+                "layer_5_provider": "aws", "aws": aws}),
         ),
     ];
     for (name, v) in files {
@@ -117,14 +127,23 @@ async fn engine(dir: &Path, c: &Clouds) -> Engine {
 }
 
 fn dashboard_role_arn() -> String {
-    format!("arn:aws:iam::{ACCOUNT}:role/{TWIN}-grafana-dashboard")
+    role_arn_of(TWIN)
+}
+
+fn role_arn_of(twin: &str) -> String {
+    format!("arn:aws:iam::{ACCOUNT}:role/{twin}-grafana-dashboard")
 }
 
 /// IAM propagation as the plugin sees it: the fake Grafana can assume the dashboard role only
 /// some time after IAM (moto) has it, so the data source's health check fails at first.
 fn propagate_dashboard_role(c: &Clouds) -> tokio::task::JoinHandle<()> {
+    propagate_role_of(c, TWIN)
+}
+
+fn propagate_role_of(c: &Clouds, twin: &str) -> tokio::task::JoinHandle<()> {
     let (iam, grafana) = (c.moto.iam.clone(), c.grafana.clone());
-    let name = format!("{TWIN}-grafana-dashboard");
+    let name = format!("{twin}-grafana-dashboard");
+    let arn = role_arn_of(twin);
     tokio::spawn(async move {
         let mut wait = Duration::from_millis(50);
         loop {
@@ -135,7 +154,7 @@ fn propagate_dashboard_role(c: &Clouds) -> tokio::task::JoinHandle<()> {
             wait = (wait * 2).min(Duration::from_millis(500));
         }
         tokio::time::sleep(Duration::from_millis(1500)).await; // the propagation being simulated
-        grafana.allow_role(&dashboard_role_arn());
+        grafana.allow_role(&arn);
     })
 }
 
@@ -354,6 +373,67 @@ async fn fake_grafana_l4_l5_deploy_redeploy_drift_destroy_through_the_engine() {
     assert_eq!(c.twinmaker.contents(), (Vec::new(), Vec::new(), Vec::new()));
     assert_eq!(c.grafana.live_tokens(), 0);
     let left = twin_aws::testing::leftovers(&c.moto, TWIN)
+        .await
+        .expect("leftovers");
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fake_grafana_saml_configuration_and_a_slow_workspace_converge_through_the_engine() {
+    let c = clouds().await;
+    let dir = tempfile::tempdir().expect("dir");
+    write_twin(
+        dir.path(),
+        SAML_TWIN,
+        &["pressure"],
+        json!({"region": "us-east-1", "architecture": "x86_64",
+            "grafana_authentication_provider": "SAML",
+            "grafana_saml": {"idp_metadata_url": "https://idp.example/metadata",
+                "assertion_attributes": {"role": "role", "email": "mail"},
+                "admin_role_values": ["admin"]}}),
+    );
+    let propagation = propagate_role_of(&c, SAML_TWIN);
+    // A new workspace's Grafana answers 503 for a while: the calls are retried.
+    c.grafana.unavailable_for(3);
+    let e = engine(dir.path(), &c).await;
+    e.deploy(None).await.expect("deploy");
+    propagation.await.expect("propagation task");
+    let ws = format!("{SAML_TWIN}-grafana");
+    let mutating = c.grafana_cp.take_mutating();
+    let auth: Vec<&String> = mutating
+        .iter()
+        .filter(|m| m.starts_with("UpdateWorkspaceAuthentication"))
+        .collect();
+    assert_eq!(auth.len(), 1, "{mutating:?}");
+    assert!(
+        c.grafana_cp.permissions(&ws).is_empty(),
+        "SAML grants nothing itself"
+    );
+    let ds = c
+        .grafana
+        .datasource(&l5_grafana::datasource_uid(SAML_TWIN))
+        .expect("data source");
+    assert_eq!(
+        ds["jsonData"]["assumeRoleArn"],
+        json!(role_arn_of(SAML_TWIN))
+    );
+    let requests = c.grafana.take_requests();
+    assert!(
+        requests.iter().filter(|r| r.starts_with("POST")).count() >= 3,
+        "the data source, folder and dashboard were made after the 503s: {requests:?}"
+    );
+
+    let e = engine(dir.path(), &c).await;
+    let report = e.deploy(None).await.expect("re-deploy");
+    assert_eq!((report.created, report.updated), (0, 0), "{report:?}");
+    assert!(c.grafana_cp.take_mutating().is_empty());
+    assert!(writes(&c.grafana.take_requests()).is_empty());
+
+    e.destroy(None).await.expect("destroy");
+    assert!(c.grafana_cp.workspaces().is_empty());
+    assert_eq!(c.grafana.contents(), (Vec::new(), Vec::new(), Vec::new()));
+    assert_eq!(c.grafana.live_tokens(), 0);
+    let left = twin_aws::testing::leftovers(&c.moto, SAML_TWIN)
         .await
         .expect("leftovers");
     assert!(left.is_empty(), "{left:?}");
