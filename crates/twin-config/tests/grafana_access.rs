@@ -97,8 +97,7 @@ fn bad_grantees_are_errors() {
             "grafana_viewers": {"groups": ["g-1"]}}),
         "aws",
     )
-    .err()
-    .expect("fails");
+    .expect_err("fails");
     let text = errors.join("\n");
     assert!(
         text.contains("$.aws.grafana_admins.users[0]: `u 1` is not an IAM Identity Center id"),
@@ -115,8 +114,7 @@ fn bad_grantees_are_errors() {
             "grafana_viewers": {"groups": ["g-1"]}}),
         "aws",
     )
-    .err()
-    .expect("fails");
+    .expect_err("fails");
     assert_eq!(
         errors,
         ["$.aws.grafana_viewers.groups: `g-1` is also in `grafana_editors`: a user or group has one Grafana role; keep it in one list"]
@@ -152,8 +150,7 @@ fn saml_configuration_is_read_and_checked() {
                 "assertion_attributes": {}, "admin_role_values": []}}),
         "aws",
     )
-    .err()
-    .expect("fails");
+    .expect_err("fails");
     let text = errors.join("\n");
     assert!(text.contains("not an HTTPS URL"), "{text}");
     assert!(text.contains("missing required key `role`"), "{text}");
@@ -168,8 +165,7 @@ fn saml_configuration_is_read_and_checked() {
             "assertion_attributes": {"role": "r"}, "admin_role_values": ["a"]}}),
         "aws",
     )
-    .err()
-    .expect("fails");
+    .expect_err("fails");
     assert!(errors
         .join("\n")
         .contains("only used when grafana_authentication_provider is `SAML`"));

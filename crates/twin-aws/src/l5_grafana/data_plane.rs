@@ -108,12 +108,20 @@ async fn health(s: &Session<'_>, uid: &str) -> Result<(String, String), CloudErr
             None,
         )
         .await?;
-    // 400 carries the plugin's verdict (ERROR and why); anything else without a status is a
-    // failure of the call itself.
+    // 400 carries the plugin's verdict (ERROR and why). A retryable failure of the call itself
+    // is an error (retried); any other answer is an unhealthy verdict naming the status, so
+    // the data source shows as unhealthy instead of failing the whole read.
     match a.body.get("status").and_then(Value::as_str) {
         Some(status) if a.ok() || a.status == 400 => Ok((status.to_string(), a.message())),
         _ if a.ok() => Err(incomplete(&format!("data source {uid} health"), "status")),
-        _ => Err(a.error(&format!("health check of data source {uid}"))),
+        _ => {
+            let e = a.error(&format!("health check of data source {uid}"));
+            if e.class.is_retryable() {
+                Err(e)
+            } else {
+                Ok((format!("HTTP{}", a.status), a.message()))
+            }
+        }
     }
 }
 

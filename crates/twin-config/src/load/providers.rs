@@ -358,14 +358,14 @@ fn read_saml(r: &mut FileReader<'_>, value: &Value) -> Option<GrafanaSaml> {
                     r.at_value(&kp, "an assertion attribute name cannot be empty");
                     continue;
                 }
-                let s = Some(s.to_string());
+                let s = s.to_string();
                 match key {
-                    "role" => a.role = s.unwrap_or_default(),
-                    "name" => a.name = s,
-                    "login" => a.login = s,
-                    "email" => a.email = s,
-                    "groups" => a.groups = s,
-                    _ => a.org = s,
+                    "role" => a.role = s,
+                    "name" => a.name = Some(s),
+                    "login" => a.login = Some(s),
+                    "email" => a.email = Some(s),
+                    "groups" => a.groups = Some(s),
+                    _ => a.org = Some(s),
                 }
             }
             saml.assertion_attributes = a;
