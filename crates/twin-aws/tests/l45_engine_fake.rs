@@ -422,6 +422,16 @@ async fn fake_grafana_saml_configuration_and_a_slow_workspace_converge_through_t
         requests.iter().filter(|r| r.starts_with("POST")).count() >= 3,
         "the data source, folder and dashboard were made after the 503s: {requests:?}"
     );
+    assert!(
+        requests.iter().filter(|r| r.contains("/api/")).count() > 3,
+        "some calls met the 503s: {requests:?}"
+    );
+    // The tokens of the calls that failed were deleted too.
+    assert_eq!(c.grafana.live_tokens(), 0);
+    assert_eq!(
+        c.grafana_cp.accounts(&ws),
+        (vec!["deployer".to_string()], 0)
+    );
 
     let e = engine(dir.path(), &c).await;
     let report = e.deploy(None).await.expect("re-deploy");
