@@ -73,7 +73,7 @@ pub fn base_url(endpoint: &str) -> Result<String, CloudError> {
     }
     if let Some(rest) = endpoint.strip_prefix("http://") {
         let host = rest.split([':', '/']).next().unwrap_or_default();
-        if !matches!(host, "127.0.0.1" | "localhost" | "[::1]") {
+        if !matches!(host, "127.0.0.1" | "localhost") {
             return Err(CloudError::fatal(
                 "InsecureEndpoint",
                 format!("refusing to send a Grafana token over plain HTTP to {endpoint}"),
