@@ -157,6 +157,10 @@ pub async fn run(cli: &Cli, cmd: &Command, cancel: CancellationToken) -> Result<
                 output::json(&output::info_json(&rows));
             } else {
                 println!("{}", output::info_table(&rows));
+                // Where to open Grafana on AWS, and whether its data source answers.
+                for line in twin_aws::l5_grafana::info_lines(&rows) {
+                    println!("{line}");
+                }
                 let config = load_config(cli)?;
                 if let Some(lines) = crate::dead_letters::info_lines(&config).await {
                     println!("{lines}");

@@ -15,11 +15,12 @@ pub const KIND: &str = "iam_role";
 /// Name of the one inline policy every role carries.
 pub const INLINE_POLICY: &str = "least-privilege";
 
-/// A role to describe: `<twin>-<role>`, assumable by one service, allowed a list of statements.
+/// A role to describe: `<twin>-<role>`, assumable by one service (or one other role), allowed a
+/// list of statements.
 #[derive(Debug, Clone)]
 pub struct RoleSpec {
     role: String,
-    service: String,
+    principal: Value,
     statements: Vec<Value>,
     depends_on: Vec<ResourceId>,
 }
@@ -29,7 +30,19 @@ impl RoleSpec {
     pub fn new(role: &str, service: &str) -> Self {
         RoleSpec {
             role: role.to_string(),
-            service: service.to_string(),
+            principal: json!({"Service": service}),
+            statements: Vec::new(),
+            depends_on: Vec::new(),
+        }
+    }
+
+    /// A role named `<twin>-<role>` that only the role `role_arn` may assume (e.g. the
+    /// Grafana data source's dashboard role, assumed by the workspace's role). IAM checks that
+    /// a principal exists, so the spec should depend on the trusted role's spec.
+    pub fn assumable_by_role(role: &str, role_arn: &str) -> Self {
+        RoleSpec {
+            role: role.to_string(),
+            principal: json!({"AWS": role_arn}),
             statements: Vec::new(),
             depends_on: Vec::new(),
         }
@@ -78,7 +91,7 @@ impl RoleSpec {
         ctx.spec(layer, KIND, &self.role, name)
             .depends_on(self.depends_on)
             .desired(json!({
-                "trust": trust_policy(&self.service),
+                "trust": trust_policy_for(self.principal),
                 "policy": {"Version": "2012-10-17", "Statement": self.statements},
             }))
     }
@@ -99,11 +112,17 @@ pub fn role_arn(ctx: &LayerContext<'_>, role: &str) -> String {
 
 /// A trust policy letting one service principal assume the role.
 pub fn trust_policy(service: &str) -> Value {
+    trust_policy_for(json!({"Service": service}))
+}
+
+/// A trust policy letting one principal (`{"Service": …}` or `{"AWS": <role ARN>}`) assume
+/// the role.
+pub fn trust_policy_for(principal: Value) -> Value {
     json!({
         "Version": "2012-10-17",
         "Statement": [{
             "Effect": "Allow",
-            "Principal": {"Service": service},
+            "Principal": principal,
             "Action": "sts:AssumeRole",
         }],
     })

@@ -139,12 +139,46 @@ fn grafana_specs_use_a_least_privilege_role_and_twinmaker_data_source() {
     let ids: Vec<&str> = specs.iter().map(|s| s.id.0.as_str()).collect();
     assert_eq!(
         ids,
-        ["l5/iam_role/grafana", "l5/grafana_workspace/workspace"]
+        [
+            "l5/iam_role/grafana",
+            "l5/grafana_workspace/workspace",
+            "l5/iam_role/grafana-dashboard",
+            "l5/grafana_service_account/deployer",
+            "l5/grafana_datasource/twinmaker",
+            "l5/grafana_folder/twin",
+            "l5/grafana_dashboard/starter",
+        ]
     );
-    let role = &specs[0];
+    let by_id = |id: &str| {
+        specs
+            .iter()
+            .find(|s| s.id.0 == id)
+            .unwrap_or_else(|| panic!("no {id}"))
+    };
+    let deps =
+        |id: &str| -> Vec<&str> { by_id(id).depends_on.iter().map(|d| d.0.as_str()).collect() };
+    // The workspace role may only assume the dashboard role.
+    let role = by_id("l5/iam_role/grafana");
     assert_eq!(
         role.desired["trust"]["Statement"][0]["Principal"]["Service"],
         json!("grafana.amazonaws.com")
+    );
+    let dashboard_role_arn = "arn:aws:iam::123456789012:role/dt-grafana-dashboard";
+    assert_eq!(
+        role.desired["policy"]["Statement"],
+        json!([{"Effect": "Allow", "Action": ["sts:AssumeRole"], "Resource": [dashboard_role_arn]}])
+    );
+    // The dashboard role: trusted by the workspace role only, the TwinMaker docs' read-only
+    // dashboard policy on the twin's workspace and bucket.
+    let dashboard = by_id("l5/iam_role/grafana-dashboard");
+    assert_eq!(dashboard.name, "dt-grafana-dashboard");
+    assert_eq!(
+        dashboard.desired["trust"]["Statement"],
+        json!([{"Effect": "Allow", "Principal": {"AWS": ROLE_ARN}, "Action": "sts:AssumeRole"}])
+    );
+    assert_eq!(
+        deps("l5/iam_role/grafana-dashboard"),
+        ["l5/iam_role/grafana"]
     );
     let ws_arn = "arn:aws:iottwinmaker:us-east-1:123456789012:workspace/dt-twinmaker";
     let bucket_arn = format!(
@@ -152,42 +186,103 @@ fn grafana_specs_use_a_least_privilege_role_and_twinmaker_data_source() {
         twin_config::names::bucket_name("dt", "twinmaker", "123456789012", "us-east-1")
     );
     assert_eq!(
-        role.desired["policy"]["Statement"],
+        dashboard.desired["policy"]["Statement"],
         json!([
             {"Effect": "Allow",
-             "Action": ["iottwinmaker:Get*", "iottwinmaker:List*", "iottwinmaker:ExecuteQuery"],
+             "Action": ["iottwinmaker:Get*", "iottwinmaker:List*"],
              "Resource": [ws_arn, format!("{ws_arn}/*")]},
             {"Effect": "Allow", "Action": ["iottwinmaker:ListWorkspaces"], "Resource": ["*"]},
-            {"Effect": "Allow", "Action": ["s3:GetBucketLocation", "s3:ListBucket"],
-             "Resource": [bucket_arn]},
-            {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [format!("{bucket_arn}/*")]}
+            {"Effect": "Allow", "Action": ["s3:GetObject"],
+             "Resource": [bucket_arn.clone(), format!("{bucket_arn}/*")]}
         ])
     );
-    let ws = &specs[1];
+    let ws = by_id("l5/grafana_workspace/workspace");
     assert_eq!(ws.name, "dt-grafana");
     assert_eq!(
-        ws.depends_on
-            .iter()
-            .map(|d| d.0.as_str())
-            .collect::<Vec<_>>(),
+        deps("l5/grafana_workspace/workspace"),
         ["l5/iam_role/grafana", "l4/twinmaker_workspace/workspace"]
     );
     assert_eq!(ws.desired["authentication"], json!(["AWS_SSO"]));
     assert_eq!(ws.desired["permissionType"], json!("CUSTOMER_MANAGED"));
     assert_eq!(ws.desired["dataSources"], json!(["TWINMAKER"]));
+    // The data source: the plugin's type and jsonData, the dashboard role, a healthy check.
+    let ds = by_id("l5/grafana_datasource/twinmaker");
+    assert_eq!(ds.name, "dt-twinmaker");
+    assert_eq!(
+        ds.desired["jsonData"],
+        json!({"authType": "ec2_iam_role", "assumeRoleArn": dashboard_role_arn,
+            "defaultRegion": "us-east-1", "workspaceId": "dt-twinmaker"})
+    );
+    assert_eq!(ds.desired["health"], json!("OK"));
+    assert_eq!(
+        deps("l5/grafana_datasource/twinmaker"),
+        [
+            "l5/grafana_workspace/workspace",
+            "l5/grafana_service_account/deployer",
+            "l5/iam_role/grafana-dashboard"
+        ]
+    );
+    // The dashboard: its JSON is an input; its hash (in a tag) is what drift compares.
+    let dash = by_id("l5/grafana_dashboard/starter");
+    let model = &dash.inputs["dashboard"];
+    assert_eq!(
+        l5_grafana::dashboard_model::hash_of_stored(model).as_deref(),
+        dash.desired["hash"].as_str()
+    );
+    assert_eq!(
+        l5_grafana::dashboard_model::property_panels(model).len(),
+        2,
+        "pressure and hardness"
+    );
+    assert_eq!(dash.desired["folderUid"], json!("dt-twin"));
 
-    // Without TwinMaker on AWS there is nothing to read from TwinMaker.
+    // Without TwinMaker on AWS there is nothing to read from TwinMaker: no dashboard role,
+    // data source or dashboard.
     let mut no_l4 = config.clone();
     no_l4.providers.set(Layer::L4, ProviderName::None);
     let specs = l5_specs(&no_l4, &c).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(specs.len(), 2);
     assert_eq!(specs[1].desired["dataSources"], json!([]));
     assert_eq!(specs[1].depends_on.len(), 1);
     assert_eq!(specs[0].desired["policy"]["Statement"], json!([]));
 
+    // Grants become a permissions spec (AWS_SSO); a SAML configuration its own spec (SAML).
+    let mut sso = config.clone();
+    sso.providers.aws.grafana_admins.users = vec!["u-2".into(), "u-1".into()];
+    let specs = l5_specs(&sso, &c).unwrap_or_else(|e| panic!("{e}"));
+    let perms = specs
+        .iter()
+        .find(|s| s.kind == l5_grafana::PERMISSIONS_KIND)
+        .unwrap_or_else(|| panic!("no permissions spec"));
+    assert_eq!(
+        perms.desired["ADMIN"],
+        json!({"users": ["u-1", "u-2"], "groups": []})
+    );
+    assert_eq!(perms.depends_on[0].0, "l5/grafana_workspace/workspace");
+
     // An authentication provider Grafana does not know is refused before any cloud call.
     let mut saml = config.clone();
     saml.providers.aws.grafana_authentication_provider = "SAML".into();
-    assert!(l5_specs(&saml, &c).is_ok());
+    saml.providers.aws.grafana_saml = Some(twin_config::GrafanaSaml {
+        idp_metadata_url: Some("https://idp.example/metadata".into()),
+        assertion_attributes: twin_config::SamlAssertionAttributes {
+            role: "role".into(),
+            ..Default::default()
+        },
+        admin_role_values: vec!["admin".into()],
+        ..Default::default()
+    });
+    let specs = l5_specs(&saml, &c).unwrap_or_else(|e| panic!("{e}"));
+    let s = specs
+        .iter()
+        .find(|s| s.kind == l5_grafana::SAML_KIND)
+        .unwrap_or_else(|| panic!("no SAML spec"));
+    assert_eq!(
+        s.desired,
+        json!({"idpMetadata": {"url": "https://idp.example/metadata"},
+            "assertionAttributes": {"role": "role"},
+            "roleValues": {"admin": ["admin"], "editor": []}})
+    );
     let mut bad = config;
     bad.providers.aws.grafana_authentication_provider = "OKTA".into();
     let err = l5_specs(&bad, &c).err().unwrap_or_default();

@@ -23,7 +23,8 @@ pub use model::{
     Property, TwinConfig, TwinSettings, DEFAULT_PROCESSOR_CRATE,
 };
 pub use providers::{
-    Architecture, AwsSettings, AzureSettings, Layer, ProviderName, Providers, UnknownName,
+    Architecture, AwsSettings, AzureSettings, GrafanaGrantees, GrafanaSaml, Layer, ProviderName,
+    Providers, SamlAssertionAttributes, UnknownName,
 };
 pub use schema::schema;
 

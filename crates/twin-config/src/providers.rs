@@ -240,6 +240,95 @@ pub struct AwsSettings {
     /// `false`: devices without a processor crate of their own share `<twin>-processor`).
     #[serde(default)]
     pub processor_per_device: bool,
+    /// IAM Identity Center users and groups granted Grafana Admin (`AWS_SSO` only).
+    #[serde(default)]
+    pub grafana_admins: GrafanaGrantees,
+    /// IAM Identity Center users and groups granted Grafana Editor (`AWS_SSO` only).
+    #[serde(default)]
+    pub grafana_editors: GrafanaGrantees,
+    /// IAM Identity Center users and groups granted Grafana Viewer (`AWS_SSO` only).
+    #[serde(default)]
+    pub grafana_viewers: GrafanaGrantees,
+    /// The workspace's SAML configuration (`SAML` only).
+    #[serde(default)]
+    pub grafana_saml: Option<GrafanaSaml>,
+}
+
+impl AwsSettings {
+    /// The grantees of each Grafana role, as (Managed Grafana role name, grantees).
+    pub fn grafana_grants(&self) -> [(&'static str, &GrafanaGrantees); 3] {
+        [
+            ("ADMIN", &self.grafana_admins),
+            ("EDITOR", &self.grafana_editors),
+            ("VIEWER", &self.grafana_viewers),
+        ]
+    }
+
+    /// Whether any user or group is granted a Grafana role.
+    pub fn grafana_has_grantees(&self) -> bool {
+        self.grafana_grants().iter().any(|(_, g)| !g.is_empty())
+    }
+}
+
+/// Users and groups (IAM Identity Center ids) granted one Grafana role.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrafanaGrantees {
+    /// User ids.
+    #[serde(default)]
+    pub users: Vec<String>,
+    /// Group ids.
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+impl GrafanaGrantees {
+    /// Whether nobody is named.
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty() && self.groups.is_empty()
+    }
+}
+
+/// The SAML configuration of a Managed Grafana workspace: where the identity provider's
+/// metadata is, which assertion attributes carry what, and which role values make an Admin or
+/// an Editor (everyone else who signs in is a Viewer).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrafanaSaml {
+    /// HTTPS URL of the IdP metadata (exactly one of this and `idp_metadata_xml`).
+    pub idp_metadata_url: Option<String>,
+    /// The IdP metadata document itself.
+    pub idp_metadata_xml: Option<String>,
+    /// Names of the assertion attributes.
+    pub assertion_attributes: SamlAssertionAttributes,
+    /// Values of the role attribute that make a Grafana Admin.
+    pub admin_role_values: Vec<String>,
+    /// Values of the role attribute that make a Grafana Editor.
+    #[serde(default)]
+    pub editor_role_values: Vec<String>,
+    /// Minutes a SAML login stays valid (Managed Grafana's default when absent).
+    #[serde(default)]
+    pub login_validity_minutes: Option<i32>,
+}
+
+/// Which SAML assertion attribute carries each user field; `role` is required.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SamlAssertionAttributes {
+    /// The attribute holding the user's role (compared with the role values).
+    pub role: String,
+    /// Display name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Login.
+    #[serde(default)]
+    pub login: Option<String>,
+    /// Email.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Groups.
+    #[serde(default)]
+    pub groups: Option<String>,
+    /// Organisation.
+    #[serde(default)]
+    pub org: Option<String>,
 }
 
 impl Default for AwsSettings {
@@ -249,6 +338,10 @@ impl Default for AwsSettings {
             architecture: Architecture::default(),
             grafana_authentication_provider: "AWS_SSO".to_string(),
             processor_per_device: false,
+            grafana_admins: GrafanaGrantees::default(),
+            grafana_editors: GrafanaGrantees::default(),
+            grafana_viewers: GrafanaGrantees::default(),
+            grafana_saml: None,
         }
     }
 }

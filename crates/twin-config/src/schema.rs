@@ -136,6 +136,16 @@ fn devices() -> Value {
     })
 }
 
+/// IAM Identity Center users and groups granted one Grafana role.
+fn grantees() -> Value {
+    let ids = json!({ "type": "array", "uniqueItems": true,
+        "items": { "type": "string", "minLength": 1, "maxLength": 47, "pattern": "^\\S+$" } });
+    json!({
+        "type": "object", "additionalProperties": false,
+        "properties": { "users": ids.clone(), "groups": ids }
+    })
+}
+
 fn providers() -> Value {
     let mut props = serde_json::Map::new();
     let provider = json!({ "enum": ["aws", "azure", "none"] });
@@ -150,7 +160,32 @@ fn providers() -> Value {
                 "region": { "type": "string", "pattern": "^[a-z]+(-[a-z]+)+-[0-9]+$" },
                 "architecture": { "enum": ["arm64", "x86_64"], "default": "arm64" },
                 "grafana_authentication_provider": { "enum": ["AWS_SSO", "SAML"], "default": "AWS_SSO" },
-                "processor_per_device": { "type": "boolean", "default": false }
+                "processor_per_device": { "type": "boolean", "default": false },
+                "grafana_admins": grantees(),
+                "grafana_editors": grantees(),
+                "grafana_viewers": grantees(),
+                "grafana_saml": {
+                    "type": "object", "additionalProperties": false,
+                    "required": ["assertion_attributes", "admin_role_values"],
+                    "properties": {
+                        "idp_metadata_url": { "type": "string", "pattern": "^https://" },
+                        "idp_metadata_xml": { "type": "string" },
+                        "assertion_attributes": {
+                            "type": "object", "additionalProperties": false, "required": ["role"],
+                            "properties": {
+                                "role": { "type": "string", "minLength": 1 },
+                                "name": { "type": "string", "minLength": 1 },
+                                "login": { "type": "string", "minLength": 1 },
+                                "email": { "type": "string", "minLength": 1 },
+                                "groups": { "type": "string", "minLength": 1 },
+                                "org": { "type": "string", "minLength": 1 }
+                            }
+                        },
+                        "admin_role_values": { "type": "array", "items": { "type": "string" }, "minItems": 1 },
+                        "editor_role_values": { "type": "array", "items": { "type": "string" } },
+                        "login_validity_minutes": { "type": "integer", "minimum": 1 }
+                    }
+                }
             }
         }),
     );

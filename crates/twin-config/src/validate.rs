@@ -114,6 +114,7 @@ fn twin_names(
         (ProviderName::Aws, Layer::L5) => vec![
             (&GRAFANA_WORKSPACE, grafana_workspace_name(twin)),
             (&IAM_ROLE, role_name(twin, "grafana")),
+            (&IAM_ROLE, role_name(twin, "grafana-dashboard")),
         ],
         _ => Vec::new(),
     }

@@ -673,7 +673,7 @@ fn providers_unknown_missing_and_bad_aws_settings() {
             "config_providers.json:3:23: $.layer_2_provider: unknown provider `AWS` (did you mean `aws`? values are case-sensitive); allowed: aws, azure, none",
             "config_providers.json:8:21: $.aws.region: `US East` is not an AWS region name; regions look like `us-east-1` or `eu-central-1`",
             "config_providers.json:8:48: $.aws.architecture: unknown architecture `amd64`; allowed: arm64, x86_64",
-            "config_providers.json:8:57: $.aws.profile: unknown key `profile`; allowed keys: `region`, `architecture`, `grafana_authentication_provider`, `processor_per_device`",
+            "config_providers.json:8:57: $.aws.profile: unknown key `profile`; allowed keys: `region`, `architecture`, `grafana_authentication_provider`, `processor_per_device`, `grafana_admins`, `grafana_editors`, `grafana_viewers`, `grafana_saml`",
         ],
     );
 }

@@ -206,6 +206,12 @@ fn mixed_case_init_values_equal_retention_and_events_load() {
              unless it sends at least 1001 messages a day (one every 86 s) each of its cold \
              objects is billed as 128 KB, more than it holds; the same small objects each carry \
              40 KB of billed overhead once archived",
+            "config_providers.json:8:23: $.layer_5_provider: nobody can sign in to the Grafana \
+             workspace: IAM Identity Center (AWS_SSO) grants no user or group access by itself. \
+             Add ids from the IAM Identity Center console (Users / Groups, the `User ID` or \
+             `Group ID` field) as \"grafana_admins\": {\"users\": [\"<user id>\"], \"groups\": \
+             [\"<group id>\"]} (or grafana_editors / grafana_viewers) and deploy again, or assign \
+             them in the Amazon Managed Grafana console under the workspace's Authentication tab",
             "config_events.json: $: event rules are not deployed by this version",
         ]
     );

@@ -90,6 +90,7 @@ impl GrafanaWorkspaceDriver {
                 "arn": arn,
                 "id": w.id(),
                 "endpoint": w.endpoint(),
+                "url": super::api::base_url(w.endpoint()).ok(),
                 "status": w.status().as_str(),
                 "authentication": auth,
                 "permissionType": w.permission_type().map(|p| p.as_str()),

@@ -3,6 +3,7 @@
 //! (so a test can pin the exact order across clients), and a small twin config.
 #![allow(dead_code)]
 
+pub mod fake_managed_grafana;
 pub mod fake_twinmaker;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};

@@ -137,6 +137,9 @@ pub fn load_dir(dir: &Path) -> Result<TwinConfig, Diagnostics> {
         .as_ref()
         .map(|t| t.warnings.clone())
         .unwrap_or_default();
+    if let Some(p) = &provs {
+        warnings.extend(p.warnings.iter().cloned());
+    }
     if events.is_some() {
         warnings.push(Diagnostic {
             file: EVENTS_FILE.to_string(),

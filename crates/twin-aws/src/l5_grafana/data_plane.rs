@@ -1,0 +1,534 @@
+//! What lives inside the workspace's Grafana, through its HTTP API (see [`super::api`]): the
+//! TwinMaker data source, the twin's folder and the starter dashboard. Each spec's name is the
+//! object's Grafana uid; each observation records the workspace, endpoint and service account
+//! it was reached through, so a delete (which has no dependencies) can reach it again.
+//!
+//! - data source: desired `name`, `type`, `access`, `jsonData` and `health` (`OK`): a data
+//!   source whose health check fails has drifted, so the next deploy repairs it (and `info`
+//!   shows it). Create and update wait until the health check passes (the dashboard role may
+//!   not be assumable for some seconds after IAM made it).
+//! - folder: desired `title`.
+//! - dashboard: desired `title`, `folderUid` and `hash` (of the JSON generated from the config,
+//!   carried in a tag); the JSON itself is an input (`inputs.dashboard`), not compared.
+
+use super::api::{GrafanaApi, Session, Target};
+use super::dashboard_model;
+use async_trait::async_trait;
+use http::Method;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use twin_engine::wait::poll_until;
+use twin_engine::{CloudError, ErrorClass, Observed, Outputs, ResourceDriver, ResourceSpec};
+
+/// Driver kind of a Grafana data source.
+pub const DATASOURCE_KIND: &str = "grafana_datasource";
+/// Driver kind of a Grafana folder.
+pub const FOLDER_KIND: &str = "grafana_folder";
+/// Driver kind of a Grafana dashboard.
+pub const DASHBOARD_KIND: &str = "grafana_dashboard";
+
+/// The health a data source is wanted in.
+pub const HEALTHY: &str = "OK";
+
+/// How long a new data source's health check may take to pass (IAM propagation of the
+/// dashboard role and its trust).
+const HEALTH_DEADLINE: Duration = Duration::from_secs(120);
+const HEALTH_FIRST_POLL: Duration = Duration::from_millis(500);
+const HEALTH_MAX_POLL: Duration = Duration::from_secs(10);
+
+/// The workspace and service account a spec's dependencies report.
+fn target_of(deps: &Outputs) -> Result<Target, CloudError> {
+    let ws = super::workspace_id();
+    Ok(Target {
+        workspace_id: deps.attr(&ws, "id")?,
+        endpoint: deps.attr(&ws, "endpoint")?,
+        service_account_id: deps.attr(&super::service_account_id(), "id")?,
+    })
+}
+
+/// The target an observation recorded; `None` for one made without (a discovered spec).
+fn recorded_target(current: &Observed) -> Option<Target> {
+    let get = |k: &str| {
+        current
+            .attr(k)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
+    Some(Target {
+        workspace_id: get("workspaceId")?,
+        endpoint: get("endpoint")?,
+        service_account_id: get("serviceAccountId")?,
+    })
+}
+
+/// Adds the target to an observation's attributes.
+fn with_target(mut attrs: Value, t: &Target) -> Value {
+    attrs["workspaceId"] = json!(t.workspace_id);
+    attrs["endpoint"] = json!(t.endpoint);
+    attrs["serviceAccountId"] = json!(t.service_account_id);
+    attrs
+}
+
+/// A field the code needs is missing from Grafana's answer.
+fn incomplete(what: &str, field: &str) -> CloudError {
+    CloudError::new(
+        ErrorClass::Transient,
+        "IncompleteResponse",
+        format!("Grafana's answer for {what} has no `{field}`"),
+    )
+}
+
+/// A delete whose workspace or service account is gone has nothing left to delete.
+fn gone_is_done(r: Result<(), CloudError>) -> Result<(), CloudError> {
+    match r {
+        Err(e) if e.class == ErrorClass::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+/// Creates, reads, updates and deletes the TwinMaker data source.
+pub struct DatasourceDriver {
+    api: Arc<GrafanaApi>,
+}
+
+impl DatasourceDriver {
+    /// A driver calling through `api`.
+    pub fn new(api: Arc<GrafanaApi>) -> Self {
+        DatasourceDriver { api }
+    }
+}
+
+/// The health check's verdict: `OK`, or `ERROR` with Grafana's message.
+async fn health(s: &Session<'_>, uid: &str) -> Result<(String, String), CloudError> {
+    let a = s
+        .call(
+            Method::GET,
+            &format!("/api/datasources/uid/{uid}/health"),
+            None,
+        )
+        .await?;
+    // 400 carries the plugin's verdict (ERROR and why). A retryable failure of the call itself
+    // is an error (retried); any other answer is an unhealthy verdict naming the status, so
+    // the data source shows as unhealthy instead of failing the whole read.
+    match a.body.get("status").and_then(Value::as_str) {
+        Some(status) if a.ok() || a.status == 400 => Ok((status.to_string(), a.message())),
+        _ if a.ok() => Err(incomplete(&format!("data source {uid} health"), "status")),
+        _ => {
+            let e = a.error(&format!("health check of data source {uid}"));
+            if e.class.is_retryable() {
+                Err(e)
+            } else {
+                Ok((format!("HTTP{}", a.status), a.message()))
+            }
+        }
+    }
+}
+
+async fn read_datasource(s: &Session<'_>, uid: &str) -> Result<Option<Value>, CloudError> {
+    let what = format!("data source {uid}");
+    let Some(body) = s.get(&format!("/api/datasources/uid/{uid}"), &what).await? else {
+        return Ok(None);
+    };
+    let (status, message) = health(s, uid).await?;
+    let field = |k: &str| body.get(k).cloned().ok_or_else(|| incomplete(&what, k));
+    Ok(Some(json!({
+        "uid": uid,
+        "name": field("name")?,
+        "type": field("type")?,
+        "access": field("access")?,
+        "jsonData": body.get("jsonData").cloned().unwrap_or_else(|| json!({})),
+        "health": status,
+        "healthMessage": message,
+        "url": format!("{}/connections/datasources/edit/{uid}", s.base()),
+    })))
+}
+
+/// Waits until the health check passes; an unhealthy verdict is "not yet" (the role's trust
+/// may still be propagating) until the deadline, which ends in a retryable error naming
+/// Grafana's last message.
+async fn wait_healthy(s: &Session<'_>, uid: &str) -> Result<(), CloudError> {
+    poll_until(
+        &format!("Grafana data source {uid} health check"),
+        HEALTH_FIRST_POLL,
+        HEALTH_MAX_POLL,
+        HEALTH_DEADLINE,
+        || async {
+            let (status, message) = health(s, uid).await?;
+            if status == HEALTHY {
+                Ok(Some(()))
+            } else {
+                Err(CloudError::new(
+                    ErrorClass::EventualConsistency,
+                    "DatasourceUnhealthy",
+                    format!("data source {uid}: {status}: {message}"),
+                ))
+            }
+        },
+    )
+    .await
+    .map_err(|e| {
+        e.with_hint("the data source assumes the dashboard role; if this persists, check the role's trust policy names the workspace role")
+    })
+}
+
+fn datasource_body(spec: &ResourceSpec) -> Value {
+    let d = &spec.desired;
+    json!({
+        "uid": spec.name,
+        "name": d["name"],
+        "type": d["type"],
+        "access": d["access"],
+        "jsonData": d["jsonData"],
+        "isDefault": true,
+    })
+}
+
+impl DatasourceDriver {
+    async fn observed(
+        &self,
+        s: &Session<'_>,
+        spec: &ResourceSpec,
+        t: &Target,
+    ) -> Result<Option<Observed>, CloudError> {
+        Ok(read_datasource(s, &spec.name).await?.map(|a| {
+            let url = a["url"].as_str().unwrap_or_default().to_string();
+            Observed::new(url, with_target(a, t))
+        }))
+    }
+}
+
+#[async_trait]
+impl ResourceDriver for DatasourceDriver {
+    async fn read(
+        &self,
+        spec: &ResourceSpec,
+        deps: &Outputs,
+    ) -> Result<Option<Observed>, CloudError> {
+        // No workspace or service account yet (a plan before the first deploy): nothing in
+        // it exists either.
+        let Ok(t) = target_of(deps) else {
+            return Ok(None);
+        };
+        self.api
+            .with_session(&t, async |s: &Session<'_>| self.observed(s, spec, &t).await)
+            .await
+    }
+
+    async fn create(&self, spec: &ResourceSpec, deps: &Outputs) -> Result<Observed, CloudError> {
+        let t = target_of(deps)?;
+        self.api
+            .with_session(&t, async |s: &Session<'_>| {
+                s.send(
+                    Method::POST,
+                    "/api/datasources",
+                    &datasource_body(spec),
+                    &format!("creating data source {}", spec.name),
+                )
+                .await?;
+                wait_healthy(s, &spec.name).await?;
+                crate::errors::reread(
+                    self.observed(s, spec, &t).await?,
+                    "GrafanaHTTP404",
+                    &format!("data source {}", spec.name),
+                )
+            })
+            .await
+    }
+
+    async fn update(
+        &self,
+        spec: &ResourceSpec,
+        current: &Observed,
+        deps: &Outputs,
+    ) -> Result<Observed, CloudError> {
+        let t = target_of(deps)?;
+        // Only health drifted: the settings are right, so wait for the check rather than
+        // rewrite them (a PUT would not make IAM propagate faster).
+        let settings_drift = current.drift(&spec.desired).iter().any(|k| k != "health");
+        self.api
+            .with_session(&t, async |s: &Session<'_>| {
+                if settings_drift {
+                    s.send(
+                        Method::PUT,
+                        &format!("/api/datasources/uid/{}", spec.name),
+                        &datasource_body(spec),
+                        &format!("updating data source {}", spec.name),
+                    )
+                    .await?;
+                }
+                wait_healthy(s, &spec.name).await?;
+                crate::errors::reread(
+                    self.observed(s, spec, &t).await?,
+                    "GrafanaHTTP404",
+                    &format!("data source {}", spec.name),
+                )
+            })
+            .await
+    }
+
+    async fn delete(&self, spec: &ResourceSpec, current: &Observed) -> Result<(), CloudError> {
+        let Some(t) = recorded_target(current) else {
+            // Found without a record: it lives in the workspace, which destroy deletes.
+            return Ok(());
+        };
+        gone_is_done(
+            self.api
+                .with_session(&t, async |s: &Session<'_>| {
+                    s.delete(
+                        &format!("/api/datasources/uid/{}", spec.name),
+                        &format!("deleting data source {}", spec.name),
+                    )
+                    .await
+                })
+                .await,
+        )
+    }
+}
+
+/// Creates, reads, updates and deletes the twin's folder.
+pub struct FolderDriver {
+    api: Arc<GrafanaApi>,
+}
+
+impl FolderDriver {
+    /// A driver calling through `api`.
+    pub fn new(api: Arc<GrafanaApi>) -> Self {
+        FolderDriver { api }
+    }
+}
+
+async fn read_folder(
+    s: &Session<'_>,
+    uid: &str,
+    t: &Target,
+) -> Result<Option<Observed>, CloudError> {
+    let what = format!("folder {uid}");
+    let Some(body) = s.get(&format!("/api/folders/{uid}"), &what).await? else {
+        return Ok(None);
+    };
+    let title = body
+        .get("title")
+        .cloned()
+        .ok_or_else(|| incomplete(&what, "title"))?;
+    let url = format!("{}/dashboards/f/{uid}", s.base());
+    Ok(Some(Observed::new(
+        url.clone(),
+        with_target(json!({"uid": uid, "title": title, "url": url}), t),
+    )))
+}
+
+#[async_trait]
+impl ResourceDriver for FolderDriver {
+    async fn read(
+        &self,
+        spec: &ResourceSpec,
+        deps: &Outputs,
+    ) -> Result<Option<Observed>, CloudError> {
+        // No workspace or service account yet (a plan before the first deploy): nothing in
+        // it exists either.
+        let Ok(t) = target_of(deps) else {
+            return Ok(None);
+        };
+        self.api
+            .with_session(&t, async |s: &Session<'_>| {
+                read_folder(s, &spec.name, &t).await
+            })
+            .await
+    }
+
+    async fn create(&self, spec: &ResourceSpec, deps: &Outputs) -> Result<Observed, CloudError> {
+        let t = target_of(deps)?;
+        self.api
+            .with_session(&t, async |s: &Session<'_>| {
+                s.send(
+                    Method::POST,
+                    "/api/folders",
+                    &json!({"uid": spec.name, "title": spec.desired["title"]}),
+                    &format!("creating folder {}", spec.name),
+                )
+                .await?;
+                crate::errors::reread(
+                    read_folder(s, &spec.name, &t).await?,
+                    "GrafanaHTTP404",
+                    &format!("folder {}", spec.name),
+                )
+            })
+            .await
+    }
+
+    async fn update(
+        &self,
+        spec: &ResourceSpec,
+        _current: &Observed,
+        deps: &Outputs,
+    ) -> Result<Observed, CloudError> {
+        let t = target_of(deps)?;
+        self.api
+            .with_session(&t, async |s: &Session<'_>| {
+                s.send(
+                    Method::PUT,
+                    &format!("/api/folders/{}", spec.name),
+                    &json!({"title": spec.desired["title"], "overwrite": true}),
+                    &format!("updating folder {}", spec.name),
+                )
+                .await?;
+                crate::errors::reread(
+                    read_folder(s, &spec.name, &t).await?,
+                    "GrafanaHTTP404",
+                    &format!("folder {}", spec.name),
+                )
+            })
+            .await
+    }
+
+    async fn delete(&self, spec: &ResourceSpec, current: &Observed) -> Result<(), CloudError> {
+        let Some(t) = recorded_target(current) else {
+            return Ok(());
+        };
+        gone_is_done(
+            self.api
+                .with_session(&t, async |s: &Session<'_>| {
+                    s.delete(
+                        &format!("/api/folders/{}", spec.name),
+                        &format!("deleting folder {}", spec.name),
+                    )
+                    .await
+                })
+                .await,
+        )
+    }
+}
+
+/// Creates, reads, updates and deletes the starter dashboard.
+pub struct DashboardDriver {
+    api: Arc<GrafanaApi>,
+}
+
+impl DashboardDriver {
+    /// A driver calling through `api`.
+    pub fn new(api: Arc<GrafanaApi>) -> Self {
+        DashboardDriver { api }
+    }
+}
+
+async fn read_dashboard(
+    s: &Session<'_>,
+    uid: &str,
+    t: &Target,
+) -> Result<Option<Observed>, CloudError> {
+    let what = format!("dashboard {uid}");
+    let Some(body) = s.get(&format!("/api/dashboards/uid/{uid}"), &what).await? else {
+        return Ok(None);
+    };
+    let dashboard = body
+        .get("dashboard")
+        .ok_or_else(|| incomplete(&what, "dashboard"))?;
+    let meta = body.get("meta").ok_or_else(|| incomplete(&what, "meta"))?;
+    let path = meta
+        .get("url")
+        .and_then(Value::as_str)
+        .ok_or_else(|| incomplete(&what, "meta.url"))?;
+    let url = format!("{}{path}", s.base());
+    Ok(Some(Observed::new(
+        url.clone(),
+        with_target(
+            json!({
+                "uid": uid,
+                "title": dashboard.get("title"),
+                "folderUid": meta.get("folderUid"),
+                // No hash tag (edited by hand, or made by someone else) is drift.
+                "hash": dashboard_model::hash_of_stored(dashboard),
+                "panels": dashboard_model::property_panels(dashboard).len(),
+                "url": url,
+            }),
+            t,
+        ),
+    )))
+}
+
+impl DashboardDriver {
+    async fn put(&self, spec: &ResourceSpec, deps: &Outputs) -> Result<Observed, CloudError> {
+        let t = target_of(deps)?;
+        let dashboard = spec.inputs.get("dashboard").cloned().ok_or_else(|| {
+            CloudError::fatal(
+                "SpecInvalid",
+                format!("dashboard {} has no JSON in its inputs", spec.name),
+            )
+            .with_hint("this is a bug in deployer; please report it")
+        })?;
+        self.api
+            .with_session(&t, async |s: &Session<'_>| {
+                // overwrite: the uid is the deployer's; what someone changed by hand is
+                // replaced, as the dashboard's description says.
+                s.send(
+                    Method::POST,
+                    "/api/dashboards/db",
+                    &json!({
+                        "dashboard": dashboard,
+                        "folderUid": spec.desired["folderUid"],
+                        "overwrite": true,
+                        "message": "deployer: generated from the twin's devices and hierarchy",
+                    }),
+                    &format!("saving dashboard {}", spec.name),
+                )
+                .await?;
+                crate::errors::reread(
+                    read_dashboard(s, &spec.name, &t).await?,
+                    "GrafanaHTTP404",
+                    &format!("dashboard {}", spec.name),
+                )
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl ResourceDriver for DashboardDriver {
+    async fn read(
+        &self,
+        spec: &ResourceSpec,
+        deps: &Outputs,
+    ) -> Result<Option<Observed>, CloudError> {
+        // No workspace or service account yet (a plan before the first deploy): nothing in
+        // it exists either.
+        let Ok(t) = target_of(deps) else {
+            return Ok(None);
+        };
+        self.api
+            .with_session(&t, async |s: &Session<'_>| {
+                read_dashboard(s, &spec.name, &t).await
+            })
+            .await
+    }
+
+    async fn create(&self, spec: &ResourceSpec, deps: &Outputs) -> Result<Observed, CloudError> {
+        self.put(spec, deps).await
+    }
+
+    async fn update(
+        &self,
+        spec: &ResourceSpec,
+        _current: &Observed,
+        deps: &Outputs,
+    ) -> Result<Observed, CloudError> {
+        self.put(spec, deps).await
+    }
+
+    async fn delete(&self, spec: &ResourceSpec, current: &Observed) -> Result<(), CloudError> {
+        let Some(t) = recorded_target(current) else {
+            return Ok(());
+        };
+        gone_is_done(
+            self.api
+                .with_session(&t, async |s: &Session<'_>| {
+                    s.delete(
+                        &format!("/api/dashboards/uid/{}", spec.name),
+                        &format!("deleting dashboard {}", spec.name),
+                    )
+                    .await
+                })
+                .await,
+        )
+    }
+}
