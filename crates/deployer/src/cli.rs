@@ -43,6 +43,11 @@ pub enum Command {
     Validate,
     /// Print the JSON Schema of the config files.
     Schema,
+    /// Print a shell completion script (e.g. `deployer completions bash > /etc/bash_completion.d/deployer`).
+    Completions {
+        /// bash, zsh, fish, powershell or elvish.
+        shell: clap_complete::Shell,
+    },
     /// Show what deploy would create, update, leave alone or delete, and what the twin costs a
     /// month for its expected load.
     Plan {
@@ -262,6 +267,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "write the twin's DTDL or TwinMaker models: model [--format dtdl|twinmaker] [--out DIR]",
     ),
     ("schema", "print the JSON Schema of the config files"),
+    (
+        "completions",
+        "print a shell completion script: completions bash|zsh|fish|powershell",
+    ),
     (
         "help",
         "list the commands, or `help <command>` for one in full",

@@ -46,6 +46,11 @@ pub async fn run(cli: &Cli, cmd: &Command, cancel: CancellationToken) -> Result<
             output::json(&twin_config::schema());
             Ok(())
         }
+        Command::Completions { shell } => {
+            let mut command = <crate::cli::Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut command, "deployer", &mut std::io::stdout());
+            Ok(())
+        }
         Command::Help { command } => help(command.as_deref()),
         Command::Model { format, out } => crate::model::run(cli, *format, out.as_deref()),
         Command::Exit => Ok(()),

@@ -299,3 +299,26 @@ fn plan_refuses_a_load_it_cannot_price_with_a_usage_error() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn completions_are_printed_for_each_shell_with_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    for shell in ["bash", "zsh", "fish", "powershell"] {
+        let out = deployer(dir.path(), &["completions", shell]);
+        assert!(out.status.success(), "{shell}: {}", text(&out.stderr));
+        let script = text(&out.stdout);
+        for word in [
+            "deploy", "destroy", "plan", "redrive",
+            // fish spells long flags `-l layer`.
+            "layer", "compare",
+        ] {
+            assert!(script.contains(word), "{shell} script lacks {word}");
+        }
+    }
+    let out = deployer(dir.path(), &["completions", "tcsh"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an unknown shell is a usage error"
+    );
+}
