@@ -83,8 +83,12 @@ pub enum Command {
         #[arg(long, value_parser = parse_layer)]
         layer: Option<Layer>,
     },
-    /// List every resource with its status as found in the cloud.
-    Info,
+    /// List every resource with its status as found in the cloud, grouped by layer.
+    Info {
+        /// Full cloud ids (ARNs, resource ids) instead of short ones; `--json` always has them.
+        #[arg(long)]
+        wide: bool,
+    },
     /// Replay the failed messages waiting in the dead-letter queues: each goes to the function
     /// that failed (or the dispatcher, for the topic rule's), and is deleted once it succeeded.
     Redrive {
@@ -232,7 +236,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ),
     (
         "info",
-        "list every resource with its status as found in the cloud",
+        "every resource by layer with its status as found in the cloud [--wide]",
     ),
     (
         "redrive",

@@ -153,7 +153,7 @@ pub async fn run(cli: &Cli, cmd: &Command, cancel: CancellationToken) -> Result<
             }
             Ok(())
         }
-        Command::Info => {
+        Command::Info { wide } => {
             let (engine, progress, _) = engine(cli, cancel, false).await?;
             let rows = engine.info().await;
             progress.finish();
@@ -161,11 +161,11 @@ pub async fn run(cli: &Cli, cmd: &Command, cancel: CancellationToken) -> Result<
             if cli.json {
                 output::json(&output::info_json(&rows));
             } else {
-                println!("{}", output::info_table(&rows));
-                // Where to open Grafana on AWS, and whether its data source answers.
+                // What a person opens first: where Grafana is and whether its data answers.
                 for line in twin_aws::l5_grafana::info_lines(&rows) {
                     println!("{line}");
                 }
+                println!("{}", output::info_table(&rows, *wide, output::width()));
                 let config = load_config(cli)?;
                 if let Some(lines) = crate::dead_letters::info_lines(&config).await {
                     println!("{lines}");

@@ -56,7 +56,18 @@ impl ShellHelper {
 
 fn flags(cmd: &str) -> &'static [&'static str] {
     match cmd.replace('-', "_").as_str() {
-        "plan" | "deploy" | "destroy" => &["--layer", "--json", "-y"],
+        "plan" => &[
+            "--layer",
+            "--json",
+            "--compare",
+            "--devices",
+            "--messages-per-minute",
+            "--message-bytes",
+            "--dashboard-users",
+        ],
+        "deploy" | "destroy" => &["--layer", "--json", "-y"],
+        "info" => &["--wide", "--json"],
+        "completions" => &["bash", "zsh", "fish", "powershell", "elvish"],
         "lambda_logs" => &["--include-system", "--follow", "--json"],
         "lambda_invoke" => &["--async", "--json"],
         "redrive" => &["--layer", "--json"],

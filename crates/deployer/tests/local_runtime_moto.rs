@@ -31,6 +31,23 @@ fn local_up_makes_lambda_invoke_reach_the_real_function() {
     let deploy = run(dir, &zips, &["deploy", "-y", "-q"]);
     assert!(deploy.status.success(), "{}", text(&deploy));
 
+    // `info` for people fits 120 columns (no terminal here, no COLUMNS: 120), grouped by layer.
+    let info = support::deployer(dir, &zips, &["info"])
+        .env_remove("COLUMNS")
+        .output()
+        .expect("run info");
+    assert!(info.status.success(), "{}", text(&info));
+    let shown = String::from_utf8_lossy(&info.stdout).to_string();
+    assert!(shown.contains(" resources: "), "{shown}");
+    assert!(shown.contains("l3-hot on aws: "), "{shown}");
+    for line in shown.lines() {
+        assert!(
+            line.chars().count() <= 120,
+            "{} columns: {line}",
+            line.chars().count()
+        );
+    }
+
     let up = run(dir, &zips, &["local", "up"]);
     assert!(up.status.success(), "{}", text(&up));
     let out = String::from_utf8_lossy(&up.stdout).to_string();
