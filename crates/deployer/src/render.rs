@@ -95,7 +95,7 @@ impl EventSink for Progress {
                         ProgressDrawTarget::stderr(),
                     );
                     if let Ok(style) = ProgressStyle::with_template(
-                        "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
+                        "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} eta {eta} {msg}",
                     ) {
                         bar.set_style(style);
                     }
