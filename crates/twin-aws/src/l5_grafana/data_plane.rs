@@ -87,6 +87,30 @@ fn gone_is_done(r: Result<(), CloudError>) -> Result<(), CloudError> {
     }
 }
 
+/// Deletes `<collection>/<uid>` in the workspace recorded in `current`; already gone is done.
+/// Found without a record, it lives in the workspace, which destroy deletes with everything in it.
+async fn delete_recorded(
+    api: &GrafanaApi,
+    current: &Observed,
+    collection: &str,
+    what: &str,
+    uid: &str,
+) -> Result<(), CloudError> {
+    let Some(t) = recorded_target(current) else {
+        return Ok(());
+    };
+    gone_is_done(
+        api.with_session(&t, async |s: &Session<'_>| {
+            s.delete(
+                &format!("{collection}/{uid}"),
+                &format!("deleting {what} {uid}"),
+            )
+            .await
+        })
+        .await,
+    )
+}
+
 /// Creates, reads, updates and deletes the TwinMaker data source.
 pub struct DatasourceDriver {
     api: Arc<GrafanaApi>,
@@ -268,21 +292,14 @@ impl ResourceDriver for DatasourceDriver {
     }
 
     async fn delete(&self, spec: &ResourceSpec, current: &Observed) -> Result<(), CloudError> {
-        let Some(t) = recorded_target(current) else {
-            // Found without a record: it lives in the workspace, which destroy deletes.
-            return Ok(());
-        };
-        gone_is_done(
-            self.api
-                .with_session(&t, async |s: &Session<'_>| {
-                    s.delete(
-                        &format!("/api/datasources/uid/{}", spec.name),
-                        &format!("deleting data source {}", spec.name),
-                    )
-                    .await
-                })
-                .await,
+        delete_recorded(
+            &self.api,
+            current,
+            "/api/datasources/uid",
+            "data source",
+            &spec.name,
         )
+        .await
     }
 }
 
@@ -383,20 +400,7 @@ impl ResourceDriver for FolderDriver {
     }
 
     async fn delete(&self, spec: &ResourceSpec, current: &Observed) -> Result<(), CloudError> {
-        let Some(t) = recorded_target(current) else {
-            return Ok(());
-        };
-        gone_is_done(
-            self.api
-                .with_session(&t, async |s: &Session<'_>| {
-                    s.delete(
-                        &format!("/api/folders/{}", spec.name),
-                        &format!("deleting folder {}", spec.name),
-                    )
-                    .await
-                })
-                .await,
-        )
+        delete_recorded(&self.api, current, "/api/folders", "folder", &spec.name).await
     }
 }
 
@@ -516,19 +520,13 @@ impl ResourceDriver for DashboardDriver {
     }
 
     async fn delete(&self, spec: &ResourceSpec, current: &Observed) -> Result<(), CloudError> {
-        let Some(t) = recorded_target(current) else {
-            return Ok(());
-        };
-        gone_is_done(
-            self.api
-                .with_session(&t, async |s: &Session<'_>| {
-                    s.delete(
-                        &format!("/api/dashboards/uid/{}", spec.name),
-                        &format!("deleting dashboard {}", spec.name),
-                    )
-                    .await
-                })
-                .await,
+        delete_recorded(
+            &self.api,
+            current,
+            "/api/dashboards/uid",
+            "dashboard",
+            &spec.name,
         )
+        .await
     }
 }
