@@ -20,9 +20,9 @@
 
 pub mod access;
 pub mod api;
-pub mod dashboard_model;
-pub mod data_plane;
 mod workspace;
+
+pub use twin_grafana::{dashboard_model, data_plane};
 
 pub use workspace::GrafanaWorkspaceDriver;
 
@@ -216,7 +216,14 @@ pub fn specs(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudError> {
         .desired(json!({"title": format!("{twin} (deployer)")}));
     let d_uid = dashboard_uid(twin);
     let hierarchy = ctx.twin.hierarchy.as_deref().unwrap_or_default();
-    let model = dashboard_model::dashboard(twin, &d_uid, &ds_uid, &ctx.twin.devices, hierarchy);
+    let model = dashboard_model::dashboard(
+        twin,
+        &d_uid,
+        dashboard_model::Source::TwinMaker,
+        &ds_uid,
+        &ctx.twin.devices,
+        hierarchy,
+    );
     let hash = dashboard_model::hash(&model);
     let mut dashboard = ctx
         .spec(Layer::L5, DASHBOARD_KIND, "starter", d_uid)
@@ -245,7 +252,7 @@ pub async fn discover(_ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, Clou
 
 /// The driver of a resource kind of this layer, if it is one.
 pub fn driver(kind: &str, clients: &Arc<AwsClients>) -> Option<Arc<dyn ResourceDriver>> {
-    let api = || match api::GrafanaApi::new(clients.clone()) {
+    let api = || match api::grafana_api(clients.clone()) {
         Ok(a) => Some(Arc::new(a)),
         Err(e) => {
             tracing::error!("the Grafana HTTP client: {e}");
@@ -257,7 +264,10 @@ pub fn driver(kind: &str, clients: &Arc<AwsClients>) -> Option<Arc<dyn ResourceD
         SERVICE_ACCOUNT_KIND => Some(Arc::new(access::ServiceAccountDriver::new(clients.clone()))),
         PERMISSIONS_KIND => Some(Arc::new(access::PermissionsDriver::new(clients.clone()))),
         SAML_KIND => Some(Arc::new(access::SamlDriver::new(clients.clone()))),
-        DATASOURCE_KIND => Some(Arc::new(data_plane::DatasourceDriver::new(api()?))),
+        DATASOURCE_KIND => Some(Arc::new(data_plane::DatasourceDriver::new(
+            api()?,
+            Arc::new(api::TwinMakerLink),
+        ))),
         FOLDER_KIND => Some(Arc::new(data_plane::FolderDriver::new(api()?))),
         DASHBOARD_KIND => Some(Arc::new(data_plane::DashboardDriver::new(api()?))),
         _ => None,
