@@ -317,6 +317,47 @@ fn hot_reader_target(p: &PanelRef, datasource: &Value, numeric: bool) -> Value {
     })
 }
 
+/// The Grafana uid of the twin's folder (`<twin>-twin`).
+pub fn folder_uid(twin: &str) -> String {
+    crate::api::grafana_uid(twin, "twin")
+}
+
+/// The Grafana uid of the starter dashboard (`<twin>-overview`).
+pub fn dashboard_uid(twin: &str) -> String {
+    crate::api::grafana_uid(twin, "overview")
+}
+
+/// The desired settings of the twin's folder.
+pub fn folder_desired(twin: &str) -> Value {
+    json!({"title": format!("{twin} (deployer)")})
+}
+
+/// The starter dashboard of the twin, as (desired settings, JSON to send): the desired
+/// settings are its title, its folder and the hash of the JSON; the JSON (the spec's
+/// `inputs.dashboard`) carries the hash in a tag.
+pub fn starter(
+    twin: &str,
+    source: Source,
+    datasource_uid: &str,
+    devices: &[Device],
+    hierarchy: &[HierarchyEntity],
+) -> (Value, Value) {
+    let model = dashboard(
+        twin,
+        &dashboard_uid(twin),
+        source,
+        datasource_uid,
+        devices,
+        hierarchy,
+    );
+    let desired = json!({
+        "title": model["title"],
+        "folderUid": folder_uid(twin),
+        "hash": hash(&model),
+    });
+    (desired, with_hash_tag(model))
+}
+
 /// The hash drift compares: SHA-256 of the JSON text, first 16 hex digits.
 pub fn hash(dashboard: &Value) -> String {
     let digest = sha2::Sha256::digest(dashboard.to_string().as_bytes());

@@ -7,3 +7,4 @@
 pub mod api;
 pub mod dashboard_model;
 pub mod data_plane;
+pub mod info;
