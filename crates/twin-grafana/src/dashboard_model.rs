@@ -448,7 +448,14 @@ mod tests {
     #[test]
     fn the_example_twin_gets_a_panel_per_property() {
         let (devs, tree) = example();
-        let d = dashboard("dt", "dt-twin", Source::TwinMaker, "dt-twinmaker", &devs, &tree);
+        let d = dashboard(
+            "dt",
+            "dt-twin",
+            Source::TwinMaker,
+            "dt-twinmaker",
+            &devs,
+            &tree,
+        );
         let want: Vec<(String, String, String)> = [
             ("temperature-sensor-1", "temperature"),
             ("temperature-sensor-2", "temperature"),
@@ -513,7 +520,14 @@ mod tests {
             })
             .collect();
         let tree = hierarchy(json!([{"id": "building", "children": floors}]));
-        let d = dashboard("dt", "dt-twin", Source::TwinMaker, "dt-twinmaker", &devs, &tree);
+        let d = dashboard(
+            "dt",
+            "dt-twin",
+            Source::TwinMaker,
+            "dt-twinmaker",
+            &devs,
+            &tree,
+        );
         let panels = queried(&d);
         assert_eq!(panels.len(), 199 * 2);
         assert!(panels.contains(&(
@@ -546,10 +560,24 @@ mod tests {
     #[test]
     fn the_hash_follows_the_devices() {
         let (devs, tree) = example();
-        let a = dashboard("dt", "dt-twin", Source::TwinMaker, "dt-twinmaker", &devs, &tree);
+        let a = dashboard(
+            "dt",
+            "dt-twin",
+            Source::TwinMaker,
+            "dt-twinmaker",
+            &devs,
+            &tree,
+        );
         assert_eq!(
             hash(&a),
-            hash(&dashboard("dt", "dt-twin", Source::TwinMaker, "dt-twinmaker", &devs, &tree))
+            hash(&dashboard(
+                "dt",
+                "dt-twin",
+                Source::TwinMaker,
+                "dt-twinmaker",
+                &devs,
+                &tree
+            ))
         );
         let mut more = devs.clone();
         more[0].properties.push(twin_config::Property {
@@ -557,7 +585,14 @@ mod tests {
             data_type: DataType::Double,
             init_value: None,
         });
-        let b = dashboard("dt", "dt-twin", Source::TwinMaker, "dt-twinmaker", &more, &tree);
+        let b = dashboard(
+            "dt",
+            "dt-twin",
+            Source::TwinMaker,
+            "dt-twinmaker",
+            &more,
+            &tree,
+        );
         assert_ne!(hash(&a), hash(&b));
         let tagged = with_hash_tag(a.clone());
         assert_eq!(hash_of_stored(&tagged), Some(hash(&a)));
@@ -578,7 +613,10 @@ mod tests {
                 assert_eq!(t["columns"][0]["selector"], "time");
                 (
                     params[0]["value"].as_str().unwrap_or_default().to_string(),
-                    t["columns"][1]["selector"].as_str().unwrap_or_default().to_string(),
+                    t["columns"][1]["selector"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
                 )
             })
             .collect()
@@ -620,7 +658,14 @@ mod tests {
     #[test]
     fn no_hierarchy_gives_a_note_instead_of_panels() {
         let (devs, _) = example();
-        let d = dashboard("dt", "dt-twin", Source::TwinMaker, "dt-twinmaker", &devs, &[]);
+        let d = dashboard(
+            "dt",
+            "dt-twin",
+            Source::TwinMaker,
+            "dt-twinmaker",
+            &devs,
+            &[],
+        );
         assert!(property_panels(&d).is_empty());
         assert_eq!(d["panels"][0]["type"], "text");
     }

@@ -232,7 +232,10 @@ fn refusal(state: &Mutex<State>, req: &Request<Incoming>) -> Option<Reply> {
         Some(0) => None,
         Some(left) => {
             *left -= 1;
-            Some(message(403, "Permissions needed: the user has no Grafana role yet"))
+            Some(message(
+                403,
+                "Permissions needed: the user has no Grafana role yet",
+            ))
         }
         None => Some(message(403, "Permissions needed: datasources:create")),
     }
@@ -241,7 +244,10 @@ fn refusal(state: &Mutex<State>, req: &Request<Incoming>) -> Option<Reply> {
 /// Moves `secureJsonData` out of a data source's body into the secrets of `uid` (kept when the
 /// body has none) and answers with the `secureJsonFields` Grafana shows instead.
 fn keep_secrets(s: &mut State, uid: &str, body: &mut Value) {
-    if let Some(secure) = body.as_object_mut().and_then(|b| b.remove("secureJsonData")) {
+    if let Some(secure) = body
+        .as_object_mut()
+        .and_then(|b| b.remove("secureJsonData"))
+    {
         s.secrets.insert(uid.to_string(), secure);
     }
     let fields: serde_json::Map<String, Value> = s

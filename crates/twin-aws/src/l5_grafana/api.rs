@@ -89,10 +89,7 @@ impl GrafanaAuth for ServiceAccountAuth {
                 ),
             )
         })?;
-        Ok((
-            Secret::new(token.key()),
-            Some(token.id().to_string()),
-        ))
+        Ok((Secret::new(token.key()), Some(token.id().to_string())))
     }
 
     async fn close(&self, target: &Target, token_id: Option<String>) {

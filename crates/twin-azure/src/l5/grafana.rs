@@ -84,7 +84,10 @@ impl ArmResource for ManagedGrafana {
     ) -> Result<Observed, CloudError> {
         let state = settled_state(body, what)?;
         let id = body.get("id").and_then(Value::as_str).ok_or_else(|| {
-            CloudError::fatal("MalformedResponse", format!("{what}: ARM's answer has no `id`"))
+            CloudError::fatal(
+                "MalformedResponse",
+                format!("{what}: ARM's answer has no `id`"),
+            )
         })?;
         // The data plane is addressed by what ARM reports, never by a name rebuilt here; a
         // Grafana that reports none yet is still coming up.
@@ -167,7 +170,8 @@ mod tests {
         got["properties"]
             .as_object_mut()
             .map(|p| p.remove("endpoint"));
-        let e = ManagedGrafana::observe(&got, "g", &s, &Outputs::default()).expect_err("no endpoint");
+        let e =
+            ManagedGrafana::observe(&got, "g", &s, &Outputs::default()).expect_err("no endpoint");
         assert!(e.class.is_retryable(), "{e:?}");
     }
 }

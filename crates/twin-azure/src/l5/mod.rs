@@ -27,8 +27,8 @@ use twin_engine::{CloudError, InfoRow, ResourceDriver, ResourceId, ResourceSpec}
 use twin_grafana::api::{grafana_uid, GrafanaApi};
 use twin_grafana::dashboard_model::{self, Source};
 use twin_grafana::data_plane::{
-    DashboardDriver, DatasourceDriver, FolderDriver, DASHBOARD_KIND, DATASOURCE_KIND,
-    FOLDER_KIND, HEALTHY,
+    DashboardDriver, DatasourceDriver, FolderDriver, DASHBOARD_KIND, DATASOURCE_KIND, FOLDER_KIND,
+    HEALTHY,
 };
 
 pub use twin_grafana::dashboard_model::{dashboard_uid, folder_uid};
@@ -56,7 +56,10 @@ pub fn specs(
     deployer: &str,
 ) -> Result<Vec<ResourceSpec>, CloudError> {
     for (layer, why) in [
-        (Layer::L2, "the hot reader runs in the Function App of layer 2"),
+        (
+            Layer::L2,
+            "the hot reader runs in the Function App of layer 2",
+        ),
         (Layer::L3Hot, "the hot reader reads hot storage on Azure"),
     ] {
         if ctx.twin.providers.get(layer) != ProviderName::Azure {
