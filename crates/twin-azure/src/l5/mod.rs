@@ -127,10 +127,11 @@ pub fn specs(
     Ok(vec![grafana, admin, datasource, folder, dashboard])
 }
 
+/// A driver kind and its driver.
+pub type KindDriver = (&'static str, Arc<dyn ResourceDriver>);
+
 /// The drivers of this layer's kinds, by kind.
-pub fn drivers(
-    arm: &Arc<ArmClient>,
-) -> Result<Vec<(&'static str, Arc<dyn ResourceDriver>)>, CloudError> {
+pub fn drivers(arm: &Arc<ArmClient>) -> Result<Vec<KindDriver>, CloudError> {
     let api = Arc::new(GrafanaApi::new(Arc::new(access::EntraGrafanaAuth::new(
         arm.clone(),
     )))?);
