@@ -275,6 +275,33 @@ impl GrafanaApi {
     }
 }
 
+impl GrafanaApi {
+    /// Runs `calls` in a session with the Grafana the dependencies name, which it is given
+    /// as well (a write: no Grafana is an error).
+    pub async fn in_grafana_of<T>(
+        &self,
+        deps: &Outputs,
+        calls: impl AsyncFnOnce(&Session<'_>, &Target) -> Result<T, CloudError>,
+    ) -> Result<T, CloudError> {
+        let t = self.auth.target_of(deps)?;
+        self.with_session(&t, async |s: &Session<'_>| calls(s, &t).await)
+            .await
+    }
+
+    /// [`GrafanaApi::in_grafana_of`] for a read: while the dependencies name no Grafana yet (a
+    /// plan before the first deploy), nothing in it exists either.
+    pub async fn read_in_grafana_of<T>(
+        &self,
+        deps: &Outputs,
+        calls: impl AsyncFnOnce(&Session<'_>, &Target) -> Result<Option<T>, CloudError>,
+    ) -> Result<Option<T>, CloudError> {
+        if self.auth.target_of(deps).is_err() {
+            return Ok(None);
+        }
+        self.in_grafana_of(deps, calls).await
+    }
+}
+
 impl Session<'_> {
     /// The Grafana's base URL.
     pub fn base(&self) -> &str {

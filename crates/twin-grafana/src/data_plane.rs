@@ -241,22 +241,17 @@ impl ResourceDriver for DatasourceDriver {
         spec: &ResourceSpec,
         deps: &Outputs,
     ) -> Result<Option<Observed>, CloudError> {
-        // No Grafana yet (a plan before the first deploy): nothing in it exists either.
-        let Ok(t) = self.api.auth().target_of(deps) else {
-            return Ok(None);
-        };
         self.api
-            .with_session(&t, async |s: &Session<'_>| {
-                self.observed(s, spec, &t, deps).await
+            .read_in_grafana_of(deps, async |s: &Session<'_>, t: &Target| {
+                self.observed(s, spec, t, deps).await
             })
             .await
     }
 
     async fn create(&self, spec: &ResourceSpec, deps: &Outputs) -> Result<Observed, CloudError> {
-        let t = self.api.auth().target_of(deps)?;
         let body = self.body(spec, deps).await?;
         self.api
-            .with_session(&t, async |s: &Session<'_>| {
+            .in_grafana_of(deps, async |s: &Session<'_>, t: &Target| {
                 s.send(
                     Method::POST,
                     "/api/datasources",
@@ -266,7 +261,7 @@ impl ResourceDriver for DatasourceDriver {
                 .await?;
                 wait_healthy(s, &spec.name, self.link.unhealthy_hint()).await?;
                 reread(
-                    self.observed(s, spec, &t, deps).await?,
+                    self.observed(s, spec, t, deps).await?,
                     &format!("data source {}", spec.name),
                 )
             })
@@ -279,7 +274,6 @@ impl ResourceDriver for DatasourceDriver {
         current: &Observed,
         deps: &Outputs,
     ) -> Result<Observed, CloudError> {
-        let t = self.api.auth().target_of(deps)?;
         // Only health drifted: the settings are right, so wait for the check rather than
         // rewrite them (a PUT would not make IAM propagate faster).
         let settings_drift = current.drift(&spec.desired).iter().any(|k| k != "health");
@@ -289,7 +283,7 @@ impl ResourceDriver for DatasourceDriver {
             None
         };
         self.api
-            .with_session(&t, async |s: &Session<'_>| {
+            .in_grafana_of(deps, async |s: &Session<'_>, t: &Target| {
                 if let Some(body) = &body {
                     s.send(
                         Method::PUT,
@@ -301,7 +295,7 @@ impl ResourceDriver for DatasourceDriver {
                 }
                 wait_healthy(s, &spec.name, self.link.unhealthy_hint()).await?;
                 reread(
-                    self.observed(s, spec, &t, deps).await?,
+                    self.observed(s, spec, t, deps).await?,
                     &format!("data source {}", spec.name),
                 )
             })
@@ -359,21 +353,16 @@ impl ResourceDriver for FolderDriver {
         spec: &ResourceSpec,
         deps: &Outputs,
     ) -> Result<Option<Observed>, CloudError> {
-        // No Grafana yet (a plan before the first deploy): nothing in it exists either.
-        let Ok(t) = self.api.auth().target_of(deps) else {
-            return Ok(None);
-        };
         self.api
-            .with_session(&t, async |s: &Session<'_>| {
-                read_folder(s, &spec.name, &t).await
+            .read_in_grafana_of(deps, async |s: &Session<'_>, t: &Target| {
+                read_folder(s, &spec.name, t).await
             })
             .await
     }
 
     async fn create(&self, spec: &ResourceSpec, deps: &Outputs) -> Result<Observed, CloudError> {
-        let t = self.api.auth().target_of(deps)?;
         self.api
-            .with_session(&t, async |s: &Session<'_>| {
+            .in_grafana_of(deps, async |s: &Session<'_>, t: &Target| {
                 s.send(
                     Method::POST,
                     "/api/folders",
@@ -382,7 +371,7 @@ impl ResourceDriver for FolderDriver {
                 )
                 .await?;
                 reread(
-                    read_folder(s, &spec.name, &t).await?,
+                    read_folder(s, &spec.name, t).await?,
                     &format!("folder {}", spec.name),
                 )
             })
@@ -395,9 +384,8 @@ impl ResourceDriver for FolderDriver {
         _current: &Observed,
         deps: &Outputs,
     ) -> Result<Observed, CloudError> {
-        let t = self.api.auth().target_of(deps)?;
         self.api
-            .with_session(&t, async |s: &Session<'_>| {
+            .in_grafana_of(deps, async |s: &Session<'_>, t: &Target| {
                 s.send(
                     Method::PUT,
                     &format!("/api/folders/{}", spec.name),
@@ -406,7 +394,7 @@ impl ResourceDriver for FolderDriver {
                 )
                 .await?;
                 reread(
-                    read_folder(s, &spec.name, &t).await?,
+                    read_folder(s, &spec.name, t).await?,
                     &format!("folder {}", spec.name),
                 )
             })
@@ -464,7 +452,6 @@ async fn read_dashboard(
 
 impl DashboardDriver {
     async fn put(&self, spec: &ResourceSpec, deps: &Outputs) -> Result<Observed, CloudError> {
-        let t = self.api.auth().target_of(deps)?;
         let dashboard = spec.inputs.get("dashboard").cloned().ok_or_else(|| {
             CloudError::fatal(
                 "SpecInvalid",
@@ -473,7 +460,7 @@ impl DashboardDriver {
             .with_hint("this is a bug in deployer; please report it")
         })?;
         self.api
-            .with_session(&t, async |s: &Session<'_>| {
+            .in_grafana_of(deps, async |s: &Session<'_>, t: &Target| {
                 // overwrite: the uid is the deployer's; what someone changed by hand is
                 // replaced, as the dashboard's description says.
                 s.send(
@@ -489,7 +476,7 @@ impl DashboardDriver {
                 )
                 .await?;
                 reread(
-                    read_dashboard(s, &spec.name, &t).await?,
+                    read_dashboard(s, &spec.name, t).await?,
                     &format!("dashboard {}", spec.name),
                 )
             })
@@ -504,13 +491,9 @@ impl ResourceDriver for DashboardDriver {
         spec: &ResourceSpec,
         deps: &Outputs,
     ) -> Result<Option<Observed>, CloudError> {
-        // No Grafana yet (a plan before the first deploy): nothing in it exists either.
-        let Ok(t) = self.api.auth().target_of(deps) else {
-            return Ok(None);
-        };
         self.api
-            .with_session(&t, async |s: &Session<'_>| {
-                read_dashboard(s, &spec.name, &t).await
+            .read_in_grafana_of(deps, async |s: &Session<'_>, t: &Target| {
+                read_dashboard(s, &spec.name, t).await
             })
             .await
     }
