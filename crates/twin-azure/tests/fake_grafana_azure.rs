@@ -312,3 +312,26 @@ async fn fake_grafana_azure_a_broken_data_source_and_a_hand_edited_dashboard_are
     let again = engine.deploy(None).await.expect("deploy after repair");
     assert_eq!((again.created, again.updated), (0, 0), "{again:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fake_grafana_azure_without_the_hot_reader_on_azure_is_refused_before_any_call() {
+    let f = fakes().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = support::try_write_twin(
+        dir.path(),
+        TWIN,
+        &["sensor-0"],
+        &[Layer::L3Cold, Layer::L3Archive, Layer::L5],
+    )
+    .expect("twin");
+    f.arm.clear_log();
+    let e = engine(&f, &config)
+        .await
+        .deploy(None)
+        .await
+        .expect_err("refused");
+    let text = e.to_string();
+    assert!(text.contains("layer_2_provider"), "{text}");
+    assert_eq!(arm_changes(&f.arm), Vec::<String>::new());
+    assert!(f.grafana.take_requests().is_empty());
+}
