@@ -162,7 +162,10 @@ pub async fn run(cli: &Cli, cmd: &Command, cancel: CancellationToken) -> Result<
                 output::json(&output::info_json(&rows));
             } else {
                 // What a person opens first: where Grafana is and whether its data answers.
-                for line in twin_aws::l5_grafana::info_lines(&rows) {
+                for line in twin_aws::l5_grafana::info_lines(&rows)
+                    .into_iter()
+                    .chain(twin_azure::l5::info_lines(&rows))
+                {
                     println!("{line}");
                 }
                 println!("{}", output::info_table(&rows, *wide, output::width()));

@@ -87,7 +87,8 @@ pub fn unimplemented_layers(config: &TwinConfig) -> Vec<Diagnostic> {
 }
 
 /// On Azure every function of a twin runs in one custom handler inside layer 2's Function App:
-/// layers with functions (L3 hot's reader and mover, L3 cold's mover) need L2 there.
+/// layers with functions (L3 hot's reader and mover, L3 cold's mover) need L2 there, and
+/// Grafana on Azure (L5), which reads the hot reader, needs L2 and L3 hot there.
 fn azure_function_host(
     config: &TwinConfig,
     diagnostic: &dyn Fn(Layer, String) -> Diagnostic,
@@ -102,6 +103,20 @@ fn azure_function_host(
                     format!(
                         "{} is `azure` but layer_2_provider is not: on Azure its functions run in layer 2's Function App; put layer_2_provider on azure too",
                         layer.key()
+                    ),
+                ));
+            }
+        }
+    }
+    if on(Layer::L5) {
+        for needed in [Layer::L2, Layer::L3Hot] {
+            if !on(needed) {
+                found.push(diagnostic(
+                    Layer::L5,
+                    format!(
+                        "layer_5_provider is `azure` but {} is not: Grafana on Azure shows the hot data through the hot reader in layer 2's Function App; put {} on azure too",
+                        needed.key(),
+                        needed.key()
                     ),
                 ));
             }
@@ -191,11 +206,29 @@ mod tests {
     }
 
     #[test]
-    fn azure_twin_management_and_grafana_are_refused_by_name() {
+    fn azure_twin_management_is_refused_by_name() {
         let found = example_with(|_| ProviderName::Azure);
-        assert_eq!(found.len(), 2, "{found:?}");
+        assert_eq!(found.len(), 1, "{found:?}");
         assert!(found[0].contains("layer_4_provider"), "{found:?}");
-        assert!(found[1].contains("allowed here: aws, none"), "{found:?}");
+    }
+
+    #[test]
+    fn azure_grafana_is_accepted_with_the_hot_reader_on_azure_and_refused_without() {
+        let found = example_with(|l| match l {
+            Layer::L4 => ProviderName::None,
+            _ => ProviderName::Azure,
+        });
+        assert!(found.is_empty(), "{found:?}");
+        let found = example_with(|l| match l {
+            Layer::L5 => ProviderName::Azure,
+            Layer::L4 => ProviderName::None,
+            _ => ProviderName::Aws,
+        });
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(
+            found[0].starts_with("layer_5_provider is `azure` but layer_2_provider is not"),
+            "{found:?}"
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use crate::arm::RESOURCES_API;
 use crate::context::{group_path, owner_from, LayerContext};
-use crate::{identity, l3, provider};
+use crate::{identity, l3, l5, provider};
 use serde_json::Value;
 use twin_config::Layer;
 use twin_engine::{CloudError, ResourceSpec};
@@ -48,6 +48,9 @@ pub async fn discover(
             identity::KIND
         } else if ty.eq_ignore_ascii_case(l3::storage::TYPE) {
             l3::storage::KIND
+        } else if ty.eq_ignore_ascii_case(l5::grafana::TYPE) {
+            // Its data source, folder and dashboard live in it and go with it.
+            l5::grafana::KIND
         } else {
             // Kinds this version does not deploy go with the group.
             continue;

@@ -1,7 +1,7 @@
 //! The Azure `Provider`: which resources each layer has, and the driver of each resource kind.
 //! L1 (IoT Hub, device identities, Event Grid to the dispatcher), L2 (the Function App that
-//! runs every function) and L3 hot, cold and archive are implemented; L4 and L5 describe
-//! nothing yet.
+//! runs every function), L3 hot, cold and archive, and L5 (Azure Managed Grafana) are
+//! implemented; L4 describes nothing yet.
 
 use crate::arm::errors::SetupError;
 use crate::arm::{ArmClient, ArmOptions};
@@ -9,7 +9,7 @@ use crate::context::LayerContext;
 use crate::l2::package::{DeployPolling, PackageDriver};
 use crate::l2::{AppPackage, AppPackageSource};
 use crate::roles::{self, RoleScope};
-use crate::{discover, identity, l1, l2, l3, resource_group};
+use crate::{discover, identity, l1, l2, l3, l5, resource_group};
 use async_trait::async_trait;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
@@ -27,6 +27,7 @@ pub const IMPLEMENTED: &[Layer] = &[
     Layer::L3Hot,
     Layer::L3Cold,
     Layer::L3Archive,
+    Layer::L5,
 ];
 
 /// Deploys a twin's Azure layers into its own resource group.
@@ -168,6 +169,7 @@ impl AzureProvider {
             ),
         ];
         drivers.extend(l2_drivers);
+        drivers.extend(l5::drivers(&arm)?);
         let package_driver = Arc::new(PackageDriver::new(arm.clone(), DeployPolling::default()));
         drivers.insert(l2::package::KIND, package_driver.clone());
         Ok(AzureProvider {
@@ -211,7 +213,7 @@ impl AzureProvider {
         })?;
         let package = source.package(twin).await?;
         self.package_driver.remember(package.clone());
-        Ok(layer_specs(&ctx, Layer::L2, Some(&package), None))
+        layer_specs(&ctx, Layer::L2, Some(&package), None)
     }
 
     /// The ARM client.
@@ -252,15 +254,16 @@ pub fn group_spec(ctx: &LayerContext<'_>, layer: Layer) -> ResourceSpec {
     .desired(resource_group::desired(ctx.location))
 }
 
-/// The specs of `layer`; L2's need its built `package`.
+/// The specs of `layer`; L2's need its built `package`, L1's and L5's the deployer's
+/// principal id (the roles it gets).
 fn layer_specs(
     ctx: &LayerContext<'_>,
     layer: Layer,
     package: Option<&AppPackage>,
     deployer: Option<&str>,
-) -> Vec<ResourceSpec> {
+) -> Result<Vec<ResourceSpec>, CloudError> {
     let Some(shared) = shared_layer(ctx.twin) else {
-        return Vec::new();
+        return Ok(Vec::new());
     };
     let group = group_spec(ctx, shared);
     let mut specs = Vec::new();
@@ -294,9 +297,14 @@ fn layer_specs(
         }
         Layer::L3Hot => specs.extend(hot_specs(ctx, layer, &group)),
         Layer::L3Cold | Layer::L3Archive => specs.extend(cold_archive_specs(ctx, layer, &group)),
+        Layer::L5 => {
+            if let Some(deployer) = deployer {
+                specs.extend(l5::specs(ctx, &group.id, deployer)?);
+            }
+        }
         _ => {}
     }
-    specs
+    Ok(specs)
 }
 
 /// The ARM path of a spec of this provider whose kind has a top-level ARM type.
@@ -561,17 +569,12 @@ impl Provider for AzureProvider {
         if layer == Layer::L2 {
             return self.l2_specs(twin).await;
         }
-        let deployer = if layer == Layer::L1 {
+        let deployer = if matches!(layer, Layer::L1 | Layer::L5) {
             Some(l1::deployer_principal_id(&self.arm).await?)
         } else {
             None
         };
-        Ok(layer_specs(
-            &self.ctx(twin),
-            layer,
-            None,
-            deployer.as_deref(),
-        ))
+        layer_specs(&self.ctx(twin), layer, None, deployer.as_deref())
     }
 
     fn driver(&self, kind: &str) -> Option<Arc<dyn ResourceDriver>> {

@@ -72,14 +72,22 @@ pub const MONITORING_METRICS_PUBLISHER: BuiltinRole = BuiltinRole {
     guid: "3913510d-42f4-4e42-8a64-420c390055eb",
 };
 
+/// Grafana Admin (the deployer's, on the twin's Azure Managed Grafana: it sets up the data
+/// source, folder and dashboard through the Grafana API).
+pub const GRAFANA_ADMIN: BuiltinRole = BuiltinRole {
+    key: "grafana-admin",
+    guid: "22926164-76b3-42b3-bc55-97df8dab3e41",
+};
+
 /// Every built-in role this provider assigns.
-pub const BUILTIN: [BuiltinRole; 6] = [
+pub const BUILTIN: [BuiltinRole; 7] = [
     STORAGE_BLOB_DATA_OWNER,
     STORAGE_BLOB_DATA_CONTRIBUTOR,
     STORAGE_QUEUE_DATA_CONTRIBUTOR,
     STORAGE_TABLE_DATA_CONTRIBUTOR,
     IOT_HUB_REGISTRY_CONTRIBUTOR,
     MONITORING_METRICS_PUBLISHER,
+    GRAFANA_ADMIN,
 ];
 
 /// The built-in role with this role definition GUID.

@@ -138,6 +138,15 @@ impl Layer {
         }
     }
 
+    /// [`Layer::requires`] for this layer on `provider`: Grafana on Azure reads the hot
+    /// reader (layer 3 hot's data) instead of the twin, so it needs L3 hot, not L4.
+    pub fn requires_on(&self, provider: ProviderName) -> &'static [Layer] {
+        match (self, provider) {
+            (Layer::L5, ProviderName::Azure) => &[Layer::L3Hot],
+            _ => self.requires(),
+        }
+    }
+
     /// The key of this layer in `config_providers.json`.
     pub fn key(&self) -> &'static str {
         match self {

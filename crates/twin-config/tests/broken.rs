@@ -809,11 +809,19 @@ fn providers_visualization_without_a_twin_and_a_twin_without_hot_storage() {
             "config_providers.json:7:23: $.layer_4_provider: layer_4_provider is `aws` but layer_3_hot_provider is `none`: the twin connector reads the twin's data from hot storage, so the twin would have no data; allowed: aws or azure for layer_3_hot_provider, or none here",
         ],
     );
-    let text = providers(["aws", "aws", "aws", "aws", "aws", "none", "azure"]);
+    let text = providers(["aws", "aws", "aws", "aws", "aws", "none", "aws"]);
     check(
         &[("config_providers.json", Text(&text))],
         &[
-            "config_providers.json:8:23: $.layer_5_provider: layer_5_provider is `azure` but layer_4_provider is `none`: Grafana shows the twin of layer 4, so it would have no twin to show; allowed: aws or azure for layer_4_provider, or none here",
+            "config_providers.json:8:23: $.layer_5_provider: layer_5_provider is `aws` but layer_4_provider is `none`: Grafana shows the twin of layer 4, so it would have no twin to show; allowed: aws or azure for layer_4_provider, or none here",
+        ],
+    );
+    // Grafana on Azure reads the hot reader: it needs hot storage, not a twin.
+    let text = providers(["none", "none", "none", "none", "none", "none", "azure"]);
+    check(
+        &[("config_providers.json", Text(&text))],
+        &[
+            "config_providers.json:8:23: $.layer_5_provider: layer_5_provider is `azure` but layer_3_hot_provider is `none`: Grafana on Azure shows the hot data through the hot reader, so it would have no data to show; allowed: aws or azure for layer_3_hot_provider, or none here",
             "config_providers.json:8:23: $.layer_5_provider: layer_5_provider is `azure` but no Azure location is set: add \"azure\": {\"location\": \"<region, e.g. westeurope>\"}",
         ],
     );

@@ -55,8 +55,9 @@ pub struct FakeArmConfig {
     /// How long after a user-assigned identity is created a role assignment naming its
     /// principal answers 400 `PrincipalNotFound` (Entra replication; zero: at once).
     pub principal_propagation: Duration,
-    /// Per ARM type, the data-plane URL a PUT fills in (Cosmos DB `documentEndpoint`), so a
-    /// test can point it at an emulator; types not named get a made-up cloud URL.
+    /// Per ARM type, the data-plane URL a PUT fills in (Cosmos DB `documentEndpoint`, Azure
+    /// Managed Grafana `endpoint`), so a test can point it at an emulator or fake; types not
+    /// named get a made-up cloud URL.
     pub endpoints: HashMap<String, String>,
 }
 
@@ -1213,6 +1214,13 @@ fn fill_in_generic(config: &FakeArmConfig, ty: &str, name: &str, stored: &mut Va
             .map(str::to_string)
             .unwrap_or_else(|| format!("https://{name}.documents.azure.com:443/"));
         stored["properties"]["documentEndpoint"] = json!(url);
+    }
+    if ty.eq_ignore_ascii_case("Microsoft.Dashboard/grafana") {
+        let url = config
+            .endpoint_of(ty)
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("https://{name}-a1b2c3d4.weu.grafana.azure.com"));
+        stored["properties"]["endpoint"] = json!(url);
     }
 }
 

@@ -1,14 +1,23 @@
-//! A stateful fake of a Grafana workspace's HTTP API (no emulator exists for Amazon Managed
-//! Grafana): data sources (CRUD by uid and the health check), folders and dashboards, behind
-//! service-account token auth.
+//! A stateful fake of a managed Grafana's HTTP API (no emulator exists for Amazon Managed
+//! Grafana or Azure Managed Grafana): data sources (CRUD by uid and the health check), folders
+//! and dashboards, behind one of two auth modes.
 //!
-//! - Tokens: the test's fake control plane issues them ([`FakeGrafana::issue_token`], with a
-//!   lifetime) and revokes them ([`FakeGrafana::revoke_token`]); a request without a token, or
-//!   with one that is unknown, expired or revoked, gets 401.
-//! - Health: `GET /api/datasources/uid/<uid>/health` answers `OK` only when the data source's
-//!   `jsonData.assumeRoleArn` names a role the fake was told can be assumed
-//!   ([`FakeGrafana::allow_role`]), `workspaceId` is set and the type is the TwinMaker plugin's;
-//!   otherwise 400 with `ERROR`, as the plugin does.
+//! - Service account tokens (Amazon Managed Grafana): the test's fake control plane issues them
+//!   ([`FakeGrafana::issue_token`], with a lifetime) and revokes them
+//!   ([`FakeGrafana::revoke_token`]); a request without a token, or with one that is unknown,
+//!   expired or revoked, gets 401.
+//! - Entra bearer tokens (Azure Managed Grafana): a JWT whose `oid` names a principal the test
+//!   made a Grafana Admin ([`FakeGrafana::admit_entra`]) is let in, after answering 403 to its
+//!   first requests while the role "propagates"; a principal that is no admin gets 403, a token
+//!   that is not a JWT with an `oid` 401. Signatures and audiences are not checked.
+//! - `secureJsonData` is write-only, as in Grafana: it is kept apart and a read shows only
+//!   `secureJsonFields` (`{"<field>": true}`); an update without it keeps what was set.
+//! - Health: `GET /api/datasources/uid/<uid>/health` answers, as the plugins do:
+//!   for the TwinMaker plugin `OK` only when `jsonData.assumeRoleArn` names a role the fake was
+//!   told can be assumed ([`FakeGrafana::allow_role`]) and `workspaceId` is set; for the
+//!   Infinity plugin `OK` only when the data source has a `url`, lists it in
+//!   `jsonData.allowedHosts`, and has the header its `jsonData.httpHeaderName1` names with a
+//!   secure value; otherwise 400 with `ERROR`.
 //! - Dashboards are stored as sent (plus `id` and `version`, as Grafana adds), with their folder.
 //!
 //! Every request is logged as `METHOD /path` so a test can count the writes.
@@ -25,6 +34,9 @@ use std::time::{Duration, Instant};
 /// Type of the TwinMaker data source plugin.
 pub const TWINMAKER_PLUGIN: &str = "grafana-iot-twinmaker-datasource";
 
+/// Type of the Infinity data source plugin.
+pub const INFINITY_PLUGIN: &str = "yesoreyeram-infinity-datasource";
+
 #[derive(Default)]
 struct State {
     /// Token value → when it stops working.
@@ -32,6 +44,10 @@ struct State {
     /// Roles the plugin can assume.
     roles: BTreeSet<String>,
     datasources: BTreeMap<String, Value>,
+    /// uid → the data source's `secureJsonData` (never answered).
+    secrets: BTreeMap<String, Value>,
+    /// Entra principals (`oid`) that are Grafana Admins → 403s left before they are let in.
+    entra_admins: HashMap<String, u32>,
     folders: BTreeMap<String, Value>,
     /// uid → (dashboard, folder uid).
     dashboards: BTreeMap<String, (Value, Option<String>)>,
@@ -104,6 +120,25 @@ impl FakeGrafana {
         lock(&self.state).roles.insert(role_arn.to_string());
     }
 
+    /// Lets Entra tokens of principal `oid` in as a Grafana Admin, after answering 403 to its
+    /// next `forbidden_first` requests (the role assignment propagating).
+    pub fn admit_entra(&self, oid: &str, forbidden_first: u32) {
+        lock(&self.state)
+            .entra_admins
+            .insert(oid.to_string(), forbidden_first);
+    }
+
+    /// The value of secure field `field` of data source `uid`, as the deployer set it (what
+    /// no API call gives back).
+    pub fn datasource_secret(&self, uid: &str, field: &str) -> Option<String> {
+        lock(&self.state)
+            .secrets
+            .get(uid)
+            .and_then(|s| s.get(field))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    }
+
     /// The plugin can no longer assume `role_arn`.
     pub fn forbid_role(&self, role_arn: &str) {
         lock(&self.state).roles.remove(role_arn);
@@ -162,19 +197,95 @@ fn message(status: u16, text: &str) -> Reply {
     reply(status, json!({"message": text}))
 }
 
-fn authorized(state: &Mutex<State>, req: &Request<Incoming>) -> bool {
+/// The `oid` claim of a JWT-shaped token, if it is one.
+fn entra_oid(token: &str) -> Option<String> {
+    use base64::Engine;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: Value = serde_json::from_slice(&bytes).ok()?;
+    claims.get("oid")?.as_str().map(str::to_string)
+}
+
+/// `None` when the request may go on, else the answer refusing it.
+fn refusal(state: &Mutex<State>, req: &Request<Incoming>) -> Option<Reply> {
     let Some(token) = req
         .headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
     else {
-        return false;
+        return Some(message(401, "Unauthorized"));
     };
-    lock(state)
-        .tokens
+    let mut s = lock(state);
+    if s.tokens
         .get(token)
         .is_some_and(|until| *until > Instant::now())
+    {
+        return None;
+    }
+    let Some(oid) = entra_oid(token) else {
+        return Some(message(401, "invalid API key"));
+    };
+    match s.entra_admins.get_mut(&oid) {
+        Some(0) => None,
+        Some(left) => {
+            *left -= 1;
+            Some(message(
+                403,
+                "Permissions needed: the user has no Grafana role yet",
+            ))
+        }
+        None => Some(message(403, "Permissions needed: datasources:create")),
+    }
+}
+
+/// Moves `secureJsonData` out of a data source's body into the secrets of `uid` (kept when the
+/// body has none) and answers with the `secureJsonFields` Grafana shows instead.
+fn keep_secrets(s: &mut State, uid: &str, body: &mut Value) {
+    if let Some(secure) = body
+        .as_object_mut()
+        .and_then(|b| b.remove("secureJsonData"))
+    {
+        s.secrets.insert(uid.to_string(), secure);
+    }
+    let fields: serde_json::Map<String, Value> = s
+        .secrets
+        .get(uid)
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .map(|(k, _)| (k.clone(), json!(true)))
+        .collect();
+    body["secureJsonFields"] = Value::Object(fields);
+}
+
+/// The Infinity plugin's verdict: its URL allowed and its header's secure value set.
+fn infinity_health(d: &Value, secrets: Option<&Value>) -> Reply {
+    let url = d["url"].as_str().unwrap_or_default();
+    let allowed = d["jsonData"]["allowedHosts"]
+        .as_array()
+        .is_some_and(|h| h.iter().any(|h| h == url));
+    let header_set = d["jsonData"]["httpHeaderName1"]
+        .as_str()
+        .is_some_and(|h| !h.is_empty())
+        && secrets
+            .and_then(|s| s["httpHeaderValue1"].as_str())
+            .is_some_and(|v| !v.is_empty());
+    let problem = if url.is_empty() {
+        Some("no URL is set")
+    } else if !allowed {
+        Some("the URL is not among the allowed hosts")
+    } else if !header_set {
+        Some("the header has no value")
+    } else {
+        None
+    };
+    match problem {
+        Some(p) => reply(400, json!({"status": "ERROR", "message": p})),
+        None => reply(200, json!({"status": "OK", "message": "Settings saved"})),
+    }
 }
 
 async fn handle(state: &Mutex<State>, req: Request<Incoming>) -> Reply {
@@ -188,8 +299,8 @@ async fn handle(state: &Mutex<State>, req: Request<Incoming>) -> Reply {
             return message(503, "workspace is starting");
         }
     }
-    if !authorized(state, &req) {
-        return message(401, "invalid API key");
+    if let Some(refused) = refusal(state, &req) {
+        return refused;
     }
     let body = if matches!(method, Method::POST | Method::PUT) {
         body_json(req.into_body()).await
@@ -211,6 +322,7 @@ async fn handle(state: &Mutex<State>, req: Request<Incoming>) -> Reply {
             s.next_id += 1;
             let mut d = body.clone();
             d["id"] = json!(s.next_id);
+            keep_secrets(&mut s, &uid, &mut d);
             s.datasources.insert(uid, d.clone());
             reply(
                 200,
@@ -222,26 +334,33 @@ async fn handle(state: &Mutex<State>, req: Request<Incoming>) -> Reply {
             None => message(404, "Data source not found"),
         },
         (&Method::PUT, ["api", "datasources", "uid", uid]) => {
-            let Some(d) = s.datasources.get_mut(*uid) else {
+            let Some(id) = s.datasources.get(*uid).map(|d| d["id"].clone()) else {
                 return message(404, "Data source not found");
             };
-            let id = d["id"].clone();
-            *d = body;
+            let mut d = body;
             d["id"] = id;
             d["uid"] = json!(uid);
+            keep_secrets(&mut s, uid, &mut d);
+            s.datasources.insert(uid.to_string(), d.clone());
             reply(
                 200,
                 json!({"datasource": d, "message": "Datasource updated"}),
             )
         }
         (&Method::DELETE, ["api", "datasources", "uid", uid]) => match s.datasources.remove(*uid) {
-            Some(_) => message(200, "Data source deleted"),
+            Some(_) => {
+                s.secrets.remove(*uid);
+                message(200, "Data source deleted")
+            }
             None => message(404, "Data source not found"),
         },
         (&Method::GET, ["api", "datasources", "uid", uid, "health"]) => {
             let Some(d) = s.datasources.get(*uid) else {
                 return message(404, "Data source not found");
             };
+            if d["type"] == INFINITY_PLUGIN {
+                return infinity_health(d, s.secrets.get(*uid));
+            }
             let role = d["jsonData"]["assumeRoleArn"].as_str().unwrap_or_default();
             if d["type"] != TWINMAKER_PLUGIN {
                 message(400, "plugin unavailable")
@@ -479,6 +598,55 @@ mod tests {
             .await
             .0,
             404
+        );
+    }
+
+    #[tokio::test]
+    async fn entra_admins_get_in_after_propagating_and_secure_fields_stay_write_only() {
+        let g = FakeGrafana::start().await.expect("start");
+        let token = crate::fake_arm::fake_token();
+        let t = Some(token.as_str());
+        let path = "/api/folders/x";
+        assert_eq!(call(&g.url, "GET", path, t, &Value::Null).await.0, 403);
+        g.admit_entra(crate::fake_arm::FAKE_PRINCIPAL_ID, 1);
+        assert_eq!(call(&g.url, "GET", path, t, &Value::Null).await.0, 403);
+        assert_eq!(call(&g.url, "GET", path, t, &Value::Null).await.0, 404);
+        assert_eq!(
+            call(&g.url, "GET", path, Some("not-a-jwt"), &Value::Null)
+                .await
+                .0,
+            401
+        );
+
+        let ds = json!({"uid": "hot", "name": "hot", "type": INFINITY_PLUGIN, "access": "proxy",
+            "url": "http://127.0.0.1:1", "jsonData": {"httpHeaderName1": "x-functions-key"},
+            "secureJsonData": {"httpHeaderValue1": "secret-key"}});
+        assert_eq!(
+            call(&g.url, "POST", "/api/datasources", t, &ds).await.0,
+            200
+        );
+        let health = "/api/datasources/uid/hot/health";
+        let (status, body) = call(&g.url, "GET", health, t, &Value::Null).await;
+        assert_eq!((status, body["status"].clone()), (400, json!("ERROR")));
+        let mut fixed = ds.clone();
+        fixed["jsonData"]["allowedHosts"] = json!(["http://127.0.0.1:1"]);
+        if let Some(f) = fixed.as_object_mut() {
+            f.remove("secureJsonData");
+        }
+        assert_eq!(
+            call(&g.url, "PUT", "/api/datasources/uid/hot", t, &fixed)
+                .await
+                .0,
+            200
+        );
+        let (status, body) = call(&g.url, "GET", health, t, &Value::Null).await;
+        assert_eq!((status, body["status"].clone()), (200, json!("OK")));
+        let (_, read) = call(&g.url, "GET", "/api/datasources/uid/hot", t, &Value::Null).await;
+        assert!(!read.to_string().contains("secret-key"), "{read}");
+        assert_eq!(read["secureJsonFields"]["httpHeaderValue1"], true);
+        assert_eq!(
+            g.datasource_secret("hot", "httpHeaderValue1").as_deref(),
+            Some("secret-key")
         );
     }
 

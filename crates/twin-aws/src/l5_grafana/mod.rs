@@ -20,9 +20,9 @@
 
 pub mod access;
 pub mod api;
-pub mod dashboard_model;
-pub mod data_plane;
 mod workspace;
+
+pub use twin_grafana::{dashboard_model, data_plane};
 
 pub use workspace::GrafanaWorkspaceDriver;
 
@@ -33,7 +33,7 @@ use crate::{AwsClients, LayerContext};
 use serde_json::json;
 use std::sync::Arc;
 use twin_config::{names, Layer};
-use twin_engine::{CloudError, InfoRow, InfoStatus, ResourceDriver, ResourceId, ResourceSpec};
+use twin_engine::{CloudError, InfoRow, ResourceDriver, ResourceId, ResourceSpec};
 
 /// Driver kind of the Grafana workspace.
 pub const WORKSPACE_KIND: &str = workspace::KIND;
@@ -93,15 +93,7 @@ pub fn datasource_uid(twin: &str) -> String {
     api::grafana_uid(twin, "twinmaker")
 }
 
-/// The Grafana uid of the twin's folder (`<twin>-twin`).
-pub fn folder_uid(twin: &str) -> String {
-    api::grafana_uid(twin, "twin")
-}
-
-/// The Grafana uid of the starter dashboard (`<twin>-overview`).
-pub fn dashboard_uid(twin: &str) -> String {
-    api::grafana_uid(twin, "overview")
-}
+pub use twin_grafana::dashboard_model::{dashboard_uid, folder_uid};
 
 /// The resources of layer 5.
 pub fn specs(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudError> {
@@ -209,29 +201,28 @@ pub fn specs(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudError> {
             },
             "health": data_plane::HEALTHY,
         }));
-    let f_uid = folder_uid(twin);
     let folder = ctx
-        .spec(Layer::L5, FOLDER_KIND, "twin", f_uid.clone())
+        .spec(Layer::L5, FOLDER_KIND, "twin", folder_uid(twin))
         .depends_on([ws_id.clone(), sa.id.clone()])
-        .desired(json!({"title": format!("{twin} (deployer)")}));
-    let d_uid = dashboard_uid(twin);
+        .desired(dashboard_model::folder_desired(twin));
     let hierarchy = ctx.twin.hierarchy.as_deref().unwrap_or_default();
-    let model = dashboard_model::dashboard(twin, &d_uid, &ds_uid, &ctx.twin.devices, hierarchy);
-    let hash = dashboard_model::hash(&model);
+    let (desired, model) = dashboard_model::starter(
+        twin,
+        dashboard_model::Source::TwinMaker,
+        &ds_uid,
+        &ctx.twin.devices,
+        hierarchy,
+    );
     let mut dashboard = ctx
-        .spec(Layer::L5, DASHBOARD_KIND, "starter", d_uid)
+        .spec(Layer::L5, DASHBOARD_KIND, "starter", dashboard_uid(twin))
         .depends_on([
             ws_id,
             sa.id.clone(),
             folder.id.clone(),
             datasource.id.clone(),
         ])
-        .desired(json!({
-            "title": model["title"],
-            "folderUid": f_uid,
-            "hash": hash,
-        }));
-    dashboard.inputs["dashboard"] = dashboard_model::with_hash_tag(model);
+        .desired(desired);
+    dashboard.inputs["dashboard"] = model;
     specs.extend([dashboard_role, sa, datasource, folder, dashboard]);
     Ok(specs)
 }
@@ -245,7 +236,7 @@ pub async fn discover(_ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, Clou
 
 /// The driver of a resource kind of this layer, if it is one.
 pub fn driver(kind: &str, clients: &Arc<AwsClients>) -> Option<Arc<dyn ResourceDriver>> {
-    let api = || match api::GrafanaApi::new(clients.clone()) {
+    let api = || match api::grafana_api(clients.clone()) {
         Ok(a) => Some(Arc::new(a)),
         Err(e) => {
             tracing::error!("the Grafana HTTP client: {e}");
@@ -257,7 +248,10 @@ pub fn driver(kind: &str, clients: &Arc<AwsClients>) -> Option<Arc<dyn ResourceD
         SERVICE_ACCOUNT_KIND => Some(Arc::new(access::ServiceAccountDriver::new(clients.clone()))),
         PERMISSIONS_KIND => Some(Arc::new(access::PermissionsDriver::new(clients.clone()))),
         SAML_KIND => Some(Arc::new(access::SamlDriver::new(clients.clone()))),
-        DATASOURCE_KIND => Some(Arc::new(data_plane::DatasourceDriver::new(api()?))),
+        DATASOURCE_KIND => Some(Arc::new(data_plane::DatasourceDriver::new(
+            api()?,
+            Arc::new(api::TwinMakerLink),
+        ))),
         FOLDER_KIND => Some(Arc::new(data_plane::FolderDriver::new(api()?))),
         DASHBOARD_KIND => Some(Arc::new(data_plane::DashboardDriver::new(api()?))),
         _ => None,
@@ -267,79 +261,5 @@ pub fn driver(kind: &str, clients: &Arc<AwsClients>) -> Option<Arc<dyn ResourceD
 /// The lines `info` prints about Grafana on AWS: the workspace's URL (the origin of the data
 /// source's or dashboard's URL), the data source's health, and the dashboard's URL.
 pub fn info_lines(rows: &[InfoRow]) -> Vec<String> {
-    let find = |kind: &str| {
-        rows.iter()
-            .find(|r| r.kind == kind && r.provider == twin_config::ProviderName::Aws)
-    };
-    let mut out = Vec::new();
-    let ds = find(DATASOURCE_KIND).filter(|r| !r.id.is_empty());
-    let dash = find(DASHBOARD_KIND).filter(|r| !r.id.is_empty());
-    let origin = ds.or(dash).and_then(|r| {
-        let rest = r.id.split_once("://")?;
-        let host = rest.1.split('/').next()?;
-        Some(format!("{}://{host}", rest.0))
-    });
-    if let Some(o) = origin {
-        out.push(format!("Grafana workspace: {o}"));
-    }
-    if let Some(ds) = ds {
-        let health = match &ds.status {
-            InfoStatus::Ok => "healthy".to_string(),
-            InfoStatus::Drifted(keys) if keys.iter().any(|k| k == "health") => {
-                "UNHEALTHY: its health check fails; run `deployer deploy --layer l5` (it waits for the check), or open the data source page and press Test for the plugin's message".to_string()
-            }
-            other => other.to_string(),
-        };
-        out.push(format!(
-            "Grafana data source {}: {health} ({})",
-            ds.name, ds.id
-        ));
-    }
-    if let Some(d) = dash {
-        out.push(format!("Grafana dashboard: {}", d.id));
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn row(kind: &str, id: &str, status: InfoStatus) -> InfoRow {
-        InfoRow {
-            layer: Layer::L5,
-            provider: twin_config::ProviderName::Aws,
-            kind: kind.into(),
-            name: "dt-twinmaker".into(),
-            id: id.into(),
-            status,
-        }
-    }
-
-    #[test]
-    fn info_names_the_workspace_health_and_dashboard() {
-        let rows = [
-            row(
-                DATASOURCE_KIND,
-                "https://g-1.grafana-workspace.us-east-1.amazonaws.com/connections/datasources/edit/dt-twinmaker",
-                InfoStatus::Drifted(vec!["health".into()]),
-            ),
-            row(
-                DASHBOARD_KIND,
-                "https://g-1.grafana-workspace.us-east-1.amazonaws.com/d/dt-overview/dt-twin",
-                InfoStatus::Ok,
-            ),
-        ];
-        let lines = info_lines(&rows);
-        assert_eq!(
-            lines[0],
-            "Grafana workspace: https://g-1.grafana-workspace.us-east-1.amazonaws.com"
-        );
-        assert!(lines[1].starts_with("Grafana data source dt-twinmaker: UNHEALTHY"));
-        assert_eq!(
-            lines[2],
-            "Grafana dashboard: https://g-1.grafana-workspace.us-east-1.amazonaws.com/d/dt-overview/dt-twin"
-        );
-        assert!(info_lines(&[row(DATASOURCE_KIND, "", InfoStatus::NotDeployed)]).is_empty());
-    }
+    twin_grafana::info::info_lines(rows, twin_config::ProviderName::Aws, "Grafana workspace")
 }

@@ -29,16 +29,21 @@ pub struct FunctionHost {
     base: String,
 }
 
+/// The base URL of the host ARM reported (`defaultHostName`): https, except behind a local
+/// fake ARM (`local`), whose services are plain http; a value that is a URL already is kept.
+pub fn host_base_url(default_host: &str, local: bool) -> String {
+    let host = default_host.trim_end_matches('/');
+    if host.starts_with("https://") || host.starts_with("http://") {
+        host.to_string()
+    } else {
+        format!("{}://{host}", if local { "http" } else { "https" })
+    }
+}
+
 impl FunctionHost {
-    /// A client of the host ARM reported (`defaultHostName`): https, except behind a local fake
-    /// ARM (`local`), whose services are plain http; a value that is a URL already is kept.
+    /// A client of the host ARM reported (`defaultHostName`), at [`host_base_url`].
     pub fn new(default_host: &str, local: bool) -> Self {
-        let host = default_host.trim_end_matches('/');
-        let base = if host.starts_with("https://") || host.starts_with("http://") {
-            host.to_string()
-        } else {
-            format!("{}://{host}", if local { "http" } else { "https" })
-        };
+        let base = host_base_url(default_host, local);
         let options = ClientOptions {
             retry: RetryOptions::none(),
             ..Default::default()

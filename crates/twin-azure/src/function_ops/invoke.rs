@@ -68,7 +68,7 @@ pub async fn target(
     );
     Ok(match trigger {
         Trigger::Http { methods } => {
-            let key = function_key(ops, &app.path, f, &what).await?;
+            let key = function_key(&ops.arm, &app.path, f, &what).await?;
             let (method, path, body) = if methods.contains(&"post") {
                 (Method::Post, format!("/api/{f}"), Some(payload.to_string()))
             } else {
@@ -120,15 +120,16 @@ pub async fn call(t: &Target) -> Result<Invocation, CloudError> {
     Err(host_error(&r, &t.what))
 }
 
-/// The function's default key; a function the app does not list is an error telling to deploy.
-async fn function_key(
-    ops: &AzureFunctionOps,
+/// The function's default key (`POST <site>/functions/<f>/listkeys`); a function the app
+/// does not list is a retryable error telling to deploy. The key is a secret: the caller must
+/// never print, log or store it.
+pub async fn function_key(
+    arm: &crate::arm::ArmClient,
     site_path: &str,
     f: AppFunction,
     what: &str,
 ) -> Result<String, CloudError> {
-    let got = ops
-        .arm
+    let got = arm
         .call(
             Method::Post,
             &format!("{site_path}/functions/{f}/listkeys"),

@@ -14,8 +14,8 @@ mod invoke;
 mod logs;
 mod update;
 
-pub use host::FunctionHost;
-pub use invoke::{invocation_of, Target, HOT_READER_QUERY_HINT};
+pub use host::{host_base_url, FunctionHost};
+pub use invoke::{function_key, invocation_of, Target, HOT_READER_QUERY_HINT};
 pub use logs::{kql, parse_tables, SYSTEM_PREFIXES};
 pub use update::merge_settings;
 

@@ -110,7 +110,10 @@ pub(crate) fn read(r: &mut FileReader<'_>, root: &Value) -> ProvidersPart {
 }
 
 /// Why `layer` cannot be deployed without the layers it requires (see [`Layer::requires`]).
-fn requirement_reason(layer: Layer) -> &'static str {
+fn requirement_reason(layer: Layer, provider: ProviderName) -> &'static str {
+    if (layer, provider) == (Layer::L5, ProviderName::Azure) {
+        return "Grafana on Azure shows the hot data through the hot reader, so it would have no data to show";
+    }
     match layer {
         Layer::L1 => "the dispatcher hands every message to a processor in layer 2, so every message would be dropped",
         Layer::L2 => "the persister writes every record to hot storage, so every record would be lost",
@@ -128,7 +131,7 @@ fn required_layers(r: &mut FileReader<'_>, part: &ProvidersPart) {
         let Some(provider) = part.get(layer).filter(|p| *p != ProviderName::None) else {
             continue;
         };
-        for needed in layer.requires() {
+        for needed in layer.requires_on(provider) {
             if part.get(*needed) == Some(ProviderName::None) {
                 r.at_value(
                     &member("$", layer.key()),
@@ -136,7 +139,7 @@ fn required_layers(r: &mut FileReader<'_>, part: &ProvidersPart) {
                         "{} is `{provider}` but {} is `none`: {}; allowed: aws or azure for {}, or none here",
                         layer.key(),
                         needed.key(),
-                        requirement_reason(layer),
+                        requirement_reason(layer, provider),
                         needed.key()
                     ),
                 );

@@ -1,9 +1,16 @@
 //! The starter dashboard, made from the config alone: one row per entity of
 //! `config_hierarchy.json` that shows devices (titled by its path, e.g. `building / room-1`), and
 //! in it one panel per telemetry property of each of its components' devices: the property's
-//! history read through the TwinMaker data source (entity, component, property). Numbers are
-//! time series, booleans and strings a state timeline. A device no entity shows has no
-//! TwinMaker entity to query, so a text panel names those devices instead.
+//! history. Numbers are time series, booleans and strings a state timeline. Where the history
+//! comes from is the [`Source`]:
+//!
+//! - [`Source::TwinMaker`] (AWS): the TwinMaker data source's entity history (entity,
+//!   component, property). A device no entity shows has no TwinMaker entity to query, so a
+//!   text panel names those devices instead.
+//! - [`Source::HotReader`] (Azure): the twin's hot reader through the Infinity data source
+//!   (`GET <hot reader>?iotDeviceId=…&startDate=…&endDate=…`, the dashboard's time range),
+//!   one column per property. Every device has hot data, so devices no entity shows get a row
+//!   of their own.
 //!
 //! Pure functions: the same config gives the same JSON, and its hash is what drift compares.
 
@@ -13,6 +20,34 @@ use twin_config::{DataType, Device, HierarchyEntity, HierarchyNode};
 
 /// Type of the TwinMaker data source plugin.
 pub const DATASOURCE_TYPE: &str = "grafana-iot-twinmaker-datasource";
+
+/// Type of the Infinity data source plugin (HTTP JSON APIs), which reads the hot reader.
+pub const INFINITY_TYPE: &str = "yesoreyeram-infinity-datasource";
+
+/// Path of the hot reader under the data source's URL (the Function App's HTTP route).
+pub const HOT_READER_PATH: &str = "/api/hot-reader";
+
+/// Title of the row of devices no entity of the hierarchy shows.
+pub const UNPLACED_ROW: &str = "Devices not in the hierarchy";
+
+/// Where the panels read a property's history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// TwinMaker's entity history (the TwinMaker plugin).
+    TwinMaker,
+    /// The twin's hot reader (the Infinity plugin, the data source's URL the reader's host).
+    HotReader,
+}
+
+impl Source {
+    /// The plugin type of the data source the panels use.
+    pub fn datasource_type(self) -> &'static str {
+        match self {
+            Source::TwinMaker => DATASOURCE_TYPE,
+            Source::HotReader => INFINITY_TYPE,
+        }
+    }
+}
 
 /// Tag every dashboard the deployer makes carries.
 pub const TAG: &str = "deployer";
@@ -116,22 +151,49 @@ fn walk(
     path.pop();
 }
 
-/// The dashboard JSON (without its hash tag) for the twin.
+/// The row of the devices no entity shows, each under its own id as the component.
+fn unplaced_row(devices: &[Device], unshown: &[String]) -> Option<RowRef> {
+    let panels: Vec<PanelRef> = devices
+        .iter()
+        .filter(|d| unshown.contains(&d.id))
+        .flat_map(|d| {
+            d.properties.iter().map(|p| PanelRef {
+                entity: String::new(),
+                component: d.id.clone(),
+                device: d.id.clone(),
+                property: p.name.clone(),
+                data_type: p.data_type,
+            })
+        })
+        .collect();
+    (!panels.is_empty()).then(|| RowRef {
+        path: vec![UNPLACED_ROW.to_string()],
+        panels,
+    })
+}
+
+/// The dashboard JSON (without its hash tag) for the twin, its panels reading `source`
+/// through the data source `datasource_uid`.
 pub fn dashboard(
     twin: &str,
     uid: &str,
+    source: Source,
     datasource_uid: &str,
     devices: &[Device],
     hierarchy: &[HierarchyEntity],
 ) -> Value {
-    let (rows, unshown) = layout(devices, hierarchy);
+    let (mut rows, mut unshown) = layout(devices, hierarchy);
+    if source == Source::HotReader {
+        rows.extend(unplaced_row(devices, &unshown));
+        unshown.clear();
+    }
     let total: usize = rows.iter().map(|r| r.panels.len()).sum();
     let collapsed = total > COLLAPSE_ABOVE;
-    let datasource = json!({"type": DATASOURCE_TYPE, "uid": datasource_uid});
+    let datasource = json!({"type": source.datasource_type(), "uid": datasource_uid});
     let mut panels = Vec::new();
     let mut next_id = 1u32;
     let mut y = 0u32;
-    if rows.is_empty() || !unshown.is_empty() {
+    if source == Source::TwinMaker && (rows.is_empty() || !unshown.is_empty()) {
         let text = if rows.is_empty() {
             "No device is shown by an entity of `config_hierarchy.json`, so TwinMaker has nothing to query. Add components that name devices (`iotDeviceId`) to the hierarchy and deploy again.".to_string()
         } else {
@@ -159,7 +221,7 @@ pub fn dashboard(
             if i > 0 && i % 2 == 0 {
                 y += PANEL_H;
             }
-            children.push(panel(next_id, p, &datasource, x, y));
+            children.push(panel(next_id, p, source, &datasource, x, y));
             next_id += 1;
         }
         y += PANEL_H;
@@ -191,26 +253,109 @@ pub fn dashboard(
     })
 }
 
-fn panel(id: u32, p: &PanelRef, datasource: &Value, x: u32, y: u32) -> Value {
+fn panel(id: u32, p: &PanelRef, source: Source, datasource: &Value, x: u32, y: u32) -> Value {
     let numeric = matches!(
         p.data_type,
         DataType::Double | DataType::Integer | DataType::Long
     );
-    json!({
-        "id": id,
-        "type": if numeric { "timeseries" } else { "state-timeline" },
-        "title": format!("{} · {} ({})", p.component, p.property, p.device),
-        "datasource": datasource,
-        "gridPos": {"h": PANEL_H, "w": PANEL_W, "x": x, "y": y},
-        "targets": [{
+    let title = if p.component == p.device {
+        format!("{} · {}", p.device, p.property)
+    } else {
+        format!("{} · {} ({})", p.component, p.property, p.device)
+    };
+    let target = match source {
+        Source::TwinMaker => json!({
             "refId": "A",
             "datasource": datasource,
             "queryType": "EntityHistory",
             "entityId": p.entity,
             "componentName": p.component,
             "properties": [p.property],
-        }],
+        }),
+        Source::HotReader => hot_reader_target(p, datasource, numeric),
+    };
+    json!({
+        "id": id,
+        "type": if numeric { "timeseries" } else { "state-timeline" },
+        "title": title,
+        "datasource": datasource,
+        "gridPos": {"h": PANEL_H, "w": PANEL_W, "x": x, "y": y},
+        "targets": [target],
     })
+}
+
+/// An Infinity query of the hot reader: the device's records in the dashboard's time range
+/// (ISO 8601, which the reader accepts), parsed by the plugin's backend into a time column
+/// and the property's column.
+fn hot_reader_target(p: &PanelRef, datasource: &Value, numeric: bool) -> Value {
+    let value_type = match (numeric, p.data_type) {
+        (true, _) => "number",
+        (false, DataType::Boolean) => "boolean",
+        (false, _) => "string",
+    };
+    json!({
+        "refId": "A",
+        "datasource": datasource,
+        "type": "json",
+        "source": "url",
+        "parser": "backend",
+        "format": "timeseries",
+        "url": HOT_READER_PATH,
+        "url_options": {
+            "method": "GET",
+            "params": [
+                {"key": "iotDeviceId", "value": p.device},
+                {"key": "startDate", "value": "${__from:date:iso}"},
+                {"key": "endDate", "value": "${__to:date:iso}"},
+            ],
+        },
+        "root_selector": "",
+        "columns": [
+            {"selector": "time", "text": "time", "type": "timestamp"},
+            {"selector": p.property, "text": p.property, "type": value_type},
+        ],
+    })
+}
+
+/// The Grafana uid of the twin's folder (`<twin>-twin`).
+pub fn folder_uid(twin: &str) -> String {
+    crate::api::grafana_uid(twin, "twin")
+}
+
+/// The Grafana uid of the starter dashboard (`<twin>-overview`).
+pub fn dashboard_uid(twin: &str) -> String {
+    crate::api::grafana_uid(twin, "overview")
+}
+
+/// The desired settings of the twin's folder.
+pub fn folder_desired(twin: &str) -> Value {
+    json!({"title": format!("{twin} (deployer)")})
+}
+
+/// The starter dashboard of the twin, as (desired settings, JSON to send): the desired
+/// settings are its title, its folder and the hash of the JSON; the JSON (the spec's
+/// `inputs.dashboard`) carries the hash in a tag.
+pub fn starter(
+    twin: &str,
+    source: Source,
+    datasource_uid: &str,
+    devices: &[Device],
+    hierarchy: &[HierarchyEntity],
+) -> (Value, Value) {
+    let model = dashboard(
+        twin,
+        &dashboard_uid(twin),
+        source,
+        datasource_uid,
+        devices,
+        hierarchy,
+    );
+    let desired = json!({
+        "title": model["title"],
+        "folderUid": folder_uid(twin),
+        "hash": hash(&model),
+    });
+    (desired, with_hash_tag(model))
 }
 
 /// The hash drift compares: SHA-256 of the JSON text, first 16 hex digits.
@@ -303,7 +448,14 @@ mod tests {
     #[test]
     fn the_example_twin_gets_a_panel_per_property() {
         let (devs, tree) = example();
-        let d = dashboard("dt", "dt-twin", "dt-twinmaker", &devs, &tree);
+        let d = dashboard(
+            "dt",
+            "dt-twin",
+            Source::TwinMaker,
+            "dt-twinmaker",
+            &devs,
+            &tree,
+        );
         let want: Vec<(String, String, String)> = [
             ("temperature-sensor-1", "temperature"),
             ("temperature-sensor-2", "temperature"),
@@ -368,7 +520,14 @@ mod tests {
             })
             .collect();
         let tree = hierarchy(json!([{"id": "building", "children": floors}]));
-        let d = dashboard("dt", "dt-twin", "dt-twinmaker", &devs, &tree);
+        let d = dashboard(
+            "dt",
+            "dt-twin",
+            Source::TwinMaker,
+            "dt-twinmaker",
+            &devs,
+            &tree,
+        );
         let panels = queried(&d);
         assert_eq!(panels.len(), 199 * 2);
         assert!(panels.contains(&(
@@ -401,10 +560,24 @@ mod tests {
     #[test]
     fn the_hash_follows_the_devices() {
         let (devs, tree) = example();
-        let a = dashboard("dt", "dt-twin", "dt-twinmaker", &devs, &tree);
+        let a = dashboard(
+            "dt",
+            "dt-twin",
+            Source::TwinMaker,
+            "dt-twinmaker",
+            &devs,
+            &tree,
+        );
         assert_eq!(
             hash(&a),
-            hash(&dashboard("dt", "dt-twin", "dt-twinmaker", &devs, &tree))
+            hash(&dashboard(
+                "dt",
+                "dt-twin",
+                Source::TwinMaker,
+                "dt-twinmaker",
+                &devs,
+                &tree
+            ))
         );
         let mut more = devs.clone();
         more[0].properties.push(twin_config::Property {
@@ -412,17 +585,87 @@ mod tests {
             data_type: DataType::Double,
             init_value: None,
         });
-        let b = dashboard("dt", "dt-twin", "dt-twinmaker", &more, &tree);
+        let b = dashboard(
+            "dt",
+            "dt-twin",
+            Source::TwinMaker,
+            "dt-twinmaker",
+            &more,
+            &tree,
+        );
         assert_ne!(hash(&a), hash(&b));
         let tagged = with_hash_tag(a.clone());
         assert_eq!(hash_of_stored(&tagged), Some(hash(&a)));
         assert_eq!(hash_of_stored(&a), None);
     }
 
+    /// (row title, device, property) of every hot reader panel, checking each query.
+    fn hot_queries(d: &Value) -> Vec<(String, String)> {
+        property_panels(d)
+            .iter()
+            .map(|p| {
+                let t = &p["targets"][0];
+                assert_eq!(t["datasource"]["type"], INFINITY_TYPE);
+                assert_eq!(t["datasource"]["uid"], "dt-hot");
+                assert_eq!(t["url"], HOT_READER_PATH);
+                let params = &t["url_options"]["params"];
+                assert_eq!(params[1]["value"], "${__from:date:iso}");
+                assert_eq!(t["columns"][0]["selector"], "time");
+                (
+                    params[0]["value"].as_str().unwrap_or_default().to_string(),
+                    t["columns"][1]["selector"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_hot_reader_dashboard_has_a_panel_per_property_also_for_unplaced_devices() {
+        let (devs, tree) = example();
+        let d = dashboard("dt", "dt-twin", Source::HotReader, "dt-hot", &devs, &tree);
+        let want: Vec<(String, String)> = [
+            ("temperature-sensor-1", "temperature"),
+            ("temperature-sensor-2", "temperature"),
+            ("pressure-sensor-1", "pressure"),
+            ("pressure-sensor-1", "density"),
+            ("pressure-sensor-1", "hardness"),
+        ]
+        .iter()
+        .map(|(c, p)| (c.to_string(), p.to_string()))
+        .collect();
+        assert_eq!(hot_queries(&d), want);
+        // Without a hierarchy every device is still shown, in the row of unplaced devices.
+        let flat = dashboard("dt", "dt-twin", Source::HotReader, "dt-hot", &devs, &[]);
+        assert_eq!(hot_queries(&flat), want);
+        let rows: Vec<&Value> = flat["panels"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["type"] == "row")
+            .collect();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0]["title"], UNPLACED_ROW);
+        assert!(flat["panels"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .all(|p| p["type"] != "text"));
+    }
+
     #[test]
     fn no_hierarchy_gives_a_note_instead_of_panels() {
         let (devs, _) = example();
-        let d = dashboard("dt", "dt-twin", "dt-twinmaker", &devs, &[]);
+        let d = dashboard(
+            "dt",
+            "dt-twin",
+            Source::TwinMaker,
+            "dt-twinmaker",
+            &devs,
+            &[],
+        );
         assert!(property_panels(&d).is_empty());
         assert_eq!(d["panels"][0]["type"], "text");
     }

@@ -1,18 +1,20 @@
-//! What lives inside the workspace's Grafana, through its HTTP API (see [`super::api`]): the
-//! TwinMaker data source, the twin's folder and the starter dashboard. Each spec's name is the
-//! object's Grafana uid; each observation records the workspace, endpoint and service account
-//! it was reached through, so a delete (which has no dependencies) can reach it again.
+//! What lives inside a Grafana, through its HTTP API (see [`crate::api`]): the data source,
+//! the twin's folder and the starter dashboard. Each spec's name is the object's Grafana uid;
+//! each observation records the target it was reached through, so a delete (which has no
+//! dependencies) can reach it again.
 //!
 //! - data source: desired `name`, `type`, `access`, `jsonData` and `health` (`OK`): a data
 //!   source whose health check fails has drifted, so the next deploy repairs it (and `info`
-//!   shows it). Create and update wait until the health check passes (the dashboard role may
-//!   not be assumable for some seconds after IAM made it).
+//!   shows it). Create and update wait until the health check passes (what the data source
+//!   reaches may not let it in for some seconds). What only the deploy knows (a URL from a
+//!   dependency, a key for `secureJsonData`) comes from the cloud's [`DatasourceLink`], is
+//!   sent but never stored.
 //! - folder: desired `title`.
 //! - dashboard: desired `title`, `folderUid` and `hash` (of the JSON generated from the config,
 //!   carried in a tag); the JSON itself is an input (`inputs.dashboard`), not compared.
 
-use super::api::{GrafanaApi, Session, Target};
-use super::dashboard_model;
+use crate::api::{recorded_target, reread, GrafanaApi, Session, Target};
+use crate::dashboard_model;
 use async_trait::async_trait;
 use http::Method;
 use serde_json::{json, Value};
@@ -31,43 +33,37 @@ pub const DASHBOARD_KIND: &str = "grafana_dashboard";
 /// The health a data source is wanted in.
 pub const HEALTHY: &str = "OK";
 
-/// How long a new data source's health check may take to pass (IAM propagation of the
-/// dashboard role and its trust).
+/// How long a new data source's health check may take to pass (what it reaches may need time
+/// to let it in: IAM propagation on AWS, a new function key on Azure).
 const HEALTH_DEADLINE: Duration = Duration::from_secs(120);
 const HEALTH_FIRST_POLL: Duration = Duration::from_millis(500);
 const HEALTH_MAX_POLL: Duration = Duration::from_secs(10);
 
-/// The workspace and service account a spec's dependencies report.
-fn target_of(deps: &Outputs) -> Result<Target, CloudError> {
-    let ws = super::workspace_id();
-    Ok(Target {
-        workspace_id: deps.attr(&ws, "id")?,
-        endpoint: deps.attr(&ws, "endpoint")?,
-        service_account_id: deps.attr(&super::service_account_id(), "id")?,
-    })
+/// What a cloud adds to its data source beyond the spec's desired settings.
+#[async_trait]
+pub trait DatasourceLink: Send + Sync {
+    /// Fields merged over the body sent on create and update (e.g. `url`, `jsonData` keys,
+    /// `secureJsonData`), from the dependencies; they are sent, never stored.
+    async fn body_extra(&self, spec: &ResourceSpec, deps: &Outputs) -> Result<Value, CloudError>;
+
+    /// Attributes merged over the observation, from Grafana's answer and the dependencies
+    /// (e.g. whether the URL is the one the dependencies name now); `{}` for none.
+    fn observe_extra(&self, answer: &Value, spec: &ResourceSpec, deps: &Outputs) -> Value;
+
+    /// What the user can do when the health check keeps failing.
+    fn unhealthy_hint(&self) -> &'static str;
 }
 
-/// The target an observation recorded; `None` for one made without (a discovered spec).
-fn recorded_target(current: &Observed) -> Option<Target> {
-    let get = |k: &str| {
-        current
-            .attr(k)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-    };
-    Some(Target {
-        workspace_id: get("workspaceId")?,
-        endpoint: get("endpoint")?,
-        service_account_id: get("serviceAccountId")?,
-    })
-}
-
-/// Adds the target to an observation's attributes.
-fn with_target(mut attrs: Value, t: &Target) -> Value {
-    attrs["workspaceId"] = json!(t.workspace_id);
-    attrs["endpoint"] = json!(t.endpoint);
-    attrs["serviceAccountId"] = json!(t.service_account_id);
-    attrs
+/// Merges the keys of `extra` (an object) into `base`, objects recursively.
+pub fn merge(base: &mut Value, extra: &Value) {
+    match (base, extra) {
+        (Value::Object(b), Value::Object(e)) => {
+            for (k, v) in e {
+                merge(b.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        (b, e) => *b = e.clone(),
+    }
 }
 
 /// A field the code needs is missing from Grafana's answer.
@@ -79,7 +75,7 @@ fn incomplete(what: &str, field: &str) -> CloudError {
     )
 }
 
-/// A delete whose workspace or service account is gone has nothing left to delete.
+/// A delete whose Grafana (or the auth's account in it) is gone has nothing left to delete.
 fn gone_is_done(r: Result<(), CloudError>) -> Result<(), CloudError> {
     match r {
         Err(e) if e.class == ErrorClass::NotFound => Ok(()),
@@ -87,8 +83,8 @@ fn gone_is_done(r: Result<(), CloudError>) -> Result<(), CloudError> {
     }
 }
 
-/// Deletes `<collection>/<uid>` in the workspace recorded in `current`; already gone is done.
-/// Found without a record, it lives in the workspace, which destroy deletes with everything in it.
+/// Deletes `<collection>/<uid>` in the Grafana recorded in `current`; already gone is done.
+/// Found without a record, it lives in the Grafana, which destroy deletes with everything in it.
 async fn delete_recorded(
     api: &GrafanaApi,
     current: &Observed,
@@ -96,7 +92,7 @@ async fn delete_recorded(
     what: &str,
     uid: &str,
 ) -> Result<(), CloudError> {
-    let Some(t) = recorded_target(current) else {
+    let Some(t) = recorded_target(current, api.auth().id_keys()) else {
         return Ok(());
     };
     gone_is_done(
@@ -111,15 +107,16 @@ async fn delete_recorded(
     )
 }
 
-/// Creates, reads, updates and deletes the TwinMaker data source.
+/// Creates, reads, updates and deletes a data source.
 pub struct DatasourceDriver {
     api: Arc<GrafanaApi>,
+    link: Arc<dyn DatasourceLink>,
 }
 
 impl DatasourceDriver {
-    /// A driver calling through `api`.
-    pub fn new(api: Arc<GrafanaApi>) -> Self {
-        DatasourceDriver { api }
+    /// A driver calling through `api`, completing the data source with `link`.
+    pub fn new(api: Arc<GrafanaApi>, link: Arc<dyn DatasourceLink>) -> Self {
+        DatasourceDriver { api, link }
     }
 }
 
@@ -149,14 +146,20 @@ async fn health(s: &Session<'_>, uid: &str) -> Result<(String, String), CloudErr
     }
 }
 
-async fn read_datasource(s: &Session<'_>, uid: &str) -> Result<Option<Value>, CloudError> {
+async fn read_datasource(
+    s: &Session<'_>,
+    uid: &str,
+    link: &dyn DatasourceLink,
+    spec: &ResourceSpec,
+    deps: &Outputs,
+) -> Result<Option<Value>, CloudError> {
     let what = format!("data source {uid}");
     let Some(body) = s.get(&format!("/api/datasources/uid/{uid}"), &what).await? else {
         return Ok(None);
     };
     let (status, message) = health(s, uid).await?;
     let field = |k: &str| body.get(k).cloned().ok_or_else(|| incomplete(&what, k));
-    Ok(Some(json!({
+    let mut observed = json!({
         "uid": uid,
         "name": field("name")?,
         "type": field("type")?,
@@ -165,13 +168,15 @@ async fn read_datasource(s: &Session<'_>, uid: &str) -> Result<Option<Value>, Cl
         "health": status,
         "healthMessage": message,
         "url": format!("{}/connections/datasources/edit/{uid}", s.base()),
-    })))
+    });
+    merge(&mut observed, &link.observe_extra(&body, spec, deps));
+    Ok(Some(observed))
 }
 
-/// Waits until the health check passes; an unhealthy verdict is "not yet" (the role's trust
-/// may still be propagating) until the deadline, which ends in a retryable error naming
-/// Grafana's last message.
-async fn wait_healthy(s: &Session<'_>, uid: &str) -> Result<(), CloudError> {
+/// Waits until the health check passes; an unhealthy verdict is "not yet" (what the data
+/// source reaches may not let it in yet) until the deadline, which ends in a retryable error
+/// naming Grafana's last message and `hint`.
+async fn wait_healthy(s: &Session<'_>, uid: &str, hint: &str) -> Result<(), CloudError> {
     poll_until(
         &format!("Grafana data source {uid} health check"),
         HEALTH_FIRST_POLL,
@@ -191,34 +196,41 @@ async fn wait_healthy(s: &Session<'_>, uid: &str) -> Result<(), CloudError> {
         },
     )
     .await
-    .map_err(|e| {
-        e.with_hint("the data source assumes the dashboard role; if this persists, check the role's trust policy names the workspace role")
-    })
-}
-
-fn datasource_body(spec: &ResourceSpec) -> Value {
-    let d = &spec.desired;
-    json!({
-        "uid": spec.name,
-        "name": d["name"],
-        "type": d["type"],
-        "access": d["access"],
-        "jsonData": d["jsonData"],
-        "isDefault": true,
-    })
+    .map_err(|e| e.with_hint(hint))
 }
 
 impl DatasourceDriver {
+    /// The body to send: the desired settings and what the link adds (a secret key among
+    /// them, so the body is never logged or kept).
+    async fn body(&self, spec: &ResourceSpec, deps: &Outputs) -> Result<Value, CloudError> {
+        let d = &spec.desired;
+        let mut body = json!({
+            "uid": spec.name,
+            "name": d["name"],
+            "type": d["type"],
+            "access": d["access"],
+            "jsonData": d["jsonData"],
+            "isDefault": true,
+        });
+        merge(&mut body, &self.link.body_extra(spec, deps).await?);
+        Ok(body)
+    }
+
     async fn observed(
         &self,
         s: &Session<'_>,
         spec: &ResourceSpec,
         t: &Target,
+        deps: &Outputs,
     ) -> Result<Option<Observed>, CloudError> {
-        Ok(read_datasource(s, &spec.name).await?.map(|a| {
-            let url = a["url"].as_str().unwrap_or_default().to_string();
-            Observed::new(url, with_target(a, t))
-        }))
+        Ok(
+            read_datasource(s, &spec.name, self.link.as_ref(), spec, deps)
+                .await?
+                .map(|a| {
+                    let url = a["url"].as_str().unwrap_or_default().to_string();
+                    Observed::new(url, t.record(a))
+                }),
+        )
     }
 }
 
@@ -229,31 +241,27 @@ impl ResourceDriver for DatasourceDriver {
         spec: &ResourceSpec,
         deps: &Outputs,
     ) -> Result<Option<Observed>, CloudError> {
-        // No workspace or service account yet (a plan before the first deploy): nothing in
-        // it exists either.
-        let Ok(t) = target_of(deps) else {
-            return Ok(None);
-        };
         self.api
-            .with_session(&t, async |s: &Session<'_>| self.observed(s, spec, &t).await)
+            .read_in_grafana_of(deps, async |s: &Session<'_>, t: &Target| {
+                self.observed(s, spec, t, deps).await
+            })
             .await
     }
 
     async fn create(&self, spec: &ResourceSpec, deps: &Outputs) -> Result<Observed, CloudError> {
-        let t = target_of(deps)?;
+        let body = self.body(spec, deps).await?;
         self.api
-            .with_session(&t, async |s: &Session<'_>| {
+            .in_grafana_of(deps, async |s: &Session<'_>, t: &Target| {
                 s.send(
                     Method::POST,
                     "/api/datasources",
-                    &datasource_body(spec),
+                    &body,
                     &format!("creating data source {}", spec.name),
                 )
                 .await?;
-                wait_healthy(s, &spec.name).await?;
-                crate::errors::reread(
-                    self.observed(s, spec, &t).await?,
-                    "GrafanaHTTP404",
+                wait_healthy(s, &spec.name, self.link.unhealthy_hint()).await?;
+                reread(
+                    self.observed(s, spec, t, deps).await?,
                     &format!("data source {}", spec.name),
                 )
             })
@@ -266,25 +274,28 @@ impl ResourceDriver for DatasourceDriver {
         current: &Observed,
         deps: &Outputs,
     ) -> Result<Observed, CloudError> {
-        let t = target_of(deps)?;
         // Only health drifted: the settings are right, so wait for the check rather than
         // rewrite them (a PUT would not make IAM propagate faster).
         let settings_drift = current.drift(&spec.desired).iter().any(|k| k != "health");
+        let body = if settings_drift {
+            Some(self.body(spec, deps).await?)
+        } else {
+            None
+        };
         self.api
-            .with_session(&t, async |s: &Session<'_>| {
-                if settings_drift {
+            .in_grafana_of(deps, async |s: &Session<'_>, t: &Target| {
+                if let Some(body) = &body {
                     s.send(
                         Method::PUT,
                         &format!("/api/datasources/uid/{}", spec.name),
-                        &datasource_body(spec),
+                        body,
                         &format!("updating data source {}", spec.name),
                     )
                     .await?;
                 }
-                wait_healthy(s, &spec.name).await?;
-                crate::errors::reread(
-                    self.observed(s, spec, &t).await?,
-                    "GrafanaHTTP404",
+                wait_healthy(s, &spec.name, self.link.unhealthy_hint()).await?;
+                reread(
+                    self.observed(s, spec, t, deps).await?,
                     &format!("data source {}", spec.name),
                 )
             })
@@ -331,7 +342,7 @@ async fn read_folder(
     let url = format!("{}/dashboards/f/{uid}", s.base());
     Ok(Some(Observed::new(
         url.clone(),
-        with_target(json!({"uid": uid, "title": title, "url": url}), t),
+        t.record(json!({"uid": uid, "title": title, "url": url})),
     )))
 }
 
@@ -342,22 +353,16 @@ impl ResourceDriver for FolderDriver {
         spec: &ResourceSpec,
         deps: &Outputs,
     ) -> Result<Option<Observed>, CloudError> {
-        // No workspace or service account yet (a plan before the first deploy): nothing in
-        // it exists either.
-        let Ok(t) = target_of(deps) else {
-            return Ok(None);
-        };
         self.api
-            .with_session(&t, async |s: &Session<'_>| {
-                read_folder(s, &spec.name, &t).await
+            .read_in_grafana_of(deps, async |s: &Session<'_>, t: &Target| {
+                read_folder(s, &spec.name, t).await
             })
             .await
     }
 
     async fn create(&self, spec: &ResourceSpec, deps: &Outputs) -> Result<Observed, CloudError> {
-        let t = target_of(deps)?;
         self.api
-            .with_session(&t, async |s: &Session<'_>| {
+            .in_grafana_of(deps, async |s: &Session<'_>, t: &Target| {
                 s.send(
                     Method::POST,
                     "/api/folders",
@@ -365,9 +370,8 @@ impl ResourceDriver for FolderDriver {
                     &format!("creating folder {}", spec.name),
                 )
                 .await?;
-                crate::errors::reread(
-                    read_folder(s, &spec.name, &t).await?,
-                    "GrafanaHTTP404",
+                reread(
+                    read_folder(s, &spec.name, t).await?,
                     &format!("folder {}", spec.name),
                 )
             })
@@ -380,9 +384,8 @@ impl ResourceDriver for FolderDriver {
         _current: &Observed,
         deps: &Outputs,
     ) -> Result<Observed, CloudError> {
-        let t = target_of(deps)?;
         self.api
-            .with_session(&t, async |s: &Session<'_>| {
+            .in_grafana_of(deps, async |s: &Session<'_>, t: &Target| {
                 s.send(
                     Method::PUT,
                     &format!("/api/folders/{}", spec.name),
@@ -390,9 +393,8 @@ impl ResourceDriver for FolderDriver {
                     &format!("updating folder {}", spec.name),
                 )
                 .await?;
-                crate::errors::reread(
-                    read_folder(s, &spec.name, &t).await?,
-                    "GrafanaHTTP404",
+                reread(
+                    read_folder(s, &spec.name, t).await?,
                     &format!("folder {}", spec.name),
                 )
             })
@@ -436,8 +438,7 @@ async fn read_dashboard(
     let url = format!("{}{path}", s.base());
     Ok(Some(Observed::new(
         url.clone(),
-        with_target(
-            json!({
+        t.record(json!({
                 "uid": uid,
                 "title": dashboard.get("title"),
                 "folderUid": meta.get("folderUid"),
@@ -445,15 +446,12 @@ async fn read_dashboard(
                 "hash": dashboard_model::hash_of_stored(dashboard),
                 "panels": dashboard_model::property_panels(dashboard).len(),
                 "url": url,
-            }),
-            t,
-        ),
+        })),
     )))
 }
 
 impl DashboardDriver {
     async fn put(&self, spec: &ResourceSpec, deps: &Outputs) -> Result<Observed, CloudError> {
-        let t = target_of(deps)?;
         let dashboard = spec.inputs.get("dashboard").cloned().ok_or_else(|| {
             CloudError::fatal(
                 "SpecInvalid",
@@ -462,7 +460,7 @@ impl DashboardDriver {
             .with_hint("this is a bug in deployer; please report it")
         })?;
         self.api
-            .with_session(&t, async |s: &Session<'_>| {
+            .in_grafana_of(deps, async |s: &Session<'_>, t: &Target| {
                 // overwrite: the uid is the deployer's; what someone changed by hand is
                 // replaced, as the dashboard's description says.
                 s.send(
@@ -477,9 +475,8 @@ impl DashboardDriver {
                     &format!("saving dashboard {}", spec.name),
                 )
                 .await?;
-                crate::errors::reread(
-                    read_dashboard(s, &spec.name, &t).await?,
-                    "GrafanaHTTP404",
+                reread(
+                    read_dashboard(s, &spec.name, t).await?,
                     &format!("dashboard {}", spec.name),
                 )
             })
@@ -494,14 +491,9 @@ impl ResourceDriver for DashboardDriver {
         spec: &ResourceSpec,
         deps: &Outputs,
     ) -> Result<Option<Observed>, CloudError> {
-        // No workspace or service account yet (a plan before the first deploy): nothing in
-        // it exists either.
-        let Ok(t) = target_of(deps) else {
-            return Ok(None);
-        };
         self.api
-            .with_session(&t, async |s: &Session<'_>| {
-                read_dashboard(s, &spec.name, &t).await
+            .read_in_grafana_of(deps, async |s: &Session<'_>, t: &Target| {
+                read_dashboard(s, &spec.name, t).await
             })
             .await
     }
