@@ -1,7 +1,7 @@
 //! The Azure `Provider`: which resources each layer has, and the driver of each resource kind.
 //! L1 (IoT Hub, device identities, Event Grid to the dispatcher), L2 (the Function App that
-//! runs every function) and L3 hot, cold and archive are implemented; L4 and L5 describe
-//! nothing yet.
+//! runs every function), L3 hot, cold and archive and L4 (Azure Digital Twins) are
+//! implemented; L5 describes nothing yet.
 
 use crate::arm::errors::SetupError;
 use crate::arm::{ArmClient, ArmOptions};
@@ -9,7 +9,7 @@ use crate::context::LayerContext;
 use crate::l2::package::{DeployPolling, PackageDriver};
 use crate::l2::{AppPackage, AppPackageSource};
 use crate::roles::{self, RoleScope};
-use crate::{discover, identity, l1, l2, l3, resource_group};
+use crate::{discover, identity, l1, l2, l3, l4, resource_group};
 use async_trait::async_trait;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
@@ -27,6 +27,7 @@ pub const IMPLEMENTED: &[Layer] = &[
     Layer::L3Hot,
     Layer::L3Cold,
     Layer::L3Archive,
+    Layer::L4,
 ];
 
 /// Deploys a twin's Azure layers into its own resource group.
@@ -168,6 +169,25 @@ impl AzureProvider {
             ),
         ];
         drivers.extend(l2_drivers);
+        let l4_drivers: [(&'static str, Arc<dyn ResourceDriver>); 4] = [
+            (
+                l4::instance::KIND,
+                Arc::new(l4::instance::InstanceDriver::new(arm.clone())),
+            ),
+            (
+                l4::models::KIND,
+                Arc::new(l4::models::ModelsDriver::new(arm.clone())),
+            ),
+            (
+                l4::graph::KIND,
+                Arc::new(l4::graph::GraphDriver::new(arm.clone())),
+            ),
+            (
+                l4::retire::KIND,
+                Arc::new(l4::retire::RetireDriver::new(arm.clone())),
+            ),
+        ];
+        drivers.extend(l4_drivers);
         let package_driver = Arc::new(PackageDriver::new(arm.clone(), DeployPolling::default()));
         drivers.insert(l2::package::KIND, package_driver.clone());
         Ok(AzureProvider {
@@ -397,6 +417,17 @@ fn app_settings(ctx: &LayerContext<'_>) -> BTreeMap<String, l2::Setting> {
             l2::Setting::literal(l3::hot::CONTAINER_NAME),
         );
     }
+    if on(Layer::L4) {
+        // The persister patches the device's twin at the host ARM reported for the instance.
+        s.insert(
+            names_of::ADT_ENDPOINT.to_string(),
+            l2::Setting::Attr {
+                dep: l4::instance_spec_id().0,
+                attr: l4::instance::HOST_NAME.into(),
+                template: None,
+            },
+        );
+    }
     if let Some(home) = storage_layer(ctx.twin) {
         s.insert(
             names_of::BLOB_ENDPOINT.to_string(),
@@ -561,17 +592,20 @@ impl Provider for AzureProvider {
         if layer == Layer::L2 {
             return self.l2_specs(twin).await;
         }
-        let deployer = if layer == Layer::L1 {
+        let deployer = if matches!(layer, Layer::L1 | Layer::L4) {
             Some(l1::deployer_principal_id(&self.arm).await?)
         } else {
             None
         };
-        Ok(layer_specs(
-            &self.ctx(twin),
-            layer,
-            None,
-            deployer.as_deref(),
-        ))
+        let ctx = self.ctx(twin);
+        let mut specs = layer_specs(&ctx, layer, None, deployer.as_deref());
+        if layer == Layer::L4 {
+            if let Some(shared) = shared_layer(twin) {
+                let group = group_spec(&ctx, shared);
+                specs.extend(l4::specs(&ctx, &group.id, deployer.as_deref())?);
+            }
+        }
+        Ok(specs)
     }
 
     fn driver(&self, kind: &str) -> Option<Arc<dyn ResourceDriver>> {

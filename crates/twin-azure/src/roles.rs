@@ -72,14 +72,22 @@ pub const MONITORING_METRICS_PUBLISHER: BuiltinRole = BuiltinRole {
     guid: "3913510d-42f4-4e42-8a64-420c390055eb",
 };
 
+/// Azure Digital Twins Data Owner (full access to an instance's models, twins and
+/// relationships; verified in the built-in roles list, Internet of Things category).
+pub const DIGITAL_TWINS_DATA_OWNER: BuiltinRole = BuiltinRole {
+    key: "digital-twins-data-owner",
+    guid: "bcd981a7-7f74-457b-83e1-cceb9e632ffe",
+};
+
 /// Every built-in role this provider assigns.
-pub const BUILTIN: [BuiltinRole; 6] = [
+pub const BUILTIN: [BuiltinRole; 7] = [
     STORAGE_BLOB_DATA_OWNER,
     STORAGE_BLOB_DATA_CONTRIBUTOR,
     STORAGE_QUEUE_DATA_CONTRIBUTOR,
     STORAGE_TABLE_DATA_CONTRIBUTOR,
     IOT_HUB_REGISTRY_CONTRIBUTOR,
     MONITORING_METRICS_PUBLISHER,
+    DIGITAL_TWINS_DATA_OWNER,
 ];
 
 /// The built-in role with this role definition GUID.

@@ -28,6 +28,10 @@ pub const COSMOS_DATABASE: &str = "COSMOS_DATABASE";
 /// The cold/archive storage account's blob endpoint, as ARM returns it (`primaryEndpoints.blob`).
 pub const BLOB_ENDPOINT: &str = "BLOB_ENDPOINT";
 
+/// The Azure Digital Twins instance's host name, as ARM returns it (`hostName`); set when L4
+/// is on Azure, and the persister then patches the device's twin.
+pub const ADT_ENDPOINT: &str = "ADT_ENDPOINT";
+
 /// Where the handler says the catalogue came from (in errors and logs).
 pub const PACKAGE_CATALOGUE: &str = "the app package";
 
