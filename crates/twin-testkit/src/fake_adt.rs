@@ -143,6 +143,18 @@ impl FakeAdt {
         lock(&self.state).forbidden_answers
     }
 
+    /// Stores a model as if it had been uploaded (test setup), unchecked.
+    pub fn insert_model(&self, definition: Value) {
+        let id = definition["@id"].as_str().unwrap_or_default().to_string();
+        lock(&self.state).models.insert(id, definition);
+    }
+
+    /// Stores a twin as if it had been created (test setup), unchecked.
+    pub fn insert_twin(&self, id: &str, mut twin: Value) {
+        twin["$dtId"] = json!(id);
+        lock(&self.state).twins.insert(id.to_string(), twin);
+    }
+
     /// Changes a twin behind the deployer's back (JSON Pointer into the stored twin).
     pub fn set_twin(&self, id: &str, pointer: &str, value: Value) -> bool {
         let mut st = lock(&self.state);

@@ -112,6 +112,9 @@ pub struct HandlerSettings {
     pub cosmos: Option<CosmosLocation>,
     /// `BLOB_ENDPOINT`, when a mover uses blobs.
     pub blob_endpoint: Option<String>,
+    /// `ADT_ENDPOINT`, when L4 is on Azure and the persister is in the app: the persister
+    /// then patches the device's twin after each stored record.
+    pub adt_endpoint: Option<String>,
     /// The dispatcher's settings, when it is in the app.
     pub dispatcher: Option<DispatcherSettings>,
     /// The processor's settings, when it is in the app (or run by the dispatcher).
@@ -229,6 +232,12 @@ impl HandlerSettings {
                 _ => None,
             },
             blob_endpoint,
+            // Optional: without it (L4 elsewhere or off) the persister only writes hot.
+            adt_endpoint: has(AppFunction::Persister)
+                .then(|| lookup(ADT_ENDPOINT))
+                .flatten()
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty()),
             client_id,
             common,
         };
