@@ -231,7 +231,7 @@ mod tests {
         let base = unversioned(&device);
         assert_eq!(v2.versions.get(base), Some(&with_version(base, 2)));
         assert_eq!(ids(&v2.to_upload), [with_version(base, 2)]);
-        assert_eq!(ids(&v2.obsolete), [device.clone()]);
+        assert_eq!(v2.obsolete, vec![device.clone()]);
         // The unchanged base keeps its version.
         assert_eq!(
             v2.versions.get(unversioned(&dtdl::device_base_id("dt"))),
