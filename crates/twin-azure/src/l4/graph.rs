@@ -360,7 +360,22 @@ impl GraphDriver {
                 )
                 .await?;
         }
-        let after = held(&client, prefix, &what).await?;
+        // What the service acknowledged, rather than a new query: ADT's query index trails
+        // writes by seconds, and a lagging answer would read as drift right after the update.
+        let twins = w
+            .twins
+            .iter()
+            .map(|(id, want)| {
+                let base = want["model"].as_str().unwrap_or_default();
+                let mut t = want["fixed"].as_object().cloned().unwrap_or_default();
+                t.insert("$metadata".into(), json!({"$model": v.get(base)}));
+                (id.clone(), Value::Object(t))
+            })
+            .collect();
+        let after = Held {
+            twins,
+            rels: w.rels.clone(),
+        };
         Ok(observe(&host, &after, &w, Some(&v)))
     }
 }
