@@ -450,3 +450,32 @@ async fn fake_adt_a_260_device_twin_uploads_in_batches_under_the_limit_and_redep
     engine.destroy(None).await.expect("destroy");
     assert!(f.adt.model_ids().is_empty() && f.adt.twin_ids().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fake_adt_destroy_without_a_state_file_still_empties_the_data_plane_and_arm() {
+    let f = fakes().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let twin = "lost-adt";
+    let config = l4_twin(dir.path(), twin, &example_devices(), &example_hierarchy());
+    engine(&f, &config)
+        .await
+        .deploy(None)
+        .await
+        .expect("deploy");
+    std::fs::remove_dir_all(dir.path().join(".deployer")).expect("lose the state");
+    // The resources are found again by their deterministic names: the instance through ARM,
+    // its models and twins through the host ARM reports.
+    engine(&f, &config)
+        .await
+        .destroy(None)
+        .await
+        .expect("destroy");
+    assert!(f.adt.relationships().is_empty());
+    assert!(f.adt.twin_ids().is_empty(), "{:?}", f.adt.twin_ids());
+    assert!(f.adt.model_ids().is_empty(), "{:?}", f.adt.model_ids());
+    assert!(
+        support::twin_resources(&f.arm, twin).is_empty(),
+        "{:?}",
+        support::twin_resources(&f.arm, twin)
+    );
+}
