@@ -191,11 +191,11 @@ mod tests {
     }
 
     #[test]
-    fn azure_twin_management_and_grafana_are_refused_by_name() {
+    fn azure_grafana_is_refused_by_name_and_azure_digital_twins_accepted() {
         let found = example_with(|_| ProviderName::Azure);
-        assert_eq!(found.len(), 2, "{found:?}");
-        assert!(found[0].contains("layer_4_provider"), "{found:?}");
-        assert!(found[1].contains("allowed here: aws, none"), "{found:?}");
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("layer_5_provider"), "{found:?}");
+        assert!(found[0].contains("allowed here: aws, none"), "{found:?}");
     }
 
     #[test]
