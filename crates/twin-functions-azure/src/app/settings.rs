@@ -355,4 +355,26 @@ mod tests {
         assert_eq!(s.cosmos.map(|c| c.container), Some("hot".into()));
         assert!(s.dispatcher.is_none() && s.hot_to_cold.is_none() && s.blob_endpoint.is_none());
     }
+
+    #[test]
+    fn the_twin_endpoint_is_optional_and_only_the_persister_reads_it() {
+        let base = [
+            ("TWIN_NAME", "t"),
+            ("AZURE_CLIENT_ID", "00000000-0000-0000-0000-000000000001"),
+            ("COSMOS_ENDPOINT", "https://t.documents.azure.com:443/"),
+            ("COSMOS_DATABASE", "twin"),
+            ("HOT_TABLE", "hot"),
+        ];
+        let without = HandlerSettings::from_lookup(&[AppFunction::Persister], &env(&base)).unwrap();
+        assert_eq!(without.adt_endpoint, None);
+        let mut with = base.to_vec();
+        with.push((ADT_ENDPOINT, "t-adt.api.weu.digitaltwins.azure.net"));
+        let s = HandlerSettings::from_lookup(&[AppFunction::Persister], &env(&with)).unwrap();
+        assert_eq!(
+            s.adt_endpoint.as_deref(),
+            Some("t-adt.api.weu.digitaltwins.azure.net")
+        );
+        let reader = HandlerSettings::from_lookup(&[AppFunction::HotReader], &env(&with)).unwrap();
+        assert_eq!(reader.adt_endpoint, None);
+    }
 }
