@@ -14,7 +14,7 @@ use twin_azure::l2::StaticPackage;
 use twin_config::{Layer, ProviderName, TwinConfig};
 use twin_engine::Engine;
 use twin_models::dtdl;
-use twin_testkit::fake_adt::FakeAdt;
+use twin_testkit::fake_adt::{AdtFault, FakeAdt};
 use twin_testkit::fake_arm::{FakeArm, FakeArmConfig, FAKE_PRINCIPAL_ID};
 use twin_testkit::fake_iot_hub::FakeIotHub;
 use twin_testkit::fake_kudu::FakeKudu;
@@ -478,4 +478,47 @@ async fn fake_adt_destroy_without_a_state_file_still_empties_the_data_plane_and_
         "{:?}",
         support::twin_resources(&f.arm, twin)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fake_adt_throttling_outages_and_lost_answers_converge_without_duplicates() {
+    let f = fakes().await;
+    // An upload applied whose answer is lost: the retry must find the models, not re-upload
+    // them (the service answers 409 to a DTMI it holds).
+    f.adt.inject("POST", "/models", AdtFault::DropAfterApply, 1);
+    f.adt
+        .inject("PUT", "/digitaltwins/room-1", AdtFault::Throttle, 2);
+    f.adt
+        .inject("PUT", "/relationships/", AdtFault::Unavailable, 1);
+    f.adt.inject(
+        "PUT",
+        "/digitaltwins/building-1",
+        AdtFault::DropAfterApply,
+        1,
+    );
+    f.adt.inject("POST", "/query", AdtFault::Unavailable, 1);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let twin = "fault-adt";
+    let config = l4_twin(dir.path(), twin, &example_devices(), &example_hierarchy());
+    let engine = engine(&f, &config).await;
+    engine.deploy(None).await.expect("deploy despite faults");
+    assert_eq!(f.adt.faults_left(), 0, "every fault was met");
+    assert_eq!(f.adt.model_ids().len(), 6);
+    assert_eq!(f.adt.twin_ids().len(), 5);
+    assert_eq!(f.adt.relationships().len(), 4);
+    f.adt.clear_log();
+    engine.deploy(None).await.expect("redeploy");
+    assert!(
+        f.adt.mutating_calls().is_empty(),
+        "{:?}",
+        f.adt.mutating_calls()
+    );
+    f.adt
+        .inject("DELETE", "/models/", AdtFault::DropAfterApply, 1);
+    f.adt
+        .inject("DELETE", "/digitaltwins/room-1", AdtFault::Throttle, 1);
+    engine.destroy(None).await.expect("destroy despite faults");
+    assert_eq!(f.adt.faults_left(), 0);
+    assert!(f.adt.model_ids().is_empty() && f.adt.twin_ids().is_empty());
+    assert!(support::twin_resources(&f.arm, twin).is_empty());
 }

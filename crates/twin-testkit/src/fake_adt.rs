@@ -15,17 +15,18 @@
 //! - every request needs a bearer token (401), and, when started with a [`RoleCheck`],
 //!   answers 403 until the token's principal (`oid`) holds Azure Digital Twins Data Owner on
 //!   an instance in the fake ARM;
+//! - injected faults ([`FakeAdt::inject`]): 429 with `Retry-After`, 503, or a connection
+//!   dropped after the request was applied;
 //! - lists (`GET /models`) and queries (`POST /query`: `SELECT * FROM digitaltwins`, with an
 //!   optional `WHERE STARTSWITH($metadata.$model, '<prefix>')`, and `SELECT * FROM
 //!   relationships`) come in pages of [`FakeAdt::PAGE`].
 
-use crate::fake_arm::RoleCheck;
+use crate::fake_arm::{Dropped, RoleCheck};
 use crate::fake_http::{self, body_json, has_bearer, reply, Reply};
 use hyper::body::Incoming;
 use hyper::Request;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
-use std::convert::Infallible;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Role definition GUID of Azure Digital Twins Data Owner.
@@ -37,8 +38,28 @@ const INSTANCE_TYPE: &str = "Microsoft.DigitalTwins/digitalTwinsInstances";
 /// Most models one upload call may hold.
 const MAX_MODELS: usize = 250;
 
+/// A fault the fake answers instead of (or, for a drop, after) handling a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdtFault {
+    /// 429 `TooManyRequests` with `Retry-After: 0`.
+    Throttle,
+    /// 503 `ServiceUnavailable`.
+    Unavailable,
+    /// The request is applied, then the connection is closed without an answer.
+    DropAfterApply,
+}
+
+#[derive(Debug)]
+struct Injected {
+    method: String,
+    path_contains: String,
+    fault: AdtFault,
+    times: u32,
+}
+
 #[derive(Debug, Default)]
 struct State {
+    faults: Vec<Injected>,
     /// Models by DTMI: their definitions.
     models: BTreeMap<String, Value>,
     /// Twins by id.
@@ -85,7 +106,14 @@ impl FakeAdt {
         let roles = roles.map(Arc::new);
         let task = fake_http::serve(listener, move |req| {
             let (s, h, r) = (s.clone(), h.clone(), roles.clone());
-            async move { Ok::<_, Infallible>(handle(&s, &h, r.as_deref(), req).await) }
+            async move {
+                let (answer, drop) = handle(&s, &h, r.as_deref(), req).await;
+                if drop {
+                    Err(Dropped)
+                } else {
+                    Ok(answer)
+                }
+            }
         });
         Ok(FakeAdt { host, state, task })
     }
@@ -130,6 +158,22 @@ impl FakeAdt {
     /// The largest number of models one accepted upload held.
     pub fn largest_upload(&self) -> usize {
         lock(&self.state).largest_upload
+    }
+
+    /// Answers the next `times` requests of `method` whose (decoded) path contains
+    /// `path_contains` with `fault`.
+    pub fn inject(&self, method: &str, path_contains: &str, fault: AdtFault, times: u32) {
+        lock(&self.state).faults.push(Injected {
+            method: method.to_ascii_uppercase(),
+            path_contains: path_contains.to_string(),
+            fault,
+            times,
+        });
+    }
+
+    /// Faults injected but not yet answered.
+    pub fn faults_left(&self) -> u32 {
+        lock(&self.state).faults.iter().map(|f| f.times).sum()
     }
 
     /// Answers the next `n` requests 403, as the service does for minutes after a role
@@ -311,12 +355,13 @@ fn page_of(items: Vec<Value>, start: usize) -> (Vec<Value>, Option<usize>) {
     )
 }
 
+/// The answer to a request, and whether to drop the connection instead of sending it.
 async fn handle(
     state: &Mutex<State>,
     host: &str,
     roles: Option<&RoleCheck>,
     req: Request<Incoming>,
-) -> Reply {
+) -> (Reply, bool) {
     let method = req.method().as_str().to_string();
     let raw_path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
@@ -340,6 +385,65 @@ async fn handle(
         .collect();
     let mut st = lock(state);
     st.log.push(format!("{method} /{}", segs.join("/")));
+    let path = format!("/{}", segs.join("/"));
+    let fault = st
+        .faults
+        .iter_mut()
+        .find(|f| f.times > 0 && f.method == method && path.contains(&f.path_contains))
+        .map(|f| {
+            f.times -= 1;
+            f.fault
+        });
+    match fault {
+        Some(AdtFault::Throttle) => {
+            let mut r = error(429, "TooManyRequests", "slow down (injected)");
+            r.headers_mut()
+                .insert("retry-after", hyper::header::HeaderValue::from_static("0"));
+            return (r, false);
+        }
+        Some(AdtFault::Unavailable) => {
+            return (error(503, "ServiceUnavailable", "injected failure"), false)
+        }
+        Some(AdtFault::DropAfterApply) | None => {}
+    }
+    let request = RequestParts {
+        method: &method,
+        query: &query,
+        authorized,
+        auth: auth.as_deref(),
+        content_type: &content_type,
+        segs: &segs,
+    };
+    let answer = route(&mut st, host, roles, &request, body);
+    (answer, fault == Some(AdtFault::DropAfterApply))
+}
+
+/// The parts of a request [`route`] reads.
+struct RequestParts<'a> {
+    method: &'a str,
+    query: &'a str,
+    authorized: bool,
+    auth: Option<&'a str>,
+    content_type: &'a str,
+    segs: &'a [String],
+}
+
+/// What the instance answers to one request.
+fn route(
+    st: &mut State,
+    host: &str,
+    roles: Option<&RoleCheck>,
+    request: &RequestParts<'_>,
+    body: Value,
+) -> Reply {
+    let RequestParts {
+        method,
+        query,
+        authorized,
+        auth,
+        content_type,
+        segs,
+    } = *request;
     if !authorized {
         return error(401, "Unauthorized", "no bearer token");
     }
@@ -353,7 +457,7 @@ async fn handle(
         );
     }
     if let Some(r) = roles {
-        let oid = token_oid(auth.as_deref()).unwrap_or_default();
+        let oid = token_oid(auth).unwrap_or_default();
         if !r.has(&oid, DATA_OWNER, INSTANCE_TYPE) {
             st.forbidden_answers += 1;
             return error(
@@ -371,7 +475,7 @@ async fn handle(
         );
     }
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
-    match (method.as_str(), s.as_slice()) {
+    match (method, s.as_slice()) {
         ("GET", ["models"]) => {
             let start = query
                 .split('&')
