@@ -59,14 +59,16 @@ impl Fakes {
     }
 }
 
-/// The layers on Azure in these tests: every layer L1–L3 the Azure provider implements, L4/L5
-/// none (L5 on Azure needs a fake Grafana: twin-azure's `fake_grafana_azure` test covers it
-/// through the engine).
+/// The layers on Azure in these tests: every layer the Azure provider implements up to L3;
+/// L4 and L5 none (their data planes need the fake ADT and fake Grafana: twin-azure's
+/// `fake_adt` and `fake_grafana_azure` tests cover them through the engine).
 fn azure_layers() -> serde_json::Value {
     let implemented = twin_azure::provider::IMPLEMENTED;
     let mut providers = serde_json::Map::new();
     for layer in twin_config::Layer::IN_FILE_ORDER {
-        let on = if implemented.contains(&layer) && layer != twin_config::Layer::L5 {
+        let on = if implemented.contains(&layer)
+            && !matches!(layer, twin_config::Layer::L4 | twin_config::Layer::L5)
+        {
             "azure"
         } else {
             "none"

@@ -1,7 +1,7 @@
 //! The Azure `Provider`: which resources each layer has, and the driver of each resource kind.
 //! L1 (IoT Hub, device identities, Event Grid to the dispatcher), L2 (the Function App that
-//! runs every function), L3 hot, cold and archive, and L5 (Azure Managed Grafana) are
-//! implemented; L4 describes nothing yet.
+//! runs every function), L3 hot, cold and archive, L4 (Azure Digital Twins) and L5 (Azure
+//! Managed Grafana) are implemented.
 
 use crate::arm::errors::SetupError;
 use crate::arm::{ArmClient, ArmOptions};
@@ -9,7 +9,7 @@ use crate::context::LayerContext;
 use crate::l2::package::{DeployPolling, PackageDriver};
 use crate::l2::{AppPackage, AppPackageSource};
 use crate::roles::{self, RoleScope};
-use crate::{discover, identity, l1, l2, l3, l5, resource_group};
+use crate::{discover, identity, l1, l2, l3, l4, l5, resource_group};
 use async_trait::async_trait;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
@@ -27,6 +27,7 @@ pub const IMPLEMENTED: &[Layer] = &[
     Layer::L3Hot,
     Layer::L3Cold,
     Layer::L3Archive,
+    Layer::L4,
     Layer::L5,
 ];
 
@@ -170,6 +171,25 @@ impl AzureProvider {
         ];
         drivers.extend(l2_drivers);
         drivers.extend(l5::drivers(&arm)?);
+        let l4_drivers: [(&'static str, Arc<dyn ResourceDriver>); 4] = [
+            (
+                l4::instance::KIND,
+                Arc::new(l4::instance::InstanceDriver::new(arm.clone())),
+            ),
+            (
+                l4::models::KIND,
+                Arc::new(l4::models::ModelsDriver::new(arm.clone())),
+            ),
+            (
+                l4::graph::KIND,
+                Arc::new(l4::graph::GraphDriver::new(arm.clone())),
+            ),
+            (
+                l4::retire::KIND,
+                Arc::new(l4::retire::RetireDriver::new(arm.clone())),
+            ),
+        ];
+        drivers.extend(l4_drivers);
         let package_driver = Arc::new(PackageDriver::new(arm.clone(), DeployPolling::default()));
         drivers.insert(l2::package::KIND, package_driver.clone());
         Ok(AzureProvider {
@@ -254,7 +274,7 @@ pub fn group_spec(ctx: &LayerContext<'_>, layer: Layer) -> ResourceSpec {
     .desired(resource_group::desired(ctx.location))
 }
 
-/// The specs of `layer`; L2's need its built `package`, L1's and L5's the deployer's
+/// The specs of `layer`; L2's need its built `package`, L1's, L4's and L5's the deployer's
 /// principal id (the roles it gets).
 fn layer_specs(
     ctx: &LayerContext<'_>,
@@ -297,12 +317,12 @@ fn layer_specs(
         }
         Layer::L3Hot => specs.extend(hot_specs(ctx, layer, &group)),
         Layer::L3Cold | Layer::L3Archive => specs.extend(cold_archive_specs(ctx, layer, &group)),
+        Layer::L4 => specs.extend(l4::specs(ctx, &group.id, deployer)?),
         Layer::L5 => {
             if let Some(deployer) = deployer {
                 specs.extend(l5::specs(ctx, &group.id, deployer)?);
             }
         }
-        _ => {}
     }
     Ok(specs)
 }
@@ -403,6 +423,17 @@ fn app_settings(ctx: &LayerContext<'_>) -> BTreeMap<String, l2::Setting> {
         s.insert(
             env_vars::HOT_TABLE.to_string(),
             l2::Setting::literal(l3::hot::CONTAINER_NAME),
+        );
+    }
+    if on(Layer::L4) {
+        // The persister patches the device's twin at the host ARM reported for the instance.
+        s.insert(
+            names_of::ADT_ENDPOINT.to_string(),
+            l2::Setting::Attr {
+                dep: l4::instance_spec_id().0,
+                attr: l4::instance::HOST_NAME.into(),
+                template: None,
+            },
         );
     }
     if let Some(home) = storage_layer(ctx.twin) {
@@ -569,7 +600,7 @@ impl Provider for AzureProvider {
         if layer == Layer::L2 {
             return self.l2_specs(twin).await;
         }
-        let deployer = if matches!(layer, Layer::L1 | Layer::L5) {
+        let deployer = if matches!(layer, Layer::L1 | Layer::L4 | Layer::L5) {
             Some(l1::deployer_principal_id(&self.arm).await?)
         } else {
             None

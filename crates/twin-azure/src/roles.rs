@@ -79,8 +79,15 @@ pub const GRAFANA_ADMIN: BuiltinRole = BuiltinRole {
     guid: "22926164-76b3-42b3-bc55-97df8dab3e41",
 };
 
+/// Azure Digital Twins Data Owner (full access to an instance's models, twins and
+/// relationships; verified in the built-in roles list, Internet of Things category).
+pub const DIGITAL_TWINS_DATA_OWNER: BuiltinRole = BuiltinRole {
+    key: "digital-twins-data-owner",
+    guid: "bcd981a7-7f74-457b-83e1-cceb9e632ffe",
+};
+
 /// Every built-in role this provider assigns.
-pub const BUILTIN: [BuiltinRole; 7] = [
+pub const BUILTIN: [BuiltinRole; 8] = [
     STORAGE_BLOB_DATA_OWNER,
     STORAGE_BLOB_DATA_CONTRIBUTOR,
     STORAGE_QUEUE_DATA_CONTRIBUTOR,
@@ -88,6 +95,7 @@ pub const BUILTIN: [BuiltinRole; 7] = [
     IOT_HUB_REGISTRY_CONTRIBUTOR,
     MONITORING_METRICS_PUBLISHER,
     GRAFANA_ADMIN,
+    DIGITAL_TWINS_DATA_OWNER,
 ];
 
 /// The built-in role with this role definition GUID.

@@ -6,6 +6,7 @@
 //! [`app`] is the contract with the deployer for the twin's Function App (functions, app settings,
 //! the zip package); [`handler`] is the custom handler that runs every function of that app.
 
+pub mod adt_twin;
 pub mod blob_object_store;
 pub mod cosmos_hot_store;
 pub mod credential;

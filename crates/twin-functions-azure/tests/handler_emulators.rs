@@ -412,6 +412,7 @@ async fn emulators_storage_failure_answers_non_2xx_so_event_grid_redelivers() {
     let stores = Stores {
         hot: Some(lazy_hot(&format!("https://127.0.0.1:{closed}/"), &twin)),
         objects: Some(twin.object_store()),
+        twin: None,
     };
     let handler = start_with(&settings(&twin, &[]), stores).await;
 
@@ -448,6 +449,7 @@ async fn emulators_identity_path_resolves_the_container_on_first_use() {
     let stores = Stores {
         hot: Some(lazy_hot(&twin_testkit::azure::cosmos().endpoint, &twin)),
         objects: Some(twin.object_store()),
+        twin: None,
     };
     let handler = start_with(&settings(&twin, &[]), stores).await;
     let message =

@@ -7,6 +7,9 @@
 //! - [`twinmaker`]: the IoT TwinMaker component types and entities the AWS L4 deploys (twin-aws
 //!   builds its specs from these).
 //!
+//! [`versions`] gives generated DTDL interfaces the versions the service already holds, or the
+//! next ones when their content changed (models are immutable once uploaded).
+//!
 //! [`render`] turns either into the files `deployer model` writes.
 
 pub mod dtdl;
@@ -15,6 +18,7 @@ pub mod graph;
 pub mod order;
 pub mod render;
 pub mod twinmaker;
+pub mod versions;
 
 #[cfg(test)]
 mod testing;

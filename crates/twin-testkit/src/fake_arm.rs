@@ -190,6 +190,8 @@ struct State {
     log: Vec<String>,
     /// What IoT Hubs report as `hostName` (a fake registry's `127.0.0.1:<port>`).
     iot_hub_host: Option<String>,
+    /// What Azure Digital Twins instances report as `hostName` (a fake ADT's address).
+    digital_twins_host: Option<String>,
     web: WebState,
 }
 
@@ -350,11 +352,53 @@ impl FakeArm {
         lock(&self.state).iot_hub_host = Some(host.to_string());
     }
 
+    /// Makes Azure Digital Twins instances created from now on report `host` as their
+    /// `properties.hostName` (the address of a [`crate::fake_adt::FakeAdt`]); without it they
+    /// report `<name>.api.weu.digitaltwins.azure.net`.
+    pub fn set_digital_twins_host(&self, host: &str) {
+        lock(&self.state).digital_twins_host = Some(host.to_string());
+    }
+
+    /// A view of the role assignments this fake holds, for a data-plane fake that answers
+    /// 403 until its caller has a role (as the real data planes do).
+    pub fn role_check(&self) -> RoleCheck {
+        RoleCheck {
+            state: self.state.clone(),
+        }
+    }
+
     /// Whether a resource provider is registered.
     pub fn is_registered(&self, namespace: &str) -> bool {
         !lock(&self.state)
             .unregistered
             .contains(&namespace.to_ascii_lowercase())
+    }
+}
+
+/// Looks role assignments up in a running fake ARM (see [`FakeArm::role_check`]).
+#[derive(Clone)]
+pub struct RoleCheck {
+    state: Arc<Mutex<State>>,
+}
+
+impl RoleCheck {
+    /// Whether `principal_id` holds the built-in role `role_guid` on a resource of ARM type
+    /// `scope_type` (case-insensitive), e.g. `Microsoft.DigitalTwins/digitalTwinsInstances`.
+    pub fn has(&self, principal_id: &str, role_guid: &str, scope_type: &str) -> bool {
+        let st = lock(&self.state);
+        let marker = format!("/providers/{}/", scope_type.to_ascii_lowercase());
+        st.resources.iter().any(|(k, r)| {
+            k.contains("/providers/microsoft.authorization/roleassignments/")
+                && k.contains(&marker)
+                && r.pointer("/properties/principalId").and_then(Value::as_str)
+                    == Some(principal_id)
+                && r.pointer("/properties/roleDefinitionId")
+                    .and_then(Value::as_str)
+                    .is_some_and(|d| {
+                        d.to_ascii_lowercase()
+                            .ends_with(&role_guid.to_ascii_lowercase())
+                    })
+        })
     }
 }
 
@@ -809,6 +853,7 @@ fn resource(
                     json!({"blob": format!("https://{name}.blob.core.windows.net/")});
             }
             fill_in_generic(config, &ty, name, &mut stored);
+            fill_in_l4(st, &ty, name, &mut stored);
             if existing.is_none() && ty.eq_ignore_ascii_case(IDENTITY_TYPE) {
                 if let Some(p) = stored
                     .pointer("/properties/principalId")
@@ -1221,6 +1266,22 @@ fn fill_in_generic(config: &FakeArmConfig, ty: &str, name: &str, stored: &mut Va
             .map(str::to_string)
             .unwrap_or_else(|| format!("https://{name}-a1b2c3d4.weu.grafana.azure.com"));
         stored["properties"]["endpoint"] = json!(url);
+    }
+}
+
+/// What ARM fills in for an Azure Digital Twins instance: its data-plane `hostName` and the
+/// default network access.
+fn fill_in_l4(st: &State, ty: &str, name: &str, stored: &mut Value) {
+    if ty.eq_ignore_ascii_case("Microsoft.DigitalTwins/digitalTwinsInstances") {
+        let host = st
+            .digital_twins_host
+            .clone()
+            .unwrap_or_else(|| format!("{name}.api.weu.digitaltwins.azure.net"));
+        let p = &mut stored["properties"];
+        p["hostName"] = json!(host);
+        if p.get("publicNetworkAccess").is_none() {
+            p["publicNetworkAccess"] = json!("Enabled");
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 //! skip silently.
 
 pub mod azure;
+pub mod fake_adt;
 pub mod fake_app_insights;
 pub mod fake_arm;
 pub mod fake_functions_host;

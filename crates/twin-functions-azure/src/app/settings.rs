@@ -28,6 +28,10 @@ pub const COSMOS_DATABASE: &str = "COSMOS_DATABASE";
 /// The cold/archive storage account's blob endpoint, as ARM returns it (`primaryEndpoints.blob`).
 pub const BLOB_ENDPOINT: &str = "BLOB_ENDPOINT";
 
+/// The Azure Digital Twins instance's host name, as ARM returns it (`hostName`); set when L4
+/// is on Azure, and the persister then patches the device's twin.
+pub const ADT_ENDPOINT: &str = "ADT_ENDPOINT";
+
 /// Where the handler says the catalogue came from (in errors and logs).
 pub const PACKAGE_CATALOGUE: &str = "the app package";
 
@@ -108,6 +112,9 @@ pub struct HandlerSettings {
     pub cosmos: Option<CosmosLocation>,
     /// `BLOB_ENDPOINT`, when a mover uses blobs.
     pub blob_endpoint: Option<String>,
+    /// `ADT_ENDPOINT`, when L4 is on Azure and the persister is in the app: the persister
+    /// then patches the device's twin after each stored record.
+    pub adt_endpoint: Option<String>,
     /// The dispatcher's settings, when it is in the app.
     pub dispatcher: Option<DispatcherSettings>,
     /// The processor's settings, when it is in the app (or run by the dispatcher).
@@ -225,6 +232,12 @@ impl HandlerSettings {
                 _ => None,
             },
             blob_endpoint,
+            // Optional: without it (L4 elsewhere or off) the persister only writes hot.
+            adt_endpoint: has(AppFunction::Persister)
+                .then(|| lookup(ADT_ENDPOINT))
+                .flatten()
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty()),
             client_id,
             common,
         };
@@ -341,5 +354,27 @@ mod tests {
         assert_eq!(s.hot_reader.map(|h| h.max_response_bytes), Some(2048));
         assert_eq!(s.cosmos.map(|c| c.container), Some("hot".into()));
         assert!(s.dispatcher.is_none() && s.hot_to_cold.is_none() && s.blob_endpoint.is_none());
+    }
+
+    #[test]
+    fn the_twin_endpoint_is_optional_and_only_the_persister_reads_it() {
+        let base = [
+            ("TWIN_NAME", "t"),
+            ("AZURE_CLIENT_ID", "00000000-0000-0000-0000-000000000001"),
+            ("COSMOS_ENDPOINT", "https://t.documents.azure.com:443/"),
+            ("COSMOS_DATABASE", "twin"),
+            ("HOT_TABLE", "hot"),
+        ];
+        let without = HandlerSettings::from_lookup(&[AppFunction::Persister], &env(&base)).unwrap();
+        assert_eq!(without.adt_endpoint, None);
+        let mut with = base.to_vec();
+        with.push((ADT_ENDPOINT, "t-adt.api.weu.digitaltwins.azure.net"));
+        let s = HandlerSettings::from_lookup(&[AppFunction::Persister], &env(&with)).unwrap();
+        assert_eq!(
+            s.adt_endpoint.as_deref(),
+            Some("t-adt.api.weu.digitaltwins.azure.net")
+        );
+        let reader = HandlerSettings::from_lookup(&[AppFunction::HotReader], &env(&with)).unwrap();
+        assert_eq!(reader.adt_endpoint, None);
     }
 }

@@ -5,6 +5,7 @@
 
 use super::payload::log_line;
 use super::stores::HotHandle;
+use crate::adt_twin::TwinPatchingStore;
 use async_trait::async_trait;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -15,7 +16,7 @@ use twin_functions::record::{FIELD_CORRELATION_ID, FIELD_DEVICE_ID, FIELD_TIME};
 use twin_functions::{CloudError, CloudErrorKind, FunctionInvoker, SystemClock};
 
 /// The persister as the handler runs it.
-pub type AppPersister = Persister<HotHandle>;
+pub type AppPersister = Persister<TwinPatchingStore<HotHandle>>;
 /// The processor as the handler runs it (its persister in process).
 pub type AppProcessor = Processor<InProcessInvoker, SystemClock>;
 

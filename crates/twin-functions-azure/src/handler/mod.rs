@@ -122,7 +122,9 @@ impl Handler {
                     .persister
                     .as_ref()
                     .ok_or_else(|| missing(AppFunction::Persister))?;
-                Some(Arc::new(Persister::new(hot()?)))
+                Some(Arc::new(Persister::new(
+                    crate::adt_twin::TwinPatchingStore::new(hot()?, stores.twin.clone()),
+                )))
             }
             false => None,
         };

@@ -7,6 +7,7 @@
 //! identity's role not propagated yet) fails that invocation, which Event Grid or the timer
 //! retries, instead of the whole app.
 
+use crate::adt_twin::AdtTwinUpdater;
 use crate::app::settings::{CosmosLocation, HandlerSettings};
 use crate::blob_object_store::BlobAuth;
 use crate::error_map::cosmos_error;
@@ -172,6 +173,8 @@ pub struct Stores {
     pub hot: Option<HotHandle>,
     /// The cold/archive account, when a mover uses it.
     pub objects: Option<BlobObjectStore>,
+    /// The Azure Digital Twins instance the persister patches twins in, when L4 is on Azure.
+    pub twin: Option<Arc<AdtTwinUpdater>>,
 }
 
 impl Stores {
@@ -194,7 +197,11 @@ impl Stores {
             .blob_endpoint
             .clone()
             .map(|url| BlobObjectStore::new(url, BlobAuth::Token(credential.clone())));
-        Ok(Self { hot, objects })
+        let twin = settings
+            .adt_endpoint
+            .as_deref()
+            .map(|e| Arc::new(AdtTwinUpdater::new(e, credential.clone())));
+        Ok(Self { hot, objects, twin })
     }
 
     /// Stores the caller built: the test-only path, for clients authenticated with the
@@ -204,6 +211,7 @@ impl Stores {
         Self {
             hot: hot.map(HotHandle::ready),
             objects,
+            twin: None,
         }
     }
 }
