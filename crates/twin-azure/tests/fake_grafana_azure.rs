@@ -6,7 +6,8 @@
 //! role "propagates") the hot reader's Infinity data source with the function key in
 //! `secureJsonData`, the twin's folder and a dashboard with a panel per device property.
 //! A second deploy makes no mutating call, a new device updates the dashboard only, and destroy
-//! leaves nothing in either fake.
+//! leaves nothing in either fake. The whole twin, L1 to L5 with Azure Digital Twins (fake ADT)
+//! as L4, goes through the same steps in one test.
 
 mod support;
 
@@ -20,6 +21,7 @@ use twin_azure::l5;
 use twin_config::{Layer, TwinConfig};
 use twin_engine::Engine;
 use twin_grafana::dashboard_model;
+use twin_testkit::fake_adt::FakeAdt;
 use twin_testkit::fake_arm::{FakeArm, FakeArmConfig, FunctionHosting, FAKE_PRINCIPAL_ID};
 use twin_testkit::fake_functions_host::FakeFunctionsHost;
 use twin_testkit::fake_grafana::{FakeGrafana, INFINITY_PLUGIN};
@@ -87,10 +89,15 @@ async fn fakes() -> Fakes {
 /// The twin with `devices` (each with `temperature` and a `door` boolean), `sensor-0` in room-1
 /// of the hierarchy and the others in none.
 fn write_twin(dir: &Path, devices: &[&str]) -> Arc<TwinConfig> {
+    write_twin_on(dir, devices, &AZURE)
+}
+
+/// [`write_twin`] with exactly `azure` on Azure.
+fn write_twin_on(dir: &Path, devices: &[&str], azure: &[Layer]) -> Arc<TwinConfig> {
     let hierarchy = json!([{"type": "entity", "id": "room-1", "children": [
         {"type": "component", "name": "sensor-0", "iotDeviceId": "sensor-0"}]}]);
     std::fs::write(dir.join("config_hierarchy.json"), hierarchy.to_string()).expect("hierarchy");
-    let config = support::try_write_twin(dir, TWIN, devices, &AZURE).expect("valid twin config");
+    let config = support::try_write_twin(dir, TWIN, devices, azure).expect("valid twin config");
     let mut config = Arc::unwrap_or_clone(config);
     for d in &mut config.devices {
         d.properties.push(twin_config::Property {
@@ -334,4 +341,59 @@ async fn fake_grafana_azure_without_the_hot_reader_on_azure_is_refused_before_an
     assert!(text.contains("layer_2_provider"), "{text}");
     assert_eq!(arm_changes(&f.arm), Vec::<String>::new());
     assert!(f.grafana.take_requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fake_adt_and_grafana_an_all_azure_twin_l1_to_l5_deploys_redeploys_and_destroys() {
+    let f = fakes().await;
+    let adt = FakeAdt::start(Some(f.arm.role_check()))
+        .await
+        .expect("fake ADT");
+    f.arm.set_digital_twins_host(&adt.host);
+    f.grafana.admit_entra(FAKE_PRINCIPAL_ID, 2);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let every_layer = Layer::ALL;
+    let config = write_twin_on(dir.path(), &["sensor-0", "sensor-1"], &every_layer);
+    assert!(
+        every_layer
+            .iter()
+            .all(|l| config.providers.get(*l) == twin_config::ProviderName::Azure),
+        "every layer is on Azure"
+    );
+    let engine = engine(&f, &config).await;
+    engine.deploy(None).await.expect("deploy L1 to L5");
+
+    // L4: a model per device and per entity, a twin each, the room containing sensor-0.
+    let models = adt.model_ids();
+    assert!(
+        models.iter().any(|m| m.contains("sensor_0")),
+        "a model for sensor-0: {models:?}"
+    );
+    let twins = adt.twin_ids();
+    assert_eq!(twins.len(), 3, "room-1, sensor-0 and sensor-1: {twins:?}");
+    let relationships = adt.relationships();
+    assert_eq!(
+        relationships.len(),
+        1,
+        "room-1 holds sensor-0: {relationships:?}"
+    );
+    // L5: a panel per property, reading the hot reader.
+    assert_eq!(panels(&f.grafana), want_panels(&["sensor-0", "sensor-1"]));
+
+    // A second deploy changes nothing in ARM, ADT or Grafana.
+    f.arm.clear_log();
+    f.grafana.take_requests();
+    adt.clear_log();
+    let again = engine.deploy(None).await.expect("second deploy");
+    assert_eq!((again.created, again.updated), (0, 0), "{again:?}");
+    assert_eq!(arm_changes(&f.arm), Vec::<String>::new());
+    assert_eq!(grafana_changes(&f.grafana), Vec::<String>::new());
+    assert_eq!(adt.mutating_calls(), Vec::<String>::new());
+
+    // Destroy leaves nothing in any fake.
+    engine.destroy(None).await.expect("destroy");
+    assert_eq!(adt.model_ids(), Vec::<String>::new());
+    assert_eq!(adt.twin_ids(), Vec::<String>::new());
+    assert_eq!(f.grafana.contents(), (Vec::new(), Vec::new(), Vec::new()));
+    assert_eq!(support::twin_resources(&f.arm, TWIN), Vec::<String>::new());
 }
