@@ -4,6 +4,7 @@ mod cli;
 mod commands;
 mod cost;
 mod dead_letters;
+mod endpoints;
 mod error;
 mod local;
 mod model;
@@ -70,6 +71,8 @@ fn init_logging(cli: &Cli) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colours only to a terminal and without NO_COLOR: logs piped to a file stay plain.
+        .with_ansi(render::escapes_on_stderr())
         .try_init();
 }
 

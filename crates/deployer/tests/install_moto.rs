@@ -21,8 +21,14 @@ fn text(b: &[u8]) -> String {
 /// `deployer args` in `dir` with nothing but an empty directory on PATH and a fresh HOME: no
 /// toolchain, no prebuilt zips, no functions directory.
 fn installed(bin: &Path, dir: &Path, path: &Path, home: &Path, args: &[&str]) -> Output {
-    Command::new(bin)
-        .current_dir(dir)
+    command(bin, dir, path, home, args)
+        .output()
+        .expect("run the installed deployer")
+}
+
+fn command(bin: &Path, dir: &Path, path: &Path, home: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(bin);
+    c.current_dir(dir)
         .args(args)
         .env("PATH", path)
         .env("HOME", home)
@@ -32,9 +38,49 @@ fn installed(bin: &Path, dir: &Path, path: &Path, home: &Path, args: &[&str]) ->
         .env_remove("CARGO_HOME")
         .env_remove("RUSTUP_HOME")
         .env_remove("TWIN_VENV")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run the installed deployer")
+        .env_remove("NO_COLOR")
+        .env("COLUMNS", "120")
+        .stdin(Stdio::null());
+    c
+}
+
+/// Fails when a command's output holds an escape sequence (colour, cursor movement).
+fn assert_plain(what: &str, out: &Output) {
+    for (stream, bytes) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+        assert!(
+            !bytes.windows(2).any(|w| w == b"\x1b["),
+            "{what}: escape sequence on {stream}: {:?}",
+            text(bytes)
+        );
+    }
+}
+
+/// `deployer args` with a terminal as stdout and stderr (util-linux `script`), and NO_COLOR set:
+/// the output must be as plain as through a pipe.
+fn on_a_terminal_with_no_color(
+    bin: &Path,
+    dir: &Path,
+    path: &Path,
+    home: &Path,
+    args: &[&str],
+) -> Option<Output> {
+    let script = ["/usr/bin/script", "/bin/script"]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| p.exists())?;
+    let line = std::iter::once(bin.display().to_string())
+        .chain(args.iter().map(|a| a.to_string()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut c = command(
+        Path::new(script),
+        dir,
+        path,
+        home,
+        &["-qec", &line, "/dev/null"],
+    );
+    c.env("NO_COLOR", "1").env("TERM", "xterm-256color");
+    Some(c.output().expect("run deployer under script"))
 }
 
 #[test]
@@ -77,12 +123,49 @@ fn the_installed_binary_deploys_the_example_twin_from_an_empty_directory_without
         );
     }
 
-    let deploy = installed(&bin, &dir, &path, &home, &["deploy", "-y", "--json"]);
+    // Piped output (every run here) has no escape sequences, with or without NO_COLOR.
+    let plan = installed(&bin, &dir, &path, &home, &["plan"]);
+    assert!(plan.status.success(), "plan failed: {}", text(&plan.stderr));
+    assert_plain("plan", &plan);
+    let deploy = installed(&bin, &dir, &path, &home, &["deploy", "-y"]);
     assert!(
         deploy.status.success(),
         "deploy failed: {}",
         text(&deploy.stderr)
     );
+    assert_plain("deploy", &deploy);
+
+    // For people: the endpoints first, every line within 120 columns.
+    let info = installed(&bin, &dir, &path, &home, &["info"]);
+    assert!(info.status.success(), "info failed: {}", text(&info.stderr));
+    assert_plain("info", &info);
+    let shown = text(&info.stdout);
+    for line in shown.lines() {
+        assert!(
+            line.chars().count() <= 120,
+            "{} columns: {line}\n{shown}",
+            line.chars().count()
+        );
+    }
+    let top: Vec<&str> = shown.lines().take(2).collect();
+    assert!(
+        top[0].starts_with("IoT endpoint (aws):") && top[0].len() > "IoT endpoint (aws): ".len(),
+        "{shown}"
+    );
+    assert!(
+        top[1].starts_with("Hot-reader URL (aws):") && top[1].contains("http"),
+        "{shown}"
+    );
+    for cmd in ["info", "plan"] {
+        if let Some(tty) = on_a_terminal_with_no_color(&bin, &dir, &path, &home, &[cmd]) {
+            assert!(tty.status.success(), "{cmd}: {}", text(&tty.stdout));
+            assert_plain(&format!("{cmd} on a terminal with NO_COLOR"), &tty);
+            assert!(
+                !tty.stdout.is_empty(),
+                "{cmd} printed nothing on the terminal"
+            );
+        }
+    }
 
     // Every resource is there, and the functions' code is the packages the binary carries
     // (their hash is in the uploaded object's key), not something built on the way.
@@ -114,12 +197,16 @@ fn the_installed_binary_deploys_the_example_twin_from_an_empty_directory_without
         "a second deploy changes nothing: {report}"
     );
 
-    let destroy = installed(&bin, &dir, &path, &home, &["destroy", "-y"]);
+    let destroy = command(&bin, &dir, &path, &home, &["destroy", "-y"])
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("destroy");
     assert!(
         destroy.status.success(),
         "destroy failed: {}",
         text(&destroy.stderr)
     );
+    assert_plain("destroy", &destroy);
     let left = support::leftovers(&moto.endpoint, "digital-twin");
     assert_eq!(left, Ok(Vec::new()), "destroy left resources behind");
 }
