@@ -23,7 +23,8 @@ pub struct Cli {
     /// Only errors.
     #[arg(short, long, global = true)]
     pub quiet: bool,
-    /// Cargo workspace holding the function crates (default: the one this deployer runs from).
+    /// Cargo workspace to build every function crate from (default: the packages this binary
+    /// carries, see `--version`, and the workspace it runs from for the rest).
     #[arg(
         long,
         global = true,
