@@ -14,6 +14,10 @@ bash scripts/setup-azure-emulators.sh
 bash scripts/setup-dtdl-parser.sh >/dev/null
 if [ -f scripts/build-functions.sh ]; then
   bash scripts/build-functions.sh
+  # The test build of `deployer` carries those same zips, as an installed one does
+  # (crates/deployer/build.rs; tests/install_moto.rs runs it without a toolchain). Costs the
+  # deployer crate's own rebuild when the zips change, no second build of anything.
+  export DEPLOYER_EMBED_FUNCTIONS="${CARGO_TARGET_DIR:-$root/target}/lambda"
 fi
 
 cargo test --workspace --all-targets "$@"

@@ -6,7 +6,7 @@ use twin_config::Layer;
 
 /// Deploys a five-layer digital twin onto AWS and Azure from three JSON files.
 #[derive(Debug, Parser)]
-#[command(name = "deployer", version, disable_help_subcommand = true)]
+#[command(name = "deployer", version = crate::VERSION, disable_help_subcommand = true)]
 pub struct Cli {
     /// Directory holding config.json, config_iot_devices.json and config_providers.json.
     #[arg(short = 'C', long = "dir", global = true, value_name = "DIR")]
@@ -23,7 +23,8 @@ pub struct Cli {
     /// Only errors.
     #[arg(short, long, global = true)]
     pub quiet: bool,
-    /// Cargo workspace holding the function crates (default: the one this deployer runs from).
+    /// Cargo workspace to build every function crate from (default: the packages this binary
+    /// carries, see `--version`, and the workspace it runs from for the rest).
     #[arg(
         long,
         global = true,

@@ -154,19 +154,28 @@ pub async fn run(cli: &Cli, cmd: &Command, cancel: CancellationToken) -> Result<
             Ok(())
         }
         Command::Info { wide } => {
-            let (engine, progress, _) = engine(cli, cancel, false).await?;
+            let (engine, progress, config) = engine(cli, cancel, false).await?;
             let rows = engine.info().await;
             progress.finish();
             let rows = rows?;
             if cli.json {
                 output::json(&output::info_json(&rows));
             } else {
-                // What a person opens first: where Grafana is and whether its data answers.
-                for line in twin_aws::l5_grafana::info_lines(&rows)
+                // What a person opens first: where devices connect, where the hot data is
+                // read, where Grafana is and whether its data answers.
+                let state =
+                    twin_engine::StateFile::peek(&config.dir, &config.twin.digital_twin_name)?;
+                let found = crate::endpoints::endpoints(&state, &rows);
+                let grafana: Vec<String> = twin_aws::l5_grafana::info_lines(&rows)
                     .into_iter()
                     .chain(twin_azure::l5::info_lines(&rows))
-                {
+                    .collect();
+                let top = crate::endpoints::lines(&found, grafana);
+                for line in &top {
                     println!("{line}");
+                }
+                if !top.is_empty() {
+                    println!();
                 }
                 println!("{}", output::info_table(&rows, *wide, output::width()));
                 let config = load_config(cli)?;

@@ -4,6 +4,7 @@ mod cli;
 mod commands;
 mod cost;
 mod dead_letters;
+mod endpoints;
 mod error;
 mod local;
 mod model;
@@ -12,6 +13,18 @@ mod registry;
 mod render;
 mod repl;
 mod verify;
+
+/// The function packages compiled in by build.rs (none in a plain development build).
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/embedded_functions.rs"));
+}
+
+/// `--version`: the crate's version and which function packages this binary carries.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    ", ",
+    env!("DEPLOYER_FUNCTIONS_SUMMARY")
+);
 
 use clap::Parser;
 use cli::Cli;
@@ -58,6 +71,8 @@ fn init_logging(cli: &Cli) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colours only to a terminal and without NO_COLOR: logs piped to a file stay plain.
+        .with_ansi(render::escapes_on_stderr())
         .try_init();
 }
 
@@ -68,6 +83,8 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    // Before any provider is made: every command's function code comes from the same place.
+    twin_artifacts::embed(embedded::PACKAGES);
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -92,4 +109,18 @@ fn main() {
         Some(cmd) => repl::run_one(&cli, &cmd, &rt),
     };
     std::process::exit(code);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_build_script_embeds_the_default_function_crates() {
+        assert_eq!(
+            crate::embedded::CRATES,
+            &twin_artifacts::DEFAULT_FUNCTION_CRATES[..]
+        );
+        for p in crate::embedded::PACKAGES {
+            assert!(crate::embedded::CRATES.contains(&p.crate_name), "{p:?}");
+        }
+    }
 }

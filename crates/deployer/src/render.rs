@@ -18,12 +18,31 @@ pub enum ProgressMode {
     Quiet,
 }
 
+/// Whether escape sequences (colours, a redrawn bar) may go to stderr: only to a terminal, and
+/// not when the user asked for none (`NO_COLOR` set to anything, <https://no-color.org>) or the
+/// terminal cannot show them (`TERM=dumb`).
+pub fn escapes_on_stderr() -> bool {
+    escapes_allowed(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+        std::env::var_os("TERM").as_deref(),
+    )
+}
+
+fn escapes_allowed(
+    terminal: bool,
+    no_color: Option<&std::ffi::OsStr>,
+    term: Option<&std::ffi::OsStr>,
+) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty()) && term.is_none_or(|t| t != "dumb")
+}
+
 impl ProgressMode {
-    /// Picks the mode for stderr.
+    /// Picks the mode for stderr: the bar only where escape sequences may go.
     pub fn detect(quiet: bool) -> ProgressMode {
         if quiet {
             ProgressMode::Quiet
-        } else if std::io::stderr().is_terminal() {
+        } else if escapes_on_stderr() {
             ProgressMode::Terminal
         } else {
             ProgressMode::Plain
@@ -156,5 +175,24 @@ impl EventSink for Progress {
                 self.line(format!("? {label}: {reason}"));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escapes_allowed;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn escapes_only_to_a_terminal_without_no_color_or_a_dumb_term() {
+        let s = |v: &'static str| Some(OsStr::new(v));
+        assert!(escapes_allowed(true, None, s("xterm-256color")));
+        assert!(
+            escapes_allowed(true, s(""), None),
+            "NO_COLOR empty counts as unset"
+        );
+        assert!(!escapes_allowed(false, None, s("xterm")), "a pipe");
+        assert!(!escapes_allowed(true, s("1"), s("xterm")), "NO_COLOR=1");
+        assert!(!escapes_allowed(true, None, s("dumb")));
     }
 }

@@ -275,6 +275,23 @@ fn fake_arm_all_azure_twin_validates_plans_deploys_idempotently_and_destroys_to_
         assert_eq!(row["status"], "ok", "{row}");
     }
 
+    // For people: the hub's host and the hot-reader's URL as ARM reported them, first.
+    let shown = run(&fakes, dir.path(), &["info"]);
+    assert!(
+        shown.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
+    let shown = String::from_utf8_lossy(&shown.stdout).into_owned();
+    let top: Vec<&str> = shown.lines().take(2).collect();
+    assert!(top[0].starts_with("IoT endpoint (azure):"), "{shown}");
+    assert!(
+        top[1].starts_with("Hot-reader URL (azure): https://")
+            && top[1].ends_with("/api/hot-reader")
+            && !top[1].contains("code="),
+        "the function URL without a key: {shown}"
+    );
+
     let state = std::fs::read_to_string(dir.path().join(".deployer").join(format!("{twin}.json")))
         .expect("the state file");
     assert!(

@@ -322,3 +322,37 @@ fn completions_are_printed_for_each_shell_with_every_command() {
         "an unknown shell is a usage error"
     );
 }
+
+#[test]
+fn version_names_the_crate_version_and_the_function_packages() {
+    let out = Command::new(env!("CARGO_BIN_EXE_deployer"))
+        .arg("--version")
+        .output()
+        .expect("run deployer");
+    assert_eq!(out.status.code(), Some(0));
+    let line = text(&out.stdout);
+    let line = line.trim();
+    let prefix = format!("deployer {}, ", env!("CARGO_PKG_VERSION"));
+    let functions = line
+        .strip_prefix(&prefix)
+        .unwrap_or_else(|| panic!("`{line}` does not start with `{prefix}`"));
+    let embedded = std::env::var_os("DEPLOYER_EMBED_FUNCTIONS").is_some_and(|d| !d.is_empty());
+    if functions == "functions: built from source" {
+        assert!(
+            !embedded,
+            "built with DEPLOYER_EMBED_FUNCTIONS but says `{line}`"
+        );
+        return;
+    }
+    // `functions <12 hex digits> (<architectures>)`
+    let rest = functions
+        .strip_prefix("functions ")
+        .unwrap_or_else(|| panic!("{line}"));
+    let (hash, arches) = rest.split_once(' ').unwrap_or_else(|| panic!("{line}"));
+    assert_eq!(hash.len(), 12, "{line}");
+    assert!(hash.chars().all(|c| c.is_ascii_hexdigit()), "{line}");
+    assert!(
+        arches == "(x86_64)" || arches == "(x86_64, arm64)" || arches == "(arm64)",
+        "{line}"
+    );
+}

@@ -1,11 +1,12 @@
 //! Function code, the same for every provider: finding the function crates, hashing their
 //! sources, and building each crate's zip once per change with cargo-lambda (or taking prebuilt
-//! zips from `DEPLOYER_PREBUILT_FUNCTIONS`). Uploading a zip is each provider's own business.
+//! zips from `DEPLOYER_PREBUILT_FUNCTIONS`, or the packages an installed deployer carries, see
+//! [`embed`]). Uploading a zip is each provider's own business.
 
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use twin_config::{Architecture, Device};
 use twin_engine::CloudError;
 use twin_functions::data_type::{DataType, PropertySpec};
@@ -16,26 +17,95 @@ pub const PREBUILT_ENV: &str = "DEPLOYER_PREBUILT_FUNCTIONS";
 /// Hex digits of a source hash.
 const HASH_LEN: usize = 16;
 
+/// The function crates every twin deploys with its default processors: the seven Lambda
+/// functions and the Azure Functions custom handler. An installed deployer carries their
+/// packages; a device's own processor crate is always built from source.
+pub const DEFAULT_FUNCTION_CRATES: [&str; 8] = [
+    "dispatcher",
+    "processor",
+    "persister",
+    "hot-reader",
+    "hot-to-cold-mover",
+    "cold-to-archive-mover",
+    "twin-connector",
+    "azure-handler",
+];
+
+/// One function package carried inside the deployer binary (`include_bytes!` of a
+/// cargo-lambda `bootstrap.zip`).
+#[derive(Debug)]
+pub struct EmbeddedPackage {
+    /// The function crate, one of [`DEFAULT_FUNCTION_CRATES`].
+    pub crate_name: &'static str,
+    /// The architecture its `bootstrap` binary runs on.
+    pub architecture: Architecture,
+    /// The zip itself.
+    pub zip: &'static [u8],
+}
+
+static EMBEDDED: OnceLock<&'static [EmbeddedPackage]> = OnceLock::new();
+
+/// Makes the packages compiled into this binary the default function code of every
+/// [`Artifacts`] made after it. A process-wide setting on purpose: the packages are part of the
+/// binary, like its version, and every provider of every command must see the same ones. The
+/// first call wins; later calls are ignored.
+pub fn embed(packages: &'static [EmbeddedPackage]) {
+    let _ = EMBEDDED.set(packages);
+}
+
+/// The packages this binary carries (none unless [`embed`] was called with some).
+pub fn embedded() -> &'static [EmbeddedPackage] {
+    EMBEDDED.get().copied().unwrap_or(&[])
+}
+
+/// Where one crate's zip comes from.
+enum Source {
+    /// `DEPLOYER_PREBUILT_FUNCTIONS/<crate>/bootstrap.zip`.
+    Prebuilt(PathBuf),
+    /// Compiled into this binary.
+    Embedded(&'static [u8]),
+    /// Built from the crate in a cargo workspace.
+    Workspace,
+}
+
 /// The function code of one twin: where the crates are, their hashes, built zips.
 pub struct Artifacts {
     workspace: Option<PathBuf>,
+    /// Whether the workspace was named by the caller (`--functions-dir`): then every crate is
+    /// built from it, even one this binary carries.
+    workspace_given: bool,
     prebuilt: Option<PathBuf>,
+    embedded: &'static [EmbeddedPackage],
     architecture: Architecture,
     hashes: Mutex<HashMap<String, String>>,
     builds: tokio::sync::Mutex<HashMap<String, PathBuf>>,
 }
 
 impl Artifacts {
-    /// Function code found in `functions_dir`, else the cargo workspace around the current
-    /// directory, else the workspace this deployer was built from; built for `architecture`.
+    /// Function code for `architecture`: prebuilt zips from `DEPLOYER_PREBUILT_FUNCTIONS`,
+    /// else crates built from `functions_dir`, else the default packages this binary carries
+    /// ([`embed`]), else crates built from the cargo workspace around the current directory or
+    /// the one this deployer was built from.
     pub fn new(functions_dir: Option<PathBuf>, architecture: Architecture) -> Self {
+        Self::with_embedded(functions_dir, architecture, embedded())
+    }
+
+    /// [`Artifacts::new`] with these packages in place of the binary's own (tests).
+    pub fn with_embedded(
+        functions_dir: Option<PathBuf>,
+        architecture: Architecture,
+        embedded: &'static [EmbeddedPackage],
+    ) -> Self {
+        let workspace_given = functions_dir.is_some();
         let workspace = functions_dir.or_else(find_workspace);
         let prebuilt = std::env::var_os(PREBUILT_ENV)
             .map(PathBuf::from)
             .filter(|p| !p.as_os_str().is_empty());
         Artifacts {
             workspace,
+            workspace_given,
             prebuilt,
+            embedded,
             architecture,
             hashes: Mutex::new(HashMap::new()),
             builds: tokio::sync::Mutex::new(HashMap::new()),
@@ -47,15 +117,63 @@ impl Artifacts {
         self.architecture
     }
 
+    /// Where `crate_name`'s zip comes from, or why it cannot come from anywhere.
+    fn source(&self, crate_name: &str) -> Result<Source, CloudError> {
+        if let Some(dir) = &self.prebuilt {
+            return Ok(Source::Prebuilt(dir.join(crate_name).join("bootstrap.zip")));
+        }
+        if self.workspace_given || self.embedded.is_empty() {
+            return Ok(Source::Workspace);
+        }
+        if let Some(p) = self
+            .embedded
+            .iter()
+            .find(|p| p.crate_name == crate_name && p.architecture == self.architecture)
+        {
+            return Ok(Source::Embedded(p.zip));
+        }
+        if !DEFAULT_FUNCTION_CRATES.contains(&crate_name) {
+            // A device's own processor: always built from its source.
+            return Ok(Source::Workspace);
+        }
+        // A default function this binary was not given for this architecture: building it from
+        // some checkout instead would deploy code of another version, and falling back to
+        // another architecture would deploy code that cannot run.
+        let mut carried: Vec<&str> = self
+            .embedded
+            .iter()
+            .filter(|p| p.crate_name == crate_name)
+            .map(|p| p.architecture.as_str())
+            .collect();
+        carried.dedup();
+        let carried = if carried.is_empty() {
+            "no architecture".to_string()
+        } else {
+            carried.join(", ")
+        };
+        let arch = self.architecture.as_str();
+        Err(CloudError::fatal(
+            "FunctionPackageNotEmbedded",
+            format!(
+                "this deployer carries the {crate_name} function for {carried} only, and the twin needs it for {arch}"
+            ),
+        )
+        .with_hint(if self.architecture == Architecture::Arm64 {
+            "build the arm64 packages (`scripts/build-functions.sh --arm64`, needs the aarch64-unknown-linux-gnu Rust target) and reinstall with `scripts/install.sh --arm64`; or pass --functions-dir DIR (a deployer checkout) to build them from source; or set aws.architecture to x86_64".to_string()
+        } else {
+            format!("reinstall with `scripts/install.sh` (it builds and embeds every default function for {arch}), or pass --functions-dir DIR (a deployer checkout) to build them from source")
+        }))
+    }
+
     /// The content hash of a function crate's code (its sources, the shared function crates and
-    /// Cargo.lock, or the prebuilt zip), computed once per command.
+    /// Cargo.lock, or the prebuilt or embedded zip), computed once per command.
     pub fn source_hash(&self, crate_name: &str) -> Result<String, CloudError> {
         if let Some(h) = lock(&self.hashes).get(crate_name) {
             return Ok(h.clone());
         }
-        let hash = if let Some(dir) = &self.prebuilt {
-            let zip = dir.join(crate_name).join("bootstrap.zip");
-            let bytes = std::fs::read(&zip).map_err(|e| {
+        let source = self.source(crate_name)?;
+        let hash = if let Source::Prebuilt(zip) = &source {
+            let bytes = std::fs::read(zip).map_err(|e| {
                 CloudError::fatal(
                     "ArtifactMissing",
                     format!("prebuilt function {}: {e}", zip.display()),
@@ -63,6 +181,8 @@ impl Artifacts {
                 .with_hint(format!("build it, or unset {PREBUILT_ENV}"))
             })?;
             short(&Sha256::digest(&bytes))
+        } else if let Source::Embedded(bytes) = source {
+            short(&Sha256::digest(bytes))
         } else {
             let ws = self.workspace()?;
             let crate_dir = ws.join("lambdas").join(crate_name);
@@ -116,11 +236,22 @@ impl Artifacts {
         })
     }
 
-    /// The zip of a crate, built with cargo-lambda if its hash has none cached yet.
+    /// The zip of a crate: prebuilt, written out from this binary, or built with cargo-lambda
+    /// if its hash has none cached yet.
     pub async fn zip(&self, crate_name: &str) -> Result<PathBuf, CloudError> {
         let hash = self.source_hash(crate_name)?;
-        if let Some(dir) = &self.prebuilt {
-            return Ok(dir.join(crate_name).join("bootstrap.zip"));
+        match self.source(crate_name)? {
+            Source::Prebuilt(zip) => return Ok(zip),
+            Source::Embedded(bytes) => {
+                return write_embedded(
+                    &embedded_cache(),
+                    crate_name,
+                    self.architecture,
+                    &hash,
+                    bytes,
+                )
+            }
+            Source::Workspace => {}
         }
         // One build at a time: cargo would serialise on its lock anyway, and this makes "build
         // once per hash" hold even when several functions need the same crate at once.
@@ -140,6 +271,56 @@ impl Artifacts {
         builds.insert(crate_name.to_string(), cached.clone());
         Ok(cached)
     }
+}
+
+/// Where embedded zips are written for the providers to upload: the user's cache directory
+/// (not a shared temp directory another user could plant files in).
+fn embedded_cache() -> PathBuf {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    cache.join("deployer").join("functions")
+}
+
+/// Writes an embedded zip to `<dir>/<crate>-<arch>-<hash>.zip` unless a file with the same
+/// content is there already; returns its path.
+fn write_embedded(
+    dir: &Path,
+    crate_name: &str,
+    arch: Architecture,
+    hash: &str,
+    bytes: &[u8],
+) -> Result<PathBuf, CloudError> {
+    let path = dir.join(format!("{crate_name}-{}-{hash}.zip", arch.as_str()));
+    let fail = |what: &Path, e: std::io::Error| {
+        CloudError::fatal(
+            "ArtifactUnwritable",
+            format!(
+                "cannot write the {crate_name} function package to {}: {e}",
+                what.display()
+            ),
+        )
+        .with_hint("make the directory writable, or set XDG_CACHE_HOME to a writable directory")
+    };
+    // The name carries the hash, but the content decides: a truncated or altered file is
+    // rewritten.
+    if let Ok(existing) = std::fs::read(&path) {
+        if existing == bytes {
+            return Ok(path);
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(|e| fail(dir, e))?;
+    // Written aside and renamed, so a concurrent deploy never reads half a zip.
+    let partial = dir.join(format!(
+        ".{crate_name}-{}-{hash}.{}.partial",
+        arch.as_str(),
+        std::process::id()
+    ));
+    std::fs::write(&partial, bytes).map_err(|e| fail(&partial, e))?;
+    std::fs::rename(&partial, &path).map_err(|e| fail(&path, e))?;
+    Ok(path)
 }
 
 async fn build(
@@ -279,4 +460,101 @@ pub fn property_specs(device: &Device) -> Result<Vec<PropertySpec>, CloudError> 
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static X86_ONLY: [EmbeddedPackage; 2] = [
+        EmbeddedPackage {
+            crate_name: "dispatcher",
+            architecture: Architecture::X86_64,
+            zip: b"dispatcher x86_64 zip",
+        },
+        EmbeddedPackage {
+            crate_name: "azure-handler",
+            architecture: Architecture::X86_64,
+            zip: b"azure-handler x86_64 zip",
+        },
+    ];
+
+    fn artifacts(arch: Architecture) -> Artifacts {
+        let mut a = Artifacts::with_embedded(None, arch, &X86_ONLY);
+        // Whatever the test environment exports: these tests are about the embedded packages.
+        a.prebuilt = None;
+        a
+    }
+
+    #[test]
+    fn an_embedded_package_is_hashed_by_its_bytes() {
+        let a = artifacts(Architecture::X86_64);
+        assert_eq!(
+            a.source_hash("dispatcher").unwrap(),
+            short(&Sha256::digest(b"dispatcher x86_64 zip"))
+        );
+        assert_eq!(
+            a.object_key("azure-handler").unwrap(),
+            format!(
+                "azure-handler/x86_64-{}.zip",
+                short(&Sha256::digest(b"azure-handler x86_64 zip"))
+            )
+        );
+    }
+
+    #[test]
+    fn another_architecture_is_an_error_saying_how_to_build_it_never_the_x86_package() {
+        let a = artifacts(Architecture::Arm64);
+        let e = a.source_hash("dispatcher").unwrap_err();
+        assert_eq!(e.code, "FunctionPackageNotEmbedded");
+        assert!(!e.class.is_retryable(), "{e:?}");
+        assert!(e.message.contains("x86_64 only"), "{}", e.message);
+        assert!(e.message.contains("arm64"), "{}", e.message);
+        let hint = e.hint.unwrap_or_default();
+        assert!(
+            hint.contains("scripts/build-functions.sh --arm64"),
+            "{hint}"
+        );
+        assert!(hint.contains("aarch64-unknown-linux-gnu"), "{hint}");
+    }
+
+    #[test]
+    fn a_default_function_the_binary_lacks_is_an_error_too() {
+        let a = artifacts(Architecture::X86_64);
+        let e = a.source_hash("persister").unwrap_err();
+        assert_eq!(e.code, "FunctionPackageNotEmbedded");
+        assert!(e.message.contains("no architecture"), "{}", e.message);
+    }
+
+    #[test]
+    fn an_own_processor_crate_is_built_from_source_and_an_explicit_workspace_wins() {
+        let a = artifacts(Architecture::X86_64);
+        assert!(matches!(
+            a.source("fahrenheit-processor"),
+            Ok(Source::Workspace)
+        ));
+        let ws = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut given = Artifacts::with_embedded(Some(ws), Architecture::X86_64, &X86_ONLY);
+        given.prebuilt = None;
+        assert!(matches!(given.source("dispatcher"), Ok(Source::Workspace)));
+        let mut none = Artifacts::with_embedded(None, Architecture::Arm64, &[]);
+        none.prebuilt = None;
+        assert!(matches!(none.source("dispatcher"), Ok(Source::Workspace)));
+    }
+
+    #[test]
+    fn an_embedded_zip_is_written_once_and_rewritten_when_altered() {
+        let dir = std::env::temp_dir().join(format!("twin-artifacts-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let p = write_embedded(&dir, "dispatcher", Architecture::X86_64, "abc", b"zip").unwrap();
+        assert_eq!(p, dir.join("dispatcher-x86_64-abc.zip"));
+        assert_eq!(std::fs::read(&p).unwrap(), b"zip");
+        std::fs::write(&p, b"tampered").unwrap();
+        let again =
+            write_embedded(&dir, "dispatcher", Architecture::X86_64, "abc", b"zip").unwrap();
+        assert_eq!(std::fs::read(&again).unwrap(), b"zip");
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
+        assert_eq!(left.len(), 1, "no partial file left: {left:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -1005,13 +1005,26 @@ impl FakeArm {
                 };
                 let prefix = format!("{site_key}/functions/");
                 st.resources.retain(|k, _| !k.starts_with(&prefix));
+                let host = st
+                    .resources
+                    .get(&site_key)
+                    .and_then(|s| s.pointer("/properties/defaultHostName"))
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
                 for f in functions {
                     let id = format!("{site_id}/functions/{f}");
+                    let mut properties =
+                        json!({"name": f, "language": "custom", "isDisabled": false});
+                    // As ARM reports it: the function's URL on the app's host, without a key.
+                    if let Some(host) = &host {
+                        properties["invoke_url_template"] =
+                            json!(format!("https://{host}/api/{f}"));
+                    }
                     st.resources.insert(
                         id.to_ascii_lowercase(),
                         json!({"id": id, "name": format!("{site}/{f}"),
                             "type": "Microsoft.Web/sites/functions",
-                            "properties": {"name": f, "language": "custom", "isDisabled": false}}),
+                            "properties": properties}),
                     );
                 }
             }

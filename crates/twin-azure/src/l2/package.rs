@@ -33,6 +33,12 @@ pub const HASH_TAG: &str = "twin-package";
 /// Name of the function Event Grid delivers telemetry to.
 pub const DISPATCHER: &str = "dispatcher";
 
+/// Output of the package: the hot-reader function's `invoke_url_template` (when the app has it).
+pub const HOT_READER_URL: &str = "hot_reader_url";
+
+/// A function ARM lists for a site: name, ARM id, invoke URL.
+type Listed = (String, String, Option<String>);
+
 /// Kudu's deployment status codes.
 const KUDU_FAILED: u64 = 3;
 const KUDU_SUCCEEDED: u64 = 4;
@@ -122,8 +128,9 @@ impl PackageDriver {
             }))
     }
 
-    /// The functions ARM lists for the site: (name, ARM id).
-    async fn functions(&self, site: &str, what: &str) -> Result<Vec<(String, String)>, CloudError> {
+    /// The functions ARM lists for the site: (name, ARM id, `invoke_url_template` when ARM
+    /// gives one: HTTP-triggered functions).
+    async fn functions(&self, site: &str, what: &str) -> Result<Vec<Listed>, CloudError> {
         let items = self
             .arm
             .list(&format!("{site}/functions"), site::API, what)
@@ -151,7 +158,12 @@ impl PackageDriver {
                         format!("{what}: function {id} has no name"),
                     )
                 })?;
-            out.push((name.to_string(), id.to_string()));
+            let url = f
+                .pointer("/properties/invoke_url_template")
+                .and_then(Value::as_str)
+                .filter(|u| !u.is_empty())
+                .map(str::to_string);
+            out.push((name.to_string(), id.to_string(), url));
         }
         out.sort();
         Ok(out)
@@ -161,13 +173,19 @@ impl PackageDriver {
         let functions = self.functions(site, what).await?;
         let dispatcher = functions
             .iter()
-            .find(|(n, _)| n == DISPATCHER)
-            .map(|(_, id)| id.clone());
+            .find(|(n, _, _)| n == DISPATCHER)
+            .map(|(_, id, _)| id.clone());
+        let hot_reader_url = functions
+            .iter()
+            .find(|(n, _, _)| n == twin_functions_azure::app::AppFunction::HotReader.name())
+            .and_then(|(_, _, url)| url.clone());
         Ok(Observed::new(
             Self::tags_path(site),
             json!({
                 "package_hash": hash,
-                "functions": functions.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
+                "functions": functions.iter().map(|(n, _, _)| n.clone()).collect::<Vec<_>>(),
+                // The hot-reader's URL as ARM reports it (no key in it), for `info`.
+                HOT_READER_URL: hot_reader_url,
                 // What an Event Grid subscription of type AzureFunction names as its endpoint.
                 "dispatcher_function_id": dispatcher,
             }),
@@ -299,7 +317,7 @@ impl PackageDriver {
                 .functions(site, what)
                 .await?
                 .into_iter()
-                .map(|(n, _)| n)
+                .map(|(n, _, _)| n)
                 .collect();
             let missing: Vec<&String> = want.iter().filter(|w| !listed.contains(w)).collect();
             if missing.is_empty() {
