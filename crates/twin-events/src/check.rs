@@ -80,8 +80,10 @@ pub struct Resolved {
 /// What a condition may name: implemented by the config loader over its hierarchy and devices.
 pub trait Schema {
     /// Resolves `<entity>.<device>.<property>`, or says in words what is unknown and what exists
-    /// (e.g. ``unknown entity `room-9`; entities are room-1, room-2``).
-    fn resolve(&self, reference: &PropertyRef) -> Result<Resolved, String>;
+    /// (e.g. ``unknown entity `room-9`; entities are room-1, room-2``). `Ok(None)`: cannot tell,
+    /// because the file that would say is itself broken (and reported); the reference is left
+    /// unresolved and unchecked rather than reported twice.
+    fn resolve(&self, reference: &PropertyRef) -> Result<Option<Resolved>, String>;
 }
 
 /// A condition that parses but names something unknown or compares unlike types.
@@ -142,7 +144,8 @@ fn literal_type(l: &Literal) -> Side {
 pub fn check(expr: &mut Expr, schema: &dyn Schema) -> Vec<CheckError> {
     let mut errors = Vec::new();
     expr.properties_mut(&mut |p, span| match schema.resolve(p) {
-        Ok(r) => p.iot_device_id = Some(r.iot_device_id),
+        Ok(Some(r)) => p.iot_device_id = Some(r.iot_device_id),
+        Ok(None) => {}
         Err(message) => errors.push(CheckError { span, message }),
     });
     compare_types(expr, schema, &mut errors);
@@ -161,6 +164,8 @@ fn compare_types(expr: &Expr, schema: &dyn Schema, errors: &mut Vec<CheckError>)
                 Operand::Literal(l) => literal_type(l),
                 Operand::Property(p) => schema
                     .resolve(p)
+                    .ok()
+                    .flatten()
                     .map_or(Side::Unresolved, |r| Side::Typed(r.value_type)),
             };
             let whole = Span {

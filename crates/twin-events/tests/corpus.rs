@@ -12,7 +12,7 @@ use twin_events::{
 struct Twin;
 
 impl Schema for Twin {
-    fn resolve(&self, r: &PropertyRef) -> Result<Resolved, String> {
+    fn resolve(&self, r: &PropertyRef) -> Result<Option<Resolved>, String> {
         if r.entity != "room-1" {
             return Err(format!(
                 "unknown entity `{}`; entities are room-1",
@@ -38,9 +38,11 @@ impl Schema for Twin {
         props
             .iter()
             .find(|(n, _)| *n == r.property)
-            .map(|(_, t)| Resolved {
-                iot_device_id: device.to_string(),
-                value_type: *t,
+            .map(|(_, t)| {
+                Some(Resolved {
+                    iot_device_id: device.to_string(),
+                    value_type: *t,
+                })
             })
             .ok_or_else(|| format!("device `{device}` has no property `{}`", r.property))
     }
