@@ -83,7 +83,7 @@ mod tests {
             devices: serde_json::from_value(Value::Array(devices)).unwrap(),
             providers,
             hierarchy: None,
-            events: None,
+            events: Vec::new(),
             warnings: Vec::new(),
         }
     }

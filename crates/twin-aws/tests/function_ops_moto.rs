@@ -66,7 +66,7 @@ fn twin(name: &str) -> TwinConfig {
         .unwrap_or_else(|e| panic!("{e}")),
         providers: Providers::all(ProviderName::Aws),
         hierarchy: None,
-        events: None,
+        events: Vec::new(),
         warnings: Vec::new(),
     }
 }

@@ -230,10 +230,10 @@ pub struct TwinConfig {
     pub providers: Providers,
     /// `config_hierarchy.json`, when present.
     pub hierarchy: Option<Vec<HierarchyEntity>>,
-    /// `config_events.json` as written, when present: kept for a later version, which deploys
-    /// event rules; this one does not (and says so in [`TwinConfig::warnings`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub events: Option<serde_json::Value>,
+    /// The rules of `config_events.json` (empty when the file is absent), checked against the
+    /// hierarchy and devices; their property references are resolved to device ids.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<twin_events::Rule>,
     /// Legal but doubtful settings, rendered like errors; they do not fail the load.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<Diagnostic>,

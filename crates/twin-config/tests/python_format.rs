@@ -159,7 +159,30 @@ fn mixed_case_init_values_equal_retention_and_events_load() {
       { "type": "component", "name": "sensor", "componentTypeId": "MyTwin-temperature-sensor-1" }
   ] }
 ]"#;
-    let events = r#"[{ "condition": "temperature > 30", "action": "notify" }]"#;
+    // The established tool's rule shapes: a function with feedback, and a workflow (which this
+    // version checks but does not deploy, and says so).
+    let events = r#"[
+  {
+    "condition": "hall-1.sensor.temperature == DOUBLE(30)",
+    "action": {
+      "type": "lambda",
+      "functionName": "high-temperature-callback",
+      "autoDeploy": true,
+      "feedback": {
+        "type": "mqtt",
+        "iotDeviceId": "temperature-sensor-1",
+        "payload": "High Temp Warning"
+      }
+    }
+  },
+  {
+    "condition": "hall-1.sensor.temperature > DOUBLE(999)",
+    "action": { "type": "step_function" }
+  }
+]"#;
+    let crate_dir = dir.path().join("lambdas").join("high-temperature-callback");
+    std::fs::create_dir_all(&crate_dir).expect("mkdir");
+    std::fs::write(crate_dir.join("Cargo.toml"), "[package]\n").expect("write");
     for (name, text) in [
         ("config.json", config),
         ("config_iot_devices.json", devices),
@@ -187,7 +210,13 @@ fn mixed_case_init_values_equal_retention_and_events_load() {
             component_type_id: Some("MyTwin-temperature-sensor-1".to_string()),
         }]
     );
-    assert_eq!(config.events, serde_json::from_str(events).ok());
+    assert_eq!(config.events.len(), 2);
+    assert_eq!(config.events[0].key, "rule-1");
+    assert_eq!(config.events[0].action.kind(), "lambda");
+    assert_eq!(
+        config.events[0].condition.devices(),
+        ["temperature-sensor-1"]
+    );
     let warnings: Vec<String> = config.warnings.iter().map(|w| w.to_string()).collect();
     assert_eq!(
         warnings,
@@ -212,7 +241,8 @@ fn mixed_case_init_values_equal_retention_and_events_load() {
              `Group ID` field) as \"grafana_admins\": {\"users\": [\"<user id>\"], \"groups\": \
              [\"<group id>\"]} (or grafana_editors / grafana_viewers) and deploy again, or assign \
              them in the Amazon Managed Grafana console under the workspace's Authentication tab",
-            "config_events.json: $: event rules are not deployed by this version",
+            "config_events.json:17:25: $[1].action.type (rule 2): `step_function` actions are \
+             not deployed by this version; the rule is checked but does nothing",
         ]
     );
     assert_eq!(

@@ -9,6 +9,7 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 use std::collections::HashMap;
 use std::time::Duration;
+use twin_functions::event_evaluator::{RuleState, RuleStateStore};
 use twin_functions::hot_store::{
     DevicePage, DeviceQuery, HotPage, HotStore, Order, ScanCursor, TimeRange,
 };
@@ -348,6 +349,108 @@ impl LeaseStore for DynamoHotStore {
                 format!("lease {name} in {}", self.resource()),
                 e,
             )),
+        }
+    }
+}
+
+/// Rule states share the leases' reserved partition: every reader and mover of the hot table
+/// already skips it, so no record query, scan or move can see them; the prefix keeps them apart
+/// from the movers' lease names.
+const RULE_STATE_PREFIX: &str = "event-rule:";
+/// The rule state's "condition held" attribute.
+const RULE_ACTIVE: &str = "active";
+/// The rule state's write counter, the conditional write's expected value.
+const RULE_VERSION: &str = "version";
+
+impl DynamoHotStore {
+    fn rule_resource(&self, rule: &str) -> String {
+        format!("event rule {rule} state in {}", self.resource())
+    }
+
+    fn rule_state(
+        &self,
+        rule: &str,
+        item: &HashMap<String, AttributeValue>,
+    ) -> Result<RuleState, CloudError> {
+        let missing = |what: &str| {
+            CloudError::new(
+                "GetItem",
+                self.rule_resource(rule),
+                "MalformedRuleState",
+                format!("the item has no {what}; delete it and the rule starts afresh"),
+                CloudErrorKind::Rejected,
+            )
+        };
+        let active = item
+            .get(RULE_ACTIVE)
+            .and_then(|v| v.as_bool().ok())
+            .copied()
+            .ok_or_else(|| missing("boolean `active`"))?;
+        let version = item
+            .get(RULE_VERSION)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse::<u64>().ok())
+            .ok_or_else(|| missing("whole number `version`"))?;
+        Ok(RuleState { active, version })
+    }
+}
+
+#[async_trait]
+impl RuleStateStore for DynamoHotStore {
+    /// A strongly consistent GetItem, so a state just written by another persister is seen.
+    async fn get(&self, rule: &str) -> Result<Option<RuleState>, CloudError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(
+                LEASE_PARTITION,
+                &format!("{RULE_STATE_PREFIX}{rule}"),
+            )))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| cloud_error("GetItem", self.rule_resource(rule), e))?;
+        out.item().map(|i| self.rule_state(rule, i)).transpose()
+    }
+
+    /// One PutItem under `attribute_not_exists(iotDeviceId)` (no state yet) or
+    /// `version = :expected`.
+    async fn compare_and_set(
+        &self,
+        rule: &str,
+        expected: Option<RuleState>,
+        next: RuleState,
+    ) -> Result<bool, CloudError> {
+        let mut item = Self::key(LEASE_PARTITION, &format!("{RULE_STATE_PREFIX}{rule}"));
+        item.insert(RULE_ACTIVE.into(), AttributeValue::Bool(next.active));
+        item.insert(
+            RULE_VERSION.into(),
+            AttributeValue::N(next.version.to_string()),
+        );
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item));
+        let put = match expected {
+            None => put
+                .condition_expression("attribute_not_exists(#d)")
+                .expression_attribute_names("#d", FIELD_DEVICE_ID),
+            Some(old) => put
+                .condition_expression("#v = :v")
+                .expression_attribute_names("#v", RULE_VERSION)
+                .expression_attribute_values(":v", AttributeValue::N(old.version.to_string())),
+        };
+        match put.send().await {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(cloud_error("PutItem", self.rule_resource(rule), e)),
         }
     }
 }

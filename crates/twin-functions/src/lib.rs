@@ -16,6 +16,7 @@ pub mod dispatcher;
 pub mod drops;
 pub mod env_vars;
 pub mod error;
+pub mod event_evaluator;
 pub mod hot_reader;
 pub mod hot_store;
 pub mod hot_to_cold;

@@ -24,6 +24,9 @@ pub struct TrustedDevice {
     pub identity: String,
     /// Topics it may publish to.
     pub publish_topics: Vec<String>,
+    /// Topics it may subscribe to (its event-rule feedback topic, when it has one).
+    #[serde(default)]
+    pub read_topics: Vec<String>,
     /// The certificate (PEM), one entry of the trust bundle.
     #[serde(skip)]
     pub pem: String,
@@ -72,6 +75,9 @@ pub fn render_acl(devices: &[TrustedDevice], rule_topic_filter: Option<&str>) ->
         out.push_str(&format!("\nuser {}\n", d.identity));
         for t in &d.publish_topics {
             out.push_str(&format!("topic write {t}\n"));
+        }
+        for t in &d.read_topics {
+            out.push_str(&format!("topic read {t}\n"));
         }
     }
     out
@@ -383,6 +389,7 @@ mod tests {
             certificate_id: "id".into(),
             identity: identity.into(),
             publish_topics: vec![topic.into()],
+            read_topics: Vec::new(),
             pem: "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n".into(),
         }
     }
@@ -411,6 +418,18 @@ mod tests {
             !acl.contains("readwrite") && !acl.contains("pattern"),
             "{acl}"
         );
+    }
+
+    #[test]
+    fn a_feedback_target_reads_only_its_own_feedback_topic() {
+        let mut a = device("t--a", "t/iot-data/a");
+        a.read_topics = vec!["t/feedback/a".into()];
+        let acl = render_acl(&[a, device("t--b", "t/iot-data/b")], None);
+        assert!(
+            acl.contains("user t--a\ntopic write t/iot-data/a\ntopic read t/feedback/a\n"),
+            "{acl}"
+        );
+        assert_eq!(acl.matches("topic read").count(), 1, "{acl}");
     }
 
     #[test]

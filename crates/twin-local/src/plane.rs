@@ -154,6 +154,7 @@ fn decide(reg: &Registered) -> (Vec<TrustedDevice>, Vec<Refused>, Vec<String>) {
             certificate_id: c.certificate_id.clone(),
             identity: cn,
             publish_topics: c.grants.publish_topics.clone(),
+            read_topics: c.grants.read_topics.clone(),
             pem: c.pem.clone(),
         });
     }

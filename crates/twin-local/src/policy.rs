@@ -1,5 +1,7 @@
 //! What a device may do at the broker, derived from the IoT policy documents attached to its
-//! certificate: `iot:Connect` on `client/<id>` and `iot:Publish` on `topic/<t>`. Anything the
+//! certificate: `iot:Connect` on `client/<id>`, `iot:Publish` on `topic/<t>`, and reading a
+//! topic (`iot:Subscribe` on `topicfilter/<t>` together with `iot:Receive` on `topic/<t>`, which
+//! event-rule feedback grants). Anything the
 //! broker cannot express exactly (wildcards, policy variables, other actions) grants nothing:
 //! the broker denies by default, so an approximation could only ever widen access.
 
@@ -12,6 +14,8 @@ pub struct Grants {
     pub client_ids: Vec<String>,
     /// Topics the device may publish to (exact names).
     pub publish_topics: Vec<String>,
+    /// Topics the device may subscribe to and receive on (exact names; both rights needed).
+    pub read_topics: Vec<String>,
     /// Statements or resources left out because the broker cannot enforce them exactly.
     pub skipped: Vec<String>,
 }
@@ -65,6 +69,7 @@ impl Grants {
         let mut g = Grants::default();
         let mut denied: Vec<(String, String)> = Vec::new();
         let mut deny_all = Vec::new();
+        let (mut subscribe, mut receive) = (Vec::new(), Vec::new());
         for doc in documents {
             let statements = match doc.get("Statement") {
                 Some(Value::Array(a)) => a.clone(),
@@ -80,7 +85,12 @@ impl Grants {
                         .push(format!("statement with Condition/NotAction: {st}"));
                     continue;
                 }
-                for (action, kind) in [("iot:Connect", "client"), ("iot:Publish", "topic")] {
+                for (action, kind) in [
+                    ("iot:Connect", "client"),
+                    ("iot:Publish", "topic"),
+                    ("iot:Subscribe", "topicfilter"),
+                    ("iot:Receive", "topic"),
+                ] {
                     if !action_matches(&actions, action) {
                         continue;
                     }
@@ -93,10 +103,11 @@ impl Grants {
                             // A Deny the broker cannot match exactly takes the whole action away.
                             ("Deny", _) => deny_all.push(action),
                             ("Allow", Some(n)) if exact(n) => {
-                                let list = if kind == "client" {
-                                    &mut g.client_ids
-                                } else {
-                                    &mut g.publish_topics
+                                let list = match action {
+                                    "iot:Connect" => &mut g.client_ids,
+                                    "iot:Publish" => &mut g.publish_topics,
+                                    "iot:Subscribe" => &mut subscribe,
+                                    _ => &mut receive,
                                 };
                                 if !list.iter().any(|x| x == n) {
                                     list.push(n.to_string());
@@ -117,6 +128,13 @@ impl Grants {
         };
         keep("iot:Connect", &mut g.client_ids);
         keep("iot:Publish", &mut g.publish_topics);
+        keep("iot:Subscribe", &mut subscribe);
+        keep("iot:Receive", &mut receive);
+        // A subscription delivers nothing without Receive, and Receive alone subscribes to nothing.
+        g.read_topics = subscribe
+            .into_iter()
+            .filter(|t| receive.contains(t))
+            .collect();
         g
     }
 }
@@ -141,6 +159,21 @@ mod tests {
         assert_eq!(g.client_ids, ["t--a"]);
         assert_eq!(g.publish_topics, ["t/iot-data/a"]);
         assert!(g.skipped.is_empty());
+    }
+
+    #[test]
+    fn subscribe_with_receive_on_the_same_topic_grants_reading_it() {
+        let feedback = json!({"Statement": [
+            {"Effect": "Allow", "Action": "iot:Subscribe",
+             "Resource": "arn:aws:iot:us-east-1:1:topicfilter/t/feedback/a"},
+            {"Effect": "Allow", "Action": "iot:Receive",
+             "Resource": "arn:aws:iot:us-east-1:1:topic/t/feedback/a"},
+            {"Effect": "Allow", "Action": "iot:Subscribe",
+             "Resource": "arn:aws:iot:us-east-1:1:topicfilter/t/feedback/b"},
+        ]});
+        let g = Grants::from_documents(&[deployed("t--a", "t/iot-data/a"), feedback]);
+        assert_eq!(g.read_topics, ["t/feedback/a"]);
+        assert_eq!(g.publish_topics, ["t/iot-data/a"]);
     }
 
     #[test]
@@ -179,6 +212,7 @@ mod tests {
                 ..Grants::default()
             }
         );
-        assert_eq!(g.skipped.len(), 1);
+        // The S3 resource, and the wildcard filter (Subscribe is enforced now, exact names only).
+        assert_eq!(g.skipped.len(), 2, "{:?}", g.skipped);
     }
 }

@@ -614,6 +614,7 @@ mod tests {
             certificate_id: "c".into(),
             identity: id.into(),
             publish_topics: vec![topic.into()],
+            read_topics: Vec::new(),
             pem: String::new(),
         };
         let devices = [dev("t--a", "t/iot-data/a"), dev("t--b", "t/iot-data/b")];

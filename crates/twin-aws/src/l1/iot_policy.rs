@@ -1,4 +1,5 @@
-//! A device's IoT policy: connect only as its own client id, publish only to its own topic.
+//! A device's IoT policy: connect only as its own client id, publish only to its own topic, and
+//! (when an event rule sends it feedback) subscribe to and receive only its own feedback topic.
 
 use crate::context::LayerContext;
 use crate::errors::{cloud, gone_is_ok, not_found_is_none};
@@ -14,18 +15,37 @@ use twin_engine::{CloudError, ErrorClass, Observed, Outputs, ResourceDriver, Res
 pub const KIND: &str = "iot_policy";
 
 /// The policy document of one device. The client id is the thing name (what the simulator
-/// connects as: unique across twins); the topic is `<twin>/iot-data/<device>`.
+/// connects as: unique across twins); the topic is `<twin>/iot-data/<device>`. A device that an
+/// event rule sends feedback to may also subscribe to `<twin>/feedback/<device>` (the filter is
+/// the topic itself, no wildcard) and receive on it; devices without feedback get no such grant.
 pub fn policy_document(ctx: &LayerContext<'_>, device: &str) -> Value {
     let topic = names::telemetry_topic(ctx.name(), device);
     let client = names::mqtt_client_id(ctx.name(), device);
+    let mut statements = vec![
+        json!({"Effect": "Allow", "Action": "iot:Connect",
+         "Resource": ctx.clients.arn("iot", &format!("client/{client}"))}),
+        json!({"Effect": "Allow", "Action": "iot:Publish",
+         "Resource": ctx.clients.arn("iot", &format!("topic/{topic}"))}),
+    ];
+    if receives_feedback(ctx.twin, device) {
+        let feedback = names::feedback_topic(ctx.name(), device);
+        statements.push(json!({"Effect": "Allow", "Action": "iot:Subscribe",
+            "Resource": ctx.clients.arn("iot", &format!("topicfilter/{feedback}"))}));
+        statements.push(json!({"Effect": "Allow", "Action": "iot:Receive",
+            "Resource": ctx.clients.arn("iot", &format!("topic/{feedback}"))}));
+    }
     json!({
         "Version": "2012-10-17",
-        "Statement": [
-            {"Effect": "Allow", "Action": "iot:Connect",
-             "Resource": ctx.clients.arn("iot", &format!("client/{client}"))},
-            {"Effect": "Allow", "Action": "iot:Publish",
-             "Resource": ctx.clients.arn("iot", &format!("topic/{topic}"))},
-        ],
+        "Statement": statements,
+    })
+}
+
+/// Whether an event rule of the twin sends feedback to `device`.
+pub fn receives_feedback(twin: &twin_config::TwinConfig, device: &str) -> bool {
+    twin.events.iter().any(|r| {
+        r.action
+            .feedback()
+            .is_some_and(|f| f.iot_device_id == device)
     })
 }
 
@@ -199,4 +219,88 @@ pub async fn delete_policy(clients: &AwsClients, name: &str) -> Result<(), Cloud
         }
     }
     gone_is_ok(iot.delete_policy().policy_name(name).send().await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::artifacts::Artifacts;
+    use std::path::PathBuf;
+    use twin_config::{Architecture, ProviderName, Providers, TwinConfig};
+
+    fn twin(events: Value) -> TwinConfig {
+        TwinConfig {
+            dir: PathBuf::from("/nonexistent/t"),
+            twin: serde_json::from_value(json!({
+                "digital_twin_name": "t",
+                "hot_storage_size_in_days": 1,
+                "cold_storage_size_in_days": 2
+            }))
+            .expect("settings"),
+            devices: serde_json::from_value(json!([
+                {"id": "a", "properties": [{"name": "p", "dataType": "DOUBLE"}]},
+                {"id": "b", "properties": [{"name": "p", "dataType": "DOUBLE"}]}
+            ]))
+            .expect("devices"),
+            providers: Providers::all(ProviderName::Aws),
+            hierarchy: None,
+            events: serde_json::from_value(events).expect("rules"),
+            warnings: Vec::new(),
+        }
+    }
+
+    fn documents(config: &TwinConfig) -> (Value, Value) {
+        let conf = aws_types::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_types::region::Region::new("us-east-1"))
+            .build();
+        let clients = Arc::new(AwsClients::from_sdk_config(
+            &conf,
+            "123456789012".into(),
+            "us-east-1".into(),
+            "aws".into(),
+        ));
+        let artifacts = Arc::new(Artifacts::new(None, Architecture::Arm64));
+        let ctx = LayerContext {
+            twin: config,
+            clients: &clients,
+            artifacts: &artifacts,
+        };
+        (policy_document(&ctx, "a"), policy_document(&ctx, "b"))
+    }
+
+    #[test]
+    fn only_a_feedback_target_may_subscribe_and_only_to_its_own_feedback_topic() {
+        let config = twin(json!([{
+            "key": "hot",
+            "condition": {"text": "e.c.p > 1", "devices": ["b"]},
+            "action": {"type": "mqtt", "iotDeviceId": "a", "payload": "x"}
+        }]));
+        let (a, b) = documents(&config);
+        let actions = |doc: &Value| -> Vec<String> {
+            doc["Statement"]
+                .as_array()
+                .expect("statements")
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{} {}",
+                        s["Action"].as_str().unwrap_or(""),
+                        s["Resource"].as_str().unwrap_or("")
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(
+            actions(&a)[2..],
+            [
+                "iot:Subscribe arn:aws:iot:us-east-1:123456789012:topicfilter/t/feedback/a",
+                "iot:Receive arn:aws:iot:us-east-1:123456789012:topic/t/feedback/a",
+            ]
+        );
+        // The device whose readings the rule reads, but which gets no feedback, gains nothing.
+        assert_eq!(actions(&b).len(), 2);
+        let (plain, _) = documents(&twin(json!([])));
+        assert_eq!(actions(&plain).len(), 2);
+    }
 }

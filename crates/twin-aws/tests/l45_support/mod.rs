@@ -135,7 +135,7 @@ pub fn twin(dir: PathBuf) -> TwinConfig {
         devices,
         providers: Providers::all(ProviderName::Aws),
         hierarchy,
-        events: None,
+        events: Vec::new(),
         warnings: Vec::new(),
     }
 }

@@ -1,6 +1,7 @@
 //! Reading a config directory: every file is read and checked, and every problem is reported.
 
 mod devices;
+mod events;
 mod hierarchy;
 mod providers;
 mod reader;
@@ -26,7 +27,7 @@ pub const DEVICES_FILE: &str = "config_iot_devices.json";
 pub const PROVIDERS_FILE: &str = "config_providers.json";
 /// The optional hierarchy file.
 pub const HIERARCHY_FILE: &str = "config_hierarchy.json";
-/// The optional event rules file (read and kept, not deployed by this version).
+/// The optional event rules file.
 pub const EVENTS_FILE: &str = "config_events.json";
 
 /// The files in report order.
@@ -42,6 +43,8 @@ const FILES: [&str; 5] = [
 struct Doc {
     value: Value,
     spans: Spans,
+    /// The text (BOM stripped), to place errors inside string values such as conditions.
+    text: String,
 }
 
 /// Reads and validates `config.json`, `config_iot_devices.json`, `config_providers.json` and,
@@ -96,6 +99,28 @@ pub fn load_dir(dir: &Path) -> Result<TwinConfig, Diagnostics> {
         )
     });
 
+    let rules = events.as_ref().map(|d| {
+        let devices_ok = devices.is_some()
+            && devs
+                .as_ref()
+                .is_some_and(|p| p.devices.len() == p.ids.len());
+        let ctx = events::Context {
+            hierarchy: tree.as_ref().and_then(|t| t.as_deref()),
+            hierarchy_present: hierarchy.is_some(),
+            devices: devs
+                .as_ref()
+                .filter(|_| devices_ok)
+                .map(|p| p.devices.as_slice()),
+            dir,
+            text: &d.text,
+        };
+        events::read(
+            &mut FileReader::new(EVENTS_FILE, &d.spans, &mut out),
+            &d.value,
+            &ctx,
+        )
+    });
+
     if let (Some(name), Some(p)) = (twin_name, &provs) {
         let mut ids = device_ids.clone().unwrap_or_default();
         // Every device gets its own processor function when the AWS settings say so.
@@ -140,16 +165,10 @@ pub fn load_dir(dir: &Path) -> Result<TwinConfig, Diagnostics> {
     if let Some(p) = &provs {
         warnings.extend(p.warnings.iter().cloned());
     }
-    if events.is_some() {
-        warnings.push(Diagnostic {
-            file: EVENTS_FILE.to_string(),
-            path: "$".to_string(),
-            line: 0,
-            column: 0,
-            message: "event rules are not deployed by this version".to_string(),
-            item: None,
-        });
-    }
+    let rules = rules.map(|part| {
+        warnings.extend(part.warnings);
+        part.rules
+    });
     sort(&mut warnings);
     let assembled = (|| {
         let t = twin?;
@@ -168,7 +187,7 @@ pub fn load_dir(dir: &Path) -> Result<TwinConfig, Diagnostics> {
                 None => None,
                 Some(t) => Some(t?),
             },
-            events: events.map(|d| d.value),
+            events: rules.unwrap_or_default(),
             warnings,
         })
     })();
@@ -281,7 +300,11 @@ fn read_doc(
             item: None,
         });
     }
-    Some(Doc { value, spans })
+    Some(Doc {
+        value,
+        spans,
+        text: text.to_string(),
+    })
 }
 
 /// A serde_json syntax error as a diagnostic, with its column counted in characters.

@@ -72,6 +72,12 @@ impl<'a> FileReader<'a> {
         self.push(path, pos, message.into());
     }
 
+    /// Reports a problem at `pos`, a place inside the value at `path` (e.g. a character of a
+    /// condition string).
+    pub fn at_position(&mut self, path: &str, pos: Pos, message: impl Into<String>) {
+        self.push(path, pos, message.into());
+    }
+
     fn push(&mut self, path: &str, pos: Pos, message: String) {
         self.out.push(Diagnostic {
             file: self.file.to_string(),

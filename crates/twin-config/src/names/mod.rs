@@ -176,6 +176,12 @@ pub fn telemetry_topic(twin: &str, device: &str) -> String {
     format!("{twin}/iot-data/{device}")
 }
 
+/// The topic a device receives event-rule feedback on, and only it may read:
+/// `<twin>/feedback/<device>` (beside the telemetry topic's `<twin>/iot-data/<device>`).
+pub fn feedback_topic(twin: &str, device: &str) -> String {
+    format!("{twin}/feedback/{device}")
+}
+
 /// The topic filter of the telemetry rule: `<twin>/iot-data/+`.
 pub fn telemetry_topic_filter(twin: &str) -> String {
     format!("{twin}/iot-data/+")

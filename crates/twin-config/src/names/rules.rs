@@ -170,6 +170,20 @@ pub const PROCESSOR_CRATE: NameRule = NameRule {
     forbidden: &[],
 };
 
+/// An event rule's `name` in `config_events.json` (the key of its stored firing state).
+pub const RULE_NAME: NameRule = NameRule {
+    kind: "event rule name",
+    min: 1,
+    max: 64,
+    bytes: false,
+    allowed: "event rule names are 1-64 characters of A-Z a-z 0-9 - _",
+    chars: word_dash,
+    first: any,
+    last: any,
+    reserved_prefixes: &[],
+    forbidden: &[],
+};
+
 /// AWS Lambda function name.
 pub const LAMBDA_FUNCTION: NameRule = NameRule {
     kind: "Lambda function name",
