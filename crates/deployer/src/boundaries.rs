@@ -80,7 +80,10 @@ pub fn text(statuses: &[BoundaryStatus]) -> String {
         let b = &s.boundary;
         t.add_row(vec![
             b.hop.slug().to_string(),
-            format!("{} {} {}", b.sender.layer, b.sender.provider, b.sender.function),
+            format!(
+                "{} {} {}",
+                b.sender.layer, b.sender.provider, b.sender.function
+            ),
             format!(
                 "{} {} {}",
                 b.receiver.layer, b.receiver.provider, b.receiver.function
@@ -145,8 +148,14 @@ mod tests {
         assert_eq!(s.len(), 1);
         let shown = text(&s);
         assert!(shown.contains("cold-to-archive"), "{shown}");
-        assert!(shown.contains("l3-cold aws cold-to-archive-mover"), "{shown}");
-        assert!(shown.contains("l3-archive azure archive storage"), "{shown}");
+        assert!(
+            shown.contains("l3-cold aws cold-to-archive-mover"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("l3-archive azure archive storage"),
+            "{shown}"
+        );
         let doc = json(&s);
         assert_eq!(doc[0]["hop"], "cold-to-archive");
         assert_eq!(doc[0]["sender"]["provider"], "aws");
@@ -194,7 +203,10 @@ mod tests {
             for b in &blocked {
                 let d = found
                     .iter()
-                    .find(|d| d.message.contains(&format!("(boundary {}:", b.boundary.hop.slug())))
+                    .find(|d| {
+                        d.message
+                            .contains(&format!("(boundary {}:", b.boundary.hop.slug()))
+                    })
                     .unwrap_or_else(|| panic!("mix {n}: no refusal for {:?}", b.boundary.hop));
                 assert_eq!(d.path, format!("$.{}", b.boundary.receiver.layer.key()));
                 for m in &b.missing {

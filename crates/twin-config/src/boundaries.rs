@@ -326,7 +326,12 @@ mod tests {
         // updates L4; L2 → L3 hot stays inside Azure.
         assert_eq!(
             hops,
-            [Hop::Dispatch, Hop::HotToCold, Hop::TwinRead, Hop::TwinUpdate]
+            [
+                Hop::Dispatch,
+                Hop::HotToCold,
+                Hop::TwinRead,
+                Hop::TwinUpdate
+            ]
         );
         assert_eq!(
             found[0].describe(),
