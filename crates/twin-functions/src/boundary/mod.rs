@@ -6,7 +6,9 @@
 //! before anything else: the signature under one of its [`AcceptedSecrets`] (current and, during
 //! a rotation, one other), the timestamp within [`DEFAULT_WINDOW_SECS`], the nonce unseen in its
 //! [`NonceLedger`]; a [`Refusal`] gives the 401 (or 400/503) answer with a reason code. The sender
-//! retries by [`decide`] and keeps what it gives up on.
+//! retries by [`decide`] and keeps what it gives up on. The two copies of a secret (sender's
+//! store, receiver's store) are kept in step and rotated by [`sync`] and [`rotate`] over
+//! [`BoundarySecretStore`].
 //!
 //! Why HMAC and not the bearer token SPEC §2 sketches: a bearer token seen once (a proxy's log,
 //! a misrouted request) can be replayed forever; a signature over timestamp and nonce is good
@@ -15,6 +17,7 @@
 mod envelope;
 mod receiver;
 mod retry;
+mod rotation;
 mod secret;
 mod signing;
 
@@ -25,6 +28,10 @@ pub use receiver::{
 };
 pub use retry::{
     decide, is_transient_status, AttemptOutcome, GiveUpReason, RetryDecision, RetryPolicy,
+};
+pub use rotation::{
+    accepted, rotate, sync, BoundarySecretStore, InMemorySecretStore, RotationError, RotationStep,
+    SyncOutcome,
 };
 pub use secret::{BoundarySecret, SecretFormatError, SECRET_BYTES};
 pub use signing::{
