@@ -15,13 +15,16 @@
 //! for one request within a few minutes, and the secret itself never travels.
 
 mod envelope;
+mod object;
 mod receiver;
 mod retry;
 mod rotation;
 mod secret;
+mod sender;
 mod signing;
 
 pub use envelope::{new_trace_id, sign_envelope, BoundaryEnvelope, SignedRequest};
+pub use object::{IngressReply, ObjectIngress, ObjectOp, RemoteObjectStore};
 pub use receiver::{
     authenticate, verify, AcceptedSecrets, HeaderSource, InMemoryNonceLedger, NonceLedger,
     ReceiverPolicy, Refusal, RejectReason, Verified, DEFAULT_WINDOW_SECS,
@@ -34,6 +37,9 @@ pub use rotation::{
     SyncOutcome,
 };
 pub use secret::{BoundarySecret, SecretFormatError, SECRET_BYTES};
+pub use sender::{
+    BoundaryDeadLetters, BoundarySender, BoundaryTransport, Pause, SendError, TransportReply,
+};
 pub use signing::{
     parse_signature, sign, signature_matches, signed_bytes, HEADER_HOP, HEADER_NONCE,
     HEADER_SIGNATURE, HEADER_TIMESTAMP, HEADER_TRACE_ID, SIGNATURE_VERSION,

@@ -120,7 +120,7 @@ impl Refusal {
 }
 
 /// Where a request's headers come from; names are matched case-insensitively, as HTTP does.
-pub trait HeaderSource {
+pub trait HeaderSource: Sync {
     /// The value of header `name`, if present.
     fn header_value(&self, name: &str) -> Option<&str>;
 }
