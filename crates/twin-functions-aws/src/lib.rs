@@ -4,6 +4,7 @@
 
 pub mod attribute_value;
 pub mod dynamo_hot_store;
+pub mod dynamo_nonce_ledger;
 pub mod error_map;
 pub mod lambda_invoker;
 pub mod processor_main;
@@ -13,6 +14,7 @@ pub mod startup;
 pub mod twinmaker_directory;
 
 pub use dynamo_hot_store::DynamoHotStore;
+pub use dynamo_nonce_ledger::DynamoNonceLedger;
 pub use lambda_invoker::LambdaInvoker;
 pub use processor_main::{run_default_processor, run_processor};
 pub use s3_object_store::S3ObjectStore;
