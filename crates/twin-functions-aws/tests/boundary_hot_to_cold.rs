@@ -169,11 +169,11 @@ async fn moto_hot_to_cold_across_the_boundary_moves_exactly_once_and_refuses_bad
             store: &cold_store,
             bucket: &twin.cold,
         },
-        clock: &*clock,
+        clock: &clock,
         down: AtomicBool::new(false),
         seen: Mutex::new(Vec::new()),
     };
-    let pause = Jump(&*clock);
+    let pause = Jump(&clock);
     let kept = Kept::default();
     let remote = |with: &BoundarySecret| RemoteObjectStore {
         sender: BoundarySender {
