@@ -2,9 +2,12 @@
 //! config (the model is `twin_config::cross_cloud_boundaries`) with what this version of the
 //! deployer still lacks to deploy it.
 
+use crate::cli::Cli;
+use crate::error::CliError;
 use crate::output::table;
 use serde_json::{json, Value};
 use twin_config::{cross_cloud_boundaries, Boundary, Hop, ProviderName, TwinConfig};
+use twin_functions::boundary::{rotate, BoundarySecret, BoundarySecretStore};
 
 /// The receiving sides this version builds: an HTTPS ingress for `hop` on that provider
 /// (a function that checks the boundary protocol of `twin_functions::boundary` and hands the
@@ -116,6 +119,67 @@ pub fn json(statuses: &[BoundaryStatus]) -> Value {
             })
             .collect(),
     )
+}
+
+/// The store of `boundary`'s secret on `provider` (its sender's or its receiver's copy).
+async fn secret_store(
+    config: &TwinConfig,
+    provider: ProviderName,
+    boundary: &Boundary,
+) -> Result<Box<dyn BoundarySecretStore>, CliError> {
+    match provider {
+        ProviderName::Aws => {
+            let clients = twin_aws::AwsClients::load(Some(&config.providers.aws)).await?;
+            Ok(Box::new(
+                twin_aws::boundary_secret::SecretsManagerStore::new(
+                    std::sync::Arc::new(clients),
+                    boundary.secret.clone(),
+                ),
+            ))
+        }
+        other => Err(CliError::Usage(format!(
+            "boundary {}: this version of deployer has no secret store on {other} yet",
+            boundary.hop.slug()
+        ))),
+    }
+}
+
+/// `deployer rotate-secrets`: a new secret for every cross-cloud boundary of the twin
+/// (`twin_functions::boundary::rotate`), reporting each step on stderr and, with `--json`, the
+/// boundaries rotated with their new fingerprints (never a value).
+pub async fn rotate_secrets(cli: &Cli) -> Result<(), CliError> {
+    let config = crate::commands::load_config(cli)?;
+    // load_config refused every boundary this version cannot build, so each one left has its
+    // stores on both sides.
+    let mut rotated = Vec::new();
+    for status in statuses(&config) {
+        let b = &status.boundary;
+        let sender = secret_store(&config, b.sender.provider, b).await?;
+        let receiver = secret_store(&config, b.receiver.provider, b).await?;
+        let new = BoundarySecret::generate();
+        let slug = b.hop.slug();
+        rotate(&*sender, &*receiver, &new, &mut |step| {
+            eprintln!("boundary {slug}: {step:?}");
+        })
+        .await
+        .map_err(|e| {
+            CliError::Reported(format!(
+                "boundary {slug}: rotation stopped ({e}); messages still pass, run rotate-secrets again to finish"
+            ))
+        })?;
+        rotated.push(json!({"hop": slug, "fingerprint": new.fingerprint()}));
+    }
+    if cli.json {
+        crate::output::json(&json!({"rotated": rotated}));
+    } else if rotated.is_empty() {
+        println!(
+            "twin '{}' has no cross-cloud boundaries: nothing to rotate",
+            config.twin.digital_twin_name
+        );
+    } else {
+        println!("rotated {} boundary secret(s)", rotated.len());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -184,6 +184,7 @@ pub async fn run(cli: &Cli, cmd: &Command, cancel: CancellationToken) -> Result<
         }
         Command::Redrive { layer } => crate::dead_letters::redrive(cli, *layer).await,
         Command::RotateCertificates { devices } => rotate_certificates(cli, devices, &cancel).await,
+        Command::RotateSecrets => crate::boundaries::rotate_secrets(cli).await,
         Command::Local { action, instances } => {
             crate::local::run(cli, *action, instances.as_deref()).await
         }
