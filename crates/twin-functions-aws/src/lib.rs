@@ -3,6 +3,7 @@
 //! JSON logs, SDK configuration).
 
 pub mod attribute_value;
+pub mod boundary_secret;
 pub mod dynamo_hot_store;
 pub mod dynamo_nonce_ledger;
 pub mod error_map;
@@ -19,7 +20,7 @@ pub use lambda_invoker::LambdaInvoker;
 pub use processor_main::{run_default_processor, run_processor};
 pub use s3_object_store::S3ObjectStore;
 pub use startup::{
-    aws_sdk_config, dynamodb_client, lambda_client, load_catalogue, s3_client, start,
-    twinmaker_client,
+    aws_sdk_config, dynamodb_client, lambda_client, load_catalogue, s3_client, secrets_client,
+    start, twinmaker_client,
 };
 pub use twinmaker_directory::TwinMakerDirectory;

@@ -15,15 +15,18 @@
 //! for one request within a few minutes, and the secret itself never travels.
 
 mod envelope;
+mod http_event;
 mod object;
 mod receiver;
 mod retry;
 mod rotation;
 mod secret;
 mod sender;
+mod settings;
 mod signing;
 
 pub use envelope::{new_trace_id, sign_envelope, BoundaryEnvelope, SignedRequest};
+pub use http_event::{function_url_request, function_url_response, NotAnHttpEvent};
 pub use object::{IngressReply, ObjectIngress, ObjectOp, RemoteObjectStore};
 pub use receiver::{
     authenticate, verify, AcceptedSecrets, HeaderSource, InMemoryNonceLedger, NonceLedger,
@@ -40,6 +43,7 @@ pub use secret::{BoundarySecret, SecretFormatError, SECRET_BYTES};
 pub use sender::{
     BoundaryDeadLetters, BoundarySender, BoundaryTransport, Pause, SendError, TransportReply,
 };
+pub use settings::ObjectIngressSettings;
 pub use signing::{
     parse_signature, sign, signature_matches, signed_bytes, HEADER_HOP, HEADER_NONCE,
     HEADER_SIGNATURE, HEADER_TIMESTAMP, HEADER_TRACE_ID, SIGNATURE_VERSION,
