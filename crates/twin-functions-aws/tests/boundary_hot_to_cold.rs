@@ -184,6 +184,7 @@ async fn moto_hot_to_cold_across_the_boundary_moves_exactly_once_and_refuses_bad
             pause: &pause,
             clock: &*clock,
             dead_letters: &kept,
+            refresh: None,
         },
         bucket: twin.cold.clone(),
     };

@@ -41,7 +41,8 @@ pub use rotation::{
 };
 pub use secret::{BoundarySecret, SecretFormatError, SECRET_BYTES};
 pub use sender::{
-    BoundaryDeadLetters, BoundarySender, BoundaryTransport, Pause, SendError, TransportReply,
+    BoundaryDeadLetters, BoundarySender, BoundaryTransport, Pause, SecretRefresh, SendError,
+    TransportReply,
 };
 pub use settings::ObjectIngressSettings;
 pub use signing::{

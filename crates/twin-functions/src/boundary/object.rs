@@ -167,6 +167,33 @@ impl ObjectIngress<'_> {
     }
 }
 
+/// The `reason` of an ingress's JSON answer, if it has one.
+pub(crate) fn reason_of(body: &[u8]) -> Option<&'static str> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let reason = v.get("reason")?.as_str()?;
+    // Only the codes the protocol defines, as static strings for matching.
+    [
+        "bad_signature",
+        "stale_timestamp",
+        "replayed_nonce",
+        "wrong_boundary",
+        "missing_header",
+        "malformed_header",
+    ]
+    .into_iter()
+    .find(|r| *r == reason)
+}
+
+impl IngressReply {
+    /// Whether the request was refused for its signature: an ingress that read its secrets
+    /// before a rotation staged the next one should read them again (at most now and then:
+    /// anyone can send a bad signature) and check the request once more.
+    pub fn is_bad_signature(&self) -> bool {
+        self.status == 401
+            && self.body.get("reason").and_then(Value::as_str) == Some("bad_signature")
+    }
+}
+
 fn refused(r: &Refusal) -> IngressReply {
     IngressReply {
         status: r.status(),
@@ -554,6 +581,7 @@ mod tests {
                 pause,
                 clock: &w.clock,
                 dead_letters: &w.kept,
+                refresh: None,
             },
             bucket: BUCKET.into(),
         }
@@ -686,5 +714,69 @@ mod tests {
         )))
         .expect("delivered once up");
         assert_eq!(w.store.objects(BUCKET).len(), 1);
+    }
+
+    struct Store(BoundarySecret);
+
+    #[async_trait]
+    impl crate::boundary::sender::SecretRefresh for Store {
+        async fn reread(&self) -> Result<BoundarySecret, CloudError> {
+            Ok(self.0.clone())
+        }
+    }
+
+    #[test]
+    fn a_sender_that_started_before_a_rotation_rereads_its_secret_once_and_delivers() {
+        let w = world();
+        let wire = wire(&w);
+        let pause = Jump(&w.clock);
+        // The store now holds secret 1 (the receiver's); this instance still signs with 3.
+        let store = Store(BoundarySecret::from_bytes([1; 32]));
+        let mut r = remote(&w, &wire, &pause, 3);
+        r.sender.refresh = Some(&store);
+        block_on(r.put_object(BUCKET, "k", b"x".to_vec(), StorageTier::Cold)).expect("delivered");
+        assert_eq!(
+            wire.attempts.load(Ordering::SeqCst),
+            2,
+            "one refused, one after re-reading"
+        );
+        assert_eq!(w.store.objects(BUCKET).len(), 1);
+        // A store that still has the refused secret: the 401 is final, the message kept.
+        let stale = Store(BoundarySecret::from_bytes([3; 32]));
+        r.sender.refresh = Some(&stale);
+        let e = block_on(r.put_object(BUCKET, "k2", b"x".to_vec(), StorageTier::Cold));
+        assert!(e.is_err());
+        assert_eq!(w.kept.0.lock().expect("lock").len(), 1);
+    }
+
+    #[test]
+    fn an_ingress_reply_says_when_its_secrets_may_be_stale() {
+        let w = world();
+        let wire = wire(&w);
+        let bad = sign_envelope_for_test(2);
+        let reply = block_on(
+            wire.ingress
+                .handle(&bad, &bad.body, w.clock.now().millis() / 1000),
+        );
+        assert!(reply.is_bad_signature());
+        let good = sign_envelope_for_test(1);
+        let reply = block_on(
+            wire.ingress
+                .handle(&good, &good.body, w.clock.now().millis() / 1000),
+        );
+        assert!(!reply.is_bad_signature(), "{reply:?}");
+    }
+
+    fn sign_envelope_for_test(secret: u8) -> SignedRequest {
+        let op = ObjectOp::Head { key: "k".into() };
+        let e = BoundaryEnvelope::new(serde_json::to_value(op).expect("json"));
+        crate::boundary::sign_envelope(
+            &BoundarySecret::from_bytes([secret; 32]),
+            "hot-to-cold",
+            &e,
+            1_764_000_000,
+            &crate::boundary::new_trace_id(),
+        )
+        .expect("json")
     }
 }

@@ -48,6 +48,15 @@ pub trait BoundaryDeadLetters: Send + Sync {
     ) -> Result<(), CloudError>;
 }
 
+/// Reads the sender's secret again from its store: a sender instance that started before a
+/// rotation switched it signs with the retired secret, and one re-read on a `bad_signature`
+/// 401 turns that into a delivered message instead of a dead letter.
+#[async_trait]
+pub trait SecretRefresh: Send + Sync {
+    /// The store's current secret.
+    async fn reread(&self) -> Result<BoundarySecret, CloudError>;
+}
+
 /// Why a send did not get a 2xx.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
@@ -90,6 +99,9 @@ pub struct BoundarySender<'a> {
     pub clock: &'a dyn Clock,
     /// Where pushes that could not be delivered go.
     pub dead_letters: &'a dyn BoundaryDeadLetters,
+    /// Where to read the secret again after a `bad_signature` 401 (once per send); `None`
+    /// makes that 401 final.
+    pub refresh: Option<&'a dyn SecretRefresh>,
 }
 
 impl BoundarySender<'_> {
@@ -106,21 +118,17 @@ impl BoundarySender<'_> {
     async fn send(&self, envelope: &BoundaryEnvelope, keep: bool) -> Result<Vec<u8>, SendError> {
         let start = self.clock.now().millis();
         let mut attempt = 0u32;
+        let mut secret = self.secret.clone();
+        let mut reread = false;
         loop {
             attempt += 1;
             let now = self.clock.now().millis();
             // A fresh nonce (and timestamp) per attempt: a retry is a new request, not a replay.
-            let request = sign_envelope(
-                &self.secret,
-                &self.hop,
-                envelope,
-                now / 1000,
-                &new_trace_id(),
-            )
-            .map_err(|e| SendError::Encode {
-                hop: self.hop.clone(),
-                message: e.to_string(),
-            })?;
+            let request = sign_envelope(&secret, &self.hop, envelope, now / 1000, &new_trace_id())
+                .map_err(|e| SendError::Encode {
+                    hop: self.hop.clone(),
+                    message: e.to_string(),
+                })?;
             let (outcome, detail, body) = match self.transport.post(&request).await {
                 Ok(r) => (
                     AttemptOutcome::Status {
@@ -132,6 +140,19 @@ impl BoundarySender<'_> {
                 ),
                 Err(why) => (AttemptOutcome::NoAnswer, why, Vec::new()),
             };
+            if let (AttemptOutcome::Status { code: 401, .. }, Some(refresh), false) =
+                (outcome, self.refresh, reread)
+            {
+                if super::object::reason_of(&body) == Some("bad_signature") {
+                    reread = true;
+                    if let Ok(fresh) = refresh.reread().await {
+                        if fresh != secret {
+                            secret = fresh;
+                            continue;
+                        }
+                    }
+                }
+            }
             let elapsed = Duration::from_millis((now - start).max(0) as u64);
             match decide(
                 &self.retry,
