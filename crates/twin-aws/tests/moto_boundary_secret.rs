@@ -197,3 +197,82 @@ async fn boundary_secrets_sync_and_rotate_across_two_stores_with_no_refused_mess
     }
     assert_eq!(leftovers(&c, twin).await, Vec::<String>::new());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boundary_nonce_table_is_created_with_ttl_healed_and_deleted() {
+    use twin_aws::boundary_nonce_table::{self, NonceTableDriver};
+    let moto = setup();
+    let c = clients(&moto.endpoint).await;
+    let twin = "bnon-twin";
+    let name = boundary_nonce_table::table_name(twin);
+    let s = ResourceSpec::new(
+        ResourceId::new(&["l3-cold", boundary_nonce_table::KIND, "nonces"]),
+        Layer::L3Cold,
+        ProviderName::Aws,
+        boundary_nonce_table::KIND,
+        &name,
+    )
+    .desired(boundary_nonce_table::desired())
+    .inputs(serde_json::json!({"tags": {"twin": twin}}));
+    let driver = NonceTableDriver::new(c.clone());
+    let deps = Outputs::default();
+
+    assert!(driver.read(&s, &deps).await.expect("read").is_none());
+    let made = driver.create(&s, &deps).await.expect("create");
+    assert!(made.drift(&s.desired).is_empty(), "{:?}", made.attributes);
+    assert_eq!(made.owner, twin_engine::Owner::from_tags([("twin", twin)]));
+
+    // Time to live switched off by hand is drift, and update switches it back on.
+    c.dynamodb
+        .update_time_to_live()
+        .table_name(&name)
+        .time_to_live_specification(
+            aws_sdk_dynamodb::types::TimeToLiveSpecification::builder()
+                .enabled(false)
+                .attribute_name(boundary_nonce_table::TTL_ATTRIBUTE)
+                .build()
+                .expect("spec"),
+        )
+        .send()
+        .await
+        .expect("disable ttl by hand");
+    let drifted = driver.read(&s, &deps).await.expect("read").expect("exists");
+    assert_eq!(drifted.drift(&s.desired), vec!["ttl_attribute".to_string()]);
+    let healed = driver.update(&s, &drifted, &deps).await.expect("update");
+    assert!(
+        healed.drift(&s.desired).is_empty(),
+        "{:?}",
+        healed.attributes
+    );
+
+    // The ingress's ledger works on it.
+    let ledger = twin_functions_aws::DynamoNonceLedger::new(c.dynamodb.clone(), &name);
+    use twin_functions::boundary::NonceLedger;
+    let later = chrono::Utc::now().timestamp() + 300;
+    assert!(ledger
+        .claim("hot-to-cold", "n1", later)
+        .await
+        .expect("claim"));
+    assert!(!ledger
+        .claim("hot-to-cold", "n1", later)
+        .await
+        .expect("claim"));
+    assert!(ledger
+        .claim("cold-to-archive", "n1", later)
+        .await
+        .expect("claim"));
+    // An expired claim is free again before TTL removes it.
+    let past = chrono::Utc::now().timestamp() - 1;
+    assert!(ledger
+        .claim("hot-to-cold", "n2", past)
+        .await
+        .expect("claim"));
+    assert!(ledger
+        .claim("hot-to-cold", "n2", later)
+        .await
+        .expect("reclaim"));
+
+    driver.delete(&s, &healed).await.expect("delete");
+    assert!(driver.read(&s, &deps).await.expect("read").is_none());
+    assert_eq!(leftovers(&c, twin).await, Vec::<String>::new());
+}
