@@ -138,6 +138,10 @@ pub enum Command {
         /// Device ids (default: every device of the twin).
         devices: Vec<String>,
     },
+    /// Give every cross-cloud boundary a new secret with no failed message: staged on the
+    /// receiver (which accepts old and new), the sender switched, then the old one retired.
+    #[command(name = "rotate_secrets", alias = "rotate-secrets")]
+    RotateSecrets,
     /// The local data plane under the emulator: a mosquitto broker standing in for IoT Core,
     /// configured from what deploy registered, and the deployed functions run for real behind
     /// a Lambda API router.
@@ -258,6 +262,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
     (
         "rotate_certificates",
         "give devices a new key and certificate: rotate_certificates [DEVICE...]",
+    ),
+    (
+        "rotate_secrets",
+        "give every cross-cloud boundary a new secret, with no failed message",
     ),
     (
         "local",

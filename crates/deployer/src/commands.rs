@@ -83,12 +83,18 @@ pub async fn run(cli: &Cli, cmd: &Command, cancel: CancellationToken) -> Result<
             let plan = engine.plan(*layer).await;
             progress.finish();
             let plan = plan?;
+            let boundaries = crate::boundaries::statuses(&config);
             if cli.json {
                 let mut doc = output::plan_json(&plan);
                 doc["cost"] = cost.json();
+                doc["boundaries"] = crate::boundaries::json(&boundaries);
                 output::json(&doc);
             } else {
                 println!("{}\n\n{}", output::plan_text(&plan), cost.text());
+                let shown = crate::boundaries::text(&boundaries);
+                if !shown.is_empty() {
+                    println!("\n{shown}");
+                }
             }
             Ok(())
         }
@@ -190,6 +196,7 @@ pub async fn run(cli: &Cli, cmd: &Command, cancel: CancellationToken) -> Result<
         }
         Command::Redrive { layer } => crate::dead_letters::redrive(cli, *layer).await,
         Command::RotateCertificates { devices } => rotate_certificates(cli, devices, &cancel).await,
+        Command::RotateSecrets => crate::boundaries::rotate_secrets(cli).await,
         Command::Local { action, instances } => {
             crate::local::run(cli, *action, instances.as_deref()).await
         }
@@ -416,8 +423,12 @@ fn print_logs(cli: &Cli, lines: &[twin_engine::LogLine]) {
 
 fn validate(cli: &Cli) -> Result<(), CliError> {
     let config = load_config(cli)?;
+    let boundaries = crate::boundaries::statuses(&config);
     if cli.json {
-        output::json(&serde_json::json!({"valid": true, "diagnostics": []}));
+        output::json(&serde_json::json!({
+            "valid": true, "diagnostics": [],
+            "boundaries": crate::boundaries::json(&boundaries),
+        }));
     } else {
         let layers: Vec<String> = twin_config::Layer::IN_FILE_ORDER
             .iter()
@@ -429,6 +440,10 @@ fn validate(cli: &Cli) -> Result<(), CliError> {
             config.devices.len(),
             layers.join(" ")
         );
+        let shown = crate::boundaries::text(&boundaries);
+        if !shown.is_empty() {
+            println!("{shown}");
+        }
     }
     Ok(())
 }

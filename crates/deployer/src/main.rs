@@ -1,5 +1,6 @@
 //! `deployer`: parse, dispatch, map errors to exit codes. The work lives in the libraries.
 
+mod boundaries;
 mod cli;
 mod commands;
 mod cost;

@@ -14,21 +14,9 @@ pub fn implemented(provider: ProviderName, layer: Layer) -> bool {
     }
 }
 
-/// The hops of the data path between two layers (SPEC §2 "Cross-cloud boundaries"): sender,
-/// receiver. A hop whose two ends are on different clouds needs an ingress this version does
-/// not build yet.
-const BOUNDARIES: [(Layer, Layer); 6] = [
-    (Layer::L1, Layer::L2),
-    (Layer::L2, Layer::L3Hot),
-    (Layer::L3Hot, Layer::L3Cold),
-    (Layer::L3Cold, Layer::L3Archive),
-    (Layer::L4, Layer::L3Hot),
-    (Layer::L2, Layer::L4),
-];
-
 /// A diagnostic for every layer whose provider is not implemented in this version, and for
-/// every data-path hop that would cross clouds: an honest error at validate time instead of a
-/// provider that pretends.
+/// every cross-cloud boundary (SPEC §2) this version cannot build, naming what is missing: an
+/// honest error at validate time instead of a provider that pretends.
 pub fn unimplemented_layers(config: &TwinConfig) -> Vec<Diagnostic> {
     let text =
         std::fs::read_to_string(config.dir.join("config_providers.json")).unwrap_or_default();
@@ -67,19 +55,22 @@ pub fn unimplemented_layers(config: &TwinConfig) -> Vec<Diagnostic> {
         })
         .collect();
     found.extend(azure_function_host(config, &diagnostic));
-    for (from, to) in BOUNDARIES {
-        let (a, b) = (config.providers.get(from), config.providers.get(to));
-        if a == ProviderName::None || b == ProviderName::None || a == b {
+    for status in crate::boundaries::statuses(config) {
+        if status.deployable() {
             continue;
         }
+        let b = &status.boundary;
         found.push(diagnostic(
-            to,
+            b.receiver.layer,
             format!(
-                "{} on `{}` receives from {} on `{}`: cross-cloud hops are not implemented yet in this version of deployer; put both layers on the same provider",
-                to.key(),
-                b.as_str(),
-                from.key(),
-                a.as_str()
+                "{} on `{}` receives from {} on `{}` across clouds (boundary {}: {}); this version of deployer does not build yet {}; put both layers on the same provider",
+                b.receiver.layer.key(),
+                b.receiver.provider.as_str(),
+                b.sender.layer.key(),
+                b.sender.provider.as_str(),
+                b.hop.slug(),
+                b.describe(),
+                status.missing.join(", nor ")
             ),
         ));
     }

@@ -4,6 +4,8 @@
 //! artifacts. The engine (`twin-engine`) owns ordering, retries and state.
 
 pub mod artifacts;
+pub mod boundary_nonce_table;
+pub mod boundary_secret;
 pub mod catalogue;
 pub mod clients;
 pub mod context;

@@ -42,6 +42,18 @@ impl AwsProvider {
         let mut drivers: HashMap<&'static str, Arc<dyn ResourceDriver>> = HashMap::new();
         drivers.insert(iam::KIND, Arc::new(iam::RoleDriver::new(clients.clone())));
         drivers.insert(
+            crate::boundary_nonce_table::KIND,
+            Arc::new(crate::boundary_nonce_table::NonceTableDriver::new(
+                clients.clone(),
+            )),
+        );
+        drivers.insert(
+            crate::boundary_secret::KIND,
+            Arc::new(crate::boundary_secret::BoundarySecretDriver::new(
+                clients.clone(),
+            )),
+        );
+        drivers.insert(
             lambda_fn::KIND,
             Arc::new(lambda_fn::FunctionDriver::new(clients.clone())),
         );

@@ -155,6 +155,25 @@ pub async fn leftovers(c: &AwsClients, prefix: &str) -> Result<Vec<String>, Stri
     {
         out.push(format!("sqs:{url}"));
     }
+    let mut token = None;
+    loop {
+        let page = c
+            .secrets
+            .list_secrets()
+            .set_next_token(token)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        for s in page.secret_list() {
+            if s.name().unwrap_or("").starts_with(prefix) {
+                out.push(format!("secret:{}", s.name().unwrap_or("")));
+            }
+        }
+        token = page.next_token().map(str::to_string);
+        if token.is_none() {
+            break;
+        }
+    }
     for t in c
         .dynamodb
         .list_tables()

@@ -6,6 +6,7 @@
 //!     .map_err(|problems| eprintln!("{problems}"));
 //! ```
 
+mod boundaries;
 mod cost;
 mod diagnostics;
 mod load;
@@ -16,6 +17,9 @@ mod schema;
 mod spans;
 mod validate;
 
+pub use boundaries::{
+    boundary_secret_name, cross_cloud_boundaries, Boundary, BoundarySide, Direction, Hop,
+};
 pub use diagnostics::{Diagnostic, Diagnostics};
 pub use load::{load_dir, CONFIG_FILE, DEVICES_FILE, EVENTS_FILE, HIERARCHY_FILE, PROVIDERS_FILE};
 pub use model::{

@@ -195,6 +195,18 @@ pub(crate) fn names(
                 bucket_placeholder(twin, names::ARTIFACTS_TIER),
             ));
         }
+        // A cross-cloud boundary received here on AWS adds its ingress function and role.
+        for hop in crate::boundaries::Hop::ALL {
+            let sender = provider_of(hop.sender_layer());
+            if hop.receiver_layer() == *layer
+                && *provider == ProviderName::Aws
+                && sender.is_some_and(|p| p != ProviderName::None && p != *provider)
+            {
+                let local = hop.ingress_local_name();
+                twin_level.push((&names::LAMBDA_FUNCTION, names::function_name(twin, &local)));
+                twin_level.push((&names::IAM_ROLE, names::role_name(twin, &local)));
+            }
+        }
         for (rule, name) in twin_level {
             if let Err(error) = rule.check(&name) {
                 push_first(
@@ -307,6 +319,28 @@ mod tests {
         let found = names(&twin, all(ProviderName::Aws), &devices(&[&device]));
         assert!(found.iter().all(|p| p.source == Source::Twin), "{found:?}");
         assert!(found.iter().any(|p| p.error.kind == "Lambda function name"));
+    }
+
+    #[test]
+    fn an_aws_ingress_name_counts_against_the_lambda_limit() {
+        // 41 characters: the archive bucket alone fits, `<twin>-ingress-cold-to-archive` (65)
+        // does not.
+        let twin = "t".repeat(41);
+        let on = |cold: Option<ProviderName>, archive: ProviderName| {
+            move |l: Layer| match l {
+                Layer::L3Cold => cold,
+                Layer::L3Archive => Some(archive),
+                _ => None,
+            }
+        };
+        let alone = names(&twin, on(None, ProviderName::Aws), &[]);
+        assert!(alone.is_empty(), "{alone:?}");
+        let crossing = names(&twin, on(Some(ProviderName::Azure), ProviderName::Aws), &[]);
+        assert_eq!(crossing.len(), 1, "{crossing:?}");
+        assert!(
+            crossing[0].error.name.contains("ingress-cold-to-archive"),
+            "{crossing:?}"
+        );
     }
 
     #[test]

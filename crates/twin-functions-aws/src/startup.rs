@@ -69,6 +69,11 @@ pub fn s3_client(config: &aws_types::SdkConfig) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(s3)
 }
 
+/// A Secrets Manager client (a boundary ingress reads its secret with it).
+pub fn secrets_client(config: &aws_types::SdkConfig) -> aws_sdk_secretsmanager::Client {
+    aws_sdk_secretsmanager::Client::new(config)
+}
+
 /// A DynamoDB client.
 pub fn dynamodb_client(config: &aws_types::SdkConfig) -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::new(config)

@@ -32,3 +32,12 @@ pub const COLD_STORAGE_DAYS: &str = "COLD_STORAGE_DAYS";
 /// Both movers (optional): how many seconds a run's lease lasts; must exceed the function's
 /// timeout (default 900 = Lambda's maximum).
 pub const MOVER_LEASE_SECONDS: &str = "MOVER_LEASE_SECONDS";
+/// Boundary ingress: the hop it serves (`hot-to-cold`, ...).
+pub const BOUNDARY_HOP: &str = "BOUNDARY_HOP";
+/// Boundary ingress: the name of its copy of the boundary secret in its cloud's secret store
+/// (the name only; the value is read at start from the store).
+pub const BOUNDARY_SECRET_NAME: &str = "BOUNDARY_SECRET_NAME";
+/// Boundary ingress: the nonce ledger's table.
+pub const BOUNDARY_NONCE_TABLE: &str = "BOUNDARY_NONCE_TABLE";
+/// Storage boundary ingress: the one bucket it writes (the receiving tier's).
+pub const BOUNDARY_TARGET_BUCKET: &str = "BOUNDARY_TARGET_BUCKET";

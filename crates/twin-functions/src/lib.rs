@@ -5,6 +5,7 @@
 //! later, the Azure ones) implement. Each function is a struct holding its settings and those
 //! traits, with a `handle` method the thin runtime adapter calls.
 
+pub mod boundary;
 pub mod catalogue;
 pub mod chunk;
 pub mod clock;
