@@ -234,8 +234,8 @@ async fn generate(
                 }
             }
         }
-        print_feedback(devices, progress);
         if now.saturating_duration_since(last_draw.0) >= PROGRESS_EVERY {
+            print_feedback(devices, progress);
             last_draw = draw_progress(devices, progress, start, args.duration, last_draw);
         }
         if now >= end {
@@ -244,11 +244,14 @@ async fn generate(
     }
 }
 
-/// Prints the feedback the devices received since the last call, above the progress line.
+/// Prints the feedback the devices received since the last call, above the progress line, to
+/// stderr so that `--json` keeps stdout one document (`suspend`, not the bar's `println`, which
+/// prints nothing when the bar is hidden).
 fn print_feedback(devices: &[SimulatedDevice], progress: &ProgressBar) {
     for d in devices {
         for payload in d.link.take_feedback() {
-            progress.println(crate::send::feedback_line(d.link.device_id(), &payload));
+            let line = crate::send::feedback_line(d.link.device_id(), &payload);
+            progress.suspend(|| eprintln!("{line}"));
         }
     }
 }
