@@ -40,7 +40,8 @@ pub fn point_lambda_at_runner(cli: &Cli) {
 }
 
 /// The runner's extra services for what is deployed: the topic rule bridge on the running
-/// broker, and the hot reader's HTTP API.
+/// broker, the IoT data-plane shim publishing the functions' feedback to it, and the hot
+/// reader's HTTP API.
 async fn services(
     clients: &twin_aws::AwsClients,
     plane: &LocalPlane,
@@ -66,6 +67,12 @@ async fn services(
                 publishers: broker.trusted,
             },
         }));
+    }
+    if let Some(broker) = plane.running_broker() {
+        services.push(Box::new(
+            twin_local::iot_data::IotDataService::bind(twin, broker.port, plane.pki())
+                .map_err(local_error)?,
+        ));
     }
     if let Some(api) = twin_local::http_api::read(clients, twin)
         .await

@@ -41,3 +41,6 @@ pub const BOUNDARY_SECRET_NAME: &str = "BOUNDARY_SECRET_NAME";
 pub const BOUNDARY_NONCE_TABLE: &str = "BOUNDARY_NONCE_TABLE";
 /// Storage boundary ingress: the one bucket it writes (the receiving tier's).
 pub const BOUNDARY_TARGET_BUCKET: &str = "BOUNDARY_TARGET_BUCKET";
+/// Event-rule feedback: the IoT data-plane endpoint (`https://...` on AWS, the local data plane's
+/// shim `http://127.0.0.1:<port>` under the emulator) that feedback is published to.
+pub const IOT_DATA_ENDPOINT: &str = "IOT_DATA_ENDPOINT";

@@ -1,7 +1,7 @@
 //! The mosquitto broker: its config, ACL and trust bundle rendered from what is trusted, and the
 //! background process (start, wait until it accepts TLS and MQTT, stop).
 
-use crate::pki::{Pki, RULE_ENGINE_IDENTITY};
+use crate::pki::{Pki, IOT_DATA_IDENTITY, RULE_ENGINE_IDENTITY};
 use crate::LocalError;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -62,7 +62,11 @@ impl BrokerFiles {
 
 /// The ACL: the rule engine reads what the deployed rule selects, each device writes its
 /// policies' topics; everything else is denied (mosquitto denies what no line grants).
-pub fn render_acl(devices: &[TrustedDevice], rule_topic_filter: Option<&str>) -> String {
+pub fn render_acl(
+    twin: &str,
+    devices: &[TrustedDevice],
+    rule_topic_filter: Option<&str>,
+) -> String {
     let mut out = String::from(
         "# Written by `deployer local up` from the IoT policies registered in the emulator.\n\
          # Anything not granted here is denied.\n",
@@ -71,6 +75,11 @@ pub fn render_acl(devices: &[TrustedDevice], rule_topic_filter: Option<&str>) ->
     if let Some(filter) = rule_topic_filter {
         out.push_str(&format!("topic read {filter}\n"));
     }
+    // The IoT data-plane shim publishes for the twin's functions (feedback to devices): the
+    // twin's own topics only, as the shim itself checks before publishing.
+    out.push_str(&format!(
+        "\nuser {IOT_DATA_IDENTITY}\ntopic write {twin}/#\n"
+    ));
     for d in devices {
         out.push_str(&format!("\nuser {}\n", d.identity));
         for t in &d.publish_topics {
@@ -275,6 +284,16 @@ pub fn wait_ready(
 
 /// The rule engine's client TLS config: trusts the local CA, presents the rule engine identity.
 pub(crate) fn client_tls(pki: &Pki) -> Result<Arc<rustls::ClientConfig>, LocalError> {
+    identity_tls(pki, &pki.rule_engine_cert, &pki.rule_engine_key)
+}
+
+/// A client TLS config that trusts the local CA and presents the certificate `cert` with its key
+/// `key` (one of the identities the local CA signs, see [`Pki`]).
+pub fn identity_tls(
+    pki: &Pki,
+    cert: &Path,
+    key: &Path,
+) -> Result<Arc<rustls::ClientConfig>, LocalError> {
     let bad = |path: &Path, e: String| LocalError::Io {
         path: path.to_path_buf(),
         message: e,
@@ -287,16 +306,12 @@ pub(crate) fn client_tls(pki: &Pki) -> Result<Arc<rustls::ClientConfig>, LocalEr
             .add(c.map_err(|e| bad(&pki.ca_cert, e.to_string()))?)
             .map_err(|e| bad(&pki.ca_cert, e.to_string()))?;
     }
-    let chain = CertificateDer::pem_file_iter(&pki.rule_engine_cert)
+    let chain = CertificateDer::pem_file_iter(cert)
         .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| bad(&pki.rule_engine_cert, e.to_string()))?;
+        .map_err(|e| bad(cert, e.to_string()))?;
     // The error names the file, never the key.
-    let key = PrivateKeyDer::from_pem_file(&pki.rule_engine_key).map_err(|e| {
-        bad(
-            &pki.rule_engine_key,
-            format!("not a usable private key: {e}"),
-        )
-    })?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| bad(key, format!("not a usable private key: {e}")))?;
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -397,6 +412,7 @@ mod tests {
     #[test]
     fn the_acl_grants_each_identity_its_topics_and_the_rule_engine_its_filter() {
         let acl = render_acl(
+            "t",
             &[
                 device("t--a", "t/iot-data/a"),
                 device("t--b", "t/iot-data/b"),
@@ -415,6 +431,10 @@ mod tests {
             "{acl}"
         );
         assert!(
+            acl.contains(&format!("user {IOT_DATA_IDENTITY}\ntopic write t/#\n")),
+            "{acl}"
+        );
+        assert!(
             !acl.contains("readwrite") && !acl.contains("pattern"),
             "{acl}"
         );
@@ -424,7 +444,7 @@ mod tests {
     fn a_feedback_target_reads_only_its_own_feedback_topic() {
         let mut a = device("t--a", "t/iot-data/a");
         a.read_topics = vec!["t/feedback/a".into()];
-        let acl = render_acl(&[a, device("t--b", "t/iot-data/b")], None);
+        let acl = render_acl("t", &[a, device("t--b", "t/iot-data/b")], None);
         assert!(
             acl.contains("user t--a\ntopic write t/iot-data/a\ntopic read t/feedback/a\n"),
             "{acl}"

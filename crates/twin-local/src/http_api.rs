@@ -321,7 +321,7 @@ fn matches(
     Some(((u8::from(greedy), variables, r.method.is_none()), params))
 }
 
-fn percent_decode(s: &str, plus_is_space: bool) -> String {
+pub(crate) fn percent_decode(s: &str, plus_is_space: bool) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

@@ -5,13 +5,15 @@
 //! topic rule applied by a bridge that invokes its Lambda action through the Lambda Invoke API
 //! ([`rule`]). L2/L3: the deployed `bootstrap`s run for real under cargo-lambda's runtime API,
 //! behind a Lambda API router, their logs shipped to the emulator's CloudWatch Logs ([`runner`]);
-//! the hot reader's HTTP API served locally ([`http_api`]).
+//! the hot reader's HTTP API served locally ([`http_api`]); the IoT data plane's `Publish` for the
+//! functions' feedback to devices ([`iot_data`]).
 
 pub mod broker;
 pub mod cloudwatch;
 pub mod functions;
 pub mod http_api;
 mod invoke;
+pub mod iot_data;
 pub mod pki;
 pub mod plane;
 pub mod policy;

@@ -1,6 +1,7 @@
 //! The broker's own certificates, made once per twin directory and kept: a local CA, the
 //! server certificate for `localhost`/127.0.0.1 it signs, and the rule engine's client
-//! identity (it reads what the deployed topic rule selects). Keys are written 0600.
+//! identity (it reads what the deployed topic rule selects), and the IoT data-plane shim's client
+//! identity (it publishes what the twin's functions send to devices). Keys are written 0600.
 
 use crate::LocalError;
 use rcgen::{
@@ -13,6 +14,11 @@ use twin_aws::l1::certificate::write_private;
 /// CN of the rule engine's client certificate. Device identities are thing names
 /// (`<twin>--<device>`, always with `--`), so this cannot be a device's.
 pub const RULE_ENGINE_IDENTITY: &str = "deployer-local-rule-engine";
+
+/// CN of the IoT data-plane shim's client certificate: the twin's service identity publishing to
+/// devices (a separate identity, because the broker forces the CN as client id and two clients
+/// with one id would keep disconnecting each other).
+pub const IOT_DATA_IDENTITY: &str = "deployer-local-iot-data";
 
 /// The files of the local PKI under `.deployer/local/`.
 #[derive(Debug, Clone)]
@@ -29,6 +35,10 @@ pub struct Pki {
     pub rule_engine_cert: PathBuf,
     /// The rule engine's client key (0600).
     pub rule_engine_key: PathBuf,
+    /// The IoT data-plane shim's client certificate.
+    pub iot_data_cert: PathBuf,
+    /// The IoT data-plane shim's client key (0600).
+    pub iot_data_key: PathBuf,
 }
 
 impl Pki {
@@ -41,10 +51,12 @@ impl Pki {
             server_key: dir.join("server.key"),
             rule_engine_cert: dir.join("rule-engine.pem"),
             rule_engine_key: dir.join("rule-engine.key"),
+            iot_data_cert: dir.join("iot-data.pem"),
+            iot_data_key: dir.join("iot-data.key"),
         }
     }
 
-    fn files(&self) -> [&Path; 6] {
+    fn files(&self) -> [&Path; 8] {
         [
             &self.ca_cert,
             &self.ca_key,
@@ -52,10 +64,14 @@ impl Pki {
             &self.server_key,
             &self.rule_engine_cert,
             &self.rule_engine_key,
+            &self.iot_data_cert,
+            &self.iot_data_key,
         ]
     }
 
-    /// Makes the CA and the certificates it signs unless all are already there.
+    /// Makes the CA and the certificates it signs unless all are already there (a directory from
+    /// before a certificate was added gets all of them anew; `local up` then rewrites the trust
+    /// bundle and restarts the broker, since its files changed).
     pub fn ensure(&self) -> Result<(), LocalError> {
         if self.files().iter().all(|f| f.exists()) {
             return Ok(());
@@ -92,6 +108,11 @@ impl Pki {
             Vec::new(),
             ExtendedKeyUsagePurpose::ClientAuth,
         )?;
+        let (iot_data, iot_data_key) = issue(
+            IOT_DATA_IDENTITY,
+            Vec::new(),
+            ExtendedKeyUsagePurpose::ClientAuth,
+        )?;
         let write = |path: &Path, text: &str, mode: u32| {
             write_private(path, text, mode).map_err(|e| LocalError::Io {
                 path: path.to_path_buf(),
@@ -102,8 +123,10 @@ impl Pki {
         write(&self.ca_key, &ca_key.serialize_pem(), 0o600)?;
         write(&self.server_key, &server_key, 0o600)?;
         write(&self.rule_engine_key, &engine_key, 0o600)?;
+        write(&self.iot_data_key, &iot_data_key, 0o600)?;
         write(&self.server_cert, &server, 0o644)?;
         write(&self.rule_engine_cert, &engine, 0o644)?;
+        write(&self.iot_data_cert, &iot_data, 0o644)?;
         write(&self.ca_cert, &ca_cert.pem(), 0o644)
     }
 }

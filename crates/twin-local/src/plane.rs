@@ -241,7 +241,7 @@ impl LocalPlane {
         let render = |port: u16| {
             (
                 broker::render_config(&files, &pki, port, as_root),
-                broker::render_acl(&trusted, reg.rule_topic_filter.as_deref()),
+                broker::render_acl(&self.twin, &trusted, reg.rule_topic_filter.as_deref()),
                 broker::render_trust_bundle(&ca_pem, &trusted),
             )
         };

@@ -52,6 +52,11 @@ pub struct StartedService {
 pub trait LocalService: Send + Sync {
     /// Its name, for errors and `runner.json`.
     fn name(&self) -> String;
+    /// Environment variables the twin's functions get because this service runs (e.g. the
+    /// IoT data-plane shim's URL); asked before the functions start, so before [`Self::start`].
+    fn function_env(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
     /// Starts it; returns once it is ready to serve.
     async fn start(self: Box<Self>, ctx: ServiceContext) -> Result<StartedService, LocalError>;
 }
@@ -397,7 +402,9 @@ async fn serve(
         }) as Arc<dyn Fn() + Send + Sync>
     };
     let (access_key_id, secret_access_key) = credentials();
+    let extra = services.iter().flat_map(|s| s.function_env()).collect();
     let env = InstanceEnv {
+        extra,
         runtime_port: api.port,
         endpoint: config.endpoint.clone(),
         router_url: router_url.clone(),

@@ -325,6 +325,8 @@ pub struct InstanceEnv {
     pub access_key_id: String,
     /// Secret access key (never logged or written).
     pub secret_access_key: String,
+    /// What the runner's services add (e.g. the IoT data-plane endpoint).
+    pub extra: Vec<(String, String)>,
 }
 
 /// One instance's live pid and start count, shared with the runner for `runner.json`.
@@ -395,6 +397,7 @@ pub fn instance_env(f: &DeployedFunction, env: &InstanceEnv) -> Vec<(String, Str
         ("AWS_ENDPOINT_URL".into(), env.endpoint.clone()),
         ("AWS_ENDPOINT_URL_LAMBDA".into(), env.router_url.clone()),
     ]);
+    vars.extend(env.extra.iter().cloned());
     if let Ok(path) = std::env::var("PATH") {
         vars.push(("PATH".into(), path));
     }

@@ -3,6 +3,7 @@
 //! Relative paths in the file are resolved against the file's own directory, so the simulator
 //! works from any working directory.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -91,6 +92,10 @@ struct RawConfig {
     /// The MQTT version the broker expects; only 3.1.1 is spoken.
     #[serde(default)]
     mqtt_version: Option<String>,
+    /// The feedback topic of each device some event rule sends feedback to, by device id
+    /// (`<twin>/feedback/<device>`); the device subscribes to it. Absent: no feedback.
+    #[serde(default)]
+    feedback_topics: BTreeMap<String, String>,
 }
 
 /// The simulator config with every path made absolute (or relative to the working directory).
@@ -116,6 +121,8 @@ pub struct SimulatorConfig {
     pub profile: BrokerProfile,
     /// The MQTT username pattern (`{iotDeviceId}` for the device id), if the broker wants one.
     pub username: Option<String>,
+    /// The feedback topic of each device that receives event-rule feedback, by device id.
+    pub feedback_topics: BTreeMap<String, String>,
 }
 
 impl SimulatorConfig {
@@ -219,6 +226,16 @@ impl SimulatorConfig {
                 ));
             }
         }
+        if let Some((device, t)) = raw
+            .feedback_topics
+            .iter()
+            .find(|(_, t)| t.trim().is_empty() || t.contains(['+', '#']))
+        {
+            return Err(invalid(
+                "feedback_topics",
+                &format!("`{device}`: `{t}` must be one topic without wildcards, e.g. `my-twin/feedback/{device}`"),
+            ));
+        }
         let base = path.parent().unwrap_or(Path::new(""));
         Ok(Self {
             source: path.to_path_buf(),
@@ -231,6 +248,7 @@ impl SimulatorConfig {
             client_id_prefix: raw.client_id_prefix,
             profile,
             username,
+            feedback_topics: raw.feedback_topics,
         })
     }
 
@@ -248,6 +266,11 @@ impl SimulatorConfig {
         self.username
             .as_ref()
             .map(|u| u.replace(DEVICE_PLACEHOLDER, device_id))
+    }
+
+    /// The topic one device receives its event-rule feedback on, if any.
+    pub fn feedback_topic(&self, device_id: &str) -> Option<String> {
+        self.feedback_topics.get(device_id).cloned()
     }
 
     /// The topic one device publishes to (SPEC §6: `<twin>/iot-data/<device-id>`).
@@ -290,6 +313,22 @@ mod tests {
             Path::new("/twin/.deployer/simulator/../devices")
         );
         assert_eq!(c.device_topic("dev-1"), "twin/iot-data/dev-1");
+    }
+
+    #[test]
+    fn feedback_topics_are_per_device_and_never_filters() {
+        let text = GOOD.replace(
+            "\"topic\"",
+            "\"feedback_topics\": {\"d1\": \"twin/feedback/d1\"}, \"topic\"",
+        );
+        let c = SimulatorConfig::parse(&text, Path::new("c.json")).unwrap();
+        assert_eq!(c.feedback_topic("d1").as_deref(), Some("twin/feedback/d1"));
+        assert_eq!(c.feedback_topic("d2"), None);
+        let c = SimulatorConfig::parse(GOOD, Path::new("c.json")).unwrap();
+        assert!(c.feedback_topics.is_empty());
+        let bad = text.replace("twin/feedback/d1", "twin/feedback/#");
+        let err = SimulatorConfig::parse(&bad, Path::new("c.json")).unwrap_err();
+        assert!(err.to_string().contains("feedback_topics"), "{err}");
     }
 
     #[test]

@@ -75,9 +75,10 @@ pub async fn run_load(
                 certificate: creds.certificate.clone(),
                 root_ca: config.root_ca_cert.clone(),
             };
-            let link = DeviceLink::start(
+            let link = DeviceLink::start_with_feedback(
                 &id,
                 config.device_topic(&id),
+                config.feedback_topic(&id),
                 client_config,
                 &options,
                 context,
@@ -137,6 +138,7 @@ pub async fn run_load(
             _ = &mut interrupted => {}
         }
     }
+    print_feedback(&devices, &progress);
     let close_deadline = Instant::now() + Duration::from_secs(5);
     let mut total = LinkStats::new();
     let mut broken: Vec<LinkFailure> = Vec::new();
@@ -233,10 +235,23 @@ async fn generate(
             }
         }
         if now.saturating_duration_since(last_draw.0) >= PROGRESS_EVERY {
+            print_feedback(devices, progress);
             last_draw = draw_progress(devices, progress, start, args.duration, last_draw);
         }
         if now >= end {
             return;
+        }
+    }
+}
+
+/// Prints the feedback the devices received since the last call, above the progress line, to
+/// stderr so that `--json` keeps stdout one document (`suspend`, not the bar's `println`, which
+/// prints nothing when the bar is hidden).
+fn print_feedback(devices: &[SimulatedDevice], progress: &ProgressBar) {
+    for d in devices {
+        for payload in d.link.take_feedback() {
+            let line = crate::send::feedback_line(d.link.device_id(), &payload);
+            progress.suspend(|| eprintln!("{line}"));
         }
     }
 }

@@ -7,14 +7,21 @@
 //! in their original order and ahead of newer messages, once the next CONNACK arrives. Messages
 //! are matched to PUBACKs through the `Outgoing::Publish(pkid)` events, which rumqttc emits in
 //! exactly the order it takes requests.
+//!
+//! A device some event rule sends feedback to also subscribes to its feedback topic on every
+//! CONNACK (a clean session keeps no subscription). That SUBSCRIBE goes into rumqttc's pending
+//! list but is never counted as one of the requests the link fed (nor carried over a reconnect:
+//! the next CONNACK subscribes again), and the SUBACK and the incoming PUBLISHes it brings are
+//! not acknowledgements: the publish bookkeeping only ever looks at `Outgoing::Publish` and
+//! `PubAck`.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rumqttc::{
-    AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS, Request, TlsConfiguration,
-    Transport,
+    AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS, Request, Subscribe,
+    SubscribeReasonCode, TlsConfiguration, Transport,
 };
 use tokio::sync::Notify;
 
@@ -24,6 +31,10 @@ use crate::stats::LinkStats;
 
 /// AWS IoT Core's largest MQTT message; rumqttc's own default (10 KiB) is smaller.
 const MAX_PACKET_SIZE: usize = 128 * 1024;
+
+/// Feedback messages kept for [`DeviceLink::take_feedback`] at most; older ones are dropped
+/// (still counted in [`LinkStats::feedback`]).
+const FEEDBACK_KEPT: usize = 1000;
 
 /// How a device connects and how much it buffers.
 #[derive(Debug, Clone)]
@@ -110,6 +121,8 @@ pub struct LinkCounters {
     pub outstanding: u64,
     /// Whether the device is connected right now.
     pub connected: bool,
+    /// Feedback messages received on the device's feedback topic.
+    pub feedback: u64,
 }
 
 /// A message the link has taken and not yet seen acknowledged.
@@ -130,6 +143,10 @@ struct LinkState {
     inflight: HashMap<u16, Tracked>,
     stats: LinkStats,
     last_latency: Option<Duration>,
+    /// Feedback received and not yet taken, oldest first.
+    feedback: VecDeque<Vec<u8>>,
+    /// Whether the broker granted the feedback subscription (None: not answered yet or none).
+    feedback_granted: Option<bool>,
 }
 
 impl LinkState {
@@ -169,6 +186,33 @@ impl LinkState {
         }
     }
 
+    /// Records a feedback PUBLISH or the SUBACK of the feedback subscription; returns whether
+    /// the event was one (never an acknowledgement of a telemetry message: see [`Self::apply`]).
+    fn feedback_event(&mut self, event: &Event, topic: Option<&str>) -> bool {
+        let Some(topic) = topic else {
+            return false;
+        };
+        match event {
+            Event::Incoming(Packet::Publish(p)) if p.topic == topic => {
+                self.stats.feedback += 1;
+                if self.feedback.len() >= FEEDBACK_KEPT {
+                    self.feedback.pop_front();
+                }
+                self.feedback.push_back(p.payload.to_vec());
+                true
+            }
+            Event::Incoming(Packet::SubAck(ack)) => {
+                let granted = !ack.return_codes.contains(&SubscribeReasonCode::Failure);
+                if !granted {
+                    tracing::warn!(%topic, "the broker refused the feedback subscription (the device's policy does not allow it)");
+                }
+                self.feedback_granted = Some(granted);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// After a connection error: takes rumqttc's leftovers (requests we fed it, unacknowledged
     /// publishes, the drained request channel) and rebuilds `carry` in send order.
     ///
@@ -187,6 +231,8 @@ impl LinkState {
         let mut channel: Vec<Request> = Vec::new();
         for request in leftovers {
             match request {
+                // Never one of ours (see `Carry::top_up`): the next CONNACK subscribes again.
+                Request::Subscribe(_) => {}
                 Request::Publish(mut p) if p.pkid != 0 => match inflight.get(&p.pkid) {
                     Some(t) => {
                         p.pkid = 0;
@@ -246,7 +292,12 @@ impl Carry {
                 eventloop.pending.push_back(r);
             }
         }
-        self.fed = eventloop.pending.len();
+        // The feedback SUBSCRIBE the link adds itself is not one of the fed requests.
+        self.fed = eventloop
+            .pending
+            .iter()
+            .filter(|r| !matches!(r, Request::Subscribe(_)))
+            .count();
     }
 }
 
@@ -268,6 +319,7 @@ impl Shared {
 pub struct DeviceLink {
     device_id: String,
     topic: String,
+    feedback_topic: Option<String>,
     buffer: usize,
     client: AsyncClient,
     shared: Arc<Shared>,
@@ -279,6 +331,19 @@ impl DeviceLink {
     pub fn start(
         device_id: &str,
         topic: String,
+        tls: Arc<rustls::ClientConfig>,
+        options: &LinkOptions,
+        context: FailureContext,
+    ) -> Self {
+        Self::start_with_feedback(device_id, topic, None, tls, options, context)
+    }
+
+    /// As [`DeviceLink::start`], also subscribing (QoS 1) to `feedback_topic` on every
+    /// connection when given: what arrives there is the device's event-rule feedback.
+    pub fn start_with_feedback(
+        device_id: &str,
+        topic: String,
+        feedback_topic: Option<String>,
         tls: Arc<rustls::ClientConfig>,
         options: &LinkOptions,
         context: FailureContext,
@@ -311,6 +376,8 @@ impl DeviceLink {
                 inflight: HashMap::new(),
                 stats: LinkStats::new(),
                 last_latency: None,
+                feedback: VecDeque::new(),
+                feedback_granted: None,
             }),
             changed: Notify::new(),
         });
@@ -319,10 +386,12 @@ impl DeviceLink {
             shared.clone(),
             context,
             options.backoff.clone(),
+            feedback_topic.clone(),
         ));
         Self {
             device_id: device_id.to_string(),
             topic,
+            feedback_topic,
             buffer: capacity,
             client,
             shared,
@@ -338,6 +407,55 @@ impl DeviceLink {
     /// The topic this device publishes to.
     pub fn topic(&self) -> &str {
         &self.topic
+    }
+
+    /// The topic this device receives its feedback on, if it subscribes to one.
+    pub fn feedback_topic(&self) -> Option<&str> {
+        self.feedback_topic.as_deref()
+    }
+
+    /// The feedback payloads received since the last call, oldest first.
+    pub fn take_feedback(&self) -> Vec<Vec<u8>> {
+        self.shared.lock().feedback.drain(..).collect()
+    }
+
+    /// Whether the broker granted the feedback subscription: None until it answered (or when
+    /// the device has no feedback topic), Some(false) when it refused it (the device's policy).
+    pub fn feedback_granted(&self) -> Option<bool> {
+        self.shared.lock().feedback_granted
+    }
+
+    /// Waits until the broker answered the feedback subscription, the link fails, or
+    /// `deadline` passes; the answer is whether it was granted.
+    pub async fn wait_feedback_subscribed(&self, deadline: Instant) -> Result<bool, LinkFailure> {
+        let outcome = self
+            .wait_for(deadline, |st| match (&st.status, st.feedback_granted) {
+                (_, Some(granted)) => Some(Ok(granted)),
+                (LinkStatus::Failed(f), None) => Some(Err(f.clone())),
+                _ => None,
+            })
+            .await;
+        outcome.unwrap_or_else(|| Err(self.timeout_failure("feedback subscription not answered")))
+    }
+
+    /// Waits until `n` feedback messages in all were received, the link fails, or `deadline`
+    /// passes.
+    pub async fn wait_feedback(&self, n: u64, deadline: Instant) -> Result<(), LinkFailure> {
+        let outcome = self
+            .wait_for(deadline, |st| {
+                if st.stats.feedback >= n {
+                    Some(Ok(()))
+                } else if let LinkStatus::Failed(f) = &st.status {
+                    Some(Err(f.clone()))
+                } else {
+                    None
+                }
+            })
+            .await;
+        outcome.unwrap_or_else(|| {
+            let got = self.shared.lock().stats.feedback;
+            Err(self.timeout_failure(&format!("{got} of {n} feedback message(s) received")))
+        })
     }
 
     /// Queues one QoS 1 message; never waits.
@@ -434,6 +552,7 @@ impl DeviceLink {
             acknowledged: st.stats.acknowledged,
             outstanding: st.outstanding() as u64,
             connected: matches!(st.status, LinkStatus::Connected),
+            feedback: st.stats.feedback,
         }
     }
 
@@ -514,6 +633,7 @@ async fn drive(
     shared: Arc<Shared>,
     context: FailureContext,
     mut backoff: Backoff,
+    feedback_topic: Option<String>,
 ) {
     let window = eventloop.mqtt_options.inflight();
     let mut carry = Carry::default();
@@ -526,8 +646,18 @@ async fn drive(
                 // first, in order, before anything newer waiting in the request channel.
                 eventloop.pending.clear();
                 carry.top_up(&mut eventloop, window);
+                if let Some(topic) = &feedback_topic {
+                    // First, so feedback to the first messages is not missed; not counted as fed.
+                    eventloop
+                        .pending
+                        .push_front(Request::Subscribe(Subscribe::new(
+                            topic.clone(),
+                            QoS::AtLeastOnce,
+                        )));
+                }
                 {
                     let mut st = shared.lock();
+                    st.feedback_granted = None;
                     if connected_once {
                         st.stats.reconnects += 1;
                     }
@@ -543,9 +673,13 @@ async fn drive(
                 return;
             }
             Ok(event) => {
-                let idle = shared.lock().apply(&event);
+                let (idle, feedback) = {
+                    let mut st = shared.lock();
+                    let idle = st.apply(&event);
+                    (idle, st.feedback_event(&event, feedback_topic.as_deref()))
+                };
                 carry.top_up(&mut eventloop, window);
-                if idle {
+                if idle || feedback {
                     shared.changed.notify_waiters();
                 }
             }
@@ -625,6 +759,8 @@ mod tests {
             inflight: HashMap::new(),
             stats: LinkStats::new(),
             last_latency: None,
+            feedback: VecDeque::new(),
+            feedback_granted: None,
         }
     }
 
@@ -694,6 +830,59 @@ mod tests {
         el.pending.pop_front(); // rumqttc took one; it is on the wire now (not counted here)
         carry.top_up(&mut el, 4);
         assert_eq!(el.pending.len(), 4);
+    }
+
+    #[test]
+    fn a_feedback_subscribe_is_neither_fed_nor_carried_and_keeps_the_order() {
+        let mut el = eventloop();
+        let mut st = state();
+        let mut carry = Carry {
+            queue: [publish("m1", 0), publish("m2", 0)].into(),
+            fed: 0,
+        };
+        carry.top_up(&mut el, 10);
+        el.pending.push_front(Request::Subscribe(Subscribe::new(
+            "t/feedback/d",
+            QoS::AtLeastOnce,
+        )));
+        carry.top_up(&mut el, 10);
+        assert_eq!(carry.fed, 2, "the SUBSCRIBE is not one of the fed requests");
+        st.waiting
+            .extend([tracked(1, false), tracked(2, false), tracked(3, false)]);
+        // The connection fails before anything is taken; m3 was in the request channel.
+        el.pending.push_back(publish("m3", 0));
+        st.carry_over(&mut el, &mut carry, 0);
+        assert_eq!(names(&carry.queue), ["m1", "m2", "m3"]);
+    }
+
+    #[test]
+    fn feedback_and_its_suback_are_not_acknowledgements() {
+        let mut st = state();
+        st.waiting.push_back(tracked(0, false));
+        assert!(!st.apply(&Event::Outgoing(Outgoing::Publish(1))));
+        let suback = Event::Incoming(Packet::SubAck(rumqttc::SubAck::new(
+            1,
+            vec![SubscribeReasonCode::Success(QoS::AtLeastOnce)],
+        )));
+        let mut incoming = rumqttc::Publish::new("t/feedback/d", QoS::AtLeastOnce, "hot");
+        incoming.pkid = 1;
+        let incoming = Event::Incoming(Packet::Publish(incoming));
+        for e in [&suback, &incoming] {
+            assert!(!st.apply(e));
+            assert!(st.feedback_event(e, Some("t/feedback/d")));
+        }
+        assert_eq!(st.stats.acknowledged, 0);
+        assert_eq!(
+            st.inflight.len(),
+            1,
+            "the telemetry message still awaits its PUBACK"
+        );
+        assert_eq!(st.stats.feedback, 1);
+        assert_eq!(st.feedback_granted, Some(true));
+        assert_eq!(st.feedback.pop_front().as_deref(), Some(&b"hot"[..]));
+        // Another topic (or a device without feedback) is not feedback.
+        assert!(!st.feedback_event(&incoming, Some("t/feedback/other")));
+        assert!(!st.feedback_event(&incoming, None));
     }
 
     #[test]

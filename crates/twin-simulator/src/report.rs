@@ -33,6 +33,8 @@ pub struct LoadReport {
     pub retransmitted: u64,
     /// Reconnections during the run.
     pub reconnects: u64,
+    /// Event-rule feedback messages the devices received.
+    pub feedback: u64,
     /// Acknowledged messages per second, from the start to the last PUBACK.
     pub throughput_msgs_per_s: f64,
     /// Publish→PUBACK latency percentiles in milliseconds (None without any PUBACK).
@@ -85,6 +87,7 @@ impl LoadReport {
             unacknowledged,
             retransmitted: stats.retransmitted,
             reconnects: stats.reconnects,
+            feedback: stats.feedback,
             throughput_msgs_per_s: if seconds > 0.0 {
                 stats.acknowledged as f64 / seconds
             } else {
@@ -128,6 +131,12 @@ impl LoadReport {
             self.reconnects,
             self.throughput_msgs_per_s,
         );
+        if self.feedback > 0 {
+            text.push_str(&format!(
+                "feedback      {} message(s) received\n",
+                self.feedback
+            ));
+        }
         for e in &self.errors {
             text.push_str(&format!("error         {e}\n"));
         }

@@ -13,6 +13,14 @@ use crate::publisher::{DeviceLink, LinkOptions, SendRejected};
 use crate::tls::{DeviceCredentials, TlsContext};
 use crate::SimError;
 
+/// How a feedback message is printed.
+pub fn feedback_line(device: &str, payload: &[u8]) -> String {
+    format!(
+        "feedback for {device}: {}",
+        String::from_utf8_lossy(payload)
+    )
+}
+
 /// A sequence of `send` commands over the same payloads and connections.
 pub struct SendSession {
     config: SimulatorConfig,
@@ -48,6 +56,7 @@ impl SendSession {
         out: &mut dyn Write,
     ) -> Result<(), SimError> {
         for _ in 0..count {
+            self.print_feedback(out)?;
             if let Err(e) = self.send_one(timeout, out).await {
                 // A failed connection is started afresh next time (the user may have fixed it).
                 if matches!(e, SimError::Link(_)) {
@@ -58,7 +67,23 @@ impl SendSession {
                 return Err(e);
             }
         }
+        self.print_feedback(out)?;
         Ok(())
+    }
+
+    /// Prints the feedback every device received since the last call
+    /// (`feedback for <device>: <payload>`), devices in name order.
+    pub fn print_feedback(&self, out: &mut dyn Write) -> Result<u64, SimError> {
+        let mut devices: Vec<&DeviceLink> = self.links.values().collect();
+        devices.sort_by(|a, b| a.device_id().cmp(b.device_id()));
+        let mut printed = 0;
+        for link in devices {
+            for payload in link.take_feedback() {
+                writeln!(out, "{}", feedback_line(link.device_id(), &payload))?;
+                printed += 1;
+            }
+        }
+        Ok(printed)
     }
 
     async fn send_one(&mut self, timeout: Duration, out: &mut dyn Write) -> Result<(), SimError> {
@@ -108,9 +133,10 @@ impl SendSession {
                 certificate: creds.certificate.clone(),
                 root_ca: self.config.root_ca_cert.clone(),
             };
-            let link = DeviceLink::start(
+            let link = DeviceLink::start_with_feedback(
                 device,
                 self.config.device_topic(device),
+                self.config.feedback_topic(device),
                 tls,
                 &self.options,
                 context,

@@ -26,6 +26,8 @@ pub struct LinkStats {
     pub lost: u64,
     /// Successful reconnections after the first connection.
     pub reconnects: u64,
+    /// Feedback messages received on the device's feedback topic (not acknowledgements).
+    pub feedback: u64,
     /// When the most recent PUBACK arrived.
     pub last_ack_at: Option<Instant>,
     /// Latency from taking a message into the buffer to its PUBACK, in microseconds.
@@ -47,6 +49,7 @@ impl LinkStats {
             acknowledged: 0,
             lost: 0,
             reconnects: 0,
+            feedback: 0,
             last_ack_at: None,
             latency,
         }
@@ -70,6 +73,7 @@ impl LinkStats {
         self.acknowledged += other.acknowledged;
         self.lost += other.lost;
         self.reconnects += other.reconnects;
+        self.feedback += other.feedback;
         self.last_ack_at = match (self.last_ack_at, other.last_ack_at) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),

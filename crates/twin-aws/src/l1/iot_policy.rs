@@ -270,6 +270,21 @@ mod tests {
     }
 
     #[test]
+    fn the_simulator_subscribes_only_feedback_targets_to_their_own_topic() {
+        let config = twin(json!([{
+            "key": "hot",
+            "condition": {"text": "e.c.p > 1", "devices": ["b"]},
+            "action": {"type": "mqtt", "iotDeviceId": "a", "payload": "x"}
+        }]));
+        let topics = crate::l1::simulator_config::feedback_topics(&config);
+        assert_eq!(
+            topics.into_iter().collect::<Vec<_>>(),
+            vec![("a".to_string(), "t/feedback/a".to_string())]
+        );
+        assert!(crate::l1::simulator_config::feedback_topics(&twin(json!([]))).is_empty());
+    }
+
+    #[test]
     fn only_a_feedback_target_may_subscribe_and_only_to_its_own_feedback_topic() {
         let config = twin(json!([{
             "key": "hot",

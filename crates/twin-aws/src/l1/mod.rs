@@ -134,6 +134,20 @@ pub fn specs(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudError> {
     specs.push(rule);
 
     let sim_path = simulator_config::simulator_dir(&ctx.twin.dir).join("config.json");
+    let mut sim_desired = json!({
+        "path": sim_path.display().to_string(),
+        "topic": format!("{twin}/iot-data"),
+        "payload_file_path": "payloads.json",
+        "auth_files_path": "../devices",
+        "root_ca_cert_path": format!("../devices/{}", simulator_config::ROOT_CA_FILE),
+        "root_ca_bundle": simulator_config::ROOT_CA_BUNDLE,
+        "client_id_prefix": names::per_device_prefix(twin),
+    });
+    // Only when a rule sends feedback: a twin without such rules keeps the file it had.
+    let feedback = simulator_config::feedback_topics(ctx.twin);
+    if !feedback.is_empty() {
+        sim_desired["feedback_topics"] = json!(feedback);
+    }
     specs.push(
         ResourceSpec::new(
             resource_id(layer, simulator_config::KIND, "config"),
@@ -143,15 +157,7 @@ pub fn specs(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudError> {
             sim_path.display().to_string(),
         )
         .depends_on(certificates)
-        .desired(json!({
-            "path": sim_path.display().to_string(),
-            "topic": format!("{twin}/iot-data"),
-            "payload_file_path": "payloads.json",
-            "auth_files_path": "../devices",
-            "root_ca_cert_path": format!("../devices/{}", simulator_config::ROOT_CA_FILE),
-            "root_ca_bundle": simulator_config::ROOT_CA_BUNDLE,
-            "client_id_prefix": names::per_device_prefix(twin),
-        }))
+        .desired(sim_desired)
         .inputs(json!({"example_payloads": ctx.twin.example_payloads()})),
     );
     Ok(specs)

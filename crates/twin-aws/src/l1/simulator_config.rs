@@ -36,6 +36,23 @@ pub fn simulator_dir(config_dir: &Path) -> PathBuf {
     config_dir.join(".deployer").join("simulator")
 }
 
+/// The feedback topic of each device some event rule sends feedback to
+/// (`names::feedback_topic`), by device id: what the simulator subscribes to for that device.
+pub fn feedback_topics(
+    twin: &twin_config::TwinConfig,
+) -> std::collections::BTreeMap<String, String> {
+    twin.devices
+        .iter()
+        .filter(|d| crate::l1::iot_policy::receives_feedback(twin, &d.id))
+        .map(|d| {
+            (
+                d.id.clone(),
+                twin_config::names::feedback_topic(&twin.twin.digital_twin_name, &d.id),
+            )
+        })
+        .collect()
+}
+
 /// Writes, reads and removes the simulator config.
 pub struct SimulatorConfigDriver {
     clients: Arc<AwsClients>,
@@ -87,6 +104,7 @@ impl ResourceDriver for SimulatorConfigDriver {
                 "root_ca_cert_path": v.get("root_ca_cert_path"),
                 "client_id_prefix": v.get("client_id_prefix"),
                 "payload_file_path": v.get("payload_file_path"),
+                "feedback_topics": v.get("feedback_topics"),
                 "root_ca_present": ca_present,
                 "root_ca_bundle": bundle,
             }),
@@ -122,7 +140,7 @@ impl ResourceDriver for SimulatorConfigDriver {
             let text = serde_json::to_string_pretty(&example).unwrap_or_else(|_| "[]".into());
             write_private(&payloads, &text, 0o644)?;
         }
-        let config = json!({
+        let mut config = json!({
             "endpoint": endpoint,
             "topic": field(spec, "topic"),
             "payload_file_path": field(spec, "payload_file_path"),
@@ -130,6 +148,9 @@ impl ResourceDriver for SimulatorConfigDriver {
             "root_ca_cert_path": field(spec, "root_ca_cert_path"),
             "client_id_prefix": field(spec, "client_id_prefix"),
         });
+        if let Some(topics) = spec.desired.get("feedback_topics") {
+            config["feedback_topics"] = topics.clone();
+        }
         let text = serde_json::to_string_pretty(&config).unwrap_or_default();
         write_private(&path, &text, 0o644)?;
         self.read(spec, deps).await?.ok_or_else(|| {
