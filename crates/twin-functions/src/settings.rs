@@ -297,6 +297,12 @@ impl ProcessorSettings {
     }
 }
 
+/// Any evaluator type, to reach its (type-independent) `rules_from_json`.
+type AnyEvaluator = crate::event_evaluator::EventEvaluator<
+    crate::event_evaluator::InMemoryRuleStates,
+    crate::event_evaluator::RecordingActions,
+>;
+
 /// Persister settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PersisterSettings {
@@ -304,15 +310,51 @@ pub struct PersisterSettings {
     pub common: CommonSettings,
     /// `HOT_TABLE`.
     pub hot_table: String,
+    /// `EVENT_RULES`: the twin's event rules; empty when absent.
+    pub event_rules: Vec<twin_events::Rule>,
+    /// `IOT_DATA_ENDPOINT`: required when a rule sends feedback.
+    pub iot_data_endpoint: Option<String>,
+    /// `EVENTS_TOPIC_ARN`: required when a rule notifies.
+    pub events_topic_arn: Option<String>,
 }
 
 impl PersisterSettings {
-    /// Reads and checks the persister's environment.
+    /// Reads and checks the persister's environment: the endpoint and topic a rule's actions
+    /// need must be there, so a mismatch stops the function at start, not at the first firing.
     pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
         let mut env = EnvReader::new("persister", lookup);
         let common = env.common();
         let hot_table = env.required(HOT_TABLE);
-        env.finish(Self { common, hot_table })
+        let event_rules = match env.optional(EVENT_RULES) {
+            None => Vec::new(),
+            Some(raw) => {
+                AnyEvaluator::rules_from_json(&raw).unwrap_or_else(|e| {
+                    env.invalid(format!("{EVENT_RULES}: {e}"));
+                    Vec::new()
+                })
+            }
+        };
+        let feedback = event_rules.iter().any(|r| r.action.feedback().is_some());
+        let notifies = event_rules
+            .iter()
+            .any(|r| matches!(r.action, twin_events::Action::Notification { .. }));
+        let iot_data_endpoint = if feedback {
+            Some(env.required(IOT_DATA_ENDPOINT))
+        } else {
+            env.optional(IOT_DATA_ENDPOINT)
+        };
+        let events_topic_arn = if notifies {
+            Some(env.required(EVENTS_TOPIC_ARN))
+        } else {
+            env.optional(EVENTS_TOPIC_ARN)
+        };
+        env.finish(Self {
+            common,
+            hot_table,
+            event_rules,
+            iot_data_endpoint,
+            events_topic_arn,
+        })
     }
 }
 
