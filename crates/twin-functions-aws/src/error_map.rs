@@ -94,10 +94,19 @@ mod tests {
         assert_eq!(kind_of("ValidationException"), CloudErrorKind::Rejected);
         // SNS and IoT data plane codes (event-rule actions).
         assert_eq!(kind_of("AuthorizationError"), CloudErrorKind::AccessDenied);
-        assert_eq!(kind_of("UnauthorizedException"), CloudErrorKind::AccessDenied);
+        assert_eq!(
+            kind_of("UnauthorizedException"),
+            CloudErrorKind::AccessDenied
+        );
         assert_eq!(kind_of("ThrottledException"), CloudErrorKind::Throttled);
-        assert_eq!(kind_of("InternalFailureException"), CloudErrorKind::Transient);
-        assert_eq!(kind_of("ServiceUnavailableException"), CloudErrorKind::Transient);
+        assert_eq!(
+            kind_of("InternalFailureException"),
+            CloudErrorKind::Transient
+        );
+        assert_eq!(
+            kind_of("ServiceUnavailableException"),
+            CloudErrorKind::Transient
+        );
         assert_eq!(kind_of("NotFound"), CloudErrorKind::NotFound);
         assert_eq!(kind_of("InvalidParameter"), CloudErrorKind::Rejected);
     }

@@ -77,6 +77,11 @@ impl FakeIotData {
             .faults
             .push_back((status, error_type.to_string()));
     }
+
+    /// Drops the faults not yet used.
+    pub fn clear_faults(&self) {
+        lock(&self.state).faults.clear();
+    }
 }
 
 async fn handle(state: &Mutex<State>, req: Request<Incoming>) -> Reply {
@@ -100,7 +105,11 @@ async fn handle(state: &Mutex<State>, req: Request<Incoming>) -> Reply {
         return error(status, &kind, "injected fault");
     }
     let Some(topic) = percent_decode(raw_topic) else {
-        return error(400, "InvalidRequestException", "the topic is not valid UTF-8");
+        return error(
+            400,
+            "InvalidRequestException",
+            "the topic is not valid UTF-8",
+        );
     };
     let qos = match query
         .split('&')
