@@ -154,6 +154,24 @@ pub fn load_dir(dir: &Path) -> Result<TwinConfig, Diagnostics> {
         }
     }
 
+    // On AWS the rules travel in the persister's environment (see `events_env`).
+    if let (Some(name), Some(p), Some(part), Some(doc)) = (twin_name, &provs, &rules, &events) {
+        if p.get(Layer::L2) == Some(ProviderName::Aws) && !part.rules.is_empty() {
+            let json = crate::events_env::rules_json(&part.rules);
+            let bytes = crate::events_env::persister_env_bytes(name, &json);
+            if bytes > crate::events_env::LAMBDA_ENV_BYTES {
+                FileReader::new(EVENTS_FILE, &doc.spans, &mut out).at_value(
+                    "$",
+                    format!(
+                        "the rules take {} bytes as JSON, and with the persister's other variables its environment would be {bytes} bytes; Lambda allows {} in all (layer 2 is on AWS): shorten or remove rules (e.g. shorter payloads and messages)",
+                        json.len(),
+                        crate::events_env::LAMBDA_ENV_BYTES
+                    ),
+                );
+            }
+        }
+    }
+
     if !out.is_empty() {
         sort(&mut out);
         return Err(Diagnostics(out));
