@@ -1,0 +1,188 @@
+//! The event rules on AWS's layer 2: what the persister needs to evaluate them (the rules in its
+//! environment, the data-plane endpoint, the notification topic, exactly the rights its actions
+//! use) and the rules' own functions (`autoDeploy`), deployed beside the processors.
+
+use std::collections::BTreeSet;
+
+use crate::errors::cloud;
+use crate::iam::RoleSpec;
+use crate::l2::events_topic;
+use crate::l3::table;
+use crate::lambda_fn::{function_arn, FunctionSpec};
+use crate::{AwsClients, LayerContext};
+use twin_config::{events_env, names, Layer};
+use twin_engine::{CloudError, ErrorClass, ResourceSpec};
+use twin_events::Action;
+use twin_functions::env_vars;
+
+/// Role shared by the rules' own functions: they get logging and nothing else (what they do
+/// beyond logging is theirs to ask for).
+pub const EVENT_FUNCTION_ROLE: &str = "event-function";
+
+/// Whether some rule of the twin sends feedback to a device (then the persister needs the
+/// account's IoT data endpoint).
+pub fn sends_feedback(ctx: &LayerContext<'_>) -> bool {
+    ctx.twin.events.iter().any(|r| r.action.feedback().is_some())
+}
+
+/// Whether some rule publishes a notification (then the twin has its SNS topic).
+pub fn notifies(ctx: &LayerContext<'_>) -> bool {
+    ctx.twin
+        .events
+        .iter()
+        .any(|r| matches!(r.action, Action::Notification { .. }))
+}
+
+/// The account's IoT data endpoint (DescribeEndpoint `iot:Data-ATS`) as an URL, the one the
+/// devices connect to: the persister publishes feedback there.
+pub async fn iot_data_endpoint(clients: &AwsClients) -> Result<String, CloudError> {
+    let out = clients
+        .iot
+        .describe_endpoint()
+        .endpoint_type("iot:Data-ATS")
+        .send()
+        .await
+        .map_err(cloud)?;
+    let address = out
+        .endpoint_address()
+        .filter(|a| !a.is_empty())
+        .ok_or_else(|| {
+            CloudError::new(
+                ErrorClass::Transient,
+                "IncompleteResponse",
+                "IoT DescribeEndpoint iot:Data-ATS returned no endpoint address",
+            )
+        })?;
+    // The emulator answers with a full URL; AWS with a host name.
+    Ok(if address.contains("://") {
+        address.to_string()
+    } else {
+        format!("https://{address}")
+    })
+}
+
+/// The rules' functions: `functionName` → (the Lambda name, whether the twin deploys it).
+fn rule_functions(ctx: &LayerContext<'_>) -> Vec<(String, String, bool)> {
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for r in &ctx.twin.events {
+        if let Action::Function {
+            function_name,
+            auto_deploy,
+            ..
+        } = &r.action
+        {
+            if seen.insert(function_name.clone()) {
+                let cloud = if *auto_deploy {
+                    names::event_function_name(ctx.name(), function_name)
+                } else {
+                    function_name.clone()
+                };
+                out.push((function_name.clone(), cloud, *auto_deploy));
+            }
+        }
+    }
+    out
+}
+
+/// What evaluating the rules adds to layer 2.
+pub struct EventWiring {
+    /// The persister with the rules' environment.
+    pub persister: FunctionSpec,
+    /// Its role with the rights the rules' actions use.
+    pub persister_role: RoleSpec,
+    /// The rules' own functions (to build with the layer's others).
+    pub functions: Vec<FunctionSpec>,
+    /// Other resources: the notification topic, the rules' functions' role.
+    pub specs: Vec<ResourceSpec>,
+}
+
+/// Adds the event rules to the persister (`persister`, `persister_role`); `iot_data_endpoint`
+/// is required when a rule sends feedback. Nothing changes for a twin without rules.
+pub fn wire(
+    ctx: &LayerContext<'_>,
+    layer: Layer,
+    mut persister: FunctionSpec,
+    mut persister_role: RoleSpec,
+    iot_data_endpoint: Option<&str>,
+) -> Result<EventWiring, CloudError> {
+    let mut functions = Vec::new();
+    let mut specs = Vec::new();
+    let rules = &ctx.twin.events;
+    if rules.is_empty() {
+        return Ok(EventWiring {
+            persister,
+            persister_role,
+            functions,
+            specs,
+        });
+    }
+    let twin = ctx.name();
+    persister = persister.env(env_vars::EVENT_RULES, events_env::rules_json(rules));
+    if ctx.on_aws(Layer::L3Hot) {
+        // The rule states (GetItem, conditional PutItem, already allowed) and the newest value
+        // of another device a condition reads (Query).
+        persister_role =
+            persister_role.allow(&["dynamodb:GetItem", "dynamodb:Query"], &[table::table_arn(ctx)]);
+    }
+    let rule_functions = rule_functions(ctx);
+    if !rule_functions.is_empty() {
+        let arns: Vec<String> = rule_functions
+            .iter()
+            .map(|(local, cloud, deployed)| {
+                if *deployed {
+                    function_arn(ctx, &names::event_function_local_name(local))
+                } else {
+                    ctx.clients.arn("lambda", &format!("function:{cloud}"))
+                }
+            })
+            .collect();
+        persister_role = persister_role.allow(&["lambda:InvokeFunction"], &arns);
+    }
+    let deployed: Vec<&(String, String, bool)> =
+        rule_functions.iter().filter(|(_, _, d)| *d).collect();
+    if !deployed.is_empty() {
+        let names: Vec<String> = deployed.iter().map(|(_, c, _)| c.clone()).collect();
+        specs.push(
+            RoleSpec::new(EVENT_FUNCTION_ROLE, "lambda.amazonaws.com")
+                .allow_logs(ctx, &names)
+                .build(ctx, layer),
+        );
+        for (crate_name, _, _) in deployed {
+            functions.push(FunctionSpec::new(
+                &names::event_function_local_name(crate_name),
+                crate_name,
+                EVENT_FUNCTION_ROLE,
+            ));
+        }
+    }
+    if sends_feedback(ctx) {
+        let endpoint = iot_data_endpoint.ok_or_else(|| {
+            CloudError::fatal(
+                "IotDataEndpointUnknown",
+                "the twin's event rules send feedback, but the IoT data endpoint was not read",
+            )
+        })?;
+        persister = persister.env(env_vars::IOT_DATA_ENDPOINT, endpoint);
+        let topics = ctx.clients.arn(
+            "iot",
+            &format!("topic/{}", names::feedback_topic(twin, "*")),
+        );
+        persister_role = persister_role.allow(&["iot:Publish"], &[topics]);
+    }
+    if notifies(ctx) {
+        let topic = events_topic::spec(ctx, layer);
+        let arn = events_topic::topic_arn(ctx);
+        persister = persister
+            .env(env_vars::EVENTS_TOPIC_ARN, &arn)
+            .depends_on([topic.id.clone()]);
+        persister_role = persister_role.allow(&["sns:Publish"], &[arn]);
+        specs.push(topic);
+    }
+    Ok(EventWiring {
+        persister,
+        persister_role,
+        functions,
+        specs,
+    })
+}
