@@ -142,10 +142,10 @@ pub fn wire(
     let deployed: Vec<&(String, String, bool)> =
         rule_functions.iter().filter(|(_, _, d)| *d).collect();
     if !deployed.is_empty() {
-        let names: Vec<String> = deployed.iter().map(|(_, c, _)| c.clone()).collect();
+        let logged: Vec<String> = deployed.iter().map(|(_, c, _)| c.clone()).collect();
         specs.push(
             RoleSpec::new(EVENT_FUNCTION_ROLE, "lambda.amazonaws.com")
-                .allow_logs(ctx, &names)
+                .allow_logs(ctx, &logged)
                 .build(ctx, layer),
         );
         for (crate_name, _, _) in deployed {
