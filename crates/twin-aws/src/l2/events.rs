@@ -186,3 +186,151 @@ pub fn wire(
         specs,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::artifacts::Artifacts;
+    use serde_json::{json, Value};
+    use std::path::Path;
+    use std::sync::Arc;
+    use twin_config::{Architecture, ProviderName, Providers, TwinConfig};
+
+    const ENDPOINT: &str = "https://abc123-ats.iot.us-east-1.amazonaws.com";
+
+    fn twin(rules: Value) -> TwinConfig {
+        TwinConfig {
+            dir: std::env::temp_dir(),
+            twin: serde_json::from_value(json!({
+                "digital_twin_name": "t", "hot_storage_size_in_days": 1,
+                "cold_storage_size_in_days": 2
+            }))
+            .expect("twin"),
+            devices: serde_json::from_value(json!([{
+                "id": "s-1", "properties": [{"name": "temperature", "dataType": "DOUBLE"}]
+            }]))
+            .expect("devices"),
+            providers: Providers::all(ProviderName::Aws),
+            hierarchy: None,
+            events: serde_json::from_value(rules).expect("rules"),
+            warnings: Vec::new(),
+        }
+    }
+
+    fn l2(config: &TwinConfig) -> Vec<ResourceSpec> {
+        let conf = aws_types::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_types::region::Region::new("us-east-1"))
+            .endpoint_url("http://127.0.0.1:9")
+            .build();
+        let clients = Arc::new(AwsClients::from_sdk_config(
+            &conf,
+            "123456789012".into(),
+            "us-east-1".into(),
+            "aws".into(),
+        ));
+        // Hashes of the function crates' sources: nothing is built.
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let artifacts = Arc::new(Artifacts::new(Some(workspace), Architecture::Arm64));
+        let ctx = LayerContext {
+            twin: config,
+            clients: &clients,
+            artifacts: &artifacts,
+        };
+        crate::l2::specs(&ctx, Some(ENDPOINT)).expect("specs")
+    }
+
+    fn named<'a>(specs: &'a [ResourceSpec], kind: &str, name: &str) -> Option<&'a ResourceSpec> {
+        specs.iter().find(|s| s.kind == kind && s.name == name)
+    }
+
+    fn statements(role: &ResourceSpec) -> Vec<(Value, Value)> {
+        role.desired["policy"]["Statement"]
+            .as_array()
+            .expect("statements")
+            .iter()
+            .map(|s| (s["Action"].clone(), s["Resource"].clone()))
+            .collect()
+    }
+
+    #[test]
+    fn a_twin_without_rules_gets_nothing_for_them() {
+        let specs = l2(&twin(json!([])));
+        let persister = named(&specs, crate::lambda_fn::KIND, "t-persister").expect("persister");
+        let env = &persister.desired["env"];
+        for var in [
+            env_vars::EVENT_RULES,
+            env_vars::IOT_DATA_ENDPOINT,
+            env_vars::EVENTS_TOPIC_ARN,
+        ] {
+            assert!(env.get(var).is_none(), "{var}");
+        }
+        assert!(!specs.iter().any(|s| s.kind == events_topic::KIND));
+        let role = named(&specs, crate::iam::KIND, "t-persister").expect("role");
+        let text = role.desired["policy"].to_string();
+        for right in ["lambda:InvokeFunction", "iot:Publish", "sns:Publish"] {
+            assert!(!text.contains(right), "{right}: {text}");
+        }
+    }
+
+    #[test]
+    fn the_persister_gets_the_rules_endpoint_topic_and_exactly_their_rights() {
+        let rules = json!([
+            {"key": "a", "condition": {"text": "r.s.temperature > 30", "devices": ["s-1"]},
+             "action": {"type": "lambda", "functionName": "fahrenheit-processor", "autoDeploy": true,
+                        "feedback": {"type": "mqtt", "iotDeviceId": "s-1", "payload": "hot"}}},
+            {"key": "b", "condition": {"text": "r.s.temperature > 40", "devices": ["s-1"]},
+             "action": {"type": "lambda", "functionName": "someone-elses", "autoDeploy": false}},
+            {"key": "c", "condition": {"text": "r.s.temperature > 50", "devices": ["s-1"]},
+             "action": {"type": "notification", "message": "very hot"}}
+        ]);
+        let config = twin(rules);
+        let specs = l2(&config);
+        let persister = named(&specs, crate::lambda_fn::KIND, "t-persister").expect("persister");
+        let env = &persister.desired["env"];
+        assert_eq!(env[env_vars::IOT_DATA_ENDPOINT], ENDPOINT);
+        let topic_arn = "arn:aws:sns:us-east-1:123456789012:t-events";
+        assert_eq!(env[env_vars::EVENTS_TOPIC_ARN], topic_arn);
+        let carried = env[env_vars::EVENT_RULES].as_str().expect("rules");
+        assert_eq!(carried, events_env::rules_json(&config.events));
+        let topic = named(&specs, events_topic::KIND, "t-events").expect("topic");
+        assert!(persister.depends_on.contains(&topic.id));
+
+        let role = named(&specs, crate::iam::KIND, "t-persister").expect("role");
+        let st = statements(role);
+        let has = |action: &str, resources: Value| {
+            st.contains(&(json!([action]), resources.clone()))
+        };
+        assert!(
+            has(
+                "lambda:InvokeFunction",
+                json!([
+                    "arn:aws:lambda:us-east-1:123456789012:function:t-event-fahrenheit-processor",
+                    "arn:aws:lambda:us-east-1:123456789012:function:someone-elses"
+                ])
+            ),
+            "{st:?}"
+        );
+        assert!(
+            has(
+                "iot:Publish",
+                json!(["arn:aws:iot:us-east-1:123456789012:topic/t/feedback/*"])
+            ),
+            "{st:?}"
+        );
+        assert!(has("sns:Publish", json!([topic_arn])), "{st:?}");
+
+        // The deployed rule function, with its logs-only role; the other is only invoked.
+        let f = named(&specs, crate::lambda_fn::KIND, "t-event-fahrenheit-processor")
+            .expect("rule function");
+        assert!(f.desired["role"]
+            .as_str()
+            .is_some_and(|r| r.ends_with("role/t-event-function")));
+        assert!(named(&specs, crate::lambda_fn::KIND, "someone-elses").is_none());
+        let fn_role = named(&specs, crate::iam::KIND, "t-event-function").expect("role");
+        assert!(
+            !fn_role.desired["policy"].to_string().contains("lambda:"),
+            "logs only"
+        );
+    }
+}
