@@ -167,7 +167,11 @@ pub async fn leftovers(c: &AwsClients, prefix: &str) -> Result<Vec<String>, Stri
             .map_err(|e| e.to_string())?;
         for t in page.topics() {
             let arn = t.topic_arn().unwrap_or("");
-            if arn.rsplit(':').next().is_some_and(|n| n.starts_with(prefix)) {
+            if arn
+                .rsplit(':')
+                .next()
+                .is_some_and(|n| n.starts_with(prefix))
+            {
                 out.push(format!("sns:{arn}"));
             }
         }

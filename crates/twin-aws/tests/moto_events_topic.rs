@@ -38,7 +38,10 @@ async fn moto_events_topic_is_created_read_healed_and_deleted() {
     let made = driver.create(&s, &deps).await.expect("create");
     assert!(made.drift(&s.desired).is_empty(), "{:?}", made.attributes);
     assert_eq!(made.attr("arn"), Some(arn.as_str()));
-    assert_eq!(made.attr("kms_master_key_id"), Some(events_topic::MANAGED_KEY));
+    assert_eq!(
+        made.attr("kms_master_key_id"),
+        Some(events_topic::MANAGED_KEY)
+    );
     let again = driver.read(&s, &deps).await.expect("read").expect("exists");
     assert_eq!(again.attributes, made.attributes);
 
@@ -58,7 +61,11 @@ async fn moto_events_topic_is_created_read_healed_and_deleted() {
     drift.sort();
     assert_eq!(drift, ["display_name", "kms_master_key_id"]);
     let healed = driver.update(&s, &drifted, &deps).await.expect("update");
-    assert!(healed.drift(&s.desired).is_empty(), "{:?}", healed.attributes);
+    assert!(
+        healed.drift(&s.desired).is_empty(),
+        "{:?}",
+        healed.attributes
+    );
 
     driver.delete(&s, &healed).await.expect("delete");
     assert!(driver.read(&s, &deps).await.expect("read").is_none());

@@ -22,7 +22,10 @@ pub const EVENT_FUNCTION_ROLE: &str = "event-function";
 /// Whether some rule of the twin sends feedback to a device (then the persister needs the
 /// account's IoT data endpoint).
 pub fn sends_feedback(ctx: &LayerContext<'_>) -> bool {
-    ctx.twin.events.iter().any(|r| r.action.feedback().is_some())
+    ctx.twin
+        .events
+        .iter()
+        .any(|r| r.action.feedback().is_some())
 }
 
 /// Whether some rule publishes a notification (then the twin has its SNS topic).
@@ -122,8 +125,10 @@ pub fn wire(
     if ctx.on_aws(Layer::L3Hot) {
         // The rule states (GetItem, conditional PutItem, already allowed) and the newest value
         // of another device a condition reads (Query).
-        persister_role =
-            persister_role.allow(&["dynamodb:GetItem", "dynamodb:Query"], &[table::table_arn(ctx)]);
+        persister_role = persister_role.allow(
+            &["dynamodb:GetItem", "dynamodb:Query"],
+            &[table::table_arn(ctx)],
+        );
     }
     let rule_functions = rule_functions(ctx);
     if !rule_functions.is_empty() {
@@ -298,9 +303,7 @@ mod tests {
 
         let role = named(&specs, crate::iam::KIND, "t-persister").expect("role");
         let st = statements(role);
-        let has = |action: &str, resources: Value| {
-            st.contains(&(json!([action]), resources.clone()))
-        };
+        let has = |action: &str, resources: Value| st.contains(&(json!([action]), resources));
         assert!(
             has(
                 "lambda:InvokeFunction",
@@ -321,8 +324,12 @@ mod tests {
         assert!(has("sns:Publish", json!([topic_arn])), "{st:?}");
 
         // The deployed rule function, with its logs-only role; the other is only invoked.
-        let f = named(&specs, crate::lambda_fn::KIND, "t-event-fahrenheit-processor")
-            .expect("rule function");
+        let f = named(
+            &specs,
+            crate::lambda_fn::KIND,
+            "t-event-fahrenheit-processor",
+        )
+        .expect("rule function");
         assert!(f.desired["role"]
             .as_str()
             .is_some_and(|r| r.ends_with("role/t-event-function")));

@@ -30,7 +30,8 @@ pub fn desired(twin: &str) -> Value {
 
 /// The topic's ARN (deterministic: account, region and name).
 pub fn topic_arn(ctx: &LayerContext<'_>) -> String {
-    ctx.clients.arn("sns", &names::events_topic_name(ctx.name()))
+    ctx.clients
+        .arn("sns", &names::events_topic_name(ctx.name()))
 }
 
 /// The topic's resource id in `layer`.
