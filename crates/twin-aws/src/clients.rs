@@ -36,6 +36,8 @@ pub struct AwsClients {
     pub sts: aws_sdk_sts::Client,
     /// SQS (the layers' dead-letter queues).
     pub sqs: aws_sdk_sqs::Client,
+    /// SNS (the event rules' notification topic).
+    pub sns: aws_sdk_sns::Client,
     /// Secrets Manager (the cross-cloud boundaries' secrets).
     pub secrets: aws_sdk_secretsmanager::Client,
     /// The region every client talks to.
@@ -144,6 +146,7 @@ impl AwsClients {
             logs: aws_sdk_cloudwatchlogs::Client::new(config),
             sts: aws_sdk_sts::Client::new(config),
             sqs: aws_sdk_sqs::Client::new(config),
+            sns: aws_sdk_sns::Client::new(config),
             secrets: aws_sdk_secretsmanager::Client::new(config),
             region,
             account_id,

@@ -19,6 +19,8 @@ const THROTTLING_CODES: &[&str] = &[
     "PriorRequestNotComplete",
     "BandwidthLimitExceeded",
     "EC2ThrottledException",
+    // SNS.
+    "Throttled",
 ];
 
 /// Error codes of server-side trouble.

@@ -54,6 +54,12 @@ impl AwsProvider {
             )),
         );
         drivers.insert(
+            crate::l2::events_topic::KIND,
+            Arc::new(crate::l2::events_topic::EventsTopicDriver::new(
+                clients.clone(),
+            )),
+        );
+        drivers.insert(
             lambda_fn::KIND,
             Arc::new(lambda_fn::FunctionDriver::new(clients.clone())),
         );
@@ -172,7 +178,15 @@ impl Provider for AwsProvider {
         let ctx = self.ctx(twin);
         let mut specs = match layer {
             Layer::L1 => l1::specs(&ctx)?,
-            Layer::L2 => l2::specs(&ctx)?,
+            Layer::L2 => {
+                // Read from IoT, never built from names: the endpoint differs per account.
+                let endpoint = if l2::events::sends_feedback(&ctx) {
+                    Some(l2::events::iot_data_endpoint(&self.clients).await?)
+                } else {
+                    None
+                };
+                l2::specs(&ctx, endpoint.as_deref())?
+            }
             Layer::L3Hot | Layer::L3Cold | Layer::L3Archive => l3::specs(&ctx, layer)?,
             Layer::L4 => l4_twinmaker::specs(&ctx)?,
             Layer::L5 => l5_grafana::specs(&ctx)?,

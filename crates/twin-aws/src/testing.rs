@@ -155,6 +155,31 @@ pub async fn leftovers(c: &AwsClients, prefix: &str) -> Result<Vec<String>, Stri
     {
         out.push(format!("sqs:{url}"));
     }
+    // SNS lists topics by ARN only; the name is its last segment.
+    let mut token = None;
+    loop {
+        let page = c
+            .sns
+            .list_topics()
+            .set_next_token(token)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        for t in page.topics() {
+            let arn = t.topic_arn().unwrap_or("");
+            if arn
+                .rsplit(':')
+                .next()
+                .is_some_and(|n| n.starts_with(prefix))
+            {
+                out.push(format!("sns:{arn}"));
+            }
+        }
+        match page.next_token() {
+            Some(t) => token = Some(t.to_string()),
+            None => break,
+        }
+    }
     let mut token = None;
     loop {
         let page = c

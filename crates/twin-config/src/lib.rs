@@ -9,6 +9,7 @@
 mod boundaries;
 mod cost;
 mod diagnostics;
+pub mod events_env;
 mod load;
 mod model;
 pub mod names;

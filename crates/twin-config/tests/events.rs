@@ -192,3 +192,28 @@ fn bad_actions_say_what_is_allowed() {
         ]
     );
 }
+
+#[test]
+fn a_rule_set_too_big_for_the_aws_persisters_environment_is_refused_with_its_size() {
+    let rule = |i: usize| {
+        format!(
+            r#"{{"name": "r{i}", "condition": "room-1.thermo.temperature > DOUBLE({i})",
+  "action": {{"type": "notification", "message": "{}"}}}}"#,
+            "m".repeat(200)
+        )
+    };
+    let fits: Vec<String> = (0..5).map(rule).collect();
+    assert_eq!(
+        errors(&format!("[{}]", fits.join(",\n"))),
+        Vec::<String>::new()
+    );
+    let too_many: Vec<String> = (0..20).map(rule).collect();
+    let e = errors(&format!("[{}]", too_many.join(",\n")));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with("config_events.json:1:1: $: the rules take"),
+        "{e:?}"
+    );
+    assert!(e[0].contains("Lambda allows 4096 in all"), "{e:?}");
+    assert!(e[0].contains("environment would be"), "{e:?}");
+}

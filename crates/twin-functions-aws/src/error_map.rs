@@ -7,7 +7,8 @@ use twin_functions::{CloudError, CloudErrorKind};
 /// Classifies an AWS error code.
 pub fn kind_of(code: &str) -> CloudErrorKind {
     match code {
-        "ResourceNotFoundException" | "NoSuchBucket" | "NoSuchKey" | "NotFound" => {
+        "ResourceNotFoundException" | "NoSuchBucket" | "NoSuchKey" | "NotFound"
+        | "NotFoundException" => {
             CloudErrorKind::NotFound
         }
         "AccessDenied"
@@ -15,18 +16,29 @@ pub fn kind_of(code: &str) -> CloudErrorKind {
         | "UnrecognizedClientException"
         | "InvalidAccessKeyId"
         | "SignatureDoesNotMatch"
-        | "ExpiredToken" => CloudErrorKind::AccessDenied,
+        | "ExpiredToken"
+        // SNS and the IoT data plane name a refused identity so.
+        | "AuthorizationError"
+        | "UnauthorizedException"
+        | "ForbiddenException" => CloudErrorKind::AccessDenied,
         "ProvisionedThroughputExceededException"
         | "ThrottlingException"
         | "RequestLimitExceeded"
         | "SlowDown"
         | "TooManyRequestsException"
-        | "Throttling" => CloudErrorKind::Throttled,
+        | "Throttling"
+        | "Throttled"
+        | "ThrottledException"
+        | "KMSThrottling" => CloudErrorKind::Throttled,
         "InternalServerError"
         | "InternalServerException"
         | "InternalError"
         | "ServiceUnavailable"
-        | "ServiceException" => CloudErrorKind::Transient,
+        | "ServiceException"
+        | "ServiceUnavailableException"
+        | "InternalFailureException"
+        | "InternalErrorException"
+        | "RequestTimeoutException" => CloudErrorKind::Transient,
         _ => CloudErrorKind::Rejected,
     }
 }
@@ -80,5 +92,22 @@ mod tests {
             CloudErrorKind::Throttled
         );
         assert_eq!(kind_of("ValidationException"), CloudErrorKind::Rejected);
+        // SNS and IoT data plane codes (event-rule actions).
+        assert_eq!(kind_of("AuthorizationError"), CloudErrorKind::AccessDenied);
+        assert_eq!(
+            kind_of("UnauthorizedException"),
+            CloudErrorKind::AccessDenied
+        );
+        assert_eq!(kind_of("ThrottledException"), CloudErrorKind::Throttled);
+        assert_eq!(
+            kind_of("InternalFailureException"),
+            CloudErrorKind::Transient
+        );
+        assert_eq!(
+            kind_of("ServiceUnavailableException"),
+            CloudErrorKind::Transient
+        );
+        assert_eq!(kind_of("NotFound"), CloudErrorKind::NotFound);
+        assert_eq!(kind_of("InvalidParameter"), CloudErrorKind::Rejected);
     }
 }

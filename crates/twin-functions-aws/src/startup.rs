@@ -79,6 +79,23 @@ pub fn dynamodb_client(config: &aws_types::SdkConfig) -> aws_sdk_dynamodb::Clien
     aws_sdk_dynamodb::Client::new(config)
 }
 
+/// An IoT data-plane client at `endpoint` (`IOT_DATA_ENDPOINT`: the account's `iot:Data-ATS`
+/// endpoint the deployer read from DescribeEndpoint; IoT has no regional default for it).
+pub fn iot_data_client(
+    config: &aws_types::SdkConfig,
+    endpoint: &str,
+) -> aws_sdk_iotdataplane::Client {
+    let conf = aws_sdk_iotdataplane::config::Builder::from(config)
+        .endpoint_url(endpoint)
+        .build();
+    aws_sdk_iotdataplane::Client::from_conf(conf)
+}
+
+/// An SNS client (event-rule notifications).
+pub fn sns_client(config: &aws_types::SdkConfig) -> aws_sdk_sns::Client {
+    aws_sdk_sns::Client::new(config)
+}
+
 /// A TwinMaker client (the twin connector finds the components of a type through it).
 pub fn twinmaker_client(config: &aws_types::SdkConfig) -> aws_sdk_iottwinmaker::Client {
     aws_sdk_iottwinmaker::Client::new(config)

@@ -41,6 +41,11 @@ pub const BOUNDARY_SECRET_NAME: &str = "BOUNDARY_SECRET_NAME";
 pub const BOUNDARY_NONCE_TABLE: &str = "BOUNDARY_NONCE_TABLE";
 /// Storage boundary ingress: the one bucket it writes (the receiving tier's).
 pub const BOUNDARY_TARGET_BUCKET: &str = "BOUNDARY_TARGET_BUCKET";
-/// Event-rule feedback: the IoT data-plane endpoint (`https://...` on AWS, the local data plane's
-/// shim `http://127.0.0.1:<port>` under the emulator) that feedback is published to.
+/// Persister (optional): the twin's event rules, the JSON of `Vec<twin_events::Rule>`
+/// (`EventEvaluator::rules_from_json`); absent when the twin has none.
+pub const EVENT_RULES: &str = "EVENT_RULES";
+/// Persister, when a rule sends feedback: the IoT data-plane endpoint (`https://<host>`), as
+/// the deployer read it from DescribeEndpoint `iot:Data-ATS` (the local data plane: its shim).
 pub const IOT_DATA_ENDPOINT: &str = "IOT_DATA_ENDPOINT";
+/// Persister, when a rule notifies: the ARN of the twin's notification topic.
+pub const EVENTS_TOPIC_ARN: &str = "EVENTS_TOPIC_ARN";

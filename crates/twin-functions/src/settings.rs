@@ -297,6 +297,12 @@ impl ProcessorSettings {
     }
 }
 
+/// Any evaluator type, to reach its (type-independent) `rules_from_json`.
+type AnyEvaluator = crate::event_evaluator::EventEvaluator<
+    crate::event_evaluator::InMemoryRuleStates,
+    crate::event_evaluator::RecordingActions,
+>;
+
 /// Persister settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PersisterSettings {
@@ -304,15 +310,49 @@ pub struct PersisterSettings {
     pub common: CommonSettings,
     /// `HOT_TABLE`.
     pub hot_table: String,
+    /// `EVENT_RULES`: the twin's event rules; empty when absent.
+    pub event_rules: Vec<twin_events::Rule>,
+    /// `IOT_DATA_ENDPOINT`: required when a rule sends feedback.
+    pub iot_data_endpoint: Option<String>,
+    /// `EVENTS_TOPIC_ARN`: required when a rule notifies.
+    pub events_topic_arn: Option<String>,
 }
 
 impl PersisterSettings {
-    /// Reads and checks the persister's environment.
+    /// Reads and checks the persister's environment: the endpoint and topic a rule's actions
+    /// need must be there, so a mismatch stops the function at start, not at the first firing.
     pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
         let mut env = EnvReader::new("persister", lookup);
         let common = env.common();
         let hot_table = env.required(HOT_TABLE);
-        env.finish(Self { common, hot_table })
+        let event_rules = match env.optional(EVENT_RULES) {
+            None => Vec::new(),
+            Some(raw) => AnyEvaluator::rules_from_json(&raw).unwrap_or_else(|e| {
+                env.invalid(format!("{EVENT_RULES}: {e}"));
+                Vec::new()
+            }),
+        };
+        let feedback = event_rules.iter().any(|r| r.action.feedback().is_some());
+        let notifies = event_rules
+            .iter()
+            .any(|r| matches!(r.action, twin_events::Action::Notification { .. }));
+        let iot_data_endpoint = if feedback {
+            Some(env.required(IOT_DATA_ENDPOINT))
+        } else {
+            env.optional(IOT_DATA_ENDPOINT)
+        };
+        let events_topic_arn = if notifies {
+            Some(env.required(EVENTS_TOPIC_ARN))
+        } else {
+            env.optional(EVENTS_TOPIC_ARN)
+        };
+        env.finish(Self {
+            common,
+            hot_table,
+            event_rules,
+            iot_data_endpoint,
+            events_topic_arn,
+        })
     }
 }
 
@@ -469,6 +509,48 @@ mod tests {
         assert!(text.contains("TWIN_NAME, HOT_TABLE, COLD_BUCKET"), "{text}");
         assert!(
             text.contains("HOT_STORAGE_DAYS=\"soon\" is not a whole number"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn persister_needs_the_endpoint_and_topic_its_rules_use() {
+        let rules = serde_json::json!([
+            {"key": "a", "condition": {"text": "r.s.t > 1", "devices": ["s"]},
+             "action": {"type": "mqtt", "iotDeviceId": "s", "payload": "x"}},
+            {"key": "b", "condition": {"text": "r.s.t > 1", "devices": ["s"]},
+             "action": {"type": "notification", "message": "y"}}
+        ])
+        .to_string();
+        let base = [("TWIN_NAME", "t"), ("HOT_TABLE", "t-hot")];
+        let none = PersisterSettings::from_lookup(&env(&base)).unwrap();
+        assert!(none.event_rules.is_empty());
+        let mut with_rules = base.to_vec();
+        with_rules.push(("EVENT_RULES", &rules));
+        let text = PersisterSettings::from_lookup(&env(&with_rules))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("IOT_DATA_ENDPOINT, EVENTS_TOPIC_ARN"),
+            "{text}"
+        );
+        with_rules.push((
+            "IOT_DATA_ENDPOINT",
+            "https://x-ats.iot.us-east-1.amazonaws.com",
+        ));
+        with_rules.push(("EVENTS_TOPIC_ARN", "arn:aws:sns:us-east-1:1:t-events"));
+        let s = PersisterSettings::from_lookup(&env(&with_rules)).unwrap();
+        assert_eq!(s.event_rules.len(), 2);
+        let bad = [
+            ("TWIN_NAME", "t"),
+            ("HOT_TABLE", "t-hot"),
+            ("EVENT_RULES", "[{"),
+        ];
+        let text = PersisterSettings::from_lookup(&env(&bad))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("EVENT_RULES: the event rules are not valid"),
             "{text}"
         );
     }

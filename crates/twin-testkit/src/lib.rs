@@ -11,6 +11,7 @@ pub mod fake_arm;
 pub mod fake_functions_host;
 pub mod fake_grafana;
 pub mod fake_http;
+pub mod fake_iot_data;
 pub mod fake_iot_hub;
 pub mod fake_kudu;
 

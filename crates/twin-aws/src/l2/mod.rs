@@ -4,6 +4,9 @@
 //! devices' property types from the catalogue object ([`crate::catalogue`]), so neither their
 //! environment nor their role grows with the number of devices.
 
+pub mod events;
+pub mod events_topic;
+
 use crate::catalogue::{self, LayerCatalogue};
 use crate::dead_letters;
 use crate::iam::RoleSpec;
@@ -19,8 +22,12 @@ pub const DEFAULT_PROCESSOR: &str = twin_config::DEFAULT_PROCESSOR_CRATE;
 /// Role shared by every processor: they all need exactly the same (invoke the persister).
 pub const PROCESSOR_ROLE: &str = "processor";
 
-/// The resources of L2.
-pub fn specs(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudError> {
+/// The resources of L2; `iot_data_endpoint` (the account's `iot:Data-ATS` URL) is needed when
+/// an event rule sends feedback ([`events::sends_feedback`]).
+pub fn specs(
+    ctx: &LayerContext<'_>,
+    iot_data_endpoint: Option<&str>,
+) -> Result<Vec<ResourceSpec>, CloudError> {
     let layer = Layer::L2;
     let twin = ctx.name();
     let persister_name = names::function_name(twin, "persister");
@@ -35,6 +42,8 @@ pub fn specs(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudError> {
         persister_role = persister_role.allow(&["dynamodb:PutItem"], &[table::table_arn(ctx)]);
         persister = persister.depends_on([table::table_id()]);
     }
+    let wiring = events::wire(ctx, layer, persister, persister_role, iot_data_endpoint)?;
+    let (persister, persister_role) = (wiring.persister, wiring.persister_role);
     let persister_id = persister.id(layer);
 
     let catalogue = LayerCatalogue::new(ctx, layer)?;
@@ -85,12 +94,14 @@ pub fn specs(ctx: &LayerContext<'_>) -> Result<Vec<ResourceSpec>, CloudError> {
             .env("DEVICE_ID", &d.id),
         );
     }
+    functions.extend(wiring.functions);
     let mut specs = vec![
         dead_letters::queue_spec(ctx, layer),
         persister_role.build(ctx, layer),
         processor_role.build(ctx, layer),
         catalogue.spec,
     ];
+    specs.extend(wiring.specs);
     specs.extend(build_functions(ctx, layer, functions)?);
     Ok(specs)
 }

@@ -154,6 +154,24 @@ pub fn load_dir(dir: &Path) -> Result<TwinConfig, Diagnostics> {
         }
     }
 
+    // On AWS the rules travel in the persister's environment (see `events_env`).
+    if let (Some(name), Some(p), Some(part), Some(doc)) = (twin_name, &provs, &rules, &events) {
+        if p.get(Layer::L2) == Some(ProviderName::Aws) && !part.rules.is_empty() {
+            let json = crate::events_env::rules_json(&part.rules);
+            let bytes = crate::events_env::persister_env_bytes(name, &json);
+            if bytes > crate::events_env::LAMBDA_ENV_BYTES {
+                FileReader::new(EVENTS_FILE, &doc.spans, &mut out).at_value(
+                    "$",
+                    format!(
+                        "the rules take {} bytes as JSON, and with the persister's other variables its environment would be {bytes} bytes; Lambda allows {} in all (layer 2 is on AWS): shorten or remove rules (e.g. shorter payloads and messages)",
+                        json.len(),
+                        crate::events_env::LAMBDA_ENV_BYTES
+                    ),
+                );
+            }
+        }
+    }
+
     if !out.is_empty() {
         sort(&mut out);
         return Err(Diagnostics(out));
@@ -164,6 +182,24 @@ pub fn load_dir(dir: &Path) -> Result<TwinConfig, Diagnostics> {
         .unwrap_or_default();
     if let Some(p) = &provs {
         warnings.extend(p.warnings.iter().cloned());
+    }
+    // Rules are evaluated by the AWS persister only: elsewhere they load and are checked, and
+    // the user is told they will not run rather than finding out from a silent twin.
+    if let (Some(p), Some(part)) = (&provs, &rules) {
+        let l2 = p.get(Layer::L2);
+        if !part.rules.is_empty() && l2 != Some(ProviderName::Aws) {
+            warnings.push(Diagnostic {
+                file: EVENTS_FILE.to_string(),
+                path: "$".to_string(),
+                line: 1,
+                column: 1,
+                message: format!(
+                    "event rules are evaluated only when layer_2_provider is `aws` in this version; with `{}` they are checked but not deployed",
+                    l2.map(|l| l.as_str()).unwrap_or("none")
+                ),
+                item: None,
+            });
+        }
     }
     let rules = rules.map(|part| {
         warnings.extend(part.warnings);

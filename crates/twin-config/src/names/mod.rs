@@ -90,7 +90,10 @@ pub fn shared_processor_function_name(twin: &str) -> String {
 /// [`FUNCTION_ROLES`] or [`SHARED_PROCESSOR`] gives `<twin>-<role>`, `<device>-processor` gives
 /// [`processor_function_name`].
 pub fn cloud_function_name(twin: &str, local: &str) -> String {
-    if local == SHARED_PROCESSOR || FUNCTION_ROLES.contains(&local) {
+    if local == SHARED_PROCESSOR
+        || FUNCTION_ROLES.contains(&local)
+        || local.starts_with(EVENT_FUNCTION_PREFIX)
+    {
         return function_name(twin, local);
     }
     match local.strip_suffix("-processor") {
@@ -180,6 +183,25 @@ pub fn telemetry_topic(twin: &str, device: &str) -> String {
 /// `<twin>/feedback/<device>` (beside the telemetry topic's `<twin>/iot-data/<device>`).
 pub fn feedback_topic(twin: &str, device: &str) -> String {
     format!("{twin}/feedback/{device}")
+}
+
+/// Prefix of the local name of an event rule's function deployed with the twin.
+pub const EVENT_FUNCTION_PREFIX: &str = "event-";
+
+/// Local (CLI) name of an event rule's function deployed with the twin (`autoDeploy`):
+/// `event-<crate>`, so it can never take a shared role's or a processor's name.
+pub fn event_function_local_name(function: &str) -> String {
+    format!("{EVENT_FUNCTION_PREFIX}{function}")
+}
+
+/// Lambda function of an event rule's function deployed with the twin: `<twin>-event-<crate>`.
+pub fn event_function_name(twin: &str, function: &str) -> String {
+    function_name(twin, &event_function_local_name(function))
+}
+
+/// SNS topic (AWS) of the twin's event notifications: `<twin>-events`.
+pub fn events_topic_name(twin: &str) -> String {
+    format!("{twin}-events")
 }
 
 /// The topic filter of the telemetry rule: `<twin>/iot-data/+`.
