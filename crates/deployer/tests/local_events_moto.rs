@@ -39,7 +39,6 @@ fn hot_records(dir: &std::path::Path, zips: &std::path::Path) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the persister to publish feedback through IOT_DATA_ENDPOINT (branch events2, not on main yet): enable after merging"]
 async fn local_a_reading_above_the_threshold_sends_the_device_exactly_one_feedback() {
     twin_testkit::aws_env_for_moto();
     let tmp = tempfile::tempdir().expect("tempdir");

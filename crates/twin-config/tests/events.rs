@@ -217,3 +217,39 @@ fn a_rule_set_too_big_for_the_aws_persisters_environment_is_refused_with_its_siz
     assert!(e[0].contains("Lambda allows 4096 in all"), "{e:?}");
     assert!(e[0].contains("environment would be"), "{e:?}");
 }
+
+#[test]
+fn rules_with_layer_2_off_aws_load_with_a_warning_that_they_will_not_run() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let events = r#"[{"condition": "room-1.thermo.temperature > DOUBLE(30)",
+   "action": {"type": "mqtt", "iotDeviceId": "d1", "payload": "hot"}}]"#;
+    write(dir.path(), events, Some(HIERARCHY));
+    let providers = PROVIDERS
+        .replace(
+            r#""layer_2_provider": "aws""#,
+            r#""layer_2_provider": "azure""#,
+        )
+        .replace(
+            r#""layer_5_provider": "aws""#,
+            r#""layer_5_provider": "aws", "azure": {"location": "westeurope"}"#,
+        );
+    std::fs::write(dir.path().join("config_providers.json"), providers).expect("write");
+    let config = load_dir(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        config.events.len(),
+        1,
+        "the rules still load and are checked"
+    );
+    let warned: Vec<String> = config
+        .warnings
+        .iter()
+        .filter(|w| w.file == "config_events.json")
+        .map(|w| w.to_string())
+        .collect();
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert!(
+        warned[0].contains("evaluated only when layer_2_provider is `aws`")
+            && warned[0].contains("with `azure`"),
+        "{warned:?}"
+    );
+}
