@@ -200,9 +200,13 @@ impl HandlerSettings {
                 catalogue: catalogue.clone(),
                 persister_function: AppFunction::Persister.name().into(),
             }),
+            // Event rules run in the AWS persister only (validate warns when layer 2 is here).
             persister: has(AppFunction::Persister).then(|| PersisterSettings {
                 common: common.clone(),
                 hot_table: text(&hot_table),
+                event_rules: Vec::new(),
+                iot_data_endpoint: None,
+                events_topic_arn: None,
             }),
             hot_reader: has(AppFunction::HotReader).then(|| HotReaderSettings {
                 common: common.clone(),
