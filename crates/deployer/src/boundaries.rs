@@ -236,7 +236,7 @@ mod tests {
     #[test]
     fn every_aws_azure_mix_validates_or_names_what_is_missing_and_plans() {
         let clouds = [ProviderName::Aws, ProviderName::Azure];
-        let mut accepted = 0;
+        let mut accepted = Vec::new();
         for n in 0..(1usize << 7) {
             let mut config = example();
             for (i, layer) in Layer::IN_FILE_ORDER.iter().enumerate() {
@@ -257,10 +257,19 @@ mod tests {
                     .filter(|l| on(**l) == ProviderName::Azure)
                     .count()
             };
+            // Grafana on Azure reads the hot reader in layer 2's Function App.
+            let no_reader = if on(Layer::L5) == ProviderName::Azure {
+                [Layer::L2, Layer::L3Hot]
+                    .iter()
+                    .filter(|l| on(**l) != ProviderName::Azure)
+                    .count()
+            } else {
+                0
+            };
             let blocked: Vec<_> = s.iter().filter(|b| !b.deployable()).collect();
             assert_eq!(
                 found.len(),
-                unimplemented + no_host + blocked.len(),
+                unimplemented + no_host + no_reader + blocked.len(),
                 "mix {n}: {:?}",
                 found.iter().map(|d| &d.message).collect::<Vec<_>>()
             );
@@ -283,12 +292,13 @@ mod tests {
             crate::cost::estimate(&config, &Default::default())
                 .unwrap_or_else(|e| panic!("mix {n}: {e}"));
             if found.is_empty() {
-                accepted += 1;
+                accepted.push(n);
             }
         }
-        // Today only all-AWS passes: all-Azure lacks Azure L4/L5 (other branches), and every
-        // other mix has a boundary whose parts are not built. The count moves when a row is
-        // added to INGRESS_BUILT / SENDER_BUILT or Azure L4/L5 lands.
-        assert_eq!(accepted, 1);
+        // Today all-AWS (0), all-Azure (127) and all-Azure but L5 (63: L5 -> L4 is not yet a
+        // boundary, see the issue note) pass; every other mix has a
+        // boundary whose parts are not built. The list grows when a row is added to
+        // INGRESS_BUILT / SENDER_BUILT.
+        assert_eq!(accepted, [0, 63, 127]);
     }
 }
