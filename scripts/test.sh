@@ -5,6 +5,8 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+# Where a run's time goes, on stderr (CI keeps the output of a failed run).
+phase() { echo "test.sh: $1 at ${SECONDS}s" >&2; }
 
 bash scripts/setup.sh
 [ -f scripts/setup-mosquitto.sh ] && bash scripts/setup-mosquitto.sh
@@ -12,8 +14,10 @@ bash scripts/setup.sh
 bash scripts/setup-azure-emulators.sh
 # The DTDL parser the twin-models tests check the generated models with (once, then 0 s).
 bash scripts/setup-dtdl-parser.sh >/dev/null
+phase "tools ready"
 if [ -f scripts/build-functions.sh ]; then
   bash scripts/build-functions.sh
+  phase "function packages built"
   # The test build of `deployer` carries those same zips, as an installed one does
   # (crates/deployer/build.rs; tests/install_moto.rs runs it without a toolchain). Costs the
   # deployer crate's own rebuild when the zips change, no second build of anything.
@@ -21,5 +25,7 @@ if [ -f scripts/build-functions.sh ]; then
 fi
 
 cargo test --workspace --all-targets "$@"
+phase "workspace tests passed"
 # Doc tests run separately: --all-targets skips them.
 cargo test --workspace --doc "$@"
+phase "doc tests passed"

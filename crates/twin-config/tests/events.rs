@@ -93,7 +93,7 @@ fn the_established_formats_rules_load_with_their_actions() {
     let config = load_dir(dir.path()).unwrap_or_else(|e| panic!("{e}"));
     let rules = &config.events;
     assert_eq!(rules.len(), 4);
-    assert_eq!(rules[0].key, "rule-1");
+    assert!(rules[0].key.starts_with("rule-") && rules[0].key.len() == 17);
     assert_eq!(rules[0].fire, Fire::OnChange);
     assert_eq!(rules[0].condition.devices(), ["d1"]);
     assert!(
@@ -251,5 +251,69 @@ fn rules_with_layer_2_off_aws_load_with_a_warning_that_they_will_not_run() {
         warned[0].contains("evaluated only when layer_2_provider is `aws`")
             && warned[0].contains("with `azure`"),
         "{warned:?}"
+    );
+}
+
+#[test]
+fn a_rule_function_whose_lambda_name_would_be_too_long_is_placed_at_its_name() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let long = format!("a{}", "b".repeat(56));
+    let events = format!(
+        r#"[{{"condition": "room-1.thermo.temperature > 1", "action": {{"type": "lambda", "functionName": "{long}"}}}}]"#
+    );
+    write(dir.path(), &events, Some(HIERARCHY));
+    let crate_dir = dir.path().join("lambdas").join(&long);
+    std::fs::create_dir_all(&crate_dir).expect("mkdir");
+    std::fs::write(crate_dir.join("Cargo.toml"), "[package]\n").expect("write");
+    let errors: Vec<String> = match load_dir(dir.path()) {
+        Ok(_) => Vec::new(),
+        Err(d) => d.iter().map(|d| d.to_string()).collect(),
+    };
+    assert_eq!(
+        errors,
+        [format!(
+            "config_events.json:1:94: $[0].action.functionName (rule 1): the Lambda function name `t-event-{long}` is 65 characters long; Lambda function names are 1-64 characters of A-Z a-z 0-9 - _ (function `{long}` deployed with the twin); shorten the crate name or the twin name"
+        )]
+    );
+    // One character less fits.
+    let fits = &long[..long.len() - 1];
+    let events = events.replace(&long, fits);
+    std::fs::write(dir.path().join("config_events.json"), events).expect("write");
+    let fits_dir = dir.path().join("lambdas").join(fits);
+    std::fs::create_dir_all(&fits_dir).expect("mkdir");
+    std::fs::write(fits_dir.join("Cargo.toml"), "[package]\n").expect("write");
+    assert!(load_dir(dir.path()).is_ok());
+}
+
+#[test]
+fn an_unnamed_rule_keeps_its_state_key_when_the_file_is_reordered_and_gets_a_new_one_when_changed()
+{
+    let a = r#"{"condition": "room-1.thermo.temperature > 1", "action": {"type": "notification", "message": "a"}}"#;
+    let b = r#"{"condition": "room-1.thermo.temperature > 2", "description": "x", "action": {"type": "notification", "message": "b"}}"#;
+    let keys = |events: String| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        write(dir.path(), &events, Some(HIERARCHY));
+        let config = load_dir(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        config
+            .events
+            .iter()
+            .map(|r| r.key.clone())
+            .collect::<Vec<_>>()
+    };
+    let forward = keys(format!("[{a},\n{b}]"));
+    let backward = keys(format!("[{b},\n{a}]"));
+    assert_eq!(forward.len(), 2);
+    assert_ne!(forward[0], forward[1]);
+    assert_eq!(forward, [backward[1].clone(), backward[0].clone()]);
+    // Key order, spacing and the description do not change what a rule is ...
+    let a_reworded = r#"{"action": {"message": "a", "type": "notification"},  "condition": "room-1.thermo.temperature > 1", "description": "new words"}"#;
+    assert_eq!(keys(format!("[{a_reworded}]")), [forward[0].clone()]);
+    // ... its condition does.
+    let a_changed = a.replace("> 1", "> 3");
+    assert_ne!(keys(format!("[{a_changed}]")), [forward[0].clone()]);
+    // The same unnamed rule twice would fire twice: refused at the second.
+    assert_eq!(
+        errors(&format!("[{a},\n{a}]")),
+        ["config_events.json:2:1: $[1] (rule 2): this rule repeats the rule at 1:2 (same condition and action, so both would fire on every match); remove one, or give each a `name`"]
     );
 }

@@ -211,7 +211,14 @@ fn mixed_case_init_values_equal_retention_and_events_load() {
         }]
     );
     assert_eq!(config.events.len(), 2);
-    assert_eq!(config.events[0].key, "rule-1");
+    // Unnamed rules are keyed by what they are: `rule-` and 12 hex digits.
+    let key = &config.events[0].key;
+    assert!(
+        key.len() == 17
+            && key.starts_with("rule-")
+            && key[5..].chars().all(|c| c.is_ascii_hexdigit()),
+        "{key}"
+    );
     assert_eq!(config.events[0].action.kind(), "lambda");
     assert_eq!(
         config.events[0].condition.devices(),

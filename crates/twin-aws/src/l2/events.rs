@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::dead_letters;
 use crate::errors::cloud;
 use crate::iam::RoleSpec;
 use crate::l2::events_topic;
@@ -148,17 +149,21 @@ pub fn wire(
         rule_functions.iter().filter(|(_, _, d)| *d).collect();
     if !deployed.is_empty() {
         let logged: Vec<String> = deployed.iter().map(|(_, c, _)| c.clone()).collect();
-        specs.push(
-            RoleSpec::new(EVENT_FUNCTION_ROLE, "lambda.amazonaws.com")
-                .allow_logs(ctx, &logged)
-                .build(ctx, layer),
-        );
+        // The persister invokes them asynchronously: an event the function keeps failing on
+        // goes to the layer's dead-letter queue (counted by `info`, replayed by `redrive`)
+        // instead of vanishing after Lambda's two retries.
+        let role =
+            RoleSpec::new(EVENT_FUNCTION_ROLE, "lambda.amazonaws.com").allow_logs(ctx, &logged);
+        specs.push(dead_letters::allow_send(role, ctx, layer).build(ctx, layer));
         for (crate_name, _, _) in deployed {
-            functions.push(FunctionSpec::new(
-                &names::event_function_local_name(crate_name),
-                crate_name,
-                EVENT_FUNCTION_ROLE,
-            ));
+            functions.push(
+                FunctionSpec::new(
+                    &names::event_function_local_name(crate_name),
+                    crate_name,
+                    EVENT_FUNCTION_ROLE,
+                )
+                .async_with_dead_letters(),
+            );
         }
     }
     if sends_feedback(ctx) {
@@ -335,9 +340,28 @@ mod tests {
             .is_some_and(|r| r.ends_with("role/t-event-function")));
         assert!(named(&specs, crate::lambda_fn::KIND, "someone-elses").is_none());
         let fn_role = named(&specs, crate::iam::KIND, "t-event-function").expect("role");
+        let policy = fn_role.desired["policy"].to_string();
         assert!(
-            !fn_role.desired["policy"].to_string().contains("lambda:"),
-            "logs only"
+            !policy.contains("lambda:"),
+            "logs and its dead letters only"
         );
+        // Its failed async events land in layer 2's dead-letter queue, which its role may send to.
+        let queue = format!(
+            "arn:aws:sqs:us-east-1:123456789012:{}",
+            crate::dead_letters::queue_name("t", Layer::L2)
+        );
+        let fn_st = statements(fn_role);
+        assert!(
+            fn_st.contains(&(json!(["sqs:SendMessage"]), json!([queue]))),
+            "{fn_st:?}"
+        );
+        let invoke_config = named(
+            &specs,
+            crate::dead_letters::invoke_config::KIND,
+            "t-event-fahrenheit-processor",
+        )
+        .expect("the rule function's event invoke config");
+        assert!(invoke_config.depends_on.contains(&f.id));
+        assert!(invoke_config.desired.to_string().contains(&queue));
     }
 }

@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 use twin_events::{Action, Condition, Feedback, Fire, PropertyRef, Resolved, Rule, ValueType};
 
 use super::reader::{kind, label, FileReader};
@@ -34,6 +35,9 @@ pub(crate) struct Context<'c> {
     pub dir: &'c Path,
     /// The file's text, to place a character of a condition at its line:column.
     pub text: &'c str,
+    /// The twin's name when layer 2 is on AWS, where a rule's own function becomes the Lambda
+    /// function `<twin>-event-<crate>`, whose name must fit Lambda's limits.
+    pub lambda_twin: Option<&'c str>,
 }
 
 /// The rules that read without problems, and the warnings about them.
@@ -73,7 +77,22 @@ pub(crate) fn read(r: &mut FileReader<'_>, root: &Value, ctx: &Context<'_>) -> E
             ],
         );
         let key = match map.get("name") {
-            None => Some(format!("rule-{}", i + 1)),
+            None => {
+                let k = content_key(map);
+                if let Some((_, first)) = keys_seen.iter().find(|(seen, _)| *seen == k) {
+                    r.at_value(
+                        &path,
+                        format!(
+                            "this rule repeats the rule at {}:{} (same condition and action, so both would fire on every match); remove one, or give each a `name`",
+                            first.line, first.column
+                        ),
+                    );
+                    None
+                } else {
+                    keys_seen.push((k.clone(), r.pos(&path)));
+                    Some(k)
+                }
+            }
             Some(v) => r.string(v, &member(&path, "name"), "a rule name, a string").and_then(|n| {
                 let p = member(&path, "name");
                 if let Err(e) = names::RULE_NAME.check(n) {
@@ -419,6 +438,14 @@ fn read_function(
     if let (Some(name), Some(true)) = (&function_name, auto_deploy) {
         if let Err(message) = find_function_crate(ctx.dir, name) {
             r.at_value(&name_path, message);
+        } else if let Some(twin) = ctx.lambda_twin {
+            let deployed = names::event_function_name(twin, name);
+            if let Err(e) = names::LAMBDA_FUNCTION.check(&deployed) {
+                r.at_value(
+                    &name_path,
+                    format!("{e} (function `{name}` deployed with the twin); shorten the crate name or the twin name"),
+                );
+            }
         }
     }
     let feedback = match map.get("feedback") {
@@ -445,6 +472,34 @@ fn read_function(
         auto_deploy: auto_deploy?,
         feedback: feedback?,
     })
+}
+
+/// The stored-state key of a rule without a `name`: a hash of what it is (everything but its
+/// description), not of where it is, so reordering the file keeps every rule's firing state
+/// and changing a rule starts it afresh, as a new rule.
+fn content_key(rule: &Map<String, Value>) -> String {
+    fn canonical(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                Value::Object(
+                    keys.into_iter()
+                        .map(|k| (k.clone(), canonical(&m[k])))
+                        .collect(),
+                )
+            }
+            Value::Array(a) => Value::Array(a.iter().map(canonical).collect()),
+            other => other.clone(),
+        }
+    }
+    let what: Map<String, Value> = rule
+        .iter()
+        .filter(|(k, _)| k.as_str() != "description")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let digest = Sha256::digest(canonical(&Value::Object(what)).to_string().as_bytes());
+    format!("rule-{}", &hex::encode(digest)[..12])
 }
 
 /// `lambdas/<name>/Cargo.toml` in the config directory or a directory above it.

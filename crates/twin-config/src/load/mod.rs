@@ -113,6 +113,12 @@ pub fn load_dir(dir: &Path) -> Result<TwinConfig, Diagnostics> {
                 .map(|p| p.devices.as_slice()),
             dir,
             text: &d.text,
+            lambda_twin: twin_name.filter(|_| {
+                provs
+                    .as_ref()
+                    .and_then(|p| p.get(Layer::L2))
+                    .is_some_and(|p| p == ProviderName::Aws)
+            }),
         };
         events::read(
             &mut FileReader::new(EVENTS_FILE, &d.spans, &mut out),
