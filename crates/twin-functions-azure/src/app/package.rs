@@ -132,9 +132,10 @@ pub fn function_json(function: AppFunction) -> Value {
             {"type": "eventGridTrigger", "direction": "in", "name": trigger}
         ]),
         Trigger::Http { methods } => json!([
-            // `function` level: callers need the function's key (or the host's); never anonymous.
+            // `function` level (callers need the function's key) except for a boundary
+            // ingress, which checks its HMAC first (see `AppFunction::auth_level`).
             {"type": "httpTrigger", "direction": "in", "name": trigger,
-             "authLevel": "function", "methods": methods},
+             "authLevel": function.auth_level(), "methods": methods},
             {"type": "http", "direction": "out", "name": HTTP_OUTPUT_BINDING}
         ]),
         Trigger::Timer { schedule } => json!([
