@@ -140,3 +140,109 @@ impl BoundaryDeadLetters for LeftAtSource {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// One HTTP exchange on a loopback listener: returns what arrived, answers `answer`.
+    async fn serve_once(answer: &'static str) -> (String, tokio::task::JoinHandle<String>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!(
+            "http://{}/api/ingress-cold",
+            listener.local_addr().expect("addr")
+        );
+        let task = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.expect("accept");
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 4096];
+            // Read until the body (whose length the request states) is in.
+            loop {
+                let n = s.read(&mut buf).await.expect("read");
+                seen.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&seen).to_string();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().to_string())
+                        })
+                        .and_then(|v| v.parse::<usize>().ok())
+                        .unwrap_or(0);
+                    if body.len() >= len {
+                        break;
+                    }
+                }
+                if n == 0 {
+                    break;
+                }
+            }
+            s.write_all(answer.as_bytes()).await.expect("answer");
+            String::from_utf8_lossy(&seen).to_string()
+        });
+        (url, task)
+    }
+
+    #[tokio::test]
+    async fn posts_the_signed_headers_and_body_and_reads_status_retry_after_and_body() {
+        let (url, server) = serve_once(
+            "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 7\r\ncontent-type: application/json\r\ncontent-length: 16\r\nconnection: close\r\n\r\n{\"error\":\"busy\"}",
+        )
+        .await;
+        let transport = HttpsTransport::new(url).expect("client");
+        let request = twin_functions::boundary::sign_envelope(
+            &BoundarySecret::from_bytes([3; 32]),
+            "hot-to-cold",
+            &BoundaryEnvelope::new(serde_json::json!({"op": "head", "key": "k"})),
+            1_764_000_000,
+            "0123456789abcdef0123456789abcdef",
+        )
+        .expect("signs");
+        let reply = transport.post(&request).await.expect("answered");
+        assert_eq!(reply.status, 503);
+        assert_eq!(reply.retry_after, Some(7));
+        assert_eq!(reply.body, br#"{"error":"busy"}"#);
+        let seen = server.await.expect("server").to_ascii_lowercase();
+        assert!(seen.starts_with("post /api/ingress-cold "), "{seen}");
+        for (name, value) in &request.headers {
+            assert!(
+                seen.contains(&format!(
+                    "{}: {}",
+                    name.to_ascii_lowercase(),
+                    value.to_ascii_lowercase()
+                )),
+                "{name} missing in {seen}"
+            );
+        }
+        assert!(seen.ends_with(&String::from_utf8_lossy(&request.body).to_ascii_lowercase()));
+    }
+
+    #[tokio::test]
+    async fn a_receiver_that_is_down_is_a_transport_error_and_a_give_up_is_left_at_source() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let transport = HttpsTransport::new(format!("http://127.0.0.1:{port}/")).expect("client");
+        let request = twin_functions::boundary::SignedRequest {
+            headers: Vec::new(),
+            body: b"{}".to_vec(),
+        };
+        assert!(transport.post(&request).await.is_err(), "nothing listens");
+        let e = LeftAtSource { source: "hot" }
+            .keep(
+                "hot-to-cold",
+                &BoundaryEnvelope::new(serde_json::json!({})),
+                "deadline_exceeded",
+            )
+            .await
+            .expect_err("not kept elsewhere");
+        assert!(e.message.contains("stays in hot"), "{e}");
+    }
+}
