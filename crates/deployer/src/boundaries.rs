@@ -137,6 +137,25 @@ async fn secret_store(
                 ),
             ))
         }
+        // The receiving copy on Azure: app settings of the twin's Function App, found by its
+        // deterministic name in the twin's group.
+        ProviderName::Azure if boundary.hop == Hop::HotToCold => {
+            let azure = twin_azure::AzureProvider::new(&config.providers.azure).await?;
+            let arm = azure.arm().clone();
+            let twin = &config.twin.digital_twin_name;
+            let group = config
+                .providers
+                .azure
+                .resource_group
+                .clone()
+                .unwrap_or_else(|| twin_config::names::resource_group(twin));
+            let site = twin_config::names::azure_unique_name(twin, "func", arm.subscription_id());
+            Ok(Box::new(
+                twin_azure::boundary_secret::AppSettingsSecretStore::hot_to_cold(
+                    arm, &group, &site,
+                ),
+            ))
+        }
         other => Err(CliError::Usage(format!(
             "boundary {}: this version of deployer has no secret store on {other} yet",
             boundary.hop.slug()

@@ -9,6 +9,7 @@
 
 pub mod arm;
 pub mod arm_resource;
+pub mod boundary_secret;
 pub mod context;
 pub mod discover;
 pub mod function_ops;

@@ -460,3 +460,79 @@ async fn fake_arm_app_with_l3_on_azure_too_shares_the_group_and_identity() {
     engine.destroy(None).await.expect("destroy");
     assert!(twin_resources(&f.arm, twin).is_empty(), "{:?}", f.arm.ids());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fake_arm_app_boundary_secret_syncs_into_app_settings_rotates_and_never_reaches_state() {
+    use twin_azure::boundary_secret::AppSettingsSecretStore;
+    use twin_functions::boundary::{
+        rotate, sync, BoundarySecret, BoundarySecretStore, InMemorySecretStore, RotationStep,
+        SyncOutcome,
+    };
+    let f = fakes().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let twin = "sec-twin";
+    let config = write_twin(dir.path(), twin);
+    let engine = engine(&f.arm, &config, package("v1"), Arc::default()).await;
+    engine.deploy(None).await.expect("deploy");
+
+    let group = twin_config::names::resource_group(twin);
+    let receiver = AppSettingsSecretStore::hot_to_cold(
+        support::client(&f.arm),
+        &group,
+        &app_name(&f.arm, twin),
+    );
+    // The sender's store stands in for Secrets Manager (its own moto test covers it).
+    let first = BoundarySecret::generate();
+    let sender = InMemorySecretStore::new("sender", Some(first.clone()));
+    assert_eq!(receiver.current().await.expect("reads"), None);
+    assert_eq!(
+        sync(&sender, &receiver).await.expect("syncs"),
+        SyncOutcome::Installed
+    );
+    assert_eq!(
+        receiver.current().await.expect("reads"),
+        Some(first.clone())
+    );
+    assert_eq!(
+        sync(&sender, &receiver).await.expect("syncs"),
+        SyncOutcome::InStep,
+        "a second sync changes nothing"
+    );
+    let settings = || {
+        f.arm
+            .resource(&settings_id(&f.arm, twin))
+            .expect("settings")["properties"]
+            .clone()
+    };
+    assert_eq!(settings()["BOUNDARY_SECRET_HOT_TO_COLD"], first.encoded());
+    assert_eq!(settings()["TWIN_NAME"], twin, "the other settings are kept");
+
+    // A redeploy neither changes nor removes the secret, and the state never holds it.
+    let again = engine.deploy(None).await.expect("second deploy");
+    assert_eq!((again.created, again.updated), (0, 0), "{again:?}");
+    assert_eq!(settings()["BOUNDARY_SECRET_HOT_TO_COLD"], first.encoded());
+    assert!(!state_text(dir.path()).contains(&first.encoded()));
+
+    // Rotation: at each step the app accepts what the sender signs with.
+    let new = BoundarySecret::generate();
+    let mut steps = Vec::new();
+    rotate(&sender, &receiver, &new, &mut |step| steps.push(step))
+        .await
+        .expect("rotates");
+    assert_eq!(steps.len(), 4, "{steps:?}");
+    assert!(matches!(steps[1], RotationStep::StagedOnReceiver));
+    assert!(
+        settings().get("BOUNDARY_SECRET_HOT_TO_COLD_NEXT").is_none(),
+        "the next secret is promoted, not left staged"
+    );
+    assert_eq!(receiver.current().await.expect("reads"), Some(new.clone()));
+    assert_eq!(receiver.next().await.expect("reads"), None);
+
+    let gone = engine.destroy(None).await.expect("destroy");
+    assert_eq!(gone.deleted, 14, "{gone:?}");
+    assert!(twin_resources(&f.arm, twin).is_empty(), "{:?}", f.arm.ids());
+    assert!(
+        receiver.current().await.is_err(),
+        "the secret went with the app"
+    );
+}

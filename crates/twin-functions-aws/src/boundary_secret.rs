@@ -1,5 +1,6 @@
 //! An AWS-hosted ingress's copy of its boundary secret, read from Secrets Manager at start:
-//! `AWSCURRENT`, and `AWSPENDING` while a rotation has staged the next one (both accepted).
+//! `AWSCURRENT`, and `AWSPENDING` while a rotation has staged the next one (both accepted); and
+//! a sender's, `AWSCURRENT` only.
 
 use crate::error_map::cloud_error;
 use twin_functions::boundary::{AcceptedSecrets, BoundarySecret};
@@ -49,12 +50,12 @@ async fn stage(
         })
 }
 
-/// The secrets the ingress accepts: `AWSCURRENT` (required) and `AWSPENDING` (if staged).
-pub async fn accepted_secrets(
+/// The secret a sender signs with: `AWSCURRENT` (required).
+pub async fn current_secret(
     client: &aws_sdk_secretsmanager::Client,
     name: &str,
-) -> Result<AcceptedSecrets, CloudError> {
-    let current = stage(client, name, "AWSCURRENT").await?.ok_or_else(|| {
+) -> Result<BoundarySecret, CloudError> {
+    stage(client, name, "AWSCURRENT").await?.ok_or_else(|| {
         CloudError::new(
             "GetSecretValue",
             format!("secret {name}"),
@@ -62,7 +63,15 @@ pub async fn accepted_secrets(
             "the boundary secret has no AWSCURRENT value; run `deployer deploy`",
             CloudErrorKind::NotFound,
         )
-    })?;
+    })
+}
+
+/// The secrets the ingress accepts: `AWSCURRENT` (required) and `AWSPENDING` (if staged).
+pub async fn accepted_secrets(
+    client: &aws_sdk_secretsmanager::Client,
+    name: &str,
+) -> Result<AcceptedSecrets, CloudError> {
+    let current = current_secret(client, name).await?;
     let accepted = AcceptedSecrets::new(current);
     Ok(match stage(client, name, "AWSPENDING").await? {
         Some(next) => accepted.also(next),

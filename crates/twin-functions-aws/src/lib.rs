@@ -5,6 +5,7 @@
 pub mod attribute_value;
 pub mod aws_action_sink;
 pub mod boundary_secret;
+pub mod boundary_sender;
 pub mod dynamo_hot_store;
 pub mod dynamo_nonce_ledger;
 pub mod error_map;

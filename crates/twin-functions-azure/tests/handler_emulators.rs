@@ -10,14 +10,28 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::Duration;
 use support::AzureTwin;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use twin_functions::boundary::{
+    BoundaryDeadLetters, BoundaryEnvelope, BoundarySecret, BoundarySender, BoundaryTransport,
+    Pause, RemoteObjectStore, RetryPolicy, SignedRequest, TransportReply,
+};
 use twin_functions::catalogue::DeviceCatalogue;
 use twin_functions::hot_store::{DeviceQuery, HotStore, Order, TimeRange};
+use twin_functions::hot_to_cold::HotToColdMover;
+use twin_functions::in_memory::InMemoryHotStore;
+use twin_functions::lease::DEFAULT_LEASE_SECONDS;
+use twin_functions::object_store::ObjectStore;
 use twin_functions::object_store::StorageTier;
+use twin_functions::persister::Persister;
+use twin_functions::settings::{CommonSettings, HotToColdSettings, LogLevel};
 use twin_functions::Timestamp;
+use twin_functions::{Clock, CloudError, FixedClock};
 use twin_functions_azure::app::settings::{CosmosLocation, HandlerSettings};
 use twin_functions_azure::app::AppFunction;
 use twin_functions_azure::handler::server::serve;
@@ -53,6 +67,12 @@ fn settings(twin: &AzureTwin, extra: &[(&str, &str)]) -> HandlerSettings {
         ("ARCHIVE_BUCKET", twin.archive.as_str()),
         ("HOT_STORAGE_DAYS", "3"),
         ("COLD_STORAGE_DAYS", "1"),
+        // The cold ingress is in the app too; these tests never call it.
+        ("BOUNDARY_NONCE_CONTAINER", "unused-nonces"),
+        (
+            "BOUNDARY_SECRET_HOT_TO_COLD",
+            "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=",
+        ),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -803,4 +823,386 @@ async fn emulators_a_device_s_own_processor_crate_runs_in_the_handler_before_the
     assert_eq!(status, 200, "{answer:?}");
     assert_eq!(body["record"]["temperature"], json!(0.0), "{body}");
     let _ = std::fs::remove_dir_all(&root);
+}
+
+// ---- The hot → cold boundary's receiver: the real handler's `ingress-cold` on Azurite ----
+
+/// Blob containers of one boundary test (no Cosmos: the sending side's hot store is in memory,
+/// standing in for the other cloud's).
+async fn blob_twin(name: &str) -> (AzureTwin, String) {
+    let twin = AzureTwin {
+        hot: format!("{name}-hot"),
+        cold: format!("{name}-cold"),
+        archive: format!("{name}-archive"),
+    };
+    let nonces = format!("{name}-nonces");
+    let azurite = twin_testkit::azure::azurite();
+    for c in [&twin.cold, &twin.archive, &nonces] {
+        let url = azurite.container_url(c).parse().expect("container url");
+        azure_storage_blob::BlobContainerClient::new(url, None, None)
+            .expect("container client")
+            .create(None)
+            .await
+            .expect("create blob container");
+    }
+    (twin, nonces)
+}
+
+/// The app of the cold side when L3 hot is on another cloud: the ingress and the archive mover.
+async fn start_cold_ingress(
+    twin: &AzureTwin,
+    nonces: &str,
+    current: &BoundarySecret,
+    next: Option<&BoundarySecret>,
+) -> RunningHandler {
+    let azurite = twin_testkit::azure::azurite();
+    let mut env: HashMap<String, String> = [
+        ("TWIN_NAME", "it"),
+        ("AZURE_CLIENT_ID", "00000000-0000-0000-0000-00000000c1d0"),
+        ("BLOB_ENDPOINT", azurite.blob_endpoint.as_str()),
+        ("COLD_BUCKET", twin.cold.as_str()),
+        ("ARCHIVE_BUCKET", twin.archive.as_str()),
+        ("COLD_STORAGE_DAYS", "1"),
+        ("BOUNDARY_NONCE_CONTAINER", nonces),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    env.insert("BOUNDARY_SECRET_HOT_TO_COLD".into(), current.encoded());
+    if let Some(n) = next {
+        env.insert("BOUNDARY_SECRET_HOT_TO_COLD_NEXT".into(), n.encoded());
+    }
+    let functions = [AppFunction::IngressCold, AppFunction::ColdToArchiveMover];
+    let settings =
+        HandlerSettings::from_lookup(&functions, &|k| env.get(k).cloned()).expect("settings");
+    let handler = Handler::new(
+        &functions,
+        &settings,
+        None,
+        Stores::prebuilt(None, Some(twin.object_store())),
+        Path::new("."),
+    )
+    .expect("handler");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(serve(listener, Arc::new(handler), async {
+        let _ = stopped.await;
+    }));
+    RunningHandler { port, _stop: stop }
+}
+
+/// The Functions host's part, faked: each signed request becomes the host's HTTP-trigger
+/// invocation of `ingress-cold` (headers as lists, body as text) on the real handler, and the
+/// `res` output becomes the answer. Port 0 plays a receiver that is down: a real refused
+/// connection (a port nothing listens on).
+struct FakeHostWire {
+    port: AtomicU16,
+    closed_port: u16,
+    seen: Mutex<Vec<SignedRequest>>,
+}
+
+impl FakeHostWire {
+    fn invocation(request: &SignedRequest) -> Value {
+        let headers: serde_json::Map<String, Value> = request
+            .headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), json!([v])))
+            .chain([("Content-Type".to_string(), json!(["application/json"]))])
+            .collect();
+        json!({"Data": {"req": {
+            "Url": "https://it-func.azurewebsites.net/api/ingress-cold",
+            "Method": "POST",
+            "Query": {},
+            "Headers": headers,
+            "Params": {},
+            "Body": String::from_utf8_lossy(&request.body),
+        }}, "Metadata": sys("ingress-cold")})
+    }
+}
+
+#[async_trait::async_trait]
+impl BoundaryTransport for FakeHostWire {
+    async fn post(&self, request: &SignedRequest) -> Result<TransportReply, String> {
+        self.seen.lock().expect("lock").push(request.clone());
+        let port = match self.port.load(Ordering::SeqCst) {
+            0 => self.closed_port,
+            p => p,
+        };
+        // The connection is made here, so a receiver that is down is a transport error.
+        TcpStream::connect(("127.0.0.1", port))
+            .await
+            .map_err(|e| e.to_string())?;
+        let answer = invoke(port, "ingress-cold", &Self::invocation(request)).await;
+        if answer.status != 200 {
+            return Ok(TransportReply {
+                status: answer.status,
+                retry_after: None,
+                body: answer.body.to_string().into_bytes(),
+            });
+        }
+        let (status, _, body) = answer.res();
+        Ok(TransportReply {
+            status: status as u16,
+            retry_after: None,
+            body: body.to_string().into_bytes(),
+        })
+    }
+}
+
+/// The wait moves the sender's fixed clock: no real sleep between retries.
+struct Jump<'a>(&'a FixedClock);
+
+#[async_trait::async_trait]
+impl Pause for Jump<'_> {
+    async fn pause(&self, wait: Duration) {
+        let t = self.0.now().millis() + wait.as_millis() as i64;
+        self.0.set(Timestamp::from_millis(t).expect("valid"));
+    }
+}
+
+#[derive(Default)]
+struct Kept(Mutex<Vec<String>>);
+
+#[async_trait::async_trait]
+impl BoundaryDeadLetters for Kept {
+    async fn keep(&self, _: &str, e: &BoundaryEnvelope, reason: &str) -> Result<(), CloudError> {
+        self.0
+            .lock()
+            .expect("lock")
+            .push(format!("{reason}:{}", e.payload["op"]));
+        Ok(())
+    }
+}
+
+/// Records in the cold container (each object is a JSON array of records), and whether every
+/// object is in the Cool tier.
+async fn cold_records(twin: &AzureTwin) -> (usize, bool) {
+    let store = twin.object_store();
+    let mut n = 0;
+    let mut all_cool = true;
+    for (key, info) in twin.objects(&twin.cold).await {
+        all_cool &= info.tier == StorageTier::Cold;
+        let body = store.get_object(&twin.cold, &key).await.expect("get");
+        let chunk: Vec<Value> = serde_json::from_slice(&body).expect("a chunk of records");
+        n += chunk.len();
+    }
+    (n, all_cool)
+}
+
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+const HOP: &str = "hot-to-cold";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn azurite_fake_host_hot_to_cold_boundary_moves_exactly_once_and_refuses_bad_requests() {
+    let (twin, nonces) = blob_twin("xc-in").await;
+    let secret = BoundarySecret::generate();
+    let handler = start_cold_ingress(&twin, &nonces, &secret, None).await;
+    // The receiver checks timestamps against its wall clock, so the sender's starts at now.
+    let clock = Arc::new(FixedClock::new(Timestamp::now()));
+    let hot = Arc::new(InMemoryHotStore::new(100));
+    let persister = Persister::new(hot.clone());
+    for i in 0..5i64 {
+        let t =
+            Timestamp::from_millis(clock.now().minus_days(40).millis() - i * 60_000).expect("time");
+        let msg = json!({"iotDeviceId": "d1", "time": t.canonical(), "v": i});
+        persister.handle(msg, "c").await.expect("persist");
+    }
+    let wire = FakeHostWire {
+        port: AtomicU16::new(handler.port),
+        closed_port: closed_port(),
+        seen: Mutex::new(Vec::new()),
+    };
+    let pause = Jump(&clock);
+    let kept = Kept::default();
+    // The AWS side knows the cold tier by its own name; the ingress writes its one container.
+    let remote_bucket = "aws-side-name-of-cold";
+    let remote = |with: &BoundarySecret| RemoteObjectStore {
+        sender: BoundarySender {
+            hop: HOP.into(),
+            secret: with.clone(),
+            transport: &wire,
+            retry: RetryPolicy::default(),
+            pause: &pause,
+            clock: &*clock,
+            dead_letters: &kept,
+            refresh: None,
+        },
+        bucket: remote_bucket.into(),
+    };
+    let settings = HotToColdSettings {
+        common: CommonSettings {
+            twin_name: "it".into(),
+            log_level: LogLevel::Info,
+        },
+        hot_table: "hot".into(),
+        cold_bucket: remote_bucket.into(),
+        hot_storage_days: 30,
+        lease_seconds: DEFAULT_LEASE_SECONDS,
+    };
+    let started = std::time::Instant::now();
+
+    // A wrong secret: 401 with its reason, nothing written, not even a nonce.
+    let wrong = BoundarySecret::generate();
+    let e = remote(&wrong)
+        .put_object(
+            remote_bucket,
+            "d1/x.json",
+            b"[]".to_vec(),
+            StorageTier::Cold,
+        )
+        .await
+        .expect_err("a wrong secret is refused");
+    assert!(e.message.contains("permanent_401"), "{e}");
+    assert!(
+        e.message.contains("bad_signature"),
+        "the reason reaches the sender: {e}"
+    );
+    let mover = HotToColdMover::new(&settings, hot.clone(), remote(&wrong), clock.clone());
+    assert!(mover.run().await.is_err(), "a 401 fails the run");
+    assert_eq!(cold_records(&twin).await.0, 0, "nothing written");
+    assert!(twin.objects(&nonces).await.is_empty(), "no nonce either");
+    assert_eq!(hot.all().len(), 5, "nothing lost");
+
+    // The receiver down: the run fails, the records stay in hot.
+    wire.port.store(0, Ordering::SeqCst);
+    let mover = HotToColdMover::new(&settings, hot.clone(), remote(&secret), clock.clone());
+    assert!(
+        mover.run().await.is_err(),
+        "an unreachable receiver fails the run"
+    );
+    assert_eq!(hot.all().len(), 5, "nothing lost");
+    assert_eq!(cold_records(&twin).await.0, 0);
+
+    // Back up: the next run delivers every record, exactly once, in the Cool tier.
+    wire.port.store(handler.port, Ordering::SeqCst);
+    let mover = HotToColdMover::new(&settings, hot.clone(), remote(&secret), clock.clone());
+    let report = mover.run().await.expect("moves");
+    assert_eq!(report.records_moved, 5, "{report:?}");
+    let (records, all_cool) = cold_records(&twin).await;
+    assert_eq!(records, 5, "each record once in cold");
+    assert!(
+        all_cool,
+        "written in the Cool tier as the in-cloud mover writes"
+    );
+    assert!(hot.all().is_empty(), "moved records leave hot");
+    let again = mover.run().await.expect("a second run");
+    assert_eq!(again.records_moved, 0, "nothing moves twice");
+    assert_eq!(cold_records(&twin).await.0, 5);
+    let ledger = twin.objects(&nonces).await.len();
+    assert!(
+        ledger > 0,
+        "accepted requests claimed their nonces in the ledger"
+    );
+
+    // A captured request replayed: 401, nothing applied.
+    let captured = wire
+        .seen
+        .lock()
+        .expect("lock")
+        .last()
+        .cloned()
+        .expect("sent");
+    let replay = wire.post(&captured).await.expect("answered");
+    assert_eq!(replay.status, 401);
+    let body: Value = serde_json::from_slice(&replay.body).expect("json");
+    assert_eq!(body["reason"], "replayed_nonce");
+    assert_eq!(
+        twin.objects(&nonces).await.len(),
+        ledger,
+        "a replay claims nothing"
+    );
+    // The mover's failed runs stopped at its first call (a listing: a query), so there was no
+    // push to keep; the wrong-secret put above was kept.
+    assert_eq!(kept.0.lock().expect("lock").len(), 1);
+    eprintln!("boundary through the handler took {:?}", started.elapsed());
+}
+
+/// One HEAD across the boundary signed with `with`.
+async fn head_once(
+    wire: &FakeHostWire,
+    with: &BoundarySecret,
+    clock: &FixedClock,
+    pause: &Jump<'_>,
+    kept: &Kept,
+) -> Result<(), CloudError> {
+    let store = RemoteObjectStore {
+        sender: BoundarySender {
+            hop: HOP.into(),
+            secret: with.clone(),
+            transport: wire,
+            retry: RetryPolicy::default(),
+            pause,
+            clock,
+            dead_letters: kept,
+            refresh: None,
+        },
+        bucket: "cold".into(),
+    };
+    store.head_object("cold", "none").await.map(|_| ())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn azurite_fake_host_cold_ingress_accepts_old_and_new_secret_during_a_rotation() {
+    let (twin, nonces) = blob_twin("xc-rot").await;
+    let (old, new) = (BoundarySecret::generate(), BoundarySecret::generate());
+    let clock = FixedClock::new(Timestamp::now());
+    let pause = Jump(&clock);
+    let kept = Kept::default();
+    let wire_to = |h: &RunningHandler| FakeHostWire {
+        port: AtomicU16::new(h.port),
+        closed_port: closed_port(),
+        seen: Mutex::new(Vec::new()),
+    };
+    // Staged: the app holds the old secret as current and the new one as next.
+    let staged = start_cold_ingress(&twin, &nonces, &old, Some(&new)).await;
+    let wire = wire_to(&staged);
+    head_once(&wire, &old, &clock, &pause, &kept)
+        .await
+        .expect("the old secret passes");
+    head_once(&wire, &new, &clock, &pause, &kept)
+        .await
+        .expect("the new secret passes");
+    // Promoted: only the new one.
+    let promoted = start_cold_ingress(&twin, &nonces, &new, None).await;
+    let wire = wire_to(&promoted);
+    head_once(&wire, &new, &clock, &pause, &kept)
+        .await
+        .expect("the new secret passes");
+    let e = head_once(&wire, &old, &clock, &pause, &kept)
+        .await
+        .expect_err("the old secret is retired");
+    assert!(e.message.contains("bad_signature"), "{e}");
+}
+
+#[test]
+fn a_bad_boundary_secret_setting_is_named_and_never_echoed() {
+    let env: HashMap<&str, &str> = [
+        ("TWIN_NAME", "it"),
+        ("AZURE_CLIENT_ID", "00000000-0000-0000-0000-00000000c1d0"),
+        ("BLOB_ENDPOINT", "https://a.blob.core.windows.net"),
+        ("COLD_BUCKET", "cold"),
+        ("BOUNDARY_NONCE_CONTAINER", "boundary-nonces"),
+        ("BOUNDARY_SECRET_HOT_TO_COLD", "hunter2-not-a-secret"),
+    ]
+    .into_iter()
+    .collect();
+    let e = HandlerSettings::from_lookup(&[AppFunction::IngressCold], &|k| {
+        env.get(k).map(|v| v.to_string())
+    })
+    .expect_err("refused");
+    let text = e.to_string();
+    assert!(text.contains("BOUNDARY_SECRET_HOT_TO_COLD"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+    let without = HandlerSettings::from_lookup(&[AppFunction::IngressCold], &|k| {
+        env.get(k)
+            .filter(|_| k != "BOUNDARY_SECRET_HOT_TO_COLD")
+            .map(|v| v.to_string())
+    })
+    .expect_err("missing");
+    assert!(without.to_string().contains("BOUNDARY_SECRET_HOT_TO_COLD"));
 }

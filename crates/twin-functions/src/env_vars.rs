@@ -37,6 +37,10 @@ pub const BOUNDARY_HOP: &str = "BOUNDARY_HOP";
 /// Boundary ingress: the name of its copy of the boundary secret in its cloud's secret store
 /// (the name only; the value is read at start from the store).
 pub const BOUNDARY_SECRET_NAME: &str = "BOUNDARY_SECRET_NAME";
+/// Boundary sender (optional): the remote ingress's URL, as the deployer took it from what the
+/// receiving cloud returned for the function (never built from names). With it the sender
+/// reaches its next tier across the boundary instead of in its own cloud.
+pub const BOUNDARY_INGRESS_URL: &str = "BOUNDARY_INGRESS_URL";
 /// Boundary ingress: the nonce ledger's table.
 pub const BOUNDARY_NONCE_TABLE: &str = "BOUNDARY_NONCE_TABLE";
 /// Storage boundary ingress: the one bucket it writes (the receiving tier's).

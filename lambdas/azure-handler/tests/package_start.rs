@@ -76,6 +76,11 @@ fn settings() -> Vec<(&'static str, &'static str)> {
         ("ARCHIVE_BUCKET", "it-archive"),
         ("HOT_STORAGE_DAYS", "30"),
         ("COLD_STORAGE_DAYS", "90"),
+        ("BOUNDARY_NONCE_CONTAINER", "boundary-nonces"),
+        (
+            "BOUNDARY_SECRET_HOT_TO_COLD",
+            "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=",
+        ),
     ]
 }
 
@@ -166,7 +171,7 @@ fn packaged_handler_starts_within_the_host_limit_and_answers_invocations() {
         log.lines()
             .any(|l| serde_json::from_str::<Value>(l).is_ok_and(|v| {
                 v["functions"]
-        == "dispatcher,processor,persister,hot-reader,hot-to-cold-mover,cold-to-archive-mover"
+        == "dispatcher,processor,persister,hot-reader,hot-to-cold-mover,cold-to-archive-mover,ingress-cold"
             })),
         "{log}"
     );

@@ -39,6 +39,9 @@ pub enum AppFunction {
     HotToColdMover,
     /// L3: the daily cold-to-archive mover.
     ColdToArchiveMover,
+    /// L3 cold: the HTTPS ingress of the hot → cold boundary, when L3 hot is on another cloud:
+    /// the remote hot-to-cold mover's signed object operations, applied to the cold container.
+    IngressCold,
 }
 
 /// How the Functions host triggers a function (its `function.json` trigger binding).
@@ -60,13 +63,14 @@ pub enum Trigger {
 
 impl AppFunction {
     /// Every function, in a fixed order.
-    pub const ALL: [AppFunction; 6] = [
+    pub const ALL: [AppFunction; 7] = [
         AppFunction::Dispatcher,
         AppFunction::Processor,
         AppFunction::Persister,
         AppFunction::HotReader,
         AppFunction::HotToColdMover,
         AppFunction::ColdToArchiveMover,
+        AppFunction::IngressCold,
     ];
 
     /// The function's name in the app: its folder in the package and its path on the handler.
@@ -78,6 +82,7 @@ impl AppFunction {
             AppFunction::HotReader => "hot-reader",
             AppFunction::HotToColdMover => "hot-to-cold-mover",
             AppFunction::ColdToArchiveMover => "cold-to-archive-mover",
+            AppFunction::IngressCold => "ingress-cold",
         }
     }
 
@@ -90,7 +95,9 @@ impl AppFunction {
     pub fn trigger(&self) -> Trigger {
         match self {
             AppFunction::Dispatcher => Trigger::EventGrid,
-            AppFunction::Processor | AppFunction::Persister => Trigger::Http { methods: &["post"] },
+            AppFunction::Processor | AppFunction::Persister | AppFunction::IngressCold => {
+                Trigger::Http { methods: &["post"] }
+            }
             AppFunction::HotReader => Trigger::Http { methods: &["get"] },
             AppFunction::HotToColdMover => Trigger::Timer {
                 schedule: HOT_TO_COLD_SCHEDULE,
@@ -108,6 +115,19 @@ impl AppFunction {
             Trigger::EventGrid => "event",
             Trigger::Http { .. } => "req",
             Trigger::Timer { .. } => "timer",
+        }
+    }
+
+    /// The `authLevel` of an HTTP-triggered function. A boundary ingress is `anonymous`: its
+    /// caller is a function on another cloud, every request carries the boundary's HMAC
+    /// signature over a timestamp and a nonce, checked before anything else, and a function key
+    /// would be a second, static secret to hand over and keep out of the state file (the AWS
+    /// ingress's function URL has auth `NONE` for the same reason). Every other HTTP function
+    /// needs its function key.
+    pub fn auth_level(&self) -> &'static str {
+        match self {
+            AppFunction::IngressCold => "anonymous",
+            _ => "function",
         }
     }
 

@@ -132,9 +132,10 @@ pub fn function_json(function: AppFunction) -> Value {
             {"type": "eventGridTrigger", "direction": "in", "name": trigger}
         ]),
         Trigger::Http { methods } => json!([
-            // `function` level: callers need the function's key (or the host's); never anonymous.
+            // `function` level (callers need the function's key) except for a boundary
+            // ingress, which checks its HMAC first (see `AppFunction::auth_level`).
             {"type": "httpTrigger", "direction": "in", "name": trigger,
-             "authLevel": "function", "methods": methods},
+             "authLevel": function.auth_level(), "methods": methods},
             {"type": "http", "direction": "out", "name": HTTP_OUTPUT_BINDING}
         ]),
         Trigger::Timer { schedule } => json!([
@@ -329,6 +330,7 @@ mod tests {
                 "host.json",
                 "hot-reader/function.json",
                 "hot-to-cold-mover/function.json",
+                "ingress-cold/function.json",
                 "persister/function.json",
                 "processor/function.json",
             ]
@@ -360,6 +362,11 @@ mod tests {
             json!({"type": "http", "direction": "out", "name": "res"})
         );
         assert_eq!(fj("persister")["bindings"][0]["methods"], json!(["post"]));
+        assert_eq!(fj("persister")["bindings"][0]["authLevel"], "function");
+        // The boundary ingress checks its HMAC first; no function key to hand over.
+        let ingress = fj("ingress-cold");
+        assert_eq!(ingress["bindings"][0]["authLevel"], "anonymous");
+        assert_eq!(ingress["bindings"][0]["methods"], json!(["post"]));
         let mover = fj("hot-to-cold-mover");
         assert_eq!(mover["bindings"][0]["type"], "timerTrigger");
         assert_eq!(mover["bindings"][0]["schedule"], "0 0 3 * * *");

@@ -8,6 +8,7 @@
 
 use super::AppFunction;
 use std::collections::BTreeSet;
+use twin_functions::boundary::{AcceptedSecrets, BoundarySecret};
 use twin_functions::catalogue::CatalogueLocation;
 use twin_functions::settings::{
     ColdToArchiveSettings, CommonSettings, DispatcherSettings, EnvReader, HotReaderSettings,
@@ -31,6 +32,18 @@ pub const BLOB_ENDPOINT: &str = "BLOB_ENDPOINT";
 /// The Azure Digital Twins instance's host name, as ARM returns it (`hostName`); set when L4
 /// is on Azure, and the persister then patches the device's twin.
 pub const ADT_ENDPOINT: &str = "ADT_ENDPOINT";
+
+/// The hot → cold boundary's current secret (standard base64 of 32 bytes), on the app that
+/// receives cold data from another cloud: written by `deployer deploy` (copied from the sending
+/// side's secret store) and `deployer rotate-secrets`, never by the settings resource, so its
+/// value is in no state file.
+pub const INGRESS_COLD_SECRET: &str = "BOUNDARY_SECRET_HOT_TO_COLD";
+/// The hot → cold boundary's next secret, set while a rotation is under way (both are accepted).
+pub const INGRESS_COLD_SECRET_NEXT: &str = "BOUNDARY_SECRET_HOT_TO_COLD_NEXT";
+/// The blob container of the ingress's nonce ledger, in the cold tier's storage account.
+pub const BOUNDARY_NONCE_CONTAINER: &str = "BOUNDARY_NONCE_CONTAINER";
+/// The hop the cold ingress serves, as signed into every request.
+pub const INGRESS_COLD_HOP: &str = "hot-to-cold";
 
 /// Where the handler says the catalogue came from (in errors and logs).
 pub const PACKAGE_CATALOGUE: &str = "the app package";
@@ -64,6 +77,13 @@ pub fn required_settings(functions: &[AppFunction]) -> Vec<&'static str> {
                 COLD_BUCKET,
                 ARCHIVE_BUCKET,
                 COLD_STORAGE_DAYS,
+            ]),
+            AppFunction::IngressCold => add(&[
+                AZURE_CLIENT_ID,
+                BLOB_ENDPOINT,
+                COLD_BUCKET,
+                BOUNDARY_NONCE_CONTAINER,
+                INGRESS_COLD_SECRET,
             ]),
         }
     }
@@ -101,6 +121,31 @@ pub struct CosmosLocation {
     pub container: String,
 }
 
+/// The cold ingress's settings: the container it writes, its nonce ledger, the secrets it
+/// accepts (their `Debug` shows no bytes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngressColdSettings {
+    /// `COLD_BUCKET`: the one container the ingress writes.
+    pub cold_bucket: String,
+    /// `BOUNDARY_NONCE_CONTAINER`.
+    pub nonce_container: String,
+    /// `BOUNDARY_SECRET_HOT_TO_COLD`.
+    pub current: BoundarySecret,
+    /// `BOUNDARY_SECRET_HOT_TO_COLD_NEXT`, during a rotation.
+    pub next: Option<BoundarySecret>,
+}
+
+impl IngressColdSettings {
+    /// The secrets the ingress accepts now.
+    pub fn accepted(&self) -> AcceptedSecrets {
+        let accepted = AcceptedSecrets::new(self.current.clone());
+        match &self.next {
+            Some(n) => accepted.also(n.clone()),
+            None => accepted,
+        }
+    }
+}
+
 /// Everything the handler reads from its app settings, per function present.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HandlerSettings {
@@ -127,6 +172,8 @@ pub struct HandlerSettings {
     pub hot_to_cold: Option<HotToColdSettings>,
     /// The cold-to-archive mover's settings.
     pub cold_to_archive: Option<ColdToArchiveSettings>,
+    /// The hot → cold boundary's ingress settings.
+    pub ingress_cold: Option<IngressColdSettings>,
 }
 
 impl HandlerSettings {
@@ -180,6 +227,31 @@ impl HandlerSettings {
             })
             .unwrap_or(DEFAULT_MAX_RESPONSE_BYTES)
         });
+        let nonce_container = required(&mut env, BOUNDARY_NONCE_CONTAINER);
+        let ingress_cold = match required(&mut env, INGRESS_COLD_SECRET) {
+            None => None,
+            Some(raw) => {
+                // A bad value is reported by name only: the error never echoes a secret.
+                let read = |name: &str, raw: &str| BoundarySecret::from_encoded(name, raw);
+                let next = lookup(INGRESS_COLD_SECRET_NEXT)
+                    .filter(|v| !v.trim().is_empty())
+                    .map(|v| read(INGRESS_COLD_SECRET_NEXT, &v));
+                match (raw.is_empty(), read(INGRESS_COLD_SECRET, &raw), next) {
+                    // Already reported missing by `required`.
+                    (true, _, _) => None,
+                    (_, Err(e), _) | (_, Ok(_), Some(Err(e))) => {
+                        env.invalid(e.to_string());
+                        None
+                    }
+                    (_, Ok(current), next) => Some(IngressColdSettings {
+                        cold_bucket: cold_bucket.clone().unwrap_or_default(),
+                        nonce_container: nonce_container.clone().unwrap_or_default(),
+                        current,
+                        next: next.and_then(Result::ok),
+                    }),
+                }
+            }
+        };
         let catalogue = CatalogueLocation {
             bucket: PACKAGE_CATALOGUE.into(),
             key: super::CATALOGUE_FILE.into(),
@@ -227,6 +299,7 @@ impl HandlerSettings {
                 cold_storage_days: cold_storage_days.unwrap_or(0),
                 lease_seconds: lease_seconds.unwrap_or_default(),
             }),
+            ingress_cold,
             cosmos: match (&cosmos_endpoint, &database, &hot_table) {
                 (Some(endpoint), Some(database), Some(container)) => Some(CosmosLocation {
                     endpoint: endpoint.clone(),
@@ -309,7 +382,7 @@ mod tests {
             ]
         );
         let all = required_settings(&AppFunction::ALL);
-        assert_eq!(all.len(), 10, "{all:?}");
+        assert_eq!(all.len(), 12, "{all:?}");
         assert!(!all.contains(&LOG_LEVEL) && !all.contains(&MOVER_LEASE_SECONDS));
     }
 

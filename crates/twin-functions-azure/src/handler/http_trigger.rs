@@ -4,6 +4,7 @@
 
 use super::payload::unwrap_json;
 use serde_json::{json, Map, Value};
+use std::collections::HashMap;
 
 /// One HTTP request, as far as the functions need it.
 #[derive(Debug, Clone, PartialEq)]
@@ -14,6 +15,8 @@ pub struct HttpTriggerRequest {
     pub url: String,
     /// Query parameters (repeated parameters arrive comma-joined).
     pub query: Map<String, Value>,
+    /// Header names (lowercased) with their first value; the host sends each as a list.
+    pub headers: HashMap<String, String>,
     /// The body as text, if any.
     pub body: Option<String>,
 }
@@ -39,6 +42,25 @@ impl HttpTriggerRequest {
                 ))
             }
         };
+        let headers = match req.get("Headers").cloned().map(unwrap_json) {
+            None | Some(Value::Null) => HashMap::new(),
+            Some(Value::Object(h)) => h
+                .into_iter()
+                .filter_map(|(name, v)| {
+                    let value = match v {
+                        Value::Array(values) => values.first()?.as_str()?.to_string(),
+                        Value::String(s) => s,
+                        _ => return None,
+                    };
+                    Some((name.to_ascii_lowercase(), value))
+                })
+                .collect(),
+            Some(other) => {
+                return Err(format!(
+                    "the HTTP trigger's Headers is not an object: {other}"
+                ))
+            }
+        };
         let body = match req.get("Body") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(s.clone()),
@@ -49,6 +71,7 @@ impl HttpTriggerRequest {
             method: text("Method"),
             url: text("Url"),
             query,
+            headers,
             body,
         })
     }
@@ -87,6 +110,10 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(req.method, "GET");
+        assert_eq!(
+            req.headers.get("accept").map(String::as_str),
+            Some("application/json")
+        );
         assert_eq!(
             req.clone().hot_reader_event(),
             json!({"rawPath": "/api/hot-reader", "queryStringParameters": {"iotDeviceId": "s-1"}})

@@ -12,6 +12,10 @@
 //!   happened (200, 400 for a body that is not JSON, 503/500 for a storage failure).
 //! - `hot-reader` (HTTP GET): the query string → `twin_functions::hot_reader`, its answer → `res`.
 //! - the movers (timer): one run each, counts in `Logs`; an error fails the invocation.
+//! - `ingress-cold` (HTTP POST, anonymous): the hot → cold boundary's receiver. The signature,
+//!   timestamp and nonce are checked first (`twin_functions::boundary::verify`: a refusal is
+//!   401 with its reason and touches nothing, not even the nonce ledger), then the one object
+//!   operation is applied to the cold container, tier Cool, as the in-cloud mover writes it.
 //!
 //! [`Handler::new`] takes its stores from the caller, so tests hand it emulator clients
 //! ([`Stores::prebuilt`]); the deployed binary goes through [`startup::run_from_environment`],
@@ -28,6 +32,7 @@ pub mod stores;
 
 use crate::app::settings::HandlerSettings;
 use crate::app::AppFunction;
+use crate::blob_nonce_ledger::BlobNonceLedger;
 use crate::BlobObjectStore;
 use in_process::{AppPersister, AppProcessor, InProcessInvoker, InProcessTarget};
 use payload::{collecting_logs, failure_status, http_output, log_line, HandlerResponse};
@@ -36,6 +41,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 use stores::HotHandle;
+use twin_functions::boundary::{IngressReply, ObjectIngress, ReceiverPolicy, DEFAULT_WINDOW_SECS};
 use twin_functions::catalogue::DeviceCatalogue;
 use twin_functions::cold_to_archive::ColdToArchiveMover;
 use twin_functions::dispatcher::{DispatchOutcome, Dispatcher};
@@ -45,7 +51,7 @@ use twin_functions::mover_error::MoverError;
 use twin_functions::mover_event::requested_cutoff;
 use twin_functions::persister::{PersistOutcome, Persister};
 use twin_functions::processor::{ProcessOutcome, Processor};
-use twin_functions::{CloudError, SystemClock};
+use twin_functions::{CloudError, SystemClock, Timestamp};
 
 pub use startup::{run_from_environment, StartError};
 pub use stores::Stores;
@@ -62,6 +68,15 @@ pub struct Handler {
     hot_reader: Option<HotReader<HotHandle>>,
     hot_to_cold: Option<HotToColdMover<HotHandle, BlobObjectStore, SystemClock>>,
     cold_to_archive: Option<ColdToArchiveMover<BlobObjectStore, SystemClock>>,
+    ingress_cold: Option<ColdIngress>,
+}
+
+/// The cold ingress's parts: what it accepts, its ledger, the store it writes.
+struct ColdIngress {
+    policy: ReceiverPolicy,
+    ledger: BlobNonceLedger,
+    store: BlobObjectStore,
+    bucket: String,
 }
 
 fn inconsistent(what: String) -> StartError {
@@ -224,6 +239,25 @@ impl Handler {
             }
             _ => None,
         };
+        let ingress_cold = match &settings.ingress_cold {
+            Some(s) if all.contains(&AppFunction::IngressCold) => {
+                let store = objects()?;
+                Some(ColdIngress {
+                    policy: ReceiverPolicy {
+                        hop: crate::app::settings::INGRESS_COLD_HOP.into(),
+                        secrets: s.accepted(),
+                        window_secs: DEFAULT_WINDOW_SECS,
+                    },
+                    ledger: BlobNonceLedger::new(store.clone(), s.nonce_container.clone()),
+                    store,
+                    bucket: s.cold_bucket.clone(),
+                })
+            }
+            _ if all.contains(&AppFunction::IngressCold) => {
+                return Err(missing(AppFunction::IngressCold))
+            }
+            _ => None,
+        };
         Ok(Self {
             functions: exposed,
             dispatcher,
@@ -234,6 +268,7 @@ impl Handler {
             hot_reader,
             hot_to_cold,
             cold_to_archive,
+            ingress_cold,
         })
     }
 
@@ -298,7 +333,74 @@ impl Handler {
             AppFunction::HotToColdMover | AppFunction::ColdToArchiveMover => {
                 (self.run_mover(function, trigger).await, Map::new())
             }
+            AppFunction::IngressCold => self.ingress(trigger).await,
         }
+    }
+
+    /// Deletes the cold ingress's nonces whose window has passed (the daily archive run does it:
+    /// Blob Storage has no per-blob expiry). A failure is logged and left to the next run; the
+    /// archive run's own outcome does not depend on it.
+    async fn prune_nonces(&self) {
+        let Some(ingress) = &self.ingress_cold else {
+            return;
+        };
+        match ingress
+            .ledger
+            .prune_expired(Timestamp::now().millis() / 1000)
+            .await
+        {
+            Ok(p) => log_line(format!(
+                "ingress-cold: {} expired nonces deleted, {} still in their window",
+                p.deleted, p.kept
+            )),
+            Err(e) => log_line(format!(
+                "ingress-cold: expired nonces not pruned, the next run tries again: {e}"
+            )),
+        }
+    }
+
+    /// The cold ingress: the request's own headers and body bytes to `ObjectIngress`, its
+    /// answer to `res`. The invocation itself succeeds (200 to the host) whatever the answer, so
+    /// the host hands the sender the ingress's status (401, 503, ...) and reason.
+    async fn ingress(&self, trigger: Value) -> (u16, Map<String, Value>) {
+        let Some(ingress) = &self.ingress_cold else {
+            return (404, Map::new());
+        };
+        let mut outputs = Map::new();
+        let reply = match http_trigger::HttpTriggerRequest::parse(&trigger) {
+            Err(why) => IngressReply {
+                status: 400,
+                body: json!({"error": "bad_request", "reason": why}),
+            },
+            Ok(req) => {
+                let body = req.body.clone().unwrap_or_default().into_bytes();
+                let object_ingress = ObjectIngress {
+                    policy: &ingress.policy,
+                    ledger: &ingress.ledger,
+                    store: &ingress.store,
+                    bucket: &ingress.bucket,
+                };
+                object_ingress
+                    .handle(&req.headers, &body, Timestamp::now().millis() / 1000)
+                    .await
+            }
+        };
+        // The reason codes only: the ingress never echoes a request or a secret.
+        log_line(format!(
+            "ingress-cold: {} {}",
+            reply.status,
+            reply
+                .body
+                .get("reason")
+                .or_else(|| reply.body.get("code"))
+                .and_then(Value::as_str)
+                .unwrap_or("ok")
+        ));
+        outputs.insert(
+            crate::app::HTTP_OUTPUT_BINDING.into(),
+            http_output(reply.status, Map::new(), reply.body.to_string()),
+        );
+        (200, outputs)
     }
 
     async fn dispatch(&self, trigger: Value, invocation_id: &str) -> u16 {
@@ -494,6 +596,9 @@ impl Handler {
                 None => return 404,
             },
         };
+        if function == AppFunction::ColdToArchiveMover {
+            self.prune_nonces().await;
+        }
         match report {
             Ok(line) => {
                 log_line(line);

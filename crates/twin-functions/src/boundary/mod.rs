@@ -44,7 +44,7 @@ pub use sender::{
     BoundaryDeadLetters, BoundarySender, BoundaryTransport, Pause, SecretRefresh, SendError,
     TransportReply,
 };
-pub use settings::ObjectIngressSettings;
+pub use settings::{ObjectIngressSettings, ObjectSenderSettings};
 pub use signing::{
     parse_signature, sign, signature_matches, signed_bytes, HEADER_HOP, HEADER_NONCE,
     HEADER_SIGNATURE, HEADER_TIMESTAMP, HEADER_TRACE_ID, SIGNATURE_VERSION,
