@@ -55,6 +55,7 @@ pub fn unimplemented_layers(config: &TwinConfig) -> Vec<Diagnostic> {
         })
         .collect();
     found.extend(azure_function_host(config, &diagnostic));
+    found.extend(aws_grafana_source(config, &diagnostic));
     for status in crate::boundaries::statuses(config) {
         if status.deployable() {
             continue;
@@ -114,6 +115,27 @@ fn azure_function_host(
         }
     }
     found
+}
+
+/// Managed Grafana on AWS shows the twin through its TwinMaker data source, which needs layer
+/// 4 on AWS: with layer 4 elsewhere it would deploy a Grafana with nothing to show, since
+/// reading another cloud's twin or hot reader from it (the L5 → L4 boundary) is not built.
+fn aws_grafana_source(
+    config: &TwinConfig,
+    diagnostic: &dyn Fn(Layer, String) -> Diagnostic,
+) -> Vec<Diagnostic> {
+    let l4 = config.providers.get(Layer::L4);
+    if config.providers.get(Layer::L5) != ProviderName::Aws || l4 == ProviderName::Aws {
+        return Vec::new();
+    }
+    vec![diagnostic(
+        Layer::L5,
+        format!(
+            "layer_5_provider is `aws` but layer_4_provider is `{}`: Grafana on AWS shows the twin through TwinMaker, and this version of deployer does not build a data source reading another cloud's twin (the L5 → L4 boundary); put layer_4_provider on aws, or layer_5_provider on `{}`",
+            l4.as_str(),
+            l4.as_str()
+        ),
+    )]
 }
 
 /// Line and column (1-based) of the value of `"key":` in a JSON text, or 1:1 if not found.
