@@ -7,12 +7,14 @@
 //! the zip package); [`handler`] is the custom handler that runs every function of that app.
 
 pub mod adt_twin;
+pub mod azure_action_sink;
 pub mod blob_object_store;
 pub mod cosmos_hot_store;
 pub mod credential;
 pub mod error_map;
 pub mod http_invoker;
 
+pub use azure_action_sink::AzureActionSink;
 pub use blob_object_store::BlobObjectStore;
 pub use cosmos_hot_store::CosmosHotStore;
 pub use error_map::BLOB_ARCHIVED;
