@@ -143,7 +143,11 @@ impl AzureProvider {
             l1::simulator_config::KIND,
             Arc::new(l1::simulator_config::SimulatorConfigDriver),
         );
-        let l2_drivers: [(&'static str, Arc<dyn ResourceDriver>); 6] = [
+        let l2_drivers: [(&'static str, Arc<dyn ResourceDriver>); 7] = [
+            (
+                l2::events_topic::KIND,
+                Arc::new(l2::events_topic::EventsTopicDriver::new(arm.clone())),
+            ),
             (
                 l2::workspace::KIND,
                 Arc::new(l2::workspace::WorkspaceDriver::new(arm.clone())),
@@ -310,8 +314,19 @@ fn layer_specs(
         }
         Layer::L2 => {
             if let Some(package) = package {
-                let mut l2_specs = l2::layer_specs(ctx, shared, package, &app_settings(ctx));
+                let mut settings = app_settings(ctx);
+                let (event_specs, event_settings) = event_rule_specs(ctx, &group)?;
+                settings.extend(event_settings);
+                let mut l2_specs = l2::layer_specs(ctx, shared, package, &settings);
                 add_identity_roles(ctx, &mut l2_specs);
+                // The package (the app's first start) waits for the actions' rights, as for
+                // the identity's other roles.
+                let package_id = l2::package_id();
+                if let Some(p) = l2_specs.iter_mut().find(|s| s.id == package_id) {
+                    p.depends_on
+                        .extend(event_specs.iter().map(|s| s.id.clone()));
+                }
+                l2_specs.extend(event_specs);
                 specs.extend(l2_specs);
             }
         }
@@ -397,6 +412,113 @@ fn add_identity_roles(ctx: &LayerContext<'_>, specs: &mut Vec<ResourceSpec>) {
         }
         specs.push(assignment);
     }
+}
+
+/// What the twin's event rules add to L2 on Azure: `EVENT_RULES` for the persister; when a rule
+/// sends feedback, the hub's host name (as ARM reports it) and the identity's "IoT Hub Data
+/// Contributor" role on the hub (direct methods); when a rule notifies, the Event Grid topic,
+/// its endpoint (as ARM reports it) and the identity's "EventGrid Data Sender" role on it.
+/// Nothing for a twin without rules.
+fn event_rule_specs(
+    ctx: &LayerContext<'_>,
+    group: &ResourceSpec,
+) -> Result<(Vec<ResourceSpec>, BTreeMap<String, l2::Setting>), CloudError> {
+    use twin_functions_azure::app::settings as names_of;
+    let rules = &ctx.twin.events;
+    let mut specs = Vec::new();
+    let mut settings = BTreeMap::new();
+    if rules.is_empty() {
+        return Ok((specs, settings));
+    }
+    settings.insert(
+        names_of::EVENT_RULES.to_string(),
+        l2::Setting::literal(twin_config::events_env::rules_json(rules)),
+    );
+    let principal = roles::twin_principal(ctx);
+    let feedback = rules.iter().any(|r| r.action.feedback().is_some());
+    let notifies = rules
+        .iter()
+        .any(|r| matches!(r.action, twin_events::Action::Notification { .. }));
+    if feedback {
+        if ctx.twin.providers.get(Layer::L1) != ProviderName::Azure {
+            return Err(CloudError::fatal(
+                "FeedbackAcrossClouds",
+                "an event rule sends feedback to a device, but layer 1 (the devices' hub) is not on Azure while layer 2 is",
+            )
+            .with_hint("put layers 1 and 2 on the same cloud, or drop the rule's feedback"));
+        }
+        let hub = l1::hub_spec_id();
+        settings.insert(
+            names_of::IOTHUB_HOSTNAME.to_string(),
+            l2::Setting::Attr {
+                dep: hub.0.clone(),
+                attr: l1::hub::HOST_NAME.into(),
+                template: None,
+            },
+        );
+        if let Some(principal) = &principal {
+            let hub_name = names::azure_unique_name(ctx.name(), "iot", ctx.arm.subscription_id());
+            let scope = RoleScope {
+                spec: hub,
+                path: crate::context::resource_path(
+                    ctx.arm,
+                    &ctx.resource_group,
+                    l1::hub::TYPE,
+                    &hub_name,
+                ),
+            };
+            specs.push(roles::assignment_spec(
+                ctx,
+                Layer::L2,
+                &scope,
+                &roles::IOT_HUB_DATA_CONTRIBUTOR,
+                principal,
+            ));
+        }
+    }
+    if notifies {
+        let name = l2::events_topic::name(ctx.name());
+        if let Some(problem) = l2::events_topic::name_problem(&name) {
+            return Err(CloudError::fatal("NameTooLong", problem));
+        }
+        let topic = ctx
+            .spec(
+                Layer::L2,
+                l2::events_topic::KIND,
+                l2::TWIN_KEY,
+                name.clone(),
+            )
+            .desired(l2::events_topic::desired())
+            .depends_on([group.id.clone()]);
+        settings.insert(
+            names_of::EVENT_TOPIC_ENDPOINT.to_string(),
+            l2::Setting::Attr {
+                dep: topic.id.0.clone(),
+                attr: l2::events_topic::ENDPOINT.into(),
+                template: None,
+            },
+        );
+        if let Some(principal) = &principal {
+            let scope = RoleScope {
+                spec: topic.id.clone(),
+                path: crate::context::resource_path(
+                    ctx.arm,
+                    &ctx.resource_group,
+                    l2::events_topic::TYPE,
+                    &name,
+                ),
+            };
+            specs.push(roles::assignment_spec(
+                ctx,
+                Layer::L2,
+                &scope,
+                &roles::EVENTGRID_DATA_SENDER,
+                principal,
+            ));
+        }
+        specs.push(topic);
+    }
+    Ok((specs, settings))
 }
 
 /// The app settings the handler's functions read from the other Azure layers' resources:

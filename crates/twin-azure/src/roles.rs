@@ -86,8 +86,21 @@ pub const DIGITAL_TWINS_DATA_OWNER: BuiltinRole = BuiltinRole {
     guid: "bcd981a7-7f74-457b-83e1-cceb9e632ffe",
 };
 
+/// IoT Hub Data Contributor (the hub's service data plane, e.g. direct methods: the persister
+/// sends event-rule feedback to devices with it).
+pub const IOT_HUB_DATA_CONTRIBUTOR: BuiltinRole = BuiltinRole {
+    key: "iot-hub-data-contributor",
+    guid: "4fc6c259-987e-4a07-842e-c321cc9d413f",
+};
+
+/// EventGrid Data Sender (publishing to a topic: the persister's event-rule notifications).
+pub const EVENTGRID_DATA_SENDER: BuiltinRole = BuiltinRole {
+    key: "eventgrid-data-sender",
+    guid: "d5a91429-5739-47e2-a06b-3470a27159e7",
+};
+
 /// Every built-in role this provider assigns.
-pub const BUILTIN: [BuiltinRole; 8] = [
+pub const BUILTIN: [BuiltinRole; 10] = [
     STORAGE_BLOB_DATA_OWNER,
     STORAGE_BLOB_DATA_CONTRIBUTOR,
     STORAGE_QUEUE_DATA_CONTRIBUTOR,
@@ -96,6 +109,8 @@ pub const BUILTIN: [BuiltinRole; 8] = [
     MONITORING_METRICS_PUBLISHER,
     GRAFANA_ADMIN,
     DIGITAL_TWINS_DATA_OWNER,
+    IOT_HUB_DATA_CONTRIBUTOR,
+    EVENTGRID_DATA_SENDER,
 ];
 
 /// The built-in role with this role definition GUID.

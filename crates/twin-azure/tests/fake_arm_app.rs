@@ -536,3 +536,84 @@ async fn fake_arm_app_boundary_secret_syncs_into_app_settings_rotates_and_never_
         "the secret went with the app"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fake_arm_app_a_notifying_rule_deploys_its_topic_role_and_settings_heals_drift_and_destroys(
+) {
+    use twin_events::{Action, Condition, Fire, Rule};
+    let f = fakes().await;
+    f.arm
+        .set_event_topic_endpoint("http://127.0.0.1:9/api/events");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let twin = "ev-twin";
+    let mut config = (*write_twin(dir.path(), twin)).clone();
+    config.events = vec![Rule {
+        key: "hot".into(),
+        description: None,
+        condition: Condition::parse("room.s-1.temperature > DOUBLE(30)").expect("condition"),
+        action: Action::Notification {
+            message: serde_json::json!("too hot"),
+        },
+        fire: Fire::OnChange,
+    }];
+    let config = Arc::new(config);
+    let engine = engine(&f.arm, &config, package("v1"), Arc::default()).await;
+    let report = engine.deploy(None).await.expect("deploy");
+    // L2's fourteen, the topic and the identity's EventGrid Data Sender role on it.
+    assert_eq!(report.created, 16, "{report:?}");
+    let topic_id = format!(
+        "{}/providers/Microsoft.EventGrid/topics/{twin}-events",
+        group_id(&f.arm, twin)
+    );
+    let topic = f.arm.resource(&topic_id).expect("the topic");
+    assert_eq!(topic["properties"]["disableLocalAuth"], true, "{topic:#}");
+    let prefix = format!("{topic_id}/providers/Microsoft.Authorization/roleAssignments/")
+        .to_ascii_lowercase();
+    let sender = f.arm.ids().into_iter().any(|i| {
+        i.to_ascii_lowercase().starts_with(&prefix)
+            && f.arm.resource(&i).is_some_and(|r| {
+                r.pointer("/properties/roleDefinitionId")
+                    .and_then(|v| v.as_str())
+                    .is_some_and(|d| d.ends_with("/d5a91429-5739-47e2-a06b-3470a27159e7"))
+            })
+    });
+    assert!(
+        sender,
+        "EventGrid Data Sender on the topic: {:?}",
+        f.arm.ids()
+    );
+    let s = f
+        .arm
+        .resource(&settings_id(&f.arm, twin))
+        .expect("settings")["properties"]
+        .clone();
+    // The endpoint ARM returned, not one rebuilt from the name.
+    assert_eq!(
+        s["EVENT_TOPIC_ENDPOINT"], "http://127.0.0.1:9/api/events",
+        "{s:#}"
+    );
+    let rules: Vec<Rule> =
+        serde_json::from_str(s["EVENT_RULES"].as_str().expect("EVENT_RULES")).expect("rules");
+    assert_eq!(rules[0].key, "hot");
+    assert!(s.get("IOTHUB_HOSTNAME").is_none(), "no rule sends feedback");
+
+    f.arm.clear_log();
+    let again = engine.deploy(None).await.expect("second deploy");
+    assert_eq!((again.created, again.updated), (0, 0), "{again:?}");
+    assert!(changes(&f.arm).is_empty(), "{:?}", changes(&f.arm));
+
+    // Someone turns key authentication back on: the next deploy turns it off again.
+    let mut drifted = topic.clone();
+    drifted["properties"]["disableLocalAuth"] = serde_json::json!(false);
+    f.arm.insert(&topic_id, drifted);
+    let healed = engine.deploy(None).await.expect("deploy after drift");
+    assert_eq!(healed.updated, 1, "{healed:?}");
+    assert_eq!(
+        f.arm.resource(&topic_id).expect("topic")["properties"]["disableLocalAuth"],
+        true
+    );
+
+    let gone = engine.destroy(None).await.expect("destroy");
+    assert_eq!(gone.deleted, 16, "{gone:?}");
+    assert!(twin_resources(&f.arm, twin).is_empty(), "{:?}", f.arm.ids());
+}

@@ -219,12 +219,27 @@ fn a_rule_set_too_big_for_the_aws_persisters_environment_is_refused_with_its_siz
 }
 
 #[test]
-fn rules_with_layer_2_off_aws_load_with_a_warning_that_they_will_not_run() {
+fn rules_with_layer_2_on_azure_load_without_a_warning_and_with_no_layer_2_with_one() {
     let dir = tempfile::tempdir().expect("temp dir");
     let events = r#"[{"condition": "room-1.thermo.temperature > DOUBLE(30)",
    "action": {"type": "mqtt", "iotDeviceId": "d1", "payload": "hot"}}]"#;
     write(dir.path(), events, Some(HIERARCHY));
-    let providers = PROVIDERS
+    let warned = |providers: &str| -> Vec<String> {
+        std::fs::write(dir.path().join("config_providers.json"), providers).expect("write");
+        let config = load_dir(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            config.events.len(),
+            1,
+            "the rules still load and are checked"
+        );
+        config
+            .warnings
+            .iter()
+            .filter(|w| w.file == "config_events.json")
+            .map(|w| w.to_string())
+            .collect()
+    };
+    let azure = PROVIDERS
         .replace(
             r#""layer_2_provider": "aws""#,
             r#""layer_2_provider": "azure""#,
@@ -233,24 +248,22 @@ fn rules_with_layer_2_off_aws_load_with_a_warning_that_they_will_not_run() {
             r#""layer_5_provider": "aws""#,
             r#""layer_5_provider": "aws", "azure": {"location": "westeurope"}"#,
         );
-    std::fs::write(dir.path().join("config_providers.json"), providers).expect("write");
-    let config = load_dir(dir.path()).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(
-        config.events.len(),
-        1,
-        "the rules still load and are checked"
-    );
-    let warned: Vec<String> = config
-        .warnings
-        .iter()
-        .filter(|w| w.file == "config_events.json")
-        .map(|w| w.to_string())
-        .collect();
-    assert_eq!(warned.len(), 1, "{warned:?}");
+    // The Azure persister evaluates them (twin-functions-azure).
+    assert_eq!(warned(&azure), Vec::<String>::new());
+    let none = PROVIDERS
+        .replace(
+            r#""layer_1_provider": "aws""#,
+            r#""layer_1_provider": "none""#,
+        )
+        .replace(
+            r#""layer_2_provider": "aws""#,
+            r#""layer_2_provider": "none""#,
+        );
+    let w = warned(&none);
+    assert_eq!(w.len(), 1, "{w:?}");
     assert!(
-        warned[0].contains("evaluated only when layer_2_provider is `aws`")
-            && warned[0].contains("with `azure`"),
-        "{warned:?}"
+        w[0].contains("checked but not deployed") && w[0].contains("with `none`"),
+        "{w:?}"
     );
 }
 

@@ -1,7 +1,8 @@
 //! The hot store on Cosmos DB for NoSQL: one container with partition key `/iotDeviceId`, each
 //! record a document whose `id` is the record's canonical timestamp (so one device's `id`s sort
 //! as times, and writing a record twice overwrites it). Leases are documents in the reserved
-//! partition `#lease`, taken and given up with optimistic concurrency on their ETag.
+//! partition `#lease`, taken and given up with optimistic concurrency on their ETag; so are the
+//! event rules' firing states ([`RuleStateStore`], ids `event-rule:<rule>`).
 
 use crate::error_map::cosmos_error;
 use async_trait::async_trait;
@@ -11,6 +12,7 @@ use azure_data_cosmos::options::{ItemWriteOptions, Precondition};
 use azure_data_cosmos::{CosmosError, FeedScope, Query};
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{json, Map, Value};
+use twin_functions::event_evaluator::{RuleState, RuleStateStore};
 use twin_functions::hot_store::{
     DevicePage, DeviceQuery, HotPage, HotStore, Order, ScanCursor, TimeRange,
 };
@@ -428,5 +430,152 @@ impl LeaseStore for CosmosHotStore {
             }
         }
         Err(contention("DeleteItem", self.lease_resource(name)))
+    }
+}
+
+/// Rule states share the leases' reserved partition (as on AWS): every reader and mover of the
+/// hot container already skips it, and the prefix keeps them apart from the movers' lease names.
+pub const RULE_STATE_PREFIX: &str = "event-rule:";
+/// The rule state's "condition held" property.
+const RULE_ACTIVE: &str = "active";
+/// The rule state's write counter, the value `compare_and_set` expects.
+const RULE_VERSION: &str = "version";
+
+/// A rule state document as read, with the ETag its conditional replace must match.
+#[derive(Debug, Clone)]
+pub struct StoredRuleState {
+    /// The state.
+    pub state: RuleState,
+    /// The document's ETag when read.
+    pub etag: Etag,
+}
+
+impl CosmosHotStore {
+    fn rule_resource(&self, rule: &str) -> String {
+        format!("event rule {rule} state in {}", self.resource())
+    }
+
+    fn rule_doc(rule: &str, state: RuleState) -> Value {
+        json!({
+            FIELD_ID: format!("{RULE_STATE_PREFIX}{rule}"),
+            FIELD_DEVICE_ID: LEASE_PARTITION,
+            RULE_ACTIVE: state.active,
+            RULE_VERSION: state.version,
+        })
+    }
+
+    /// The rule's state document and its ETag, `None` for a rule never evaluated. A query on
+    /// the reserved partition, not a point read, for the same reason as [`Self::read_lease`]
+    /// (the emulator answers a point read of a missing document with 500).
+    pub async fn read_rule_state(&self, rule: &str) -> Result<Option<StoredRuleState>, CloudError> {
+        let mut sql = Query::from(format!(
+            "SELECT * FROM c WHERE c.{FIELD_DEVICE_ID} = @lease AND c.id = @name"
+        ));
+        sql = param(sql, "@lease", LEASE_PARTITION)?;
+        sql = param(sql, "@name", format!("{RULE_STATE_PREFIX}{rule}"))?;
+        let docs: Vec<Map<String, Value>> = self
+            .collect(sql, FeedScope::partition(LEASE_PARTITION.to_string()))
+            .await?;
+        let Some(doc) = docs.into_iter().next() else {
+            return Ok(None);
+        };
+        let malformed = |what: &str| {
+            CloudError::new(
+                "ReadItem",
+                self.rule_resource(rule),
+                "MalformedRuleState",
+                format!("the document has no {what}; delete it and the rule starts afresh"),
+                CloudErrorKind::Rejected,
+            )
+        };
+        let etag = doc
+            .get("_etag")
+            .and_then(Value::as_str)
+            .map(|e| Etag::from(e.to_string()))
+            .ok_or_else(|| malformed("`_etag`"))?;
+        let active = doc
+            .get(RULE_ACTIVE)
+            .and_then(Value::as_bool)
+            .ok_or_else(|| malformed("boolean `active`"))?;
+        let version = doc
+            .get(RULE_VERSION)
+            .and_then(Value::as_u64)
+            .ok_or_else(|| malformed("whole number `version`"))?;
+        Ok(Some(StoredRuleState {
+            state: RuleState { active, version },
+            etag,
+        }))
+    }
+
+    /// Creates the rule's first state with a create-only call: `Ok(false)` when another
+    /// persister created it first (409).
+    pub async fn create_rule_state(&self, rule: &str, next: RuleState) -> Result<bool, CloudError> {
+        let id = format!("{RULE_STATE_PREFIX}{rule}");
+        match self
+            .container
+            .create_item(
+                LEASE_PARTITION.to_string(),
+                &id,
+                &Self::rule_doc(rule, next),
+                None,
+            )
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.status().status_code() == StatusCode::Conflict => Ok(false),
+            Err(e) => Err(cosmos_error("CreateItem", self.rule_resource(rule), &e)),
+        }
+    }
+
+    /// Replaces the rule's state only while its ETag is still `etag` (`If-Match`): `Ok(false)`
+    /// when another persister wrote it since (412) or it was deleted (404).
+    pub async fn replace_rule_state(
+        &self,
+        rule: &str,
+        etag: Etag,
+        next: RuleState,
+    ) -> Result<bool, CloudError> {
+        let id = format!("{RULE_STATE_PREFIX}{rule}");
+        match self
+            .container
+            .replace_item(
+                LEASE_PARTITION.to_string(),
+                &id,
+                &Self::rule_doc(rule, next),
+                if_match(etag),
+            )
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if lost_race(&e) => Ok(false),
+            Err(e) => Err(cosmos_error("ReplaceItem", self.rule_resource(rule), &e)),
+        }
+    }
+}
+
+#[async_trait]
+impl RuleStateStore for CosmosHotStore {
+    async fn get(&self, rule: &str) -> Result<Option<RuleState>, CloudError> {
+        Ok(self.read_rule_state(rule).await?.map(|s| s.state))
+    }
+
+    /// Absent expected: one create-only call. Otherwise the document is read, its version
+    /// compared, and replaced under `If-Match` with the ETag of that read, so a write landing
+    /// between the read and the replace makes the replace fail (412) instead of being lost.
+    async fn compare_and_set(
+        &self,
+        rule: &str,
+        expected: Option<RuleState>,
+        next: RuleState,
+    ) -> Result<bool, CloudError> {
+        let Some(expected) = expected else {
+            return self.create_rule_state(rule, next).await;
+        };
+        match self.read_rule_state(rule).await? {
+            Some(stored) if stored.state == expected => {
+                self.replace_rule_state(rule, stored.etag, next).await
+            }
+            _ => Ok(false),
+        }
     }
 }

@@ -8,12 +8,14 @@
 
 pub mod adt_twin;
 pub mod blob_nonce_ledger;
+pub mod azure_action_sink;
 pub mod blob_object_store;
 pub mod cosmos_hot_store;
 pub mod credential;
 pub mod error_map;
 pub mod http_invoker;
 
+pub use azure_action_sink::AzureActionSink;
 pub use blob_object_store::BlobObjectStore;
 pub use cosmos_hot_store::CosmosHotStore;
 pub use error_map::BLOB_ARCHIVED;

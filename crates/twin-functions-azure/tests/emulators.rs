@@ -372,3 +372,96 @@ async fn blobs_keep_tiers_page_refuse_archived_reads_copy_and_write_conditionall
         "If-Match on a missing blob"
     );
 }
+
+fn reading(device: &str, second: u32, t: f64) -> HotItem {
+    HotItem {
+        device_id: device.into(),
+        id: at(&format!("2025-11-04T13:23:{second:02}.000Z")),
+        properties: json!({"temperature": t}).as_object().cloned().unwrap(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cosmos_rule_state_writes_are_conditional_create_only_then_if_match() {
+    use twin_functions::event_evaluator::{RuleState, RuleStateStore};
+    let twin = AzureTwin::create("rule-state").await;
+    let hot = twin.hot_store().await;
+    let first = RuleState {
+        active: true,
+        version: 1,
+    };
+    assert_eq!(hot.get("r").await.unwrap(), None);
+    // Create-only: the second create (another persister, same transition) loses.
+    assert!(hot.create_rule_state("r", first).await.unwrap());
+    assert!(!hot.create_rule_state("r", first).await.unwrap());
+    // Two persisters read the same document; the first replace lands, the second, with the ETag
+    // of the same read, must be refused (an unconditional write would land as well).
+    let a = hot.read_rule_state("r").await.unwrap().expect("stored");
+    let b = hot.read_rule_state("r").await.unwrap().expect("stored");
+    assert_eq!(a.state, first);
+    let next = RuleState {
+        active: false,
+        version: 2,
+    };
+    assert!(hot.replace_rule_state("r", a.etag, next).await.unwrap());
+    assert!(!hot
+        .replace_rule_state(
+            "r",
+            b.etag,
+            RuleState {
+                active: true,
+                version: 2
+            }
+        )
+        .await
+        .unwrap());
+    assert_eq!(hot.get("r").await.unwrap(), Some(next));
+    // compare_and_set against a stale expectation is refused; against the current one it lands.
+    assert!(!hot.compare_and_set("r", Some(first), next).await.unwrap());
+    let third = RuleState {
+        active: true,
+        version: 3,
+    };
+    assert!(hot.compare_and_set("r", Some(next), third).await.unwrap());
+    // The state lives in the reserved partition: no record query or scan sees it.
+    assert!(hot
+        .query_page(&DeviceQuery {
+            device_id: LEASE_PARTITION.into(),
+            range: TimeRange::All,
+            after: None,
+            order: Order::Ascending,
+            limit: None,
+        })
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cosmos_two_concurrent_persisters_fire_one_transition_once() {
+    use twin_events::{Action, Feedback, Fire};
+    use twin_functions::event_evaluator::{EventEvaluator, RecordingActions};
+    let twin = AzureTwin::create("rule-race").await;
+    let hot = twin.hot_store().await;
+    // Several transitions, each raced by two persisters sharing the container: one fires each.
+    for round in 0..6u32 {
+        let rule = support::resolved_rule(
+            &format!("hot-{round}"),
+            "room.s-1.temperature > DOUBLE(30)",
+            Fire::OnChange,
+            Action::Feedback(Feedback {
+                iot_device_id: "s-1".into(),
+                payload: json!("too hot"),
+            }),
+        );
+        let make =
+            || EventEvaluator::new(vec![rule.clone()], hot.clone(), RecordingActions::default());
+        let (a, b) = (make(), make());
+        let (ra, rb) = (reading("s-1", 1, 31.0), reading("s-1", 2, 33.0));
+        let (x, y) = tokio::join!(a.handle(&ra, &hot), b.handle(&rb, &hot));
+        let fired = x.expect("a").len() + y.expect("b").len();
+        assert_eq!(fired, 1, "round {round}");
+        assert_eq!(a.actions().sent().len() + b.actions().sent().len(), 1);
+    }
+}

@@ -433,6 +433,7 @@ async fn emulators_storage_failure_answers_non_2xx_so_event_grid_redelivers() {
         hot: Some(lazy_hot(&format!("https://127.0.0.1:{closed}/"), &twin)),
         objects: Some(twin.object_store()),
         twin: None,
+        credential: None,
     };
     let handler = start_with(&settings(&twin, &[]), stores).await;
 
@@ -470,6 +471,7 @@ async fn emulators_identity_path_resolves_the_container_on_first_use() {
         hot: Some(lazy_hot(&twin_testkit::azure::cosmos().endpoint, &twin)),
         objects: Some(twin.object_store()),
         twin: None,
+        credential: None,
     };
     let handler = start_with(&settings(&twin, &[]), stores).await;
     let message =
@@ -1205,4 +1207,216 @@ fn a_bad_boundary_secret_setting_is_named_and_never_echoed() {
     })
     .expect_err("missing");
     assert!(without.to_string().contains("BOUNDARY_SECRET_HOT_TO_COLD"));
+}
+
+/// A fixed token for the fakes of IoT Hub and Event Grid (the fake topic checks it is this one).
+#[derive(Debug)]
+struct FakeToken;
+
+const FAKE_TOKEN: &str = "fake-identity-token";
+
+#[async_trait::async_trait]
+impl azure_core::credentials::TokenCredential for FakeToken {
+    async fn get_token(
+        &self,
+        _scopes: &[&str],
+        _options: Option<azure_core::credentials::TokenRequestOptions<'_>>,
+    ) -> azure_core::Result<azure_core::credentials::AccessToken> {
+        let expires =
+            azure_core::time::OffsetDateTime::now_utc() + std::time::Duration::from_secs(3600);
+        Ok(azure_core::credentials::AccessToken::new(
+            FAKE_TOKEN, expires,
+        ))
+    }
+}
+
+/// An app root whose `events/alarm` appends each event it is given on stdin to `runs.jsonl`.
+fn app_root_with_event_function(name: &str) -> (PathBuf, PathBuf) {
+    let root = std::env::temp_dir().join(format!("twin-events-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let exe = root.join("events/alarm");
+    std::fs::create_dir_all(exe.parent().expect("parent")).expect("mkdir");
+    let runs = root.join("runs.jsonl");
+    std::fs::write(
+        &exe,
+        format!(
+            "#!/bin/sh\n[ \"$TWIN_EVENT_STDIO\" = 1 ] || exit 9\n{{ cat; echo; }} >> '{}'\n",
+            runs.display()
+        ),
+    )
+    .expect("write");
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    (root, runs)
+}
+
+/// The events the function was run with, once there are `n` of them (it runs detached).
+async fn function_runs(runs: &Path, n: usize) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let got: Vec<Value> = std::fs::read_to_string(runs)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        if got.len() >= n || std::time::Instant::now() > deadline {
+            return got;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await; // poll the child's output
+    }
+}
+
+fn rules_env(rules: &[twin_events::Rule]) -> String {
+    serde_json::to_string(rules).expect("rules json")
+}
+
+async fn persist(port: u16, second: u32, t: f64) -> Answer {
+    let record = json!({"iotDeviceId": "s-1",
+        "time": format!("2025-11-04T13:23:{second:02}.000Z"), "temperature": t});
+    invoke(
+        port,
+        "persister",
+        &http_invocation("persister", "POST", json!({}), Some(&record)),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emulators_fake_hub_fake_event_grid_rules_fire_on_change_once_and_every_message_twice() {
+    use twin_events::{Action, Feedback, Fire};
+    let hub = twin_testkit::fake_iot_hub::FakeIotHub::start()
+        .await
+        .expect("fake hub");
+    hub.connect("s-1");
+    let grid = twin_testkit::fake_event_grid::FakeEventGrid::start(FAKE_TOKEN)
+        .await
+        .expect("fake topic");
+    let (root, runs) = app_root_with_event_function("fire");
+    let cond = "room.s-1.temperature > DOUBLE(30)";
+    let mut rules = Vec::new();
+    for (fire, tag) in [(Fire::OnChange, "change"), (Fire::EveryMessage, "every")] {
+        rules.push(support::resolved_rule(
+            &format!("fb-{tag}"),
+            cond,
+            fire,
+            Action::Feedback(Feedback {
+                iot_device_id: "s-1".into(),
+                payload: json!(format!("too hot ({tag})")),
+            }),
+        ));
+        rules.push(support::resolved_rule(
+            &format!("note-{tag}"),
+            cond,
+            fire,
+            Action::Notification {
+                message: json!({"text": format!("hot ({tag})")}),
+            },
+        ));
+        rules.push(support::resolved_rule(
+            &format!("fn-{tag}"),
+            cond,
+            fire,
+            Action::Function {
+                function_name: "alarm".into(),
+                auto_deploy: true,
+                feedback: None,
+            },
+        ));
+    }
+    let twin = AzureTwin::create("h-events").await;
+    let hot = twin.hot_store().await;
+    let rules_json = rules_env(&rules);
+    let settings = settings(
+        &twin,
+        &[
+            ("EVENT_RULES", rules_json.as_str()),
+            ("IOTHUB_HOSTNAME", hub.host.as_str()),
+            ("EVENT_TOPIC_ENDPOINT", grid.endpoint.as_str()),
+        ],
+    );
+    let handler = start_app(
+        &settings,
+        Stores::prebuilt(Some(hot.clone()), Some(twin.object_store()))
+            .with_credential(Arc::new(FakeToken)),
+        catalogue(),
+        &root,
+    )
+    .await;
+    for (s, t) in [(1, 20.0), (2, 31.0), (3, 32.0)] {
+        let answer = persist(handler.port, s, t).await;
+        assert_eq!(answer.res().0, 200, "{answer:?}");
+    }
+    let feedback: Vec<Value> = hub
+        .methods()
+        .into_iter()
+        .inspect(|m| assert!(m.method == "feedback" && m.delivered, "{m:?}"))
+        .map(|m| m.payload)
+        .collect();
+    let count = |v: &[Value], s: &str| v.iter().filter(|p| p.to_string().contains(s)).count();
+    assert_eq!(count(&feedback, "(change)"), 1, "{feedback:?}");
+    assert_eq!(count(&feedback, "(every)"), 2, "{feedback:?}");
+    let notes: Vec<Value> = grid.events().iter().map(|e| e["data"].clone()).collect();
+    assert_eq!(count(&notes, "(change)"), 1, "{notes:?}");
+    assert_eq!(count(&notes, "(every)"), 2, "{notes:?}");
+    assert!(grid.refused().is_empty(), "{:?}", grid.refused());
+    let ran = function_runs(&runs, 3).await;
+    let by = |rule: &str| ran.iter().filter(|e| e["rule"] == rule).count();
+    assert_eq!((by("fn-change"), by("fn-every")), (1, 2), "{ran:?}");
+    assert!(ran
+        .iter()
+        .all(|e| e["iotDeviceId"] == "s-1" && e["condition"] == cond));
+    // The states live beside the records, in the reserved partition, unseen by readers.
+    assert_eq!(hot_records(&hot, "s-1").await.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emulators_fake_hub_a_failed_feedback_puts_the_state_back_so_the_redelivery_fires() {
+    use twin_events::{Action, Feedback, Fire};
+    let hub = twin_testkit::fake_iot_hub::FakeIotHub::start()
+        .await
+        .expect("fake hub");
+    hub.connect("s-1");
+    let rules = vec![support::resolved_rule(
+        "hot",
+        "room.s-1.temperature > DOUBLE(30)",
+        Fire::OnChange,
+        Action::Feedback(Feedback {
+            iot_device_id: "s-1".into(),
+            payload: json!("too hot"),
+        }),
+    )];
+    let twin = AzureTwin::create("h-ev-fail").await;
+    let hot = twin.hot_store().await;
+    let rules_json = rules_env(&rules);
+    let settings = settings(
+        &twin,
+        &[
+            ("EVENT_RULES", rules_json.as_str()),
+            ("IOTHUB_HOSTNAME", hub.host.as_str()),
+        ],
+    );
+    let handler = start_with(
+        &settings,
+        Stores::prebuilt(Some(hot.clone()), Some(twin.object_store()))
+            .with_credential(Arc::new(FakeToken)),
+    )
+    .await;
+    // The hub throttles the method once: the invocation fails as retryable (503) ...
+    hub.throttle("POST", 1, 0);
+    let failed = persist(handler.port, 1, 31.0).await;
+    assert_eq!(failed.res().0, 503, "{failed:?}");
+    assert!(hub.methods().is_empty());
+    // ... and its redelivery fires the transition (the state was put back), once.
+    let again = persist(handler.port, 1, 31.0).await;
+    assert_eq!(again.res().0, 200, "{again:?}");
+    assert_eq!(persist(handler.port, 2, 32.0).await.res().0, 200);
+    assert_eq!(hub.methods().len(), 1, "{:?}", hub.methods());
+    // A device that is not connected: logged, delivered to nobody, not an error (not retried).
+    assert_eq!(persist(handler.port, 3, 10.0).await.res().0, 200);
+    hub.disconnect("s-1");
+    let offline = persist(handler.port, 4, 35.0).await;
+    assert_eq!(offline.res().0, 200, "{offline:?}");
+    let calls = hub.methods();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert!(!calls[1].delivered);
 }

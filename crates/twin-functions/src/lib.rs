@@ -18,6 +18,7 @@ pub mod drops;
 pub mod env_vars;
 pub mod error;
 pub mod event_evaluator;
+pub mod event_function;
 pub mod hot_reader;
 pub mod hot_store;
 pub mod hot_to_cold;

@@ -192,6 +192,8 @@ struct State {
     iot_hub_host: Option<String>,
     /// What Azure Digital Twins instances report as `hostName` (a fake ADT's address).
     digital_twins_host: Option<String>,
+    /// What Event Grid custom topics report as `endpoint` (a fake topic's URL).
+    event_topic_endpoint: Option<String>,
     web: WebState,
 }
 
@@ -357,6 +359,13 @@ impl FakeArm {
     /// report `<name>.api.weu.digitaltwins.azure.net`.
     pub fn set_digital_twins_host(&self, host: &str) {
         lock(&self.state).digital_twins_host = Some(host.to_string());
+    }
+
+    /// Makes Event Grid custom topics created from now on report `endpoint` as their
+    /// `properties.endpoint` (the URL of a [`crate::fake_event_grid::FakeEventGrid`]); without
+    /// it they report `https://<name>.<location>-1.eventgrid.azure.net/api/events`.
+    pub fn set_event_topic_endpoint(&self, endpoint: &str) {
+        lock(&self.state).event_topic_endpoint = Some(endpoint.to_string());
     }
 
     /// A view of the role assignments this fake holds, for a data-plane fake that answers
@@ -1223,6 +1232,22 @@ fn fill_in_l1(
             .map(|e| e.len() as u64)
             .unwrap_or(0);
         stored["etag"] = json!(format!("AAAAAAFD6M{}=", n + 1));
+    }
+    if ty.eq_ignore_ascii_case("Microsoft.EventGrid/topics") {
+        // A custom topic: ARM fills in its publishing endpoint (kept across updates).
+        let location = stored
+            .get("location")
+            .and_then(Value::as_str)
+            .unwrap_or("westeurope")
+            .to_string();
+        let endpoint = existing
+            .and_then(|e| e.pointer("/properties/endpoint").cloned())
+            .unwrap_or_else(|| {
+                json!(st.event_topic_endpoint.clone().unwrap_or_else(|| format!(
+                    "https://{name}.{location}-1.eventgrid.azure.net/api/events"
+                )))
+            });
+        stored["properties"]["endpoint"] = endpoint;
     }
     if ty.eq_ignore_ascii_case("Microsoft.EventGrid/systemTopics") {
         let source = stored.pointer("/properties/source").and_then(Value::as_str);

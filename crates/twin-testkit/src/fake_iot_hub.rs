@@ -4,6 +4,11 @@
 //! (412 `PreconditionFailed` on a stale ETag, 404 `DeviceNotFound` if unknown); GET and DELETE
 //! of an unknown device answer 404; every request needs a bearer token; injected throttling
 //! answers 429 with `Retry-After`. Errors have IoT Hub's shape, `{"Message":"ErrorCode:X;..."}`.
+//!
+//! The service API's direct method call, `POST /twins/<id>/methods`, is faked too: a device the
+//! test marks connected ([`FakeIotHub::connect`]) answers every method with status 200; any other
+//! gets 404 with errorCode 404103 (DeviceNotOnline) nested in `Message`, as the hub answers.
+//! Every call is recorded ([`FakeIotHub::methods`]).
 
 use crate::fake_http::{self, body_json, has_bearer, reply, Reply};
 use hyper::body::Incoming;
@@ -26,6 +31,21 @@ struct State {
     next_etag: u64,
     throttles: Vec<Throttle>,
     log: Vec<String>,
+    connected: std::collections::BTreeSet<String>,
+    methods: Vec<MethodCall>,
+}
+
+/// One direct method call the fake answered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MethodCall {
+    /// The device called.
+    pub device_id: String,
+    /// `methodName`.
+    pub method: String,
+    /// `payload`.
+    pub payload: Value,
+    /// Whether the device was connected (so it got the method).
+    pub delivered: bool,
 }
 
 /// A running fake registry on 127.0.0.1.
@@ -115,6 +135,21 @@ impl FakeIotHub {
             .collect()
     }
 
+    /// Marks `device_id` as connected: its direct methods are answered 200 from now on.
+    pub fn connect(&self, device_id: &str) {
+        lock(&self.state).connected.insert(device_id.to_string());
+    }
+
+    /// Marks `device_id` as not connected: its direct methods get 404103 again.
+    pub fn disconnect(&self, device_id: &str) {
+        lock(&self.state).connected.remove(device_id);
+    }
+
+    /// Every direct method call answered (delivered or not), in order.
+    pub fn methods(&self) -> Vec<MethodCall> {
+        lock(&self.state).methods.clone()
+    }
+
     /// Forgets the request log.
     pub fn clear_log(&self) {
         lock(&self.state).log.clear();
@@ -170,6 +205,45 @@ async fn handle(state: &Mutex<State>, req: Request<Incoming>) -> Reply {
         return error(400, "InvalidProtocolVersion", "api-version is required");
     }
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    if let ["twins", id, "methods"] = segs.as_slice() {
+        if method != "POST" {
+            return error(405, "InvalidOperation", "direct methods are POSTed");
+        }
+        let id = id.replace("%20", " ");
+        let Some(name) = body.get("methodName").and_then(Value::as_str) else {
+            return error(400, "ArgumentInvalid", "methodName is required");
+        };
+        if !body
+            .get("responseTimeoutInSeconds")
+            .and_then(Value::as_u64)
+            .is_some_and(|t| (5..=300).contains(&t))
+        {
+            return error(
+                400,
+                "ArgumentInvalid",
+                "responseTimeoutInSeconds must be 5..300",
+            );
+        }
+        let delivered = st.connected.contains(&id);
+        st.methods.push(MethodCall {
+            device_id: id.clone(),
+            method: name.to_string(),
+            payload: body.get("payload").cloned().unwrap_or(Value::Null),
+            delivered,
+        });
+        if !delivered {
+            // The hub nests the JSON error in `Message` text.
+            let inner = json!({"errorCode": 404103, "trackingId": "fake",
+                "message": "Timed out waiting for device to connect.", "info": {},
+                "timestampUtc": "2026-01-01T00:00:00Z"});
+            return reply(
+                404,
+                &json!({"Message": inner.to_string(), "ExceptionMessage": ""}),
+                &[],
+            );
+        }
+        return reply(200, &json!({"status": 200, "payload": null}), &[]);
+    }
     let [first, id] = segs.as_slice() else {
         return error(404, "InvalidOperation", "the fake does not know this path");
     };

@@ -8,6 +8,7 @@ pub mod azure;
 pub mod fake_adt;
 pub mod fake_app_insights;
 pub mod fake_arm;
+pub mod fake_event_grid;
 pub mod fake_functions_host;
 pub mod fake_grafana;
 pub mod fake_http;

@@ -50,6 +50,7 @@ fn build_zip() -> Vec<u8> {
         catalogue,
         functions: AppFunction::ALL.to_vec(),
         processors: Default::default(),
+        events: Default::default(),
     })
     .expect("package")
 }

@@ -1,7 +1,8 @@
 //! The real Function App package: the `azure-handler` binary (built once per source change by
 //! `twin_artifacts`, like every function), the twin's device catalogue, one `function.json`
 //! per function of the layers the twin keeps on Azure and the binary of each processor crate a
-//! device names (the same x86_64 build as its Lambda function; the handler runs it), zipped by
+//! device names (the same x86_64 build as its Lambda function; the handler runs it), the binary
+//! of each event rule's function crate (`events/<crate>`), zipped by
 //! `twin_functions_azure::app::package` so the handler and the deployer agree on its layout.
 
 use super::{AppPackage, AppPackageSource};
@@ -83,6 +84,19 @@ pub fn own_processor_crates(twin: &TwinConfig) -> BTreeSet<String> {
         .collect()
 }
 
+/// The function crates the twin's event rules run, once each, in order. On Azure every
+/// function a rule names ships in the package (a Function App runs one executable; there is
+/// no function of another deployment to invoke by name).
+pub fn event_function_crates(twin: &TwinConfig) -> BTreeSet<String> {
+    twin.events
+        .iter()
+        .filter_map(|r| match &r.action {
+            twin_events::Action::Function { function_name, .. } => Some(function_name.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The `bootstrap` binary inside a cargo-lambda zip.
 fn binary_of(zip: &std::path::Path) -> Result<Vec<u8>, CloudError> {
     let fail = |e: String| {
@@ -124,11 +138,20 @@ impl AppPackageSource for HandlerPackage {
                 processors.insert(crate_name, binary_of(&built)?);
             }
         }
+        let mut events = BTreeMap::new();
+        if functions.contains(&AppFunction::Persister) {
+            // The rules' function crates run beside the persister that fires them.
+            for crate_name in event_function_crates(twin) {
+                let built = self.artifacts.zip(&crate_name).await?;
+                events.insert(crate_name, binary_of(&built)?);
+            }
+        }
         let bytes = package(&PackageInput {
             handler,
             catalogue,
             functions: functions.clone(),
             processors,
+            events,
         })
         .map_err(|e| {
             CloudError::fatal("PackageRefused", format!("the Function App package: {e}"))

@@ -4,6 +4,7 @@
 //! Insights, the FC1 plan, the site, its app settings, its basic-auth publishing policies, and
 //! the code package deployed with OneDeploy and an Entra token.
 
+pub mod events_topic;
 pub mod handler_package;
 pub mod insights;
 pub mod package;

@@ -189,18 +189,19 @@ pub fn load_dir(dir: &Path) -> Result<TwinConfig, Diagnostics> {
     if let Some(p) = &provs {
         warnings.extend(p.warnings.iter().cloned());
     }
-    // Rules are evaluated by the AWS persister only: elsewhere they load and are checked, and
-    // the user is told they will not run rather than finding out from a silent twin.
+    // Rules are evaluated by layer 2's persister (on AWS or Azure): with no layer 2 they load
+    // and are checked, and the user is told they will not run rather than finding out from a
+    // silent twin.
     if let (Some(p), Some(part)) = (&provs, &rules) {
         let l2 = p.get(Layer::L2);
-        if !part.rules.is_empty() && l2 != Some(ProviderName::Aws) {
+        if !part.rules.is_empty() && !matches!(l2, Some(ProviderName::Aws | ProviderName::Azure)) {
             warnings.push(Diagnostic {
                 file: EVENTS_FILE.to_string(),
                 path: "$".to_string(),
                 line: 1,
                 column: 1,
                 message: format!(
-                    "event rules are evaluated only when layer_2_provider is `aws` in this version; with `{}` they are checked but not deployed",
+                    "event rules are evaluated by layer 2's persister (layer_2_provider `aws` or `azure`); with `{}` they are checked but not deployed",
                     l2.map(|l| l.as_str()).unwrap_or("none")
                 ),
                 item: None,

@@ -42,6 +42,9 @@ pub struct PackageInput {
     /// The Linux (x86_64) binary of each processor crate the catalogue's devices name, by crate
     /// name (the `bootstrap` of its cargo-lambda zip, the same build as its Lambda function).
     pub processors: BTreeMap<String, Vec<u8>>,
+    /// The Linux (x86_64) binary of each event rule's function crate, by crate name, written
+    /// to `events/<crate>` (the handler runs it with the event on stdin).
+    pub events: BTreeMap<String, Vec<u8>>,
 }
 
 /// A package that cannot be built from its input.
@@ -222,6 +225,19 @@ fn entries(input: &PackageInput) -> Result<BTreeMap<String, (Vec<u8>, u32)>, Pac
             problem: Box::new(problem),
         })?;
     }
+    for (crate_name, binary) in &input.events {
+        let safe = !crate_name.is_empty()
+            && crate_name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !safe {
+            return Err(PackageError::BadProcessorName(crate_name.clone()));
+        }
+        check_executable(binary).map_err(|problem| PackageError::BadProcessorBinary {
+            crate_name: crate_name.clone(),
+            problem: Box::new(problem),
+        })?;
+    }
     let pretty = |v: &Value| {
         // A `Value` always serializes.
         let mut text = serde_json::to_vec_pretty(v).unwrap_or_default();
@@ -238,6 +254,15 @@ fn entries(input: &PackageInput) -> Result<BTreeMap<String, (Vec<u8>, u32)>, Pac
     for (crate_name, binary) in &input.processors {
         out.insert(
             format!("{OWN_PROCESSORS_DIR}/{crate_name}"),
+            (binary.clone(), 0o755),
+        );
+    }
+    for (crate_name, binary) in &input.events {
+        out.insert(
+            format!(
+                "{}/{crate_name}",
+                crate::azure_action_sink::EVENT_FUNCTIONS_DIR
+            ),
             (binary.clone(), 0o755),
         );
     }
@@ -300,6 +325,7 @@ mod tests {
             catalogue: catalogue(),
             functions,
             processors: BTreeMap::new(),
+            events: BTreeMap::new(),
         }
     }
 
@@ -443,6 +469,22 @@ mod tests {
         own.processors
             .insert("fahrenheit-processor".into(), elf(0x3E));
         own
+    }
+
+    #[test]
+    fn event_function_binaries_ship_under_events_as_executables() {
+        let mut with = input(vec![AppFunction::Persister]);
+        with.events.insert("alarm".into(), elf(0x3E));
+        let files = read(&package(&with).expect("package"));
+        let entry = &files["events/alarm"];
+        assert_eq!(entry.0, elf(0x3E));
+        assert_eq!(entry.1.map(|m| m & 0o777), Some(0o755));
+        let mut arm = input(vec![AppFunction::Persister]);
+        arm.events.insert("alarm".into(), elf(0xB7));
+        assert!(package(&arm).is_err());
+        let mut bad = input(vec![AppFunction::Persister]);
+        bad.events.insert("../x".into(), elf(0x3E));
+        assert!(package(&bad).is_err());
     }
 
     #[test]

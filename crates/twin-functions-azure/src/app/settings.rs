@@ -44,6 +44,14 @@ pub const INGRESS_COLD_SECRET_NEXT: &str = "BOUNDARY_SECRET_HOT_TO_COLD_NEXT";
 pub const BOUNDARY_NONCE_CONTAINER: &str = "BOUNDARY_NONCE_CONTAINER";
 /// The hop the cold ingress serves, as signed into every request.
 pub const INGRESS_COLD_HOP: &str = "hot-to-cold";
+/// The IoT hub's host name, as ARM returns it (`properties.hostName`); set when an event rule
+/// sends feedback (a direct method through the hub's service API).
+pub const IOTHUB_HOSTNAME: &str = "IOTHUB_HOSTNAME";
+/// The twin's Event Grid topic endpoint, as ARM returns it (`properties.endpoint`); set when an
+/// event rule notifies.
+pub const EVENT_TOPIC_ENDPOINT: &str = "EVENT_TOPIC_ENDPOINT";
+
+pub use twin_functions::env_vars::EVENT_RULES;
 
 /// Where the handler says the catalogue came from (in errors and logs).
 pub const PACKAGE_CATALOGUE: &str = "the app package";
@@ -160,6 +168,10 @@ pub struct HandlerSettings {
     /// `ADT_ENDPOINT`, when L4 is on Azure and the persister is in the app: the persister
     /// then patches the device's twin after each stored record.
     pub adt_endpoint: Option<String>,
+    /// `IOTHUB_HOSTNAME`: required when the persister runs and a rule sends feedback.
+    pub iothub_hostname: Option<String>,
+    /// `EVENT_TOPIC_ENDPOINT`: required when the persister runs and a rule notifies.
+    pub event_topic_endpoint: Option<String>,
     /// The dispatcher's settings, when it is in the app.
     pub dispatcher: Option<DispatcherSettings>,
     /// The processor's settings, when it is in the app (or run by the dispatcher).
@@ -252,6 +264,33 @@ impl HandlerSettings {
                 }
             }
         };
+        // The event rules (same variable and JSON as the AWS persister's); the hub and topic a
+        // rule's actions need must be there, so a mismatch stops the app at start, not at the
+        // first firing.
+        let persists = all.contains(&AppFunction::Persister);
+        let event_rules = match env.optional(EVENT_RULES).filter(|_| persists) {
+            None => Vec::new(),
+            Some(raw) => twin_functions::event_evaluator::EventEvaluator::<
+                twin_functions::event_evaluator::InMemoryRuleStates,
+                twin_functions::event_evaluator::RecordingActions,
+            >::rules_from_json(&raw)
+            .unwrap_or_else(|e| {
+                env.invalid(format!("{EVENT_RULES}: {e}"));
+                Vec::new()
+            }),
+        };
+        let feedback = event_rules.iter().any(|r| r.action.feedback().is_some());
+        let notifies = event_rules
+            .iter()
+            .any(|r| matches!(r.action, twin_events::Action::Notification { .. }));
+        let iothub_hostname = feedback.then(|| env.required(IOTHUB_HOSTNAME));
+        let event_topic_endpoint = notifies.then(|| env.required(EVENT_TOPIC_ENDPOINT));
+        if let Some(problem) = event_topic_endpoint
+            .as_deref()
+            .and_then(|v| endpoint_problem(EVENT_TOPIC_ENDPOINT, v))
+        {
+            env.invalid(problem);
+        }
         let catalogue = CatalogueLocation {
             bucket: PACKAGE_CATALOGUE.into(),
             key: super::CATALOGUE_FILE.into(),
@@ -272,11 +311,12 @@ impl HandlerSettings {
                 catalogue: catalogue.clone(),
                 persister_function: AppFunction::Persister.name().into(),
             }),
-            // Event rules run in the AWS persister only (validate warns when layer 2 is here).
+            // The AWS-only endpoint and topic ARN stay empty: the hub and the topic are this
+            // struct's `iothub_hostname` and `event_topic_endpoint`.
             persister: has(AppFunction::Persister).then(|| PersisterSettings {
                 common: common.clone(),
                 hot_table: text(&hot_table),
-                event_rules: Vec::new(),
+                event_rules: event_rules.clone(),
                 iot_data_endpoint: None,
                 events_topic_arn: None,
             }),
@@ -315,6 +355,8 @@ impl HandlerSettings {
                 .flatten()
                 .map(|v| v.trim().to_string())
                 .filter(|v| !v.is_empty()),
+            iothub_hostname,
+            event_topic_endpoint,
             client_id,
             common,
         };

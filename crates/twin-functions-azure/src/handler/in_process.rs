@@ -6,17 +6,66 @@
 use super::payload::log_line;
 use super::stores::HotHandle;
 use crate::adt_twin::TwinPatchingStore;
+use crate::AzureActionSink;
 use async_trait::async_trait;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use twin_functions::event_evaluator::EventEvaluator;
 use twin_functions::persister::{PersistOutcome, Persister};
 use twin_functions::processor::{ProcessOutcome, Processor};
 use twin_functions::record::{FIELD_CORRELATION_ID, FIELD_DEVICE_ID, FIELD_TIME};
 use twin_functions::{CloudError, CloudErrorKind, FunctionInvoker, SystemClock};
 
-/// The persister as the handler runs it.
-pub type AppPersister = Persister<TwinPatchingStore<HotHandle>>;
+/// The event evaluator the Azure persister runs: rule states in the hot container, actions
+/// through Azure.
+pub type AzureEventEvaluator = EventEvaluator<HotHandle, AzureActionSink>;
+
+/// The persister as the handler runs it: store the record (and patch its twin), then, when the
+/// twin has event rules, evaluate those that read its device, as the AWS persister does.
+pub struct AppPersister {
+    persister: Persister<TwinPatchingStore<HotHandle>>,
+    hot: HotHandle,
+    events: Option<AzureEventEvaluator>,
+}
+
+impl AppPersister {
+    /// A persister writing through `store` to `hot`, evaluating `events` after each record.
+    pub fn new(
+        store: TwinPatchingStore<HotHandle>,
+        hot: HotHandle,
+        events: Option<AzureEventEvaluator>,
+    ) -> Self {
+        Self {
+            persister: Persister::new(store),
+            hot,
+            events,
+        }
+    }
+
+    /// Stores the record, then evaluates the rules. A failed rule fails the invocation after
+    /// the others ran, so the redelivery stores the record again (idempotent) and fires what did
+    /// not fire (the evaluator put its state back).
+    pub async fn handle(
+        &self,
+        event: Value,
+        request_id: &str,
+    ) -> Result<PersistOutcome, CloudError> {
+        let outcome = self.persister.handle(event, request_id).await?;
+        if let (PersistOutcome::Stored(item), Some(events)) = (&outcome, &self.events) {
+            let fired = events.handle(item, &self.hot).await?;
+            if !fired.is_empty() {
+                let rules: Vec<&str> = fired.iter().map(|f| f.rule.as_str()).collect();
+                log_line(format!(
+                    "persister: event rules fired for {}: {}",
+                    item.device_id,
+                    rules.join(", ")
+                ));
+            }
+        }
+        Ok(outcome)
+    }
+}
 /// The processor as the handler runs it (its persister in process).
 pub type AppProcessor = Processor<InProcessInvoker, SystemClock>;
 

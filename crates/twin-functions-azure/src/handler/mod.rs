@@ -45,11 +45,12 @@ use twin_functions::boundary::{IngressReply, ObjectIngress, ReceiverPolicy, DEFA
 use twin_functions::catalogue::DeviceCatalogue;
 use twin_functions::cold_to_archive::ColdToArchiveMover;
 use twin_functions::dispatcher::{DispatchOutcome, Dispatcher};
+use twin_functions::event_evaluator::EventEvaluator;
 use twin_functions::hot_reader::{answer, bad_request, parse_request, HotReader, RequestShape};
 use twin_functions::hot_to_cold::HotToColdMover;
 use twin_functions::mover_error::MoverError;
 use twin_functions::mover_event::requested_cutoff;
-use twin_functions::persister::{PersistOutcome, Persister};
+use twin_functions::persister::PersistOutcome;
 use twin_functions::processor::{ProcessOutcome, Processor};
 use twin_functions::{CloudError, SystemClock, Timestamp};
 
@@ -133,12 +134,53 @@ impl Handler {
 
         let persister = match all.contains(&AppFunction::Persister) {
             true => {
-                settings
+                let s = settings
                     .persister
                     .as_ref()
                     .ok_or_else(|| missing(AppFunction::Persister))?;
-                Some(Arc::new(Persister::new(
+                let events = match (&s.event_rules[..], &stores.credential) {
+                    ([], _) => None,
+                    (_, None) => return Err(inconsistent(
+                        "the twin has event rules but no credential was given for their actions"
+                            .into(),
+                    )),
+                    (rules, Some(credential)) => {
+                        let mut sink = crate::AzureActionSink::new(
+                            s.common.twin_name.clone(),
+                            rules,
+                            app_root,
+                            credential.clone(),
+                        );
+                        for rule in rules {
+                            if let twin_events::Action::Function { function_name, .. } =
+                                &rule.action
+                            {
+                                let exe = crate::azure_action_sink::event_executable_in(
+                                    app_root,
+                                    function_name,
+                                );
+                                if !exe.is_file() {
+                                    return Err(StartError::EventFunctionMissing {
+                                        crate_name: function_name.clone(),
+                                        rule: rule.key.clone(),
+                                        path: exe.display().to_string(),
+                                    });
+                                }
+                            }
+                        }
+                        if let Some(host) = &settings.iothub_hostname {
+                            sink = sink.with_feedback(host.clone());
+                        }
+                        if let Some(endpoint) = &settings.event_topic_endpoint {
+                            sink = sink.with_notifications(endpoint.clone());
+                        }
+                        Some(EventEvaluator::new(rules.to_vec(), hot()?, sink))
+                    }
+                };
+                Some(Arc::new(AppPersister::new(
                     crate::adt_twin::TwinPatchingStore::new(hot()?, stores.twin.clone()),
+                    hot()?,
+                    events,
                 )))
             }
             false => None,

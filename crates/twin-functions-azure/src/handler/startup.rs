@@ -46,6 +46,16 @@ pub enum StartError {
         /// Where its binary should be.
         path: String,
     },
+    /// An event rule's function crate has no binary in the package.
+    #[error("event rule `{rule}` runs the function crate `{crate_name}`, but the package has no executable {path}; run `deployer deploy` to upload the package again")]
+    EventFunctionMissing {
+        /// The crate.
+        crate_name: String,
+        /// The (first) rule naming it.
+        rule: String,
+        /// Where its binary should be.
+        path: String,
+    },
     /// The handler was built from parts that do not fit together (a caller's mistake).
     #[error("the handler cannot be built: {0}")]
     Inconsistent(String),

@@ -18,6 +18,7 @@ use azure_data_cosmos::options::Region;
 use azure_data_cosmos::{AccountEndpoint, AccountReference, CosmosClientBuilder, RoutingStrategy};
 use std::sync::Arc;
 use tokio::sync::OnceCell;
+use twin_functions::event_evaluator::{RuleState, RuleStateStore};
 use twin_functions::hot_store::{DevicePage, DeviceQuery, HotPage, HotStore, ScanCursor};
 use twin_functions::lease::{LeaseOutcome, LeaseStore};
 use twin_functions::record::HotItem;
@@ -166,6 +167,24 @@ impl LeaseStore for HotHandle {
     }
 }
 
+#[async_trait]
+impl RuleStateStore for HotHandle {
+    async fn get(&self, rule: &str) -> Result<Option<RuleState>, CloudError> {
+        RuleStateStore::get(self.store().await?, rule).await
+    }
+    async fn compare_and_set(
+        &self,
+        rule: &str,
+        expected: Option<RuleState>,
+        next: RuleState,
+    ) -> Result<bool, CloudError> {
+        self.store()
+            .await?
+            .compare_and_set(rule, expected, next)
+            .await
+    }
+}
+
 /// The stores of one handler.
 #[derive(Debug, Clone, Default)]
 pub struct Stores {
@@ -175,6 +194,8 @@ pub struct Stores {
     pub objects: Option<BlobObjectStore>,
     /// The Azure Digital Twins instance the persister patches twins in, when L4 is on Azure.
     pub twin: Option<Arc<AdtTwinUpdater>>,
+    /// The twin's managed identity, for the event rules' actions (IoT Hub, Event Grid).
+    pub credential: Option<Arc<dyn TokenCredential>>,
 }
 
 impl Stores {
@@ -201,7 +222,12 @@ impl Stores {
             .adt_endpoint
             .as_deref()
             .map(|e| Arc::new(AdtTwinUpdater::new(e, credential.clone())));
-        Ok(Self { hot, objects, twin })
+        Ok(Self {
+            hot,
+            objects,
+            twin,
+            credential: Some(credential),
+        })
     }
 
     /// Stores the caller built: the test-only path, for clients authenticated with the
@@ -212,6 +238,14 @@ impl Stores {
             hot: hot.map(HotHandle::ready),
             objects,
             twin: None,
+            credential: None,
         }
+    }
+
+    /// The same stores, with `credential` for the event rules' actions (tests: a fixed token
+    /// the fakes accept).
+    pub fn with_credential(mut self, credential: Arc<dyn TokenCredential>) -> Self {
+        self.credential = Some(credential);
+        self
     }
 }

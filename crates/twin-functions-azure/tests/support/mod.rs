@@ -113,3 +113,35 @@ impl AzureTwin {
         }
     }
 }
+
+/// A rule as twin-config loads it (references resolved): every `<entity>.<device>.<property>`
+/// of `text` names the device `<device>` itself.
+pub fn resolved_rule(
+    key: &str,
+    text: &str,
+    fire: twin_events::Fire,
+    action: twin_events::Action,
+) -> twin_events::Rule {
+    struct SameName;
+    impl twin_events::Schema for SameName {
+        fn resolve(
+            &self,
+            p: &twin_events::PropertyRef,
+        ) -> Result<Option<twin_events::Resolved>, String> {
+            Ok(Some(twin_events::Resolved {
+                iot_device_id: p.device.clone(),
+                value_type: twin_events::ValueType::Double,
+            }))
+        }
+    }
+    let mut condition = twin_events::Condition::parse(text).expect("condition parses");
+    let errors = twin_events::check(&mut condition.expr, &SameName);
+    assert!(errors.is_empty(), "{errors:?}");
+    twin_events::Rule {
+        key: key.into(),
+        description: None,
+        condition,
+        action,
+        fire,
+    }
+}

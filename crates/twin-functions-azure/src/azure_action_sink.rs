@@ -1,0 +1,480 @@
+//! The event rules' actions on Azure ([`ActionSink`]).
+//!
+//! - A function (`lambda`) is the rule's crate, shipped in the app package at `events/<crate>`
+//!   and started as a child with the event on stdin (`twin_functions::event_function`): the
+//!   counterpart of AWS's asynchronous Invoke, so the persister does not wait for it.
+//! - Feedback (`mqtt`) is a direct method `feedback` on the device through the hub's service
+//!   REST API. Departure from AWS: IoT Hub's cloud-to-device messages have no REST API (AMQP
+//!   only), so the device gets a direct method instead of a message on a topic, and a device
+//!   that is not connected (404, errorCode 404103 DeviceNotOnline) is logged and counts as
+//!   delivered to nobody, as an MQTT publish nobody subscribes to on AWS; it is not retried.
+//! - A notification is an event published to the twin's Event Grid custom topic.
+//!
+//! Every call to a service authenticates with the twin's managed identity (its token for the
+//! service's scope); the deployer grants the roles ("IoT Hub Data Contributor" on the hub,
+//! "EventGrid Data Sender" on the topic).
+
+use async_trait::async_trait;
+use azure_core::credentials::TokenCredential;
+use azure_core::http::{new_http_client, HttpClient, Method, Request, Url};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+use twin_events::{Action, Rule};
+use twin_functions::event_evaluator::ActionSink;
+use twin_functions::event_function::STDIO_ENV;
+use twin_functions::{CloudError, CloudErrorKind, Timestamp};
+
+/// Where the app package holds the event rules' function crates (`events/<crate>`).
+pub const EVENT_FUNCTIONS_DIR: &str = "events";
+/// IoT Hub service API version of the direct method call.
+pub const IOT_HUB_API: &str = "2021-04-12";
+/// Token scope of IoT Hub's service API.
+pub const IOT_HUB_SCOPE: &str = "https://iothubs.azure.net/.default";
+/// Token scope of Event Grid's data plane.
+pub const EVENT_GRID_SCOPE: &str = "https://eventgrid.azure.net/.default";
+/// Event Grid's publishing API version (the Event Grid event schema).
+pub const EVENT_GRID_API: &str = "2018-01-01";
+/// The direct method a device receives feedback as.
+pub const FEEDBACK_METHOD: &str = "feedback";
+/// How long the hub waits for the device to answer the method.
+pub const METHOD_TIMEOUT_SECS: u64 = 30;
+/// The `eventType` of the twin's notifications.
+pub const NOTIFICATION_EVENT_TYPE: &str = "Twin.EventRule.Notification";
+/// IoT Hub's errorCode for a direct method to a device that is not connected.
+const DEVICE_NOT_ONLINE: &str = "404103";
+
+/// Where the binary of the event function crate `crate_name` is in the unpacked package.
+pub fn event_executable_in(app_root: &Path, crate_name: &str) -> PathBuf {
+    app_root.join(EVENT_FUNCTIONS_DIR).join(crate_name)
+}
+
+/// The base URL of a service host as ARM reports it (`hostName`, `endpoint`): a URL is kept, a
+/// bare host gets `https://`, except a loopback one (a test's fake), which gets `http://`.
+pub fn service_url(host: &str) -> String {
+    let h = host.trim().trim_end_matches('/');
+    if h.starts_with("https://") || h.starts_with("http://") {
+        h.to_string()
+    } else if h.starts_with("127.0.0.1") || h.starts_with("localhost") {
+        format!("http://{h}")
+    } else {
+        format!("https://{h}")
+    }
+}
+
+/// `s` as one URL path segment (device ids may hold characters a path cannot).
+fn path_segment(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The actions of a twin's rules on Azure. Feedback and notifications are optional: a twin
+/// whose rules never send feedback gets no hub host name, one that never notifies no topic.
+pub struct AzureActionSink {
+    twin: String,
+    credential: Arc<dyn TokenCredential>,
+    http: Arc<dyn HttpClient>,
+    /// A rule's `functionName` → the binary in the package.
+    functions: BTreeMap<String, PathBuf>,
+    iot_hub: Option<String>,
+    topic_endpoint: Option<String>,
+    sequence: AtomicU64,
+}
+
+impl std::fmt::Debug for AzureActionSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AzureActionSink")
+            .field("twin", &self.twin)
+            .field("functions", &self.functions)
+            .field("iot_hub", &self.iot_hub)
+            .field("topic_endpoint", &self.topic_endpoint)
+            .finish()
+    }
+}
+
+/// An action the deployment did not set up for: the deployer writes the settings a rule needs,
+/// so this is a mismatch between the rules and the app's settings or package.
+fn not_configured(operation: &'static str, resource: String, what: &str) -> CloudError {
+    CloudError::new(
+        operation,
+        resource,
+        "NotConfigured",
+        format!("the persister has no {what}; deploy the twin again so the Function App matches its event rules"),
+        CloudErrorKind::Rejected,
+    )
+}
+
+impl AzureActionSink {
+    /// A sink for `rules` of `twin`, authenticating as `credential`; the rules' function crates
+    /// are under `app_root` (the unpacked package).
+    pub fn new(
+        twin: impl Into<String>,
+        rules: &[Rule],
+        app_root: &Path,
+        credential: Arc<dyn TokenCredential>,
+    ) -> Self {
+        let functions = rules
+            .iter()
+            .filter_map(|r| match &r.action {
+                Action::Function { function_name, .. } => Some((
+                    function_name.clone(),
+                    event_executable_in(app_root, function_name),
+                )),
+                _ => None,
+            })
+            .collect();
+        Self {
+            twin: twin.into(),
+            credential,
+            http: new_http_client(None),
+            functions,
+            iot_hub: None,
+            topic_endpoint: None,
+            sequence: AtomicU64::new(0),
+        }
+    }
+
+    /// Sends feedback through the hub at `host_name` (`IOTHUB_HOSTNAME`, ARM's `hostName`).
+    pub fn with_feedback(mut self, host_name: impl Into<String>) -> Self {
+        self.iot_hub = Some(host_name.into());
+        self
+    }
+
+    /// Publishes notifications to the topic at `endpoint` (`EVENT_TOPIC_ENDPOINT`, ARM's
+    /// `properties.endpoint`).
+    pub fn with_notifications(mut self, endpoint: impl Into<String>) -> Self {
+        self.topic_endpoint = Some(endpoint.into());
+        self
+    }
+
+    /// The binary a rule's `functionName` runs.
+    pub fn function_for(&self, function: &str) -> Option<&Path> {
+        self.functions.get(function).map(PathBuf::as_path)
+    }
+
+    async fn token(
+        &self,
+        scope: &str,
+        operation: &'static str,
+        resource: &str,
+    ) -> Result<String, CloudError> {
+        let token = self
+            .credential
+            .get_token(&[scope], None)
+            .await
+            .map_err(|e| {
+                CloudError::new(
+                    operation,
+                    resource,
+                    "NoToken",
+                    format!("no token for {scope} from the twin's managed identity: {e}"),
+                    CloudErrorKind::Transient,
+                )
+            })?;
+        Ok(token.token.secret().to_string())
+    }
+
+    /// POSTs `body` to `url` with the bearer token; the status and the answer's body.
+    async fn post(
+        &self,
+        operation: &'static str,
+        resource: &str,
+        url: &str,
+        token: &str,
+        body: &Value,
+    ) -> Result<(u16, String), CloudError> {
+        let err = |code: &str, message: String, kind| {
+            CloudError::new(operation, resource, code, message, kind)
+        };
+        let url = Url::parse(url).map_err(|e| {
+            err(
+                "BadEndpoint",
+                format!("{url} is not a URL: {e}"),
+                CloudErrorKind::Rejected,
+            )
+        })?;
+        let mut req = Request::new(url, Method::Post);
+        req.insert_header("authorization", format!("Bearer {token}"));
+        req.insert_header("content-type", "application/json");
+        let bytes = serde_json::to_vec(body).map_err(|e| {
+            err(
+                "InvalidPayload",
+                format!("the body cannot be serialized: {e}"),
+                CloudErrorKind::Rejected,
+            )
+        })?;
+        req.set_body(bytes);
+        let resp = self.http.execute_request(&req).await.map_err(|e| {
+            err(
+                "io",
+                format!("the request failed: {e}"),
+                CloudErrorKind::Transient,
+            )
+        })?;
+        let status = u16::from(resp.status());
+        let raw = resp.try_into_raw_response().await.map_err(|e| {
+            err(
+                "io",
+                format!("the answer could not be read: {e}"),
+                CloudErrorKind::Transient,
+            )
+        })?;
+        let text = String::from_utf8_lossy(raw.into_body().as_ref()).into_owned();
+        Ok((status, text))
+    }
+}
+
+/// The error of a refused call: retryable when a later delivery may pass (the identity's role
+/// still propagating answers 403 for minutes; 429 and 5xx are the service's).
+pub fn refused(operation: &'static str, resource: &str, status: u16, answer: &str) -> CloudError {
+    let parsed: Value = serde_json::from_str(answer).unwrap_or(Value::Null);
+    let code = parsed
+        .pointer("/error/code")
+        .or_else(|| parsed.get("errorCode"))
+        .or_else(|| parsed.get("code"))
+        .map(|c| {
+            c.as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| c.to_string())
+        })
+        .unwrap_or_else(|| format!("Http{status}"));
+    let kind = match status {
+        403 => CloudErrorKind::Transient,
+        429 => CloudErrorKind::Throttled,
+        s if s >= 500 => CloudErrorKind::Transient,
+        404 => CloudErrorKind::NotFound,
+        401 => CloudErrorKind::AccessDenied,
+        _ => CloudErrorKind::Rejected,
+    };
+    let shown: String = answer.chars().take(300).collect();
+    CloudError::new(
+        operation,
+        resource,
+        code,
+        format!("HTTP {status}: {shown}"),
+        kind,
+    )
+}
+
+/// Whether a direct method's 404 answer says the device is not connected (errorCode 404103,
+/// nested in the hub's `Message` text, so the text is searched).
+pub fn device_not_online(status: u16, answer: &str) -> bool {
+    status == 404 && (answer.contains(DEVICE_NOT_ONLINE) || answer.contains("DeviceNotOnline"))
+}
+
+#[async_trait]
+impl ActionSink for AzureActionSink {
+    async fn invoke_function(&self, function: &str, event: &Value) -> Result<(), CloudError> {
+        // A function no rule names cannot come from the evaluator; refused rather than guessed.
+        let Some(executable) = self.function_for(function) else {
+            return Err(not_configured(
+                "RunEventFunction",
+                format!("event function {function}"),
+                "rule naming this function",
+            ));
+        };
+        let resource = format!("event function {function} ({})", executable.display());
+        let input = serde_json::to_vec(event).map_err(|e| {
+            CloudError::new(
+                "RunEventFunction",
+                resource.clone(),
+                "InvalidPayload",
+                format!("the event cannot be serialized: {e}"),
+                CloudErrorKind::Rejected,
+            )
+        })?;
+        let mut child = Command::new(executable)
+            .env(STDIO_ENV, "1")
+            .stdin(Stdio::piped())
+            // The function's own output joins the handler's log stream.
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| {
+                CloudError::new(
+                    "RunEventFunction",
+                    resource.clone(),
+                    "EventFunctionNotStarted",
+                    format!(
+                        "cannot start it: {e}; run `deployer deploy` to upload the package again"
+                    ),
+                    CloudErrorKind::Rejected,
+                )
+            })?;
+        let Some(mut stdin) = child.stdin.take() else {
+            let _ = child.kill().await;
+            return Err(CloudError::new(
+                "RunEventFunction",
+                resource,
+                "EventFunctionNotStarted",
+                "its stdin pipe was not opened",
+                CloudErrorKind::Transient,
+            ));
+        };
+        // Handing over the event is part of the action (as Lambda accepting the async Invoke
+        // is): a child that cannot take it fails the action, so the state is put back.
+        let handed = async {
+            stdin.write_all(&input).await?;
+            stdin.shutdown().await
+        }
+        .await;
+        drop(stdin);
+        if let Err(e) = handed {
+            let _ = child.kill().await;
+            return Err(CloudError::new(
+                "RunEventFunction",
+                resource,
+                "EventNotHandedOver",
+                format!("the event could not be written to its stdin: {e}"),
+                CloudErrorKind::Transient,
+            ));
+        }
+        // Not awaited, as AWS's asynchronous Invoke is not: the exit status is only logged (a
+        // failed function is the function's to report; the rule's transition has fired, and
+        // running the function again on a retry would not be "once").
+        let name = function.to_string();
+        tokio::spawn(async move {
+            match child.wait().await {
+                Ok(status) if status.success() => {
+                    tracing::info!(function = %name, "event function finished");
+                }
+                Ok(status) => {
+                    tracing::error!(function = %name, status = %status, "event function failed");
+                }
+                Err(e) => {
+                    tracing::error!(function = %name, error = %e, "event function could not be waited for");
+                }
+            }
+        });
+        Ok(())
+    }
+
+    async fn send_feedback(&self, device: &str, payload: &Value) -> Result<(), CloudError> {
+        let resource = format!("direct method {FEEDBACK_METHOD} of device {device}");
+        let Some(hub) = &self.iot_hub else {
+            return Err(not_configured(
+                "InvokeDeviceMethod",
+                resource,
+                "IoT Hub host name (IOTHUB_HOSTNAME)",
+            ));
+        };
+        let token = self
+            .token(IOT_HUB_SCOPE, "InvokeDeviceMethod", &resource)
+            .await?;
+        let url = format!(
+            "{}/twins/{}/methods?api-version={IOT_HUB_API}",
+            service_url(hub),
+            path_segment(device)
+        );
+        let body = json!({
+            "methodName": FEEDBACK_METHOD,
+            "payload": payload,
+            "responseTimeoutInSeconds": METHOD_TIMEOUT_SECS,
+        });
+        let (status, answer) = self
+            .post("InvokeDeviceMethod", &resource, &url, &token, &body)
+            .await?;
+        if (200..300).contains(&status) {
+            return Ok(());
+        }
+        if device_not_online(status, &answer) {
+            // Delivered to nobody, as an MQTT publish without a subscriber on AWS: not retried.
+            tracing::warn!(device_id = %device, "feedback not delivered: the device is not connected");
+            return Ok(());
+        }
+        Err(refused("InvokeDeviceMethod", &resource, status, &answer))
+    }
+
+    async fn notify(&self, message: &Value) -> Result<(), CloudError> {
+        let Some(endpoint) = &self.topic_endpoint else {
+            return Err(not_configured(
+                "PublishEvents",
+                format!("Event Grid topic {}-events", self.twin),
+                "notification topic (EVENT_TOPIC_ENDPOINT)",
+            ));
+        };
+        let resource = format!("Event Grid topic {endpoint}");
+        let token = self
+            .token(EVENT_GRID_SCOPE, "PublishEvents", &resource)
+            .await?;
+        let now = Timestamp::now();
+        // Unique per publish (the trait gives no delivery id): a hash of the message, the time
+        // and this process's sequence number, shaped as a GUID.
+        let seq = self.sequence.fetch_add(1, Ordering::Relaxed);
+        let digest = Sha256::digest(
+            format!("{}|{}|{}|{seq}", self.twin, now.canonical(), message).as_bytes(),
+        );
+        let h = hex::encode(&digest[..16]);
+        let id = format!(
+            "{}-{}-{}-{}-{}",
+            &h[0..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..32]
+        );
+        let events = json!([{
+            "id": id,
+            "eventType": NOTIFICATION_EVENT_TYPE,
+            "subject": format!("{}/events", self.twin),
+            "eventTime": now.canonical(),
+            "data": {"twin": self.twin, "message": message},
+            "dataVersion": "1.0",
+        }]);
+        let base = service_url(endpoint);
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{sep}api-version={EVENT_GRID_API}");
+        let (status, answer) = self
+            .post("PublishEvents", &resource, &url, &token, &events)
+            .await?;
+        if (200..300).contains(&status) {
+            return Ok(());
+        }
+        Err(refused("PublishEvents", &resource, status, &answer))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_and_answers() {
+        assert_eq!(
+            service_url("h.azure-devices.net"),
+            "https://h.azure-devices.net"
+        );
+        assert_eq!(service_url("127.0.0.1:4000"), "http://127.0.0.1:4000");
+        assert_eq!(
+            service_url("https://t.westeurope-1.eventgrid.azure.net/api/events"),
+            "https://t.westeurope-1.eventgrid.azure.net/api/events"
+        );
+        assert_eq!(path_segment("a b/c"), "a%20b%2Fc");
+        let offline = r#"{"Message":"{\"errorCode\":404103,\"message\":\"Timed out waiting for device to connect.\"}"}"#;
+        assert!(device_not_online(404, offline));
+        assert!(!device_not_online(
+            404,
+            r#"{"Message":"ErrorCode:DeviceNotFound;x"}"#
+        ));
+        assert!(refused("X", "r", 429, "").is_retryable());
+        assert!(refused("X", "r", 503, "").is_retryable());
+        assert!(!refused("X", "r", 400, r#"{"error":{"code":"BadRequest"}}"#).is_retryable());
+        assert_eq!(
+            refused("X", "r", 400, r#"{"error":{"code":"BadRequest"}}"#).code,
+            "BadRequest"
+        );
+    }
+}
