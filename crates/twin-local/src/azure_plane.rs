@@ -468,6 +468,12 @@ fn relative_to(from: &Path, target: &Path) -> String {
     out.display().to_string()
 }
 
+/// A bridge's counters and its task.
+type RunningBridge = (
+    Arc<BridgeCounters>,
+    tokio::task::JoinHandle<Result<(), LocalError>>,
+);
+
 /// The running local Azure plane.
 pub struct AzureLocalPlane {
     host: Arc<LocalFunctionsHost>,
@@ -476,10 +482,7 @@ pub struct AzureLocalPlane {
     group: String,
     sites: Vec<String>,
     brokers: Vec<HubBroker>,
-    bridges: Vec<(
-        Arc<BridgeCounters>,
-        tokio::task::JoinHandle<Result<(), LocalError>>,
-    )>,
+    bridges: Vec<RunningBridge>,
     cancel: CancellationToken,
 }
 
