@@ -8,12 +8,18 @@
 //! the hot reader's HTTP API served locally ([`http_api`]); the IoT data plane's `Publish` for the
 //! functions' feedback to devices ([`iot_data`]).
 
+pub mod azure_host;
+pub mod azure_identity;
+pub mod azure_plane;
+pub mod azure_storage;
 pub mod broker;
 pub mod cloudwatch;
 pub mod functions;
 pub mod http_api;
+pub mod hub_bridge;
 mod invoke;
 pub mod iot_data;
+mod local_http;
 pub mod pki;
 pub mod plane;
 pub mod policy;

@@ -194,6 +194,40 @@ fn start_azurite() -> Result<Azurite, String> {
     })
 }
 
+/// A separate Azurite blob service over https with OAuth (`--oauth basic`: bearer tokens are
+/// checked for issuer, audience and lifetime, not signature), serving `cert`/`key` (PEM, for
+/// 127.0.0.1): what a client authenticating with Entra tokens needs, since azure_core refuses
+/// bearer tokens over plain http and Azurite takes them over https only. Each call starts a new
+/// one (killed with the test binary).
+pub fn start_azurite_https(cert: &Path, key: &Path) -> Result<Azurite, String> {
+    let bin = emulators_dir()?.join("node_modules/.bin/azurite-blob");
+    start_on_free_port("azurite-https", |port| {
+        let mut cmd = Command::new(&bin);
+        cmd.args([
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            &port.to_string(),
+            "--loose",
+            "--inMemoryPersistence",
+            "--skipApiVersionCheck",
+            "--disableTelemetry",
+            "--oauth",
+            "basic",
+        ])
+        .arg("--cert")
+        .arg(cert)
+        .arg("--key")
+        .arg(key);
+        cmd
+    })
+    .map(|(port, started_in)| Azurite {
+        blob_endpoint: format!("https://127.0.0.1:{port}/{AZURITE_ACCOUNT}"),
+        port,
+        started_in,
+    })
+}
+
 fn start_cosmos() -> Result<Cosmos, String> {
     let bin = emulators_dir()?.join("node_modules/.bin/cosmosdb-server");
     start_on_free_port("cosmosdb-server", |port| {

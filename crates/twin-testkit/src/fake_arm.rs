@@ -56,7 +56,7 @@ pub struct FakeArmConfig {
     /// principal answers 400 `PrincipalNotFound` (Entra replication; zero: at once).
     pub principal_propagation: Duration,
     /// Per ARM type, the data-plane URL a PUT fills in (Cosmos DB `documentEndpoint`, Azure
-    /// Managed Grafana `endpoint`), so a test can point it at an emulator or fake; types not
+    /// Managed Grafana `endpoint`, a storage account's `primaryEndpoints.blob`), so a test can point it at an emulator or fake; types not
     /// named get a made-up cloud URL.
     pub endpoints: HashMap<String, String>,
 }
@@ -588,6 +588,18 @@ fn route(
             let ns = ns.to_string();
             resource(st, config, base, method, path, &segs, &ns, body)
         }
+        // A child collection (`.../sqlDatabases`, `.../eventSubscriptions`): the stored
+        // children one level below, as ARM lists them.
+        ("GET", ["resourcegroups", _, "providers", _, _, _, _, ..]) => {
+            let prefix = format!("/{}/", lower.join("/"));
+            let items: Vec<Value> = st
+                .resources
+                .iter()
+                .filter(|(k, _)| k.starts_with(&prefix) && !k[prefix.len()..].contains('/'))
+                .map(|(_, v)| v.clone())
+                .collect();
+            reply(200, &json!({"value": items}), &[])
+        }
         _ => error(
             404,
             "InvalidResourceType",
@@ -858,8 +870,13 @@ fn resource(
             fill_web(&mut stored, &ty, name, existing.as_ref(), &st.web);
             fill_monitoring(&mut stored, &ty, name, existing.as_ref());
             if is_storage {
-                stored["properties"]["primaryEndpoints"] =
-                    json!({"blob": format!("https://{name}.blob.core.windows.net/")});
+                // Every account on one emulator account when a test names one (Azurite serves
+                // a single development account; container names tell the twin's apart).
+                let blob = config
+                    .endpoint_of("Microsoft.Storage/storageAccounts")
+                    .map(str::to_string)
+                    .unwrap_or_else(|| format!("https://{name}.blob.core.windows.net/"));
+                stored["properties"]["primaryEndpoints"] = json!({ "blob": blob });
             }
             fill_in_generic(config, &ty, name, &mut stored);
             fill_in_l4(st, &ty, name, &mut stored);
