@@ -286,8 +286,9 @@ mod tests {
                 0
             };
             // Grafana on AWS shows the twin through TwinMaker (L4 on AWS).
-            let no_twinmaker =
-                usize::from(on(Layer::L5) == ProviderName::Aws && on(Layer::L4) != ProviderName::Aws);
+            let no_twinmaker = usize::from(
+                on(Layer::L5) == ProviderName::Aws && on(Layer::L4) != ProviderName::Aws,
+            );
             let blocked: Vec<_> = s.iter().filter(|b| !b.deployable()).collect();
             assert_eq!(
                 found.len(),

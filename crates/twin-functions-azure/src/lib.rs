@@ -7,8 +7,8 @@
 //! the zip package); [`handler`] is the custom handler that runs every function of that app.
 
 pub mod adt_twin;
-pub mod blob_nonce_ledger;
 pub mod azure_action_sink;
+pub mod blob_nonce_ledger;
 pub mod blob_object_store;
 pub mod cosmos_hot_store;
 pub mod credential;
