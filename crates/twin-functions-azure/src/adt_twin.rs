@@ -52,8 +52,8 @@ pub fn base_url(endpoint: &str) -> String {
     }
 }
 
-/// `s` as one URL path segment (twin ids are device ids, which may hold any character).
-fn path_segment(s: &str) -> String {
+/// `s` as one URL path segment (twin and device ids may hold any character).
+pub(crate) fn path_segment(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {

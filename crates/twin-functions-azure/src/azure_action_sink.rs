@@ -14,6 +14,7 @@
 //! service's scope); the deployer grants the roles ("IoT Hub Data Contributor" on the hub,
 //! "EventGrid Data Sender" on the topic).
 
+use crate::adt_twin::path_segment;
 use async_trait::async_trait;
 use azure_core::credentials::TokenCredential;
 use azure_core::http::{new_http_client, HttpClient, Method, Request, Url};
@@ -66,19 +67,6 @@ pub fn service_url(host: &str) -> String {
     } else {
         format!("https://{h}")
     }
-}
-
-/// `s` as one URL path segment (device ids may hold characters a path cannot).
-fn path_segment(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// The actions of a twin's rules on Azure. Feedback and notifications are optional: a twin
