@@ -361,6 +361,8 @@ const RULE_STATE_PREFIX: &str = "event-rule:";
 const RULE_ACTIVE: &str = "active";
 /// The rule state's write counter, the conditional write's expected value.
 const RULE_VERSION: &str = "version";
+/// The time (UTC ms) of the reading the rule state was decided on.
+const RULE_AT: &str = "decidedAt";
 
 impl DynamoHotStore {
     fn rule_resource(&self, rule: &str) -> String {
@@ -391,7 +393,21 @@ impl DynamoHotStore {
             .and_then(|v| v.as_n().ok())
             .and_then(|n| n.parse::<u64>().ok())
             .ok_or_else(|| missing("whole number `version`"))?;
-        Ok(RuleState { active, version })
+        // Absent in a state an older version wrote; present, it must be a number.
+        let at = match item.get(RULE_AT) {
+            None => None,
+            Some(v) => Some(
+                v.as_n()
+                    .ok()
+                    .and_then(|n| n.parse::<i64>().ok())
+                    .ok_or_else(|| missing("whole number `decidedAt`"))?,
+            ),
+        };
+        Ok(RuleState {
+            active,
+            version,
+            at,
+        })
     }
 }
 
@@ -428,6 +444,9 @@ impl RuleStateStore for DynamoHotStore {
             RULE_VERSION.into(),
             AttributeValue::N(next.version.to_string()),
         );
+        if let Some(at) = next.at {
+            item.insert(RULE_AT.into(), AttributeValue::N(at.to_string()));
+        }
         let put = self
             .client
             .put_item()

@@ -21,6 +21,7 @@ async fn moto_rule_state_is_a_compare_and_set() {
     let v1 = RuleState {
         active: true,
         version: 1,
+        at: None,
     };
     assert!(store
         .compare_and_set("hot", None, v1)
@@ -34,6 +35,7 @@ async fn moto_rule_state_is_a_compare_and_set() {
     let v2 = RuleState {
         active: false,
         version: 2,
+        at: Some(1_762_261_391_203),
     };
     assert!(store
         .compare_and_set("hot", Some(v1), v2)
@@ -46,7 +48,8 @@ async fn moto_rule_state_is_a_compare_and_set() {
             Some(v1),
             RuleState {
                 active: true,
-                version: 2
+                version: 2,
+                at: Some(1_762_261_391_203),
             }
         )
         .await

@@ -440,6 +440,8 @@ pub const RULE_STATE_PREFIX: &str = "event-rule:";
 const RULE_ACTIVE: &str = "active";
 /// The rule state's write counter, the value `compare_and_set` expects.
 const RULE_VERSION: &str = "version";
+/// The time (UTC ms) of the reading the rule state was decided on.
+const RULE_AT: &str = "decidedAt";
 
 /// A rule state document as read, with the ETag its conditional replace must match.
 #[derive(Debug, Clone)]
@@ -461,6 +463,7 @@ impl CosmosHotStore {
             FIELD_DEVICE_ID: LEASE_PARTITION,
             RULE_ACTIVE: state.active,
             RULE_VERSION: state.version,
+            RULE_AT: state.at,
         })
     }
 
@@ -501,8 +504,20 @@ impl CosmosHotStore {
             .get(RULE_VERSION)
             .and_then(Value::as_u64)
             .ok_or_else(|| malformed("whole number `version`"))?;
+        // Absent (or null) in a state an older version wrote; present, it must be a number.
+        let at = match doc.get(RULE_AT) {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(
+                v.as_i64()
+                    .ok_or_else(|| malformed("whole number `decidedAt`"))?,
+            ),
+        };
         Ok(Some(StoredRuleState {
-            state: RuleState { active, version },
+            state: RuleState {
+                active,
+                version,
+                at,
+            },
             etag,
         }))
     }

@@ -389,6 +389,7 @@ async fn cosmos_rule_state_writes_are_conditional_create_only_then_if_match() {
     let first = RuleState {
         active: true,
         version: 1,
+        at: None,
     };
     assert_eq!(hot.get("r").await.unwrap(), None);
     // Create-only: the second create (another persister, same transition) loses.
@@ -402,6 +403,7 @@ async fn cosmos_rule_state_writes_are_conditional_create_only_then_if_match() {
     let next = RuleState {
         active: false,
         version: 2,
+        at: Some(1_762_261_391_203),
     };
     assert!(hot.replace_rule_state("r", a.etag, next).await.unwrap());
     assert!(!hot
@@ -410,7 +412,8 @@ async fn cosmos_rule_state_writes_are_conditional_create_only_then_if_match() {
             b.etag,
             RuleState {
                 active: true,
-                version: 2
+                version: 2,
+                at: Some(1_762_261_391_203),
             }
         )
         .await
@@ -421,6 +424,7 @@ async fn cosmos_rule_state_writes_are_conditional_create_only_then_if_match() {
     let third = RuleState {
         active: true,
         version: 3,
+        at: Some(1_762_261_391_203),
     };
     assert!(hot.compare_and_set("r", Some(next), third).await.unwrap());
     // The state lives in the reserved partition: no record query or scan sees it.

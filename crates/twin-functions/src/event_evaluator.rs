@@ -9,6 +9,11 @@
 //! invocation fires it again: a transition fires once when actions succeed, and is retried
 //! (never silently lost) when they fail.
 //!
+//! Transitions are judged in event time: the state keeps the time of the reading it was decided
+//! on, and a reading older than that (it arrived late, or its invocation was retried) does not
+//! change the state. Without this, 20 arriving after 31 would reset a rule that 32 then fires
+//! again.
+//!
 //! Values of other devices a condition reads come from the hot store (each device's newest
 //! record); the record just stored supplies its own device's.
 
@@ -30,6 +35,10 @@ pub struct RuleState {
     pub active: bool,
     /// Bumped on every write: the conditional write's expected value.
     pub version: u64,
+    /// The time (UTC milliseconds) of the reading this state was decided on; `None` in a state
+    /// an older version wrote. Readings arrive out of order (asynchronous invocations, retries),
+    /// so an older reading than this one is not judged again: it cannot undo a later transition.
+    pub at: Option<i64>,
 }
 
 /// Durable per-rule state (on AWS: an item per rule in the twin's event-state table).
@@ -55,8 +64,9 @@ pub trait ActionSink: Send + Sync {
     async fn invoke_function(&self, function: &str, event: &Value) -> Result<(), CloudError>;
     /// Publishes `payload` to the device's own feedback topic.
     async fn send_feedback(&self, device: &str, payload: &Value) -> Result<(), CloudError>;
-    /// Publishes `message` to the twin's notification topic.
-    async fn notify(&self, message: &Value) -> Result<(), CloudError>;
+    /// Publishes `message` to the twin's notification topic. `delivery_id` is the same for every
+    /// retry of one firing (rule, device, reading time), so a subscriber can drop duplicates.
+    async fn notify(&self, delivery_id: &str, message: &Value) -> Result<(), CloudError>;
 }
 
 /// One rule that fired for a record.
@@ -150,10 +160,24 @@ impl<S: RuleStateStore, A: ActionSink> EventEvaluator<S, A> {
                 .cloned()
         };
         let now = evaluate(&rule.condition.expr, &latest);
+        let at = item.id.millis();
         for _ in 0..MAX_ROUNDS {
             let stored = self.state.get(&rule.key).await?;
             let was_active = stored.is_some_and(|s| s.active);
             let d = decide(rule.fire, was_active, now);
+            if stored
+                .and_then(|s| s.at)
+                .is_some_and(|decided| decided > at)
+            {
+                // A late reading: the state was decided on a newer one. Every-message rules
+                // still fire for it (each message on its own); transitions are not redone.
+                tracing::debug!(rule = %rule.key, "reading older than the rule's state; not judged again");
+                let fire = rule.fire == Fire::EveryMessage && d.fire;
+                if fire {
+                    self.run(rule, item).await?;
+                }
+                return Ok(fire);
+            }
             if d.active == was_active && stored.is_some() {
                 // Nothing to record; every_message rules fire without a state change.
                 if d.fire {
@@ -164,6 +188,7 @@ impl<S: RuleStateStore, A: ActionSink> EventEvaluator<S, A> {
             let next = RuleState {
                 active: d.active,
                 version: stored.map_or(1, |s| s.version + 1),
+                at: Some(at),
             };
             if !self.state.compare_and_set(&rule.key, stored, next).await? {
                 if rule.fire == Fire::EveryMessage && d.fire {
@@ -181,6 +206,7 @@ impl<S: RuleStateStore, A: ActionSink> EventEvaluator<S, A> {
                 let back = RuleState {
                     active: was_active,
                     version: next.version + 1,
+                    at: stored.and_then(|s| s.at),
                 };
                 if let Err(undo) = self
                     .state
@@ -203,7 +229,9 @@ impl<S: RuleStateStore, A: ActionSink> EventEvaluator<S, A> {
     }
 
     async fn run(&self, rule: &Rule, item: &HotItem) -> Result<(), CloudError> {
+        let delivery_id = delivery_id(rule, item);
         let event = json!({
+            "deliveryId": delivery_id,
             "rule": rule.key,
             "condition": rule.condition.text,
             "iotDeviceId": item.device_id,
@@ -229,12 +257,19 @@ impl<S: RuleStateStore, A: ActionSink> EventEvaluator<S, A> {
                     .send_feedback(&f.iot_device_id, &f.payload)
                     .await?
             }
-            Action::Notification { message } => self.actions.notify(message).await?,
+            Action::Notification { message } => self.actions.notify(&delivery_id, message).await?,
             // Not deployed by this version (the loader warned); nothing to run.
             Action::Workflow { .. } => {}
         }
         Ok(())
     }
+}
+
+/// The id of one firing: the rule, the device and the time of the reading that fired it. The
+/// same on every retry of that firing (platforms deliver asynchronous work at least once), so a
+/// receiver can drop a duplicate; distinct for each message an every-message rule fires on.
+pub fn delivery_id(rule: &Rule, item: &HotItem) -> String {
+    format!("{}@{}@{}", rule.key, item.device_id, item.id.canonical())
 }
 
 /// The newest record's properties of `device`, `None` when it has none yet.
@@ -300,8 +335,8 @@ pub enum SentAction {
     Function(String, Value),
     /// `send_feedback(device, payload)`
     Feedback(String, Value),
-    /// `notify(message)`
-    Notification(Value),
+    /// `notify(delivery_id, message)`
+    Notification(String, Value),
 }
 
 /// An action sink that records what it is asked to do, failing the next `fail_next` calls.
@@ -350,8 +385,11 @@ impl ActionSink for RecordingActions {
     async fn send_feedback(&self, device: &str, payload: &Value) -> Result<(), CloudError> {
         self.record(SentAction::Feedback(device.to_string(), payload.clone()))
     }
-    async fn notify(&self, message: &Value) -> Result<(), CloudError> {
-        self.record(SentAction::Notification(message.clone()))
+    async fn notify(&self, delivery_id: &str, message: &Value) -> Result<(), CloudError> {
+        self.record(SentAction::Notification(
+            delivery_id.to_string(),
+            message.clone(),
+        ))
     }
 }
 
@@ -447,6 +485,81 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn readings_in_any_arrival_order_fire_the_one_transition_once() {
+        // 20, 31, 32 in event time; invocations deliver them in any order.
+        let readings = [(1, 20.0), (2, 31.0), (3, 32.0)];
+        let orders = [
+            [0, 1, 2],
+            [0, 2, 1],
+            [1, 0, 2],
+            [1, 2, 0],
+            [2, 0, 1],
+            [2, 1, 0],
+        ];
+        for order in orders {
+            let ev = EventEvaluator::new(
+                vec![rule(
+                    "hot",
+                    "room.t1.temperature > DOUBLE(30)",
+                    Fire::OnChange,
+                    feedback("s-1", "too hot"),
+                )],
+                InMemoryRuleStates::default(),
+                RecordingActions::default(),
+            );
+            let hot = InMemoryHotStore::new(10);
+            for i in order {
+                let (s, t) = readings[i];
+                ev.handle(&reading("s-1", s, t), &hot)
+                    .await
+                    .expect("handle");
+            }
+            assert_eq!(ev.actions().sent().len(), 1, "arrival order {order:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_late_reading_neither_resets_the_rule_nor_skips_every_message_rules() {
+        let ev = EventEvaluator::new(
+            vec![
+                rule(
+                    "hot",
+                    "room.t1.temperature > DOUBLE(30)",
+                    Fire::OnChange,
+                    feedback("s-1", "too hot"),
+                ),
+                rule(
+                    "each",
+                    "room.t1.temperature > DOUBLE(10)",
+                    Fire::EveryMessage,
+                    feedback("s-1", "each"),
+                ),
+            ],
+            InMemoryRuleStates::default(),
+            RecordingActions::default(),
+        );
+        let hot = InMemoryHotStore::new(10);
+        ev.handle(&reading("s-1", 5, 31.0), &hot).await.expect("31");
+        let version = ev.state.state("hot").map(|s| (s.active, s.version));
+        // 20 is older than the reading the state was decided on: no state change ...
+        let fired = ev.handle(&reading("s-1", 4, 20.0), &hot).await.expect("20");
+        assert_eq!(
+            ev.state.state("hot").map(|s| (s.active, s.version)),
+            version
+        );
+        // ... but the every-message rule fires for it all the same.
+        assert_eq!(
+            fired.iter().map(|f| f.rule.as_str()).collect::<Vec<_>>(),
+            ["each"]
+        );
+        // A newer reading below the threshold does reset it.
+        ev.handle(&reading("s-1", 6, 20.0), &hot)
+            .await
+            .expect("20 later");
+        assert_eq!(ev.state.state("hot").map(|s| s.active), Some(false));
+    }
+
+    #[tokio::test]
     async fn every_message_fires_while_it_holds() {
         let ev = EventEvaluator::new(
             vec![rule(
@@ -497,6 +610,36 @@ mod tests {
         let sent = ev.actions().sent();
         assert!(matches!(&sent[..], [SentAction::Function(name, event)]
             if name == "alarm" && event["rule"] == "hot" && event["values"]["temperature"] == 31.0));
+    }
+
+    #[tokio::test]
+    async fn a_firing_keeps_its_delivery_id_across_retries() {
+        let ev = EventEvaluator::new(
+            vec![rule(
+                "hot",
+                "room.t1.temperature > 30",
+                Fire::OnChange,
+                Action::Notification {
+                    message: json!("too hot"),
+                },
+            )],
+            InMemoryRuleStates::default(),
+            RecordingActions::default(),
+        );
+        let hot = InMemoryHotStore::new(10);
+        ev.actions().fail_next(1);
+        let r = reading("s-1", 1, 31.0);
+        ev.handle(&r, &hot).await.expect_err("publish fails");
+        ev.handle(&r, &hot).await.expect("retry");
+        // The id is a function of the firing, not of the attempt: the failed publish carried it
+        // too, so a subscriber that got both drops one.
+        assert_eq!(
+            ev.actions().sent(),
+            vec![SentAction::Notification(
+                "hot@s-1@2025-11-04T13:23:01.000Z".into(),
+                json!("too hot")
+            )]
+        );
     }
 
     #[tokio::test]
