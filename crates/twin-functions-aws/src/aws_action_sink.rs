@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::InvocationType;
+use aws_sdk_sns::types::MessageAttributeValue;
 use serde_json::Value;
 use twin_config::names;
 use twin_events::{Action, Rule};
@@ -14,6 +15,9 @@ use twin_functions::event_evaluator::ActionSink;
 use twin_functions::{CloudError, CloudErrorKind};
 
 use crate::error_map::cloud_error;
+
+/// The SNS message attribute a notification's delivery id travels in.
+pub const DELIVERY_ID_ATTRIBUTE: &str = "deliveryId";
 
 /// The AWS clients and names the actions need. Feedback and notification are optional: a twin
 /// whose rules never send feedback has no data-plane endpoint, one that never notifies no topic.
@@ -167,7 +171,9 @@ impl ActionSink for AwsActionSink {
         Ok(())
     }
 
-    async fn notify(&self, message: &Value) -> Result<(), CloudError> {
+    /// The firing's delivery id travels as the `deliveryId` message attribute (SNS standard
+    /// topics deliver at least once and keep no id of ours), for subscribers to deduplicate on.
+    async fn notify(&self, delivery_id: &str, message: &Value) -> Result<(), CloudError> {
         let Some((client, topic_arn)) = &self.sns else {
             return Err(not_configured(
                 "Publish",
@@ -188,10 +194,24 @@ impl ActionSink for AwsActionSink {
                 )
             })?,
         };
+        let id = MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(delivery_id)
+            .build()
+            .map_err(|e| {
+                CloudError::new(
+                    "Publish",
+                    resource.clone(),
+                    "InvalidParameter",
+                    format!("the deliveryId attribute cannot be built: {e}"),
+                    CloudErrorKind::Rejected,
+                )
+            })?;
         client
             .publish()
             .topic_arn(topic_arn)
             .message(text)
+            .message_attributes(DELIVERY_ID_ATTRIBUTE, id)
             .send()
             .await
             .map_err(|e| cloud_error("Publish", resource, e))?;

@@ -109,6 +109,19 @@ async fn topic_with_queue(config: &aws_types::SdkConfig, name: &str) -> (String,
 
 /// Every message waiting in the queue (moto delivers SNS to SQS before Publish returns).
 async fn drain(config: &aws_types::SdkConfig, queue_url: &str) -> Vec<String> {
+    drain_with_ids(config, queue_url)
+        .await
+        .into_iter()
+        .map(|(body, _)| body)
+        .collect()
+}
+
+/// The queue's messages with their `deliveryId` attribute (raw delivery carries SNS message
+/// attributes over as SQS ones).
+async fn drain_with_ids(
+    config: &aws_types::SdkConfig,
+    queue_url: &str,
+) -> Vec<(String, Option<String>)> {
     let sqs = aws_sdk_sqs::Client::new(config);
     let mut bodies = Vec::new();
     loop {
@@ -116,6 +129,7 @@ async fn drain(config: &aws_types::SdkConfig, queue_url: &str) -> Vec<String> {
             .receive_message()
             .queue_url(queue_url)
             .max_number_of_messages(10)
+            .message_attribute_names("All")
             .send()
             .await
             .expect("receive");
@@ -123,7 +137,12 @@ async fn drain(config: &aws_types::SdkConfig, queue_url: &str) -> Vec<String> {
             return bodies;
         }
         for m in out.messages() {
-            bodies.push(m.body().unwrap_or_default().to_string());
+            let id = m
+                .message_attributes()
+                .and_then(|a| a.get("deliveryId"))
+                .and_then(|v| v.string_value())
+                .map(str::to_string);
+            bodies.push((m.body().unwrap_or_default().to_string(), id));
             sqs.delete_message()
                 .queue_url(queue_url)
                 .receipt_handle(m.receipt_handle().unwrap_or_default())
@@ -173,24 +192,38 @@ async fn moto_notification_is_published_to_the_twin_topic() {
     let (topic, queue) = topic_with_queue(&config, "notify-events").await;
     let sink = AwsActionSink::new("notify", &[], lambda_client(&config))
         .with_notifications(sns_client(&config), topic);
-    sink.notify(&json!("too hot")).await.expect("publish text");
-    sink.notify(&json!({"level": "high"}))
+    sink.notify("hot@s-1@t1", &json!("too hot"))
+        .await
+        .expect("publish text");
+    sink.notify("hot@s-1@t2", &json!({"level": "high"}))
         .await
         .expect("publish json");
     assert_eq!(
-        drain(&config, &queue).await,
-        ["too hot".to_string(), r#"{"level":"high"}"#.to_string()]
+        drain_with_ids(&config, &queue).await,
+        [
+            ("too hot".to_string(), Some("hot@s-1@t1".to_string())),
+            (
+                r#"{"level":"high"}"#.to_string(),
+                Some("hot@s-1@t2".to_string())
+            )
+        ]
     );
     // A topic that does not exist: not retryable.
     let gone = AwsActionSink::new("notify", &[], lambda_client(&config)).with_notifications(
         sns_client(&config),
         "arn:aws:sns:us-east-1:123456789012:notify-gone",
     );
-    let e = gone.notify(&json!("x")).await.expect_err("no topic");
+    let e = gone
+        .notify("r@d@t", &json!("x"))
+        .await
+        .expect_err("no topic");
     assert!(!e.is_retryable(), "{e}");
     // No topic configured at all: refused, saying what is missing.
     let none = AwsActionSink::new("notify", &[], lambda_client(&config));
-    let e = none.notify(&json!("x")).await.expect_err("not configured");
+    let e = none
+        .notify("r@d@t", &json!("x"))
+        .await
+        .expect_err("not configured");
     assert!(e.to_string().contains("EVENTS_TOPIC_ARN"), "{e}");
 }
 

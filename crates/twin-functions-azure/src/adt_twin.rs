@@ -226,29 +226,10 @@ impl<S: HotStore> HotStore for TwinPatchingStore<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_credential::FixedToken;
     use serde_json::Map;
     use twin_functions::in_memory::InMemoryHotStore;
     use twin_testkit::fake_adt::FakeAdt;
-
-    /// A credential answering a fixed token (the fake checks only that one is sent).
-    #[derive(Debug)]
-    struct FixedToken;
-
-    #[async_trait]
-    impl TokenCredential for FixedToken {
-        async fn get_token(
-            &self,
-            _: &[&str],
-            _: Option<azure_core::credentials::TokenRequestOptions<'_>>,
-        ) -> azure_core::Result<azure_core::credentials::AccessToken> {
-            let expires =
-                azure_core::time::OffsetDateTime::now_utc() + std::time::Duration::from_secs(3600);
-            Ok(azure_core::credentials::AccessToken::new(
-                "fake-token",
-                expires,
-            ))
-        }
-    }
 
     async fn fake_with_twin() -> FakeAdt {
         let adt = FakeAdt::start(None).await.expect("fake ADT");

@@ -23,7 +23,6 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
@@ -50,6 +49,13 @@ pub const METHOD_TIMEOUT_SECS: u64 = 30;
 pub const NOTIFICATION_EVENT_TYPE: &str = "Twin.EventRule.Notification";
 /// IoT Hub's errorCode for a direct method to a device that is not connected.
 const DEVICE_NOT_ONLINE: &str = "404103";
+/// Event functions running at once in one handler at most. They are not awaited (as AWS's
+/// asynchronous Invoke is not), so without a cap a burst of firings would fork without bound
+/// inside the Function App's instance.
+pub const MAX_EVENT_FUNCTIONS_RUNNING: usize = 16;
+/// How long a firing waits for a running event function to finish before it fails as
+/// retryable (its rule state is put back and the platform retries).
+const EVENT_FUNCTION_SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Where the binary of the event function crate `crate_name` is in the unpacked package.
 pub fn event_executable_in(app_root: &Path, crate_name: &str) -> PathBuf {
@@ -79,7 +85,10 @@ pub struct AzureActionSink {
     functions: BTreeMap<String, PathBuf>,
     iot_hub: Option<String>,
     topic_endpoint: Option<String>,
-    sequence: AtomicU64,
+    /// Slots for running event functions ([`MAX_EVENT_FUNCTIONS_RUNNING`]).
+    running: Arc<tokio::sync::Semaphore>,
+    /// How long a firing waits for a slot.
+    slot_wait: std::time::Duration,
 }
 
 impl std::fmt::Debug for AzureActionSink {
@@ -131,8 +140,17 @@ impl AzureActionSink {
             functions,
             iot_hub: None,
             topic_endpoint: None,
-            sequence: AtomicU64::new(0),
+            running: Arc::new(tokio::sync::Semaphore::new(MAX_EVENT_FUNCTIONS_RUNNING)),
+            slot_wait: EVENT_FUNCTION_SLOT_WAIT,
         }
+    }
+
+    /// At most `running` event functions at once; a firing waits `wait` for a slot, then fails
+    /// as retryable (defaults: [`MAX_EVENT_FUNCTIONS_RUNNING`], 30 s).
+    pub fn with_running_limit(mut self, running: usize, wait: std::time::Duration) -> Self {
+        self.running = Arc::new(tokio::sync::Semaphore::new(running.max(1)));
+        self.slot_wait = wait;
+        self
     }
 
     /// Sends feedback through the hub at `host_name` (`IOTHUB_HOSTNAME`, ARM's `hostName`).
@@ -284,6 +302,26 @@ impl ActionSink for AzureActionSink {
                 CloudErrorKind::Rejected,
             )
         })?;
+        let slot = match tokio::time::timeout(
+            self.slot_wait,
+            self.running.clone().acquire_owned(),
+        )
+        .await
+        {
+            Ok(Ok(slot)) => slot,
+            _ => {
+                return Err(CloudError::new(
+                    "RunEventFunction",
+                    resource,
+                    "TooManyEventFunctions",
+                    format!(
+                        "every slot for event functions is still taken after {} ms; the firing is retried",
+                        self.slot_wait.as_millis()
+                    ),
+                    CloudErrorKind::Transient,
+                ))
+            }
+        };
         let mut child = Command::new(executable)
             .env(STDIO_ENV, "1")
             .stdin(Stdio::piped())
@@ -335,6 +373,8 @@ impl ActionSink for AzureActionSink {
         // running the function again on a retry would not be "once").
         let name = function.to_string();
         tokio::spawn(async move {
+            // The slot is held until the function exits.
+            let _slot = slot;
             match child.wait().await {
                 Ok(status) if status.success() => {
                     tracing::info!(function = %name, "event function finished");
@@ -386,7 +426,7 @@ impl ActionSink for AzureActionSink {
         Err(refused("InvokeDeviceMethod", &resource, status, &answer))
     }
 
-    async fn notify(&self, message: &Value) -> Result<(), CloudError> {
+    async fn notify(&self, delivery_id: &str, message: &Value) -> Result<(), CloudError> {
         let Some(endpoint) = &self.topic_endpoint else {
             return Err(not_configured(
                 "PublishEvents",
@@ -399,12 +439,9 @@ impl ActionSink for AzureActionSink {
             .token(EVENT_GRID_SCOPE, "PublishEvents", &resource)
             .await?;
         let now = Timestamp::now();
-        // Unique per publish (the trait gives no delivery id): a hash of the message, the time
-        // and this process's sequence number, shaped as a GUID.
-        let seq = self.sequence.fetch_add(1, Ordering::Relaxed);
-        let digest = Sha256::digest(
-            format!("{}|{}|{}|{seq}", self.twin, now.canonical(), message).as_bytes(),
-        );
+        // The firing's delivery id, shaped as a GUID: the same on every retry of one firing,
+        // so a subscriber deduplicating on Event Grid's `id` sees one event per firing.
+        let digest = Sha256::digest(format!("{}|{delivery_id}", self.twin).as_bytes());
         let h = hex::encode(&digest[..16]);
         let id = format!(
             "{}-{}-{}-{}-{}",
@@ -438,6 +475,71 @@ impl ActionSink for AzureActionSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_credential::FixedToken;
+    use std::time::{Duration, Instant};
+
+    #[tokio::test]
+    async fn event_functions_beyond_the_running_limit_wait_then_fail_as_retryable() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let rules: Vec<Rule> = serde_json::from_value(json!([{
+            "key": "slow",
+            "condition": {"text": "r.s.t > 1", "devices": ["s"]},
+            "action": {"type": "lambda", "functionName": "slow", "autoDeploy": true},
+            "fire": "on_change"
+        }]))
+        .expect("rules");
+        // The function reads its event, then blocks until the test opens the gate (a FIFO).
+        let gate = tmp.path().join("gate");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&gate)
+            .status()
+            .expect("mkfifo");
+        assert!(made.success());
+        let exe = event_executable_in(tmp.path(), "slow");
+        std::fs::create_dir_all(exe.parent().expect("dir")).expect("dir");
+        std::fs::write(
+            &exe,
+            format!(
+                "#!/bin/sh\ncat >/dev/null\ncat '{}' >/dev/null\n",
+                gate.display()
+            ),
+        )
+        .expect("script");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let sink = AzureActionSink::new("t", &rules, tmp.path(), Arc::new(FixedToken))
+            .with_running_limit(1, Duration::from_millis(300));
+        sink.invoke_function("slow", &json!({"n": 1}))
+            .await
+            .expect("first runs");
+        let busy = sink
+            .invoke_function("slow", &json!({"n": 2}))
+            .await
+            .expect_err("no slot while the first runs");
+        assert_eq!(busy.code, "TooManyEventFunctions");
+        assert!(busy.is_retryable(), "{busy}");
+        // Opening the gate's write end and closing it ends the first function: its slot frees.
+        drop(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&gate)
+                .expect("gate"),
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match sink.invoke_function("slow", &json!({"n": 3})).await {
+                Ok(()) => break,
+                Err(e) if e.code == "TooManyEventFunctions" && Instant::now() < deadline => {}
+                Err(e) => panic!("the slot was not freed: {e}"),
+            }
+        }
+        drop(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&gate)
+                .expect("gate"),
+        );
+    }
 
     #[test]
     fn urls_and_answers() {

@@ -14,6 +14,8 @@ pub mod cosmos_hot_store;
 pub mod credential;
 pub mod error_map;
 pub mod http_invoker;
+#[cfg(test)]
+mod test_credential;
 
 pub use azure_action_sink::AzureActionSink;
 pub use blob_object_store::BlobObjectStore;
