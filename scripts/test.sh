@@ -24,8 +24,22 @@ if [ -f scripts/build-functions.sh ]; then
   export DEPLOYER_EMBED_FUNCTIONS="${CARGO_TARGET_DIR:-$root/target}/lambda"
 fi
 
-cargo test --workspace --all-targets "$@"
+# Arguments before `--` go to cargo, after it to every test binary (as with `cargo test`).
+cargo_args=()
+test_args=()
+while [ $# -gt 0 ]; do
+  if [ "$1" = "--" ]; then shift; test_args=("$@"); break; fi
+  cargo_args+=("$1"); shift
+done
+# One build of every test binary, then two binaries at a time (their time is mostly spent
+# waiting on emulators; each starts its own on free ports). TEST_JOBS=1 runs them one by one.
+binaries="$(mktemp)"
+trap 'rm -f "$binaries"' EXIT
+cargo test --workspace --all-targets --no-run --message-format=json-render-diagnostics \
+  "${cargo_args[@]}" >"$binaries"
+phase "test binaries built"
+python3 scripts/run-test-binaries.py -- "${test_args[@]}" <"$binaries"
 phase "workspace tests passed"
 # Doc tests run separately: --all-targets skips them.
-cargo test --workspace --doc "$@"
+cargo test --workspace --doc "${cargo_args[@]}" -- "${test_args[@]}"
 phase "doc tests passed"
