@@ -5,235 +5,39 @@
 //! endpoints ARM returned, devices publishing with the simulator's IoT Hub profile to the local
 //! hub broker, and the bridge delivering Event Grid telemetry events to the dispatcher.
 
+#[path = "support/local_azure.rs"]
+mod local_azure;
 mod support;
 
+use local_azure::{http, LocalAzure};
 use serde_json::{json, Value};
-use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-use twin_local::azure_plane::{AzurePlatform, PlaneSettings};
-use twin_local::azure_storage::Emulators;
 use twin_simulator::config::SimulatorConfig;
-use twin_simulator::failure::FailureContext;
-use twin_simulator::publisher::DeviceLink;
-use twin_simulator::tls::{DeviceCredentials, TlsContext};
-use twin_testkit::fake_arm::{FakeArm, FakeArmConfig, FunctionHosting};
-use twin_testkit::fake_iot_hub::FakeIotHub;
-use twin_testkit::fake_kudu::FakeKudu;
 
 const TWIN: &str = "az-local";
 const DEVICES: usize = 2;
 const MESSAGES: usize = 5;
 
-fn providers() -> Value {
-    let mut p = serde_json::Map::new();
-    for layer in twin_config::Layer::IN_FILE_ORDER {
-        let on = match layer {
-            twin_config::Layer::L4 | twin_config::Layer::L5 => "none",
-            _ => "azure",
-        };
-        p.insert(layer.key().to_string(), json!(on));
-    }
-    p.insert("azure".into(), json!({"location": "westeurope"}));
-    Value::Object(p)
-}
-
-fn deployer(arm: &FakeArm, dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_deployer"))
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("DEPLOYER_AZURE_ARM_URL", &arm.url)
-        .env("DEPLOYER_AZURE_TOKEN", twin_testkit::fake_arm::fake_token())
-        .env("AZURE_SUBSCRIPTION_ID", arm.subscription_id())
-        .env("DEPLOYER_PREBUILT_FUNCTIONS", twin_testkit::function_zips())
-        .stdin(Stdio::null())
-        .output()
-        .expect("run deployer")
-}
-
-fn ok(out: &Output, what: &str) {
-    assert!(
-        out.status.success(),
-        "{what} failed ({}): {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-}
-
-/// One plain HTTP/1.1 request to the local host; returns the status and body.
-fn http(
-    host: &str,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> (u16, String) {
-    let mut s = std::net::TcpStream::connect(host).expect("connect to the local host");
-    s.set_read_timeout(Some(Duration::from_secs(60)))
-        .expect("timeout");
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\nConnection: close\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes()).expect("send");
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).expect("read");
-    let status = resp
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = resp
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
-}
-
-fn app_settings(arm: &FakeArm) -> serde_json::Map<String, Value> {
-    let id = arm
-        .ids()
-        .into_iter()
-        .find(|i| i.ends_with("/config/appsettings"))
-        .expect("the app settings");
-    arm.resource(&id).expect("settings")["properties"]
-        .as_object()
-        .cloned()
-        .expect("settings object")
-}
-
 #[test]
 fn fake_arm_local_all_azure_twin_carries_data_end_to_end_and_destroys_to_nothing() {
     let started = Instant::now();
-    let cosmos = twin_testkit::azure::cosmos();
     let dir = tempfile::tempdir().expect("tempdir");
     let dir = dir.path();
-    support::write_twin_with(dir, TWIN, DEVICES, providers());
-
-    // Azurite over https with OAuth, its certificate from a throwaway CA the handler trusts.
-    let emulator_pki = twin_local::pki::Pki::in_dir(&dir.join("emulator-pki"));
-    std::fs::create_dir_all(dir.join("emulator-pki")).expect("mkdir");
-    emulator_pki.ensure().expect("emulator PKI");
-    let azurite = twin_testkit::azure::start_azurite_https(
-        &emulator_pki.server_cert,
-        &emulator_pki.server_key,
-    )
-    .expect("Azurite over https");
-
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let config = FakeArmConfig {
-        endpoints: HashMap::from([
-            (
-                "Microsoft.DocumentDB/databaseAccounts".to_string(),
-                cosmos.endpoint.clone(),
-            ),
-            (
-                "Microsoft.Storage/storageAccounts".to_string(),
-                format!("{}/", azurite.blob_endpoint),
-            ),
-        ]),
-        ..FakeArmConfig::default()
-    };
-    let tenant = config.tenant_id.clone();
-    let (arm, hub, kudu, platform) = rt.block_on(async {
-        let arm = FakeArm::start(config).await.expect("fake ARM");
-        let hub = FakeIotHub::start().await.expect("fake IoT Hub registry");
-        arm.set_iot_hub_host(&hub.host);
-        let kudu = FakeKudu::new(2, arm.function_sync());
-        arm.serve_scm_with(kudu.hosts());
-        let platform = AzurePlatform::new(&dir.join("local-azure"), &tenant)
-            .await
-            .expect("local Azure platform");
-        let (h1, h2) = (platform.host(), platform.host());
-        arm.serve_functions_with(FunctionHosting {
-            host: Arc::new(move |site: &str| {
-                h1.host_for(site)
-                    .unwrap_or_else(|e| format!("unbindable-{e}"))
-            }),
-            keys: Arc::new(move |site: &str, f: Option<&str>| {
-                h2.key_for(site, f).unwrap_or_default()
-            }),
-        });
-        (arm, hub, kudu, platform)
-    });
-
-    ok(&deployer(&arm, dir, &["deploy", "-y", "-q"]), "deploy");
-    let deployed_in = started.elapsed();
-
-    let arm_client = Arc::new(
-        twin_azure::ArmClient::new(
-            &arm.url,
-            arm.subscription_id(),
-            twin_azure::Auth::StaticToken(twin_testkit::fake_arm::fake_token()),
-            twin_azure::ArmOptions::default(),
-        )
-        .expect("ARM client"),
-    );
-    let kudu = Arc::new(kudu);
-    let k = kudu.clone();
-    let plane = rt
-        .block_on(platform.start(PlaneSettings {
-            twin: TWIN.into(),
-            config_dir: dir.to_path_buf(),
-            arm: arm_client,
-            emulators: Emulators {
-                blob_endpoint: azurite.blob_endpoint.clone(),
-                blob_sas: azurite.account_sas(),
-                blob_ca: emulator_pki.ca_cert.clone(),
-                cosmos_endpoint: cosmos.endpoint.clone(),
-                cosmos_key: cosmos.key.clone(),
-            },
-            package: Arc::new(move |site: &str| k.package(site)),
-            delivery_deadline: Duration::from_secs(30),
-        }))
-        .expect("the local Azure plane starts from what deploy put on ARM");
-    let site = plane.sites().first().cloned().expect("one Function App");
+    support::write_twin_with(dir, TWIN, DEVICES, local_azure::providers());
+    let mut local = LocalAzure::deploy_and_start(dir, TWIN);
+    let (arm, platform, site) = (&local.arm, &local.platform, local.site.clone());
+    let plane = local.plane();
     let host = plane.host();
     let site_host = host.host_for(&site).expect("site host");
-    let planed_in = started.elapsed();
 
     // The devices publish with the simulator's IoT Hub profile, pointed at the local hub.
     let sim = SimulatorConfig::load(&dir.join(".deployer/simulator/config.json"))
         .expect("simulator config");
-    rt.block_on(async {
-        for d in 0..DEVICES {
-            let id = format!("dev-{d}");
-            let creds = DeviceCredentials::locate(&sim.auth_files_dir, &id);
-            let tls = TlsContext::load(&sim.root_ca_cert, sim.port)
-                .expect("root CA")
-                .client_config(&creds)
-                .expect("device TLS");
-            let link = DeviceLink::start_with_feedback(
-                &id,
-                sim.device_topic(&id),
-                None,
-                tls,
-                &sim.link_options(),
-                FailureContext {
-                    device: id.clone(),
-                    broker: format!("{}:{}", sim.endpoint, sim.port),
-                    certificate: creds.certificate.clone(),
-                    root_ca: sim.root_ca_cert.clone(),
-                },
-            );
+    for d in 0..DEVICES {
+        let id = format!("dev-{d}");
+        let link = local.device_link(&sim, &id, None);
+        local.rt.block_on(async {
             let deadline = Instant::now() + Duration::from_secs(20);
-            link.wait_connected(deadline)
-                .await
-                .expect("device connects");
             for i in 0..MESSAGES {
                 let payload = json!({"iotDeviceId": id,
                     "time": format!("2026-11-30T10:00:0{i}.000Z"), "temperature": 20.0 + i as f64});
@@ -241,8 +45,8 @@ fn fake_arm_local_all_azure_twin_carries_data_end_to_end_and_destroys_to_nothing
                     .expect("queued");
             }
             link.wait_idle(deadline).await.expect("acknowledged");
-        }
-    });
+        });
+    }
 
     // Exactly N records per device in the hot container, read back through the hot reader.
     let reader_key = host.key_for(&site, Some("hot-reader")).expect("reader key");
@@ -319,11 +123,11 @@ fn fake_arm_local_all_azure_twin_carries_data_end_to_end_and_destroys_to_nothing
         std::thread::sleep(Duration::from_millis(100)); // poll for the run's end
     };
     assert!((200..300).contains(&run.status), "mover failed: {run:?}");
-    let cold = app_settings(&arm)["COLD_BUCKET"]
+    let cold = local_azure::app_settings(arm)["COLD_BUCKET"]
         .as_str()
         .expect("COLD_BUCKET")
         .to_string();
-    let moved: usize = rt.block_on(async {
+    let moved: usize = local.rt.block_on(async {
         let mut total = 0;
         for name in plane
             .storage()
@@ -367,32 +171,11 @@ fn fake_arm_local_all_azure_twin_carries_data_end_to_end_and_destroys_to_nothing
     );
 
     // Destroy leaves nothing: not in ARM, not in the registry, not in the emulators.
-    ok(&deployer(&arm, dir, &["destroy", "-y", "-q"]), "destroy");
-    let group = format!(
-        "/subscriptions/{}/resourcegroups/{TWIN}-rg",
-        arm.subscription_id()
-    );
-    let left: Vec<String> = arm
-        .ids()
-        .into_iter()
-        .filter(|i| i.to_ascii_lowercase().starts_with(&group))
-        .collect();
-    assert!(left.is_empty(), "destroy left {left:?}");
-    assert!(
-        hub.device_ids().is_empty(),
-        "destroy left device identities"
-    );
-    rt.block_on(plane.sync_storage())
-        .expect("emulators follow ARM");
-    assert!(
-        plane.storage().made().is_empty(),
-        "{:?}",
-        plane.storage().made()
-    );
-    rt.block_on(plane.stop()).expect("stop");
+    local.destroy_leaves_nothing(dir);
     eprintln!(
-        "fake_arm_local_azure: deploy {deployed_in:?}, plane up {:?}, total {:?}",
-        planed_in - deployed_in,
+        "fake_arm_local_azure: deploy {:?}, plane up {:?}, total {:?}",
+        local.deployed_in,
+        local.planed_in - local.deployed_in,
         started.elapsed()
     );
 }

@@ -10,7 +10,9 @@
 //!    [`PackageSource`]) loaded with its app settings (`POST .../config/appsettings/list`); a
 //!    broker for each hub trusting exactly the devices whose certificates are registered in the
 //!    hub's registry; and a bridge to the function each hub's Event Grid subscription names
-//!    ([`crate::hub_bridge`]). The simulator's config is pointed at that broker.
+//!    ([`crate::hub_bridge`]). The simulator's config is pointed at that broker. Each hub's
+//!    direct method endpoint ([`crate::hub_methods`], https with the broker's certificate) is
+//!    what the apps' `IOTHUB_HOSTNAME` points at, so event-rule feedback reaches the devices.
 //! 3. [`AzureLocalPlane::sync_storage`] after a destroy deletes from the emulators what ARM no
 //!    longer holds (what deleting the accounts does on Azure); [`AzureLocalPlane::stop`] ends it.
 
@@ -18,6 +20,7 @@ use crate::azure_host::{AppEnvironment, AzureHostError, LocalFunctionsHost, EVEN
 use crate::azure_identity::LocalIdentity;
 use crate::azure_storage::{Emulators, MirrorError, Mirrored, StorageMirror};
 use crate::hub_bridge::{self, BridgeCounters, Destination, EventGridBridge, HubBroker};
+use crate::hub_methods::{DirectMethodService, MethodCounters};
 use crate::LocalError;
 use azure_core::http::Method;
 use serde_json::Value;
@@ -139,8 +142,151 @@ impl AzurePlatform {
         let wanted = wanted_storage(&arm, &group).await?;
         mirror.reconcile(&wanted).await?;
 
+        // The hubs first: the apps are given their direct method endpoints.
+        let cancel = CancellationToken::new();
+        let mut hubs = Vec::new();
+        for hub in of_type("Microsoft.Devices/IotHubs") {
+            match self.start_hub(&arm, &hub, &settings, &cancel).await {
+                Ok(h) => hubs.push(h),
+                Err(e) => {
+                    stop_hubs(&hubs, &cancel);
+                    return Err(e);
+                }
+            }
+        }
+        match self
+            .start_rest(
+                &settings,
+                &arm,
+                &group,
+                of_type(twin_azure::l2::site::TYPE),
+                hubs,
+                mirror,
+                cancel,
+            )
+            .await
+        {
+            Ok(plane) => Ok(plane),
+            Err((e, hubs, cancel)) => {
+                stop_hubs(&hubs, &cancel);
+                Err(e)
+            }
+        }
+    }
+
+    /// One hub's broker (trusting its registered devices) and direct method endpoint.
+    async fn start_hub(
+        &self,
+        arm: &ArmClient,
+        hub: &Value,
+        settings: &PlaneSettings,
+        cancel: &CancellationToken,
+    ) -> Result<LocalHub, AzurePlaneError> {
+        let host_name = text(hub, "/properties/hostName");
+        let devices = self
+            .registered_devices(arm, &host_name, &settings.config_dir)
+            .await?;
+        let dir = self.work_dir.join("hub").join(text(hub, "/name"));
+        let broker = HubBroker::start(&dir, &devices)?;
+        let methods = DirectMethodService::start(
+            broker.port,
+            &broker.pki,
+            &broker.files.log,
+            broker.log_start,
+            self.identity.tenant_id(),
+            cancel.clone(),
+        )
+        .await;
+        match methods {
+            Ok(methods) => Ok(LocalHub {
+                id: text(hub, "/id"),
+                host_name,
+                broker,
+                methods,
+            }),
+            Err(e) => {
+                let _ = broker.stop();
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The apps and the bridges, once the hubs run; on failure the hubs are handed back to be
+    /// stopped.
+    #[allow(clippy::too_many_arguments)]
+    async fn start_rest(
+        &self,
+        settings: &PlaneSettings,
+        arm: &Arc<ArmClient>,
+        group: &str,
+        site_resources: Vec<Value>,
+        hubs: Vec<LocalHub>,
+        mirror: StorageMirror,
+        cancel: CancellationToken,
+    ) -> Result<AzureLocalPlane, (AzurePlaneError, Vec<LocalHub>, CancellationToken)> {
+        let sites = match self.load_sites(settings, arm, site_resources, &hubs).await {
+            Ok(s) => s,
+            Err(e) => return Err((e, hubs, cancel)),
+        };
+        let mut bridges = Vec::new();
+        for hub in &hubs {
+            let destination = match self.destination(arm, group, &hub.id, &sites).await {
+                Ok(d) => d,
+                Err(e) => return Err((e, hubs, cancel)),
+            };
+            if let Some(destination) = destination {
+                let bridge = EventGridBridge::new(
+                    hub.broker.port,
+                    hub.broker.pki.clone(),
+                    hub.id.clone(),
+                    destination,
+                    settings.delivery_deadline,
+                );
+                let counters = bridge.counters();
+                let task = tokio::spawn(bridge.run(cancel.clone()));
+                bridges.push((counters, task));
+            }
+            let sim = settings.config_dir.join(".deployer").join("simulator");
+            let root_ca = relative_to(&sim, &hub.broker.pki.ca_cert);
+            if let Err(e) = crate::simulator::point_at_local(
+                &sim.join("config.json"),
+                &sim.join("config.hub.json"),
+                hub.broker.port,
+                &root_ca,
+            ) {
+                return Err((e.into(), hubs, cancel));
+            }
+        }
+        Ok(AzureLocalPlane {
+            host: self.host.clone(),
+            mirror,
+            arm: arm.clone(),
+            group: group.to_string(),
+            sites: sites.into_iter().map(|(_, n)| n).collect(),
+            hubs,
+            bridges,
+            cancel,
+        })
+    }
+
+    /// Loads each Function App's package with its app settings; an app whose `IOTHUB_HOSTNAME`
+    /// names a hub gets that hub's local direct method endpoint instead. Returns (id, name).
+    async fn load_sites(
+        &self,
+        settings: &PlaneSettings,
+        arm: &ArmClient,
+        site_resources: Vec<Value>,
+        hubs: &[LocalHub],
+    ) -> Result<Vec<(String, String)>, AzurePlaneError> {
+        let ca_files: Vec<&Path> = hubs
+            .iter()
+            .map(|h| h.broker.pki.ca_cert.as_path())
+            .collect();
         let mut platform = BTreeMap::new();
-        platform.insert("SSL_CERT_FILE".to_string(), self.trust_bundle(&settings)?);
+        platform.insert(
+            "SSL_CERT_FILE".to_string(),
+            self.trust_bundle(settings, &ca_files)?,
+        );
         // The Cosmos emulator's certificate cannot be verified (see azure_storage); the SDK's
         // emulator switches apply to this local worker only, never to the app settings.
         for (k, v) in [
@@ -154,7 +300,7 @@ impl AzurePlatform {
             platform.insert(k.to_string(), v.to_string());
         }
         let mut sites = Vec::new();
-        for site in of_type(twin_azure::l2::site::TYPE) {
+        for site in site_resources {
             let name = text(&site, "/name");
             let id = text(&site, "/id");
             let listed = arm
@@ -181,67 +327,38 @@ impl AzurePlatform {
             let package = (settings.package)(&name).ok_or_else(|| {
                 AzurePlaneError::NotDeployed(format!("Function App {name} has no deployed package"))
             })?;
+            let mut platform = platform.clone();
+            let hub_setting = twin_functions_azure::app::settings::IOTHUB_HOSTNAME;
+            if let Some(hub) = app_settings.get(hub_setting).and_then(|h| {
+                hubs.iter()
+                    .find(|hub| hub.host_name.eq_ignore_ascii_case(h.trim()))
+            }) {
+                // What the persister's feedback calls: the local hub, not the registry's fake.
+                platform.insert(hub_setting.to_string(), hub.methods.url().to_string());
+            }
             self.host
                 .load(
                     &name,
                     &package,
                     &AppEnvironment {
                         settings: app_settings,
-                        platform: platform.clone(),
+                        platform,
                     },
                 )
                 .await?;
             sites.push((id, name));
         }
-
-        let cancel = CancellationToken::new();
-        let mut brokers = Vec::new();
-        let mut bridges = Vec::new();
-        for hub in of_type("Microsoft.Devices/IotHubs") {
-            let hub_id = text(&hub, "/id");
-            let host_name = text(&hub, "/properties/hostName");
-            let devices = self
-                .registered_devices(&arm, &host_name, &settings.config_dir)
-                .await?;
-            let dir = self.work_dir.join("hub").join(text(&hub, "/name"));
-            let broker = HubBroker::start(&dir, &devices)?;
-            if let Some(destination) = self.destination(&arm, &group, &hub_id, &sites).await? {
-                let bridge = EventGridBridge::new(
-                    broker.port,
-                    broker.pki.clone(),
-                    hub_id.clone(),
-                    destination,
-                    settings.delivery_deadline,
-                );
-                let counters = bridge.counters();
-                let task = tokio::spawn(bridge.run(cancel.clone()));
-                bridges.push((counters, task));
-            }
-            let sim = settings.config_dir.join(".deployer").join("simulator");
-            let root_ca = relative_to(&sim, &broker.pki.ca_cert);
-            crate::simulator::point_at_local(
-                &sim.join("config.json"),
-                &sim.join("config.hub.json"),
-                broker.port,
-                &root_ca,
-            )?;
-            brokers.push(broker);
-        }
-        Ok(AzureLocalPlane {
-            host: self.host.clone(),
-            mirror,
-            arm,
-            group,
-            sites: sites.into_iter().map(|(_, n)| n).collect(),
-            brokers,
-            bridges,
-            cancel,
-        })
+        Ok(sites)
     }
 
     /// `SSL_CERT_FILE` for the workers: the system's roots plus the CA Azurite's certificate
-    /// chains to, so the handler's TLS verifies the local blob endpoint as it verifies Azure's.
-    fn trust_bundle(&self, settings: &PlaneSettings) -> Result<String, LocalError> {
+    /// chains to and the hubs' local CAs (their direct method endpoints), so the handler's TLS
+    /// verifies the local endpoints as it verifies Azure's.
+    fn trust_bundle(
+        &self,
+        settings: &PlaneSettings,
+        hub_cas: &[&Path],
+    ) -> Result<String, LocalError> {
         let io = |path: &Path, e: std::io::Error| LocalError::Io {
             path: path.to_path_buf(),
             message: e.to_string(),
@@ -254,6 +371,11 @@ impl AzurePlatform {
             .map_err(|e| io(&settings.emulators.blob_ca, e))?;
         bundle.push('\n');
         bundle.push_str(&local);
+        for ca in hub_cas {
+            let pem = std::fs::read_to_string(ca).map_err(|e| io(ca, e))?;
+            bundle.push('\n');
+            bundle.push_str(&pem);
+        }
         std::fs::create_dir_all(&self.work_dir).map_err(|e| io(&self.work_dir, e))?;
         let path = self.work_dir.join("worker-ca-bundle.pem");
         std::fs::write(&path, bundle).map_err(|e| io(&path, e))?;
@@ -468,6 +590,24 @@ fn relative_to(from: &Path, target: &Path) -> String {
     out.display().to_string()
 }
 
+/// One hub run locally: its broker and direct method endpoint.
+struct LocalHub {
+    id: String,
+    host_name: String,
+    broker: HubBroker,
+    methods: DirectMethodService,
+}
+
+/// Stops what [`AzurePlatform::start`] started before it failed.
+fn stop_hubs(hubs: &[LocalHub], cancel: &CancellationToken) {
+    cancel.cancel();
+    for h in hubs {
+        if let Err(e) = h.broker.stop() {
+            tracing::warn!(error = %e, "local Azure plane: a hub broker did not stop");
+        }
+    }
+}
+
 /// A bridge's counters and its task.
 type RunningBridge = (
     Arc<BridgeCounters>,
@@ -481,7 +621,7 @@ pub struct AzureLocalPlane {
     arm: Arc<ArmClient>,
     group: String,
     sites: Vec<String>,
-    brokers: Vec<HubBroker>,
+    hubs: Vec<LocalHub>,
     bridges: Vec<RunningBridge>,
     cancel: CancellationToken,
 }
@@ -499,7 +639,16 @@ impl AzureLocalPlane {
 
     /// The hub brokers' ports.
     pub fn broker_ports(&self) -> Vec<u16> {
-        self.brokers.iter().map(|b| b.port).collect()
+        self.hubs.iter().map(|h| h.broker.port).collect()
+    }
+
+    /// Each hub's direct method endpoint (its URL, what the apps' `IOTHUB_HOSTNAME` became)
+    /// and counters.
+    pub fn direct_methods(&self) -> Vec<(String, Arc<MethodCounters>)> {
+        self.hubs
+            .iter()
+            .map(|h| (h.methods.url().to_string(), h.methods.counters()))
+            .collect()
     }
 
     /// Each bridge's counters.
@@ -529,8 +678,8 @@ impl AzureLocalPlane {
         for (_, task) in self.bridges {
             let _ = task.await;
         }
-        for b in &self.brokers {
-            b.stop()?;
+        for h in &self.hubs {
+            h.broker.stop()?;
         }
         for s in &self.sites {
             self.host.unload(s).await;

@@ -92,6 +92,27 @@ pub fn render_acl(
     out
 }
 
+/// Where IoT Hub's direct method calls to a device are published (`<this><method>/?$rid=<rid>`).
+pub const HUB_METHOD_REQUESTS: &str = "$iothub/methods/POST/";
+
+/// The hub broker's ACL lines for direct methods, appended to [`render_acl`]'s: the twin's
+/// service identity calls methods and reads the answers; each device reads only the calls whose
+/// request id starts with its own id (its client id, `%c`: the broker forces the certificate's
+/// CN) and answers only those. mosquitto checks `read` on each delivered message (a
+/// subscription to `$iothub/methods/POST/#` is granted, what it delivers is filtered), so a
+/// device never sees another's calls although all subscribe to the same filter.
+pub fn render_direct_method_acl() -> String {
+    format!(
+        "\n# IoT Hub direct methods: request ids are `<device>/<n>`.\n\
+         user {IOT_DATA_IDENTITY}\n\
+         topic write {HUB_METHOD_REQUESTS}#\n\
+         topic read $iothub/methods/res/#\n\
+         \n\
+         pattern read {HUB_METHOD_REQUESTS}+/?$rid=%c/#\n\
+         pattern write $iothub/methods/res/+/?$rid=%c/#\n"
+    )
+}
+
 /// The trust bundle: the local CA (it signs the rule engine's identity) and every trusted
 /// device's self-signed certificate, each of which verifies against itself.
 pub fn render_trust_bundle(ca_pem: &str, devices: &[TrustedDevice]) -> String {
@@ -450,6 +471,26 @@ mod tests {
             "{acl}"
         );
         assert_eq!(acl.matches("topic read").count(), 1, "{acl}");
+    }
+
+    #[test]
+    fn devices_read_and_answer_only_their_own_direct_method_calls() {
+        let acl = render_direct_method_acl();
+        assert!(
+            acl.contains(&format!(
+                "user {IOT_DATA_IDENTITY}\ntopic write $iothub/methods/POST/#\ntopic read $iothub/methods/res/#\n"
+            )),
+            "{acl}"
+        );
+        assert!(
+            acl.contains("pattern read $iothub/methods/POST/+/?$rid=%c/#\n"),
+            "{acl}"
+        );
+        assert!(
+            acl.contains("pattern write $iothub/methods/res/+/?$rid=%c/#\n"),
+            "{acl}"
+        );
+        assert!(!acl.contains("readwrite"), "{acl}");
     }
 
     #[test]

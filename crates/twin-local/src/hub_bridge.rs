@@ -9,6 +9,9 @@
 //! deadline, then counted as dead-lettered and logged as an error, never dropped silently. A
 //! message is acknowledged to the broker only once its delivery is final, so a bridge restart
 //! redelivers what was in flight (at least once, as Event Grid).
+//!
+//! The broker also carries IoT Hub's direct methods (each device reads and answers only its own
+//! calls, see [`broker::render_direct_method_acl`]); [`crate::hub_methods`] serves the REST call.
 
 use crate::broker::{self, BrokerFiles, TrustedDevice};
 use crate::pki::Pki;
@@ -70,6 +73,8 @@ pub struct HubBroker {
     pub files: BrokerFiles,
     /// The local PKI (the server certificate devices verify, the bridge's identity).
     pub pki: Pki,
+    /// Where this broker's lines begin in its log (earlier ones are a previous broker's).
+    pub log_start: u64,
 }
 
 impl HubBroker {
@@ -88,7 +93,8 @@ impl HubBroker {
             .map(|a| a.port())
             .map_err(|e| LocalError::NoPort(e.to_string()))?;
         // The twin's name is only used for the IoT data shim's grant, which the hub has not.
-        let acl = broker::render_acl("-", devices, Some(TELEMETRY_FILTER));
+        let mut acl = broker::render_acl("-", devices, Some(TELEMETRY_FILTER));
+        acl.push_str(&broker::render_direct_method_acl());
         std::fs::write(&files.acl, acl).map_err(|e| io(&files.acl, e))?;
         let ca = std::fs::read_to_string(&pki.ca_cert).map_err(|e| io(&pki.ca_cert, e))?;
         std::fs::write(
@@ -103,6 +109,7 @@ impl HubBroker {
             broker::render_config(&files, &pki, port, as_root),
         )
         .map_err(|e| io(&files.config, e))?;
+        let log_start = std::fs::metadata(&files.log).map_or(0, |m| m.len());
         let pid = broker::spawn(&files)?;
         if let Err(e) = broker::wait_ready(pid, port, &files, &pki, Duration::from_secs(20)) {
             let _ = broker::stop(pid, &files.config);
@@ -113,6 +120,7 @@ impl HubBroker {
             pid,
             files,
             pki,
+            log_start,
         })
     }
 

@@ -17,6 +17,7 @@ pub mod cloudwatch;
 pub mod functions;
 pub mod http_api;
 pub mod hub_bridge;
+pub mod hub_methods;
 mod invoke;
 pub mod iot_data;
 mod local_http;

@@ -3,7 +3,7 @@
 //! Relative paths in the file are resolved against the file's own directory, so the simulator
 //! works from any working directory.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -96,6 +96,11 @@ struct RawConfig {
     /// (`<twin>/feedback/<device>`); the device subscribes to it. Absent: no feedback.
     #[serde(default)]
     feedback_topics: BTreeMap<String, String>,
+    /// The devices some event rule sends feedback to on IoT Hub, where feedback is a direct
+    /// method call: each subscribes to `$iothub/methods/POST/#` and answers every call. A list
+    /// of its own rather than a wildcard in `feedback_topics`, which stays one exact topic each.
+    #[serde(default)]
+    direct_method_devices: BTreeSet<String>,
 }
 
 /// The simulator config with every path made absolute (or relative to the working directory).
@@ -123,6 +128,8 @@ pub struct SimulatorConfig {
     pub username: Option<String>,
     /// The feedback topic of each device that receives event-rule feedback, by device id.
     pub feedback_topics: BTreeMap<String, String>,
+    /// The devices that receive event-rule feedback as IoT Hub direct method calls.
+    pub direct_method_devices: BTreeSet<String>,
 }
 
 impl SimulatorConfig {
@@ -236,6 +243,25 @@ impl SimulatorConfig {
                 &format!("`{device}`: `{t}` must be one topic without wildcards, e.g. `my-twin/feedback/{device}`"),
             ));
         }
+        if !raw.direct_method_devices.is_empty() && profile != BrokerProfile::Azure {
+            return Err(invalid(
+                "direct_method_devices",
+                "needs `provider: azure`: only IoT Hub has direct methods (on AWS feedback comes \
+                 on `feedback_topics`)",
+            ));
+        }
+        if let Some(device) = raw.direct_method_devices.iter().find(|d| {
+            d.trim().is_empty()
+                || d.contains(['+', '#', '/'])
+                || raw.feedback_topics.contains_key(*d)
+        }) {
+            return Err(invalid(
+                "direct_method_devices",
+                &format!(
+                    "`{device}` must be a device id (no `/`, `+` or `#`) not also listed in `feedback_topics`"
+                ),
+            ));
+        }
         let base = path.parent().unwrap_or(Path::new(""));
         Ok(Self {
             source: path.to_path_buf(),
@@ -249,6 +275,7 @@ impl SimulatorConfig {
             profile,
             username,
             feedback_topics: raw.feedback_topics,
+            direct_method_devices: raw.direct_method_devices,
         })
     }
 
@@ -271,6 +298,16 @@ impl SimulatorConfig {
     /// The topic one device receives its event-rule feedback on, if any.
     pub fn feedback_topic(&self, device_id: &str) -> Option<String> {
         self.feedback_topics.get(device_id).cloned()
+    }
+
+    /// How one device receives its event-rule feedback, if it does: its feedback topic, or
+    /// direct method calls on IoT Hub.
+    pub fn feedback(&self, device_id: &str) -> Option<crate::publisher::FeedbackChannel> {
+        use crate::publisher::FeedbackChannel;
+        if self.direct_method_devices.contains(device_id) {
+            return Some(FeedbackChannel::DirectMethods);
+        }
+        self.feedback_topic(device_id).map(FeedbackChannel::Topic)
     }
 
     /// The topic one device publishes to (SPEC §6: `<twin>/iot-data/<device-id>`).
@@ -401,6 +438,64 @@ mod tests {
             let err = SimulatorConfig::parse(&text, Path::new("c.json")).unwrap_err();
             assert!(err.to_string().contains(key), "{key}: {err}");
         }
+    }
+
+    #[test]
+    fn direct_method_devices_receive_feedback_as_method_calls() {
+        use crate::publisher::FeedbackChannel;
+        let text = AZURE.replace(
+            r#""provider": "azure","#,
+            r#""provider": "azure", "direct_method_devices": ["d1"],"#,
+        );
+        let c = SimulatorConfig::parse(&text, Path::new("c.json")).unwrap();
+        assert_eq!(c.feedback("d1"), Some(FeedbackChannel::DirectMethods));
+        assert_eq!(c.feedback("d2"), None);
+        assert_eq!(c.feedback_topic("d1"), None, "no topic is made up for it");
+        let plain = SimulatorConfig::parse(AZURE, Path::new("c.json")).unwrap();
+        assert!(plain.direct_method_devices.is_empty());
+        assert_eq!(plain.feedback("d1"), None);
+        let aws = GOOD.replace(
+            "\"topic\"",
+            "\"feedback_topics\": {\"d1\": \"twin/feedback/d1\"}, \"topic\"",
+        );
+        let c = SimulatorConfig::parse(&aws, Path::new("c.json")).unwrap();
+        assert_eq!(
+            c.feedback("d1"),
+            Some(FeedbackChannel::Topic("twin/feedback/d1".into()))
+        );
+    }
+
+    #[test]
+    fn direct_method_devices_are_device_ids_on_iot_hub_only() {
+        let on_aws = GOOD.replace(
+            "\"topic\"",
+            "\"direct_method_devices\": [\"d1\"], \"topic\"",
+        );
+        let err = SimulatorConfig::parse(&on_aws, Path::new("c.json")).unwrap_err();
+        assert!(err.to_string().contains("`direct_method_devices`"), "{err}");
+        assert!(err.to_string().contains("provider: azure"), "{err}");
+        for bad in [r#"["$iothub/methods/POST/#"]"#, r#"["+"]"#, r#"[""]"#] {
+            let text = AZURE.replace(
+                r#""provider": "azure","#,
+                &format!(r#""provider": "azure", "direct_method_devices": {bad},"#),
+            );
+            let err = SimulatorConfig::parse(&text, Path::new("c.json")).unwrap_err();
+            assert!(
+                err.to_string().contains("`direct_method_devices`"),
+                "{bad}: {err}"
+            );
+        }
+        let both = AZURE.replace(
+            r#""provider": "azure","#,
+            r#""provider": "azure", "direct_method_devices": ["d1"], "feedback_topics": {"d1": "x/d1"},"#,
+        );
+        let err = SimulatorConfig::parse(&both, Path::new("c.json")).unwrap_err();
+        assert!(err.to_string().contains("feedback_topics"), "{err}");
+        let typo = AZURE.replace(
+            r#""provider": "azure","#,
+            r#""provider": "azure", "direct_methods": ["d1"],"#,
+        );
+        assert!(SimulatorConfig::parse(&typo, Path::new("c.json")).is_err());
     }
 
     #[test]

@@ -9,6 +9,7 @@
 pub mod backoff;
 pub mod cli;
 pub mod config;
+pub mod direct_method;
 pub mod failure;
 pub mod load;
 pub mod payloads;

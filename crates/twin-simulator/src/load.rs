@@ -75,10 +75,10 @@ pub async fn run_load(
                 certificate: creds.certificate.clone(),
                 root_ca: config.root_ca_cert.clone(),
             };
-            let link = DeviceLink::start_with_feedback(
+            let link = DeviceLink::start_with_channel(
                 &id,
                 config.device_topic(&id),
-                config.feedback_topic(&id),
+                config.feedback(&id),
                 client_config,
                 &options,
                 context,

@@ -14,13 +14,21 @@
 //! the next CONNACK subscribes again), and the SUBACK and the incoming PUBLISHes it brings are
 //! not acknowledgements: the publish bookkeeping only ever looks at `Outgoing::Publish` and
 //! `PubAck`.
+//!
+//! On IoT Hub feedback arrives as direct method calls instead ([`FeedbackChannel::DirectMethods`],
+//! [`crate::direct_method`]): the device subscribes to `$iothub/methods/POST/#` and answers each
+//! call with a QoS 0 PUBLISH on its response topic. The link puts that answer into rumqttc's
+//! pending list itself, like the SUBSCRIBE, so it is not one of the fed requests either; being
+//! QoS 0 it is written with packet id 0, which no telemetry publish (QoS 1) ever has, so its
+//! `Outgoing::Publish(0)` is not matched to a tracked message, and it is never carried over a
+//! reconnect (the call belonged to the connection it came on).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rumqttc::{
-    AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS, Request, Subscribe,
+    AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, Publish, QoS, Request, Subscribe,
     SubscribeReasonCode, TlsConfiguration, Transport,
 };
 use tokio::sync::Notify;
@@ -35,6 +43,54 @@ const MAX_PACKET_SIZE: usize = 128 * 1024;
 /// Feedback messages kept for [`DeviceLink::take_feedback`] at most; older ones are dropped
 /// (still counted in [`LinkStats::feedback`]).
 const FEEDBACK_KEPT: usize = 1000;
+
+/// How a device receives its event-rule feedback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeedbackChannel {
+    /// Messages on one MQTT topic (AWS IoT Core: `<twin>/feedback/<device>`).
+    Topic(String),
+    /// IoT Hub direct method calls, each answered (see [`crate::direct_method`]).
+    DirectMethods,
+}
+
+impl FeedbackChannel {
+    /// The filter the device subscribes to on every connection.
+    pub fn filter(&self) -> &str {
+        match self {
+            FeedbackChannel::Topic(t) => t,
+            FeedbackChannel::DirectMethods => crate::direct_method::REQUEST_FILTER,
+        }
+    }
+
+    /// The QoS of that subscription: feedback topics QoS 1; IoT Hub sends method calls at QoS 0.
+    fn qos(&self) -> QoS {
+        match self {
+            FeedbackChannel::Topic(_) => QoS::AtLeastOnce,
+            FeedbackChannel::DirectMethods => QoS::AtMostOnce,
+        }
+    }
+}
+
+/// What [`LinkState::feedback_event`] made of an event.
+#[derive(Debug, PartialEq, Eq)]
+enum FeedbackSeen {
+    /// Not about feedback.
+    Other,
+    /// A feedback message or the subscription's answer, recorded.
+    Recorded,
+    /// A direct method call, recorded as feedback; the device answers it on this topic.
+    Answer(String),
+}
+
+/// Whether `request` is one the link adds itself (the feedback SUBSCRIBE, a QoS 0 method
+/// answer), never one of the telemetry requests it fed or carries.
+fn is_links_own(request: &Request) -> bool {
+    match request {
+        Request::Subscribe(_) => true,
+        Request::Publish(p) => p.qos == QoS::AtMostOnce,
+        _ => false,
+    }
+}
 
 /// How a device connects and how much it buffers.
 #[derive(Debug, Clone)]
@@ -157,7 +213,8 @@ impl LinkState {
     /// Applies one event; returns true when it left nothing outstanding.
     fn apply(&mut self, event: &Event) -> bool {
         match event {
-            Event::Outgoing(Outgoing::Publish(pkid)) => {
+            // Packet id 0 is a QoS 0 publish: a method answer, never a tracked message.
+            Event::Outgoing(Outgoing::Publish(pkid)) if *pkid != 0 => {
                 if let Some(mut t) = self.waiting.pop_front() {
                     if t.sent {
                         self.stats.retransmitted += 1;
@@ -186,30 +243,44 @@ impl LinkState {
         }
     }
 
-    /// Records a feedback PUBLISH or the SUBACK of the feedback subscription; returns whether
-    /// the event was one (never an acknowledgement of a telemetry message: see [`Self::apply`]).
-    fn feedback_event(&mut self, event: &Event, topic: Option<&str>) -> bool {
-        let Some(topic) = topic else {
-            return false;
+    /// Records a feedback PUBLISH (a message on the feedback topic, or a direct method call) or
+    /// the SUBACK of the feedback subscription (never an acknowledgement of a telemetry
+    /// message: see [`Self::apply`]).
+    fn feedback_event(&mut self, event: &Event, channel: Option<&FeedbackChannel>) -> FeedbackSeen {
+        let Some(channel) = channel else {
+            return FeedbackSeen::Other;
         };
         match event {
-            Event::Incoming(Packet::Publish(p)) if p.topic == topic => {
+            Event::Incoming(Packet::Publish(p)) => {
+                let seen = match channel {
+                    FeedbackChannel::Topic(topic) if p.topic == *topic => FeedbackSeen::Recorded,
+                    FeedbackChannel::DirectMethods => {
+                        match crate::direct_method::parse_call(&p.topic) {
+                            Some(call) => FeedbackSeen::Answer(crate::direct_method::answer_topic(
+                                crate::direct_method::ANSWER_STATUS,
+                                call.rid,
+                            )),
+                            None => return FeedbackSeen::Other,
+                        }
+                    }
+                    FeedbackChannel::Topic(_) => return FeedbackSeen::Other,
+                };
                 self.stats.feedback += 1;
                 if self.feedback.len() >= FEEDBACK_KEPT {
                     self.feedback.pop_front();
                 }
                 self.feedback.push_back(p.payload.to_vec());
-                true
+                seen
             }
             Event::Incoming(Packet::SubAck(ack)) => {
                 let granted = !ack.return_codes.contains(&SubscribeReasonCode::Failure);
                 if !granted {
-                    tracing::warn!(%topic, "the broker refused the feedback subscription (the device's policy does not allow it)");
+                    tracing::warn!(filter = %channel.filter(), "the broker refused the feedback subscription (the device's policy does not allow it)");
                 }
                 self.feedback_granted = Some(granted);
-                true
+                FeedbackSeen::Recorded
             }
-            _ => false,
+            _ => FeedbackSeen::Other,
         }
     }
 
@@ -231,8 +302,9 @@ impl LinkState {
         let mut channel: Vec<Request> = Vec::new();
         for request in leftovers {
             match request {
-                // Never one of ours (see `Carry::top_up`): the next CONNACK subscribes again.
-                Request::Subscribe(_) => {}
+                // Never one of ours (see `Carry::top_up`): the next CONNACK subscribes again,
+                // and a method answer belongs to the connection its call came on.
+                r if is_links_own(&r) => {}
                 Request::Publish(mut p) if p.pkid != 0 => match inflight.get(&p.pkid) {
                     Some(t) => {
                         p.pkid = 0;
@@ -292,11 +364,11 @@ impl Carry {
                 eventloop.pending.push_back(r);
             }
         }
-        // The feedback SUBSCRIBE the link adds itself is not one of the fed requests.
+        // The feedback SUBSCRIBE and method answers the link adds itself are not fed requests.
         self.fed = eventloop
             .pending
             .iter()
-            .filter(|r| !matches!(r, Request::Subscribe(_)))
+            .filter(|r| !is_links_own(r))
             .count();
     }
 }
@@ -319,7 +391,7 @@ impl Shared {
 pub struct DeviceLink {
     device_id: String,
     topic: String,
-    feedback_topic: Option<String>,
+    feedback: Option<FeedbackChannel>,
     buffer: usize,
     client: AsyncClient,
     shared: Arc<Shared>,
@@ -344,6 +416,21 @@ impl DeviceLink {
         device_id: &str,
         topic: String,
         feedback_topic: Option<String>,
+        tls: Arc<rustls::ClientConfig>,
+        options: &LinkOptions,
+        context: FailureContext,
+    ) -> Self {
+        let feedback = feedback_topic.map(FeedbackChannel::Topic);
+        Self::start_with_channel(device_id, topic, feedback, tls, options, context)
+    }
+
+    /// As [`DeviceLink::start`], also receiving event-rule feedback on `feedback` when given:
+    /// its subscription is made on every connection, and on IoT Hub each direct method call is
+    /// answered.
+    pub fn start_with_channel(
+        device_id: &str,
+        topic: String,
+        feedback: Option<FeedbackChannel>,
         tls: Arc<rustls::ClientConfig>,
         options: &LinkOptions,
         context: FailureContext,
@@ -386,12 +473,12 @@ impl DeviceLink {
             shared.clone(),
             context,
             options.backoff.clone(),
-            feedback_topic.clone(),
+            feedback.clone(),
         ));
         Self {
             device_id: device_id.to_string(),
             topic,
-            feedback_topic,
+            feedback,
             buffer: capacity,
             client,
             shared,
@@ -409,9 +496,15 @@ impl DeviceLink {
         &self.topic
     }
 
-    /// The topic this device receives its feedback on, if it subscribes to one.
+    /// The topic this device receives its feedback on, if it subscribes to one (the direct
+    /// method filter on IoT Hub).
     pub fn feedback_topic(&self) -> Option<&str> {
-        self.feedback_topic.as_deref()
+        self.feedback.as_ref().map(FeedbackChannel::filter)
+    }
+
+    /// How this device receives its feedback, if it does.
+    pub fn feedback_channel(&self) -> Option<&FeedbackChannel> {
+        self.feedback.as_ref()
     }
 
     /// The feedback payloads received since the last call, oldest first.
@@ -633,7 +726,7 @@ async fn drive(
     shared: Arc<Shared>,
     context: FailureContext,
     mut backoff: Backoff,
-    feedback_topic: Option<String>,
+    feedback: Option<FeedbackChannel>,
 ) {
     let window = eventloop.mqtt_options.inflight();
     let mut carry = Carry::default();
@@ -646,13 +739,13 @@ async fn drive(
                 // first, in order, before anything newer waiting in the request channel.
                 eventloop.pending.clear();
                 carry.top_up(&mut eventloop, window);
-                if let Some(topic) = &feedback_topic {
+                if let Some(channel) = &feedback {
                     // First, so feedback to the first messages is not missed; not counted as fed.
                     eventloop
                         .pending
                         .push_front(Request::Subscribe(Subscribe::new(
-                            topic.clone(),
-                            QoS::AtLeastOnce,
+                            channel.filter(),
+                            channel.qos(),
                         )));
                 }
                 {
@@ -673,13 +766,23 @@ async fn drive(
                 return;
             }
             Ok(event) => {
-                let (idle, feedback) = {
+                let (idle, seen) = {
                     let mut st = shared.lock();
                     let idle = st.apply(&event);
-                    (idle, st.feedback_event(&event, feedback_topic.as_deref()))
+                    (idle, st.feedback_event(&event, feedback.as_ref()))
                 };
+                if let FeedbackSeen::Answer(topic) = &seen {
+                    // Straight into rumqttc's pending list (not one of the fed requests, see
+                    // `is_links_own`), so the hub gets its answer without waiting behind the
+                    // telemetry in the request channel.
+                    eventloop.pending.push_back(Request::Publish(Publish::new(
+                        topic.as_str(),
+                        QoS::AtMostOnce,
+                        crate::direct_method::ANSWER_BODY.to_vec(),
+                    )));
+                }
                 carry.top_up(&mut eventloop, window);
-                if idle || feedback {
+                if idle || seen != FeedbackSeen::Other {
                     shared.changed.notify_waiters();
                 }
             }
@@ -693,11 +796,11 @@ async fn drive(
                     let stale: Vec<Event> = eventloop.state.events.drain(..).collect();
                     let taken = stale
                         .iter()
-                        .filter(|e| {
-                            matches!(
-                                e,
-                                Event::Outgoing(Outgoing::Publish(_) | Outgoing::AwaitAck(_))
-                            )
+                        .filter(|e| match e {
+                            // Packet id 0: a method answer the link added itself, not fed.
+                            Event::Outgoing(Outgoing::Publish(pkid)) => *pkid != 0,
+                            Event::Outgoing(Outgoing::AwaitAck(_)) => true,
+                            _ => false,
                         })
                         .count();
                     for event in &stale {
@@ -723,7 +826,6 @@ async fn drive(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rumqttc::Publish;
 
     fn publish(name: &str, pkid: u16) -> Request {
         let mut p = Publish::new("t/d", QoS::AtLeastOnce, name.as_bytes().to_vec());
@@ -867,9 +969,10 @@ mod tests {
         let mut incoming = rumqttc::Publish::new("t/feedback/d", QoS::AtLeastOnce, "hot");
         incoming.pkid = 1;
         let incoming = Event::Incoming(Packet::Publish(incoming));
+        let channel = FeedbackChannel::Topic("t/feedback/d".into());
         for e in [&suback, &incoming] {
             assert!(!st.apply(e));
-            assert!(st.feedback_event(e, Some("t/feedback/d")));
+            assert_eq!(st.feedback_event(e, Some(&channel)), FeedbackSeen::Recorded);
         }
         assert_eq!(st.stats.acknowledged, 0);
         assert_eq!(
@@ -881,8 +984,76 @@ mod tests {
         assert_eq!(st.feedback_granted, Some(true));
         assert_eq!(st.feedback.pop_front().as_deref(), Some(&b"hot"[..]));
         // Another topic (or a device without feedback) is not feedback.
-        assert!(!st.feedback_event(&incoming, Some("t/feedback/other")));
-        assert!(!st.feedback_event(&incoming, None));
+        let other = FeedbackChannel::Topic("t/feedback/other".into());
+        assert_eq!(
+            st.feedback_event(&incoming, Some(&other)),
+            FeedbackSeen::Other
+        );
+        assert_eq!(st.feedback_event(&incoming, None), FeedbackSeen::Other);
+    }
+
+    #[test]
+    fn a_direct_method_call_is_feedback_to_answer_and_its_answer_is_no_telemetry() {
+        let mut st = state();
+        st.waiting.push_back(tracked(0, false));
+        assert!(!st.apply(&Event::Outgoing(Outgoing::Publish(1))));
+        let call = Event::Incoming(Packet::Publish(Publish::new(
+            "$iothub/methods/POST/feedback/?$rid=dev-0/3",
+            QoS::AtMostOnce,
+            "\"too hot\"",
+        )));
+        let channel = FeedbackChannel::DirectMethods;
+        assert_eq!(
+            st.feedback_event(&call, Some(&channel)),
+            FeedbackSeen::Answer("$iothub/methods/res/200/?$rid=dev-0/3".into())
+        );
+        assert_eq!(
+            st.feedback.pop_front().as_deref(),
+            Some(&b"\"too hot\""[..])
+        );
+        assert_eq!(st.stats.feedback, 1);
+        // Neither a topic-feedback device nor a non-method topic answers anything.
+        let topic = FeedbackChannel::Topic("t/feedback/d".into());
+        assert_eq!(st.feedback_event(&call, Some(&topic)), FeedbackSeen::Other);
+        let twin = Event::Incoming(Packet::Publish(Publish::new(
+            "$iothub/twin/res/200/?$rid=1",
+            QoS::AtMostOnce,
+            "{}",
+        )));
+        assert_eq!(
+            st.feedback_event(&twin, Some(&channel)),
+            FeedbackSeen::Other
+        );
+        assert_eq!(st.stats.feedback, 1);
+        // The answer goes out with packet id 0: the telemetry message keeps waiting for its
+        // PUBACK under its own packet id.
+        assert!(!st.apply(&Event::Outgoing(Outgoing::Publish(0))));
+        assert_eq!(st.inflight.len(), 1);
+        assert_eq!(st.stats.sent, 1);
+        assert!(st.apply(&Event::Incoming(Packet::PubAck(rumqttc::PubAck::new(1)))));
+        assert_eq!(st.stats.acknowledged, 1);
+    }
+
+    #[test]
+    fn a_method_answer_is_neither_fed_nor_carried_over_a_reconnect() {
+        let mut el = eventloop();
+        let mut st = state();
+        let mut carry = Carry {
+            queue: [publish("m1", 0)].into(),
+            fed: 0,
+        };
+        carry.top_up(&mut el, 10);
+        el.pending.push_back(Request::Publish(Publish::new(
+            "$iothub/methods/res/200/?$rid=1",
+            QoS::AtMostOnce,
+            "{}",
+        )));
+        carry.top_up(&mut el, 10);
+        assert_eq!(carry.fed, 1, "the answer is not one of the fed requests");
+        st.waiting.extend([tracked(1, false), tracked(2, false)]);
+        el.pending.push_back(publish("m2", 0));
+        st.carry_over(&mut el, &mut carry, 0);
+        assert_eq!(names(&carry.queue), ["m1", "m2"]);
     }
 
     #[test]

@@ -133,10 +133,10 @@ impl SendSession {
                 certificate: creds.certificate.clone(),
                 root_ca: self.config.root_ca_cert.clone(),
             };
-            let link = DeviceLink::start_with_feedback(
+            let link = DeviceLink::start_with_channel(
                 device,
                 self.config.device_topic(device),
-                self.config.feedback_topic(device),
+                self.config.feedback(device),
                 tls,
                 &self.options,
                 context,

@@ -180,6 +180,11 @@ pub fn specs(ctx: &LayerContext<'_>, group: &ResourceId) -> Vec<ResourceSpec> {
     }
 
     let sim_path = simulator_config::simulator_dir(&ctx.twin.dir).join("config.json");
+    let mut sim_desired = simulator_config::desired(&sim_path);
+    let feedback = simulator_config::direct_method_devices(ctx.twin);
+    if !feedback.is_empty() {
+        sim_desired[simulator_config::DIRECT_METHOD_DEVICES] = json!(feedback);
+    }
     let mut sim = ResourceSpec::new(
         resource_id(layer, simulator_config::KIND, "config"),
         layer,
@@ -188,7 +193,7 @@ pub fn specs(ctx: &LayerContext<'_>, group: &ResourceId) -> Vec<ResourceSpec> {
         sim_path.display().to_string(),
     )
     .depends_on(std::iter::once(hub_id.clone()).chain(device_ids))
-    .desired(simulator_config::desired(&sim_path));
+    .desired(sim_desired);
     sim.inputs = json!({
         simulator_config::HUB_KEY: hub_id.0,
         simulator_config::EXAMPLES_KEY: ctx.twin.example_payloads(),

@@ -3,7 +3,10 @@
 //! ARM returned it (port 8883), client id = device id, the username
 //! `<hostName>/<deviceId>/?api-version=2021-04-12`, the fixed telemetry topic with JSON content
 //! type and UTF-8 encoding, MQTT 3.1.1, the device credentials and the CA roots IoT Hub's
-//! certificates chain to; plus an example `payloads.json` when there is none yet.
+//! certificates chain to; plus an example `payloads.json` when there is none yet. The devices
+//! some event rule sends feedback to are listed in `direct_method_devices`: on IoT Hub feedback
+//! is a direct method call (see `twin_functions_azure::azure_action_sink`), which those devices
+//! subscribe to and answer.
 
 use crate::context::input;
 use crate::l1::certificate::write_private;
@@ -37,6 +40,27 @@ pub const HUB_KEY: &str = "hub";
 
 /// Inputs key: one example message per device.
 pub const EXAMPLES_KEY: &str = "example_payloads";
+
+/// The key of the devices that receive feedback as direct method calls.
+pub const DIRECT_METHOD_DEVICES: &str = "direct_method_devices";
+
+/// The devices of the twin some event rule sends feedback to, sorted: on IoT Hub they receive it
+/// as direct method calls.
+pub fn direct_method_devices(twin: &twin_config::TwinConfig) -> Vec<String> {
+    let targets: std::collections::BTreeSet<&str> = twin
+        .events
+        .iter()
+        .filter_map(|r| r.action.feedback())
+        .map(|f| f.iot_device_id.as_str())
+        .collect();
+    twin.devices
+        .iter()
+        .filter(|d| targets.contains(d.id.as_str()))
+        .map(|d| d.id.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
 
 /// Where the simulator config goes.
 pub fn simulator_dir(config_dir: &Path) -> PathBuf {
@@ -77,7 +101,7 @@ pub fn broker_host(host_name: &str) -> &str {
 /// The config file's contents for a hub at `host_name`.
 pub fn config_json(spec: &ResourceSpec, host_name: &str) -> Value {
     let d = |k: &str| spec.desired.get(k).cloned().unwrap_or(Value::Null);
-    json!({
+    let mut config = json!({
         "provider": "azure",
         "endpoint": broker_host(host_name),
         "port": d("port"),
@@ -88,7 +112,13 @@ pub fn config_json(spec: &ResourceSpec, host_name: &str) -> Value {
         "auth_files_path": d("auth_files_path"),
         "root_ca_cert_path": d("root_ca_cert_path"),
         "client_id_prefix": d("client_id_prefix"),
-    })
+    });
+    // Only when some device receives feedback, so the file of a twin without such rules stays
+    // as before.
+    if let Some(devices) = spec.desired.get(DIRECT_METHOD_DEVICES) {
+        config[DIRECT_METHOD_DEVICES] = devices.clone();
+    }
+    config
 }
 
 /// Writes, reads and removes the simulator config.
@@ -155,6 +185,7 @@ impl ResourceDriver for SimulatorConfigDriver {
                 "auth_files_path": g("auth_files_path"),
                 "root_ca_cert_path": g("root_ca_cert_path"),
                 "client_id_prefix": g("client_id_prefix"),
+                DIRECT_METHOD_DEVICES: g(DIRECT_METHOD_DEVICES),
                 "endpoint_is_hub": endpoint_is_hub,
                 "root_ca_present": ca_present,
             }),
@@ -247,5 +278,60 @@ mod tests {
             "devices/d1/messages/events/$.ct=application%2Fjson&$.ce=utf-8"
         );
         assert_eq!(IOT_HUB_ROOT_CAS.matches("BEGIN CERTIFICATE").count(), 2);
+    }
+
+    fn spec(desired: Value) -> ResourceSpec {
+        ResourceSpec::new(
+            ResourceId("l1/azure_simulator_config/config".into()),
+            twin_config::Layer::L1,
+            twin_config::ProviderName::Azure,
+            KIND,
+            "config.json",
+        )
+        .desired(desired)
+    }
+
+    fn twin(events: Value) -> twin_config::TwinConfig {
+        twin_config::TwinConfig {
+            dir: PathBuf::from("/nonexistent/t"),
+            twin: serde_json::from_value(json!({
+                "digital_twin_name": "t",
+                "hot_storage_size_in_days": 1,
+                "cold_storage_size_in_days": 2
+            }))
+            .expect("settings"),
+            devices: serde_json::from_value(json!([
+                {"id": "a", "properties": [{"name": "p", "dataType": "DOUBLE"}]},
+                {"id": "b", "properties": [{"name": "p", "dataType": "DOUBLE"}]}
+            ]))
+            .expect("devices"),
+            providers: twin_config::Providers::all(twin_config::ProviderName::Azure),
+            hierarchy: None,
+            events: serde_json::from_value(events).expect("rules"),
+            warnings: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn only_feedback_targets_receive_direct_methods() {
+        let rule = |key: &str, device: &str| {
+            json!({"key": key, "condition": {"text": "e.c.p > 1", "devices": ["b"]},
+                   "action": {"type": "mqtt", "iotDeviceId": device, "payload": "x"}})
+        };
+        let config = twin(json!([rule("hot", "a"), rule("hotter", "a")]));
+        assert_eq!(direct_method_devices(&config), vec!["a".to_string()]);
+        assert!(direct_method_devices(&twin(json!([]))).is_empty());
+    }
+
+    #[test]
+    fn feedback_targets_are_listed_as_direct_method_devices_only_when_there_are_some() {
+        let path = Path::new("/t/.deployer/simulator/config.json");
+        let plain = config_json(&spec(desired(path)), "hub.azure-devices.net");
+        assert!(plain.get(DIRECT_METHOD_DEVICES).is_none(), "{plain}");
+        let mut d = desired(path);
+        d[DIRECT_METHOD_DEVICES] = json!(["dev-0"]);
+        let with = config_json(&spec(d), "hub.azure-devices.net");
+        assert_eq!(with[DIRECT_METHOD_DEVICES], json!(["dev-0"]));
+        assert_eq!(with["provider"], "azure");
     }
 }
