@@ -42,6 +42,8 @@ pub struct AzureProvider {
     drivers: HashMap<&'static str, Arc<dyn ResourceDriver>>,
     package_source: Option<Arc<dyn AppPackageSource>>,
     package_driver: Arc<PackageDriver>,
+    /// Whether the twin's Function App is described at all (see [`AzureProvider::without_app`]).
+    describe_app: bool,
 }
 
 impl AzureProvider {
@@ -206,6 +208,7 @@ impl AzureProvider {
             drivers,
             package_source: None,
             package_driver,
+            describe_app: true,
         })
     }
 
@@ -226,11 +229,7 @@ impl AzureProvider {
 
     /// The Function App's package, for the app layer's specs: built (its hash is the package's
     /// desired setting) and kept for the package driver.
-    async fn app_package(
-        &self,
-        twin: &TwinConfig,
-        app: Layer,
-    ) -> Result<AppPackage, CloudError> {
+    async fn app_package(&self, twin: &TwinConfig, app: Layer) -> Result<AppPackage, CloudError> {
         let source = self.package_source.as_ref().ok_or_else(|| {
             CloudError::fatal(
                 "NoPackageBuilder",
@@ -247,6 +246,14 @@ impl AzureProvider {
         let package = source.package(twin).await?;
         self.package_driver.remember(package.clone());
         Ok(package)
+    }
+
+    /// The same provider describing no Function App: only the other resources of the twin's
+    /// Azure layers (tests of those layers, which then need no package builder). A deployer
+    /// never uses it: a twin with functions on Azure gets its app or is refused.
+    pub fn without_app(mut self) -> Self {
+        self.describe_app = false;
+        self
     }
 
     /// The ARM client.
@@ -514,12 +521,7 @@ fn event_rule_specs(
             return Err(CloudError::fatal("NameTooLong", problem));
         }
         let topic = ctx
-            .spec(
-                app,
-                l2::events_topic::KIND,
-                l2::TWIN_KEY,
-                name.clone(),
-            )
+            .spec(app, l2::events_topic::KIND, l2::TWIN_KEY, name.clone())
             .desired(l2::events_topic::desired())
             .depends_on([group.id.clone()]);
         settings.insert(
@@ -755,7 +757,11 @@ fn cold_archive_specs(
                 l3::NONCE_CONTAINER,
             )
             .desired(l3::containers::desired())
-            .depends_on([crate::context::resource_id(home, l3::storage::KIND, "cold-archive")]);
+            .depends_on([crate::context::resource_id(
+                home,
+                l3::storage::KIND,
+                "cold-archive",
+            )]);
         nonces.inputs[l3::containers::ACCOUNT_KEY] = json!(account_name);
         specs.push(nonces);
     }
@@ -787,7 +793,9 @@ impl Provider for AzureProvider {
             return Ok(Vec::new());
         }
         let package = match l2::app_layer(twin) {
-            Some(app) if app == layer => Some(self.app_package(twin, app).await?),
+            Some(app) if app == layer && self.describe_app => {
+                Some(self.app_package(twin, app).await?)
+            }
             _ => None,
         };
         let deployer = if matches!(layer, Layer::L1 | Layer::L4 | Layer::L5) {

@@ -193,10 +193,13 @@ async fn fake_arm_cold_receiver_deploys_the_ingress_keeps_boundary_secrets_and_d
     let deployed = f.kudu.package(&app).expect("a deployed package");
     assert_eq!(deployed, pkg.bytes);
     let (names, ingress) = zip_entry(&deployed, "ingress-cold/function.json");
-    let ingress: Value = serde_json::from_str(&ingress.expect("ingress-cold/function.json"))
-        .expect("function.json");
+    let ingress: Value =
+        serde_json::from_str(&ingress.expect("ingress-cold/function.json")).expect("function.json");
     assert_eq!(ingress["bindings"][0]["type"], "httpTrigger", "{ingress:#}");
-    assert_eq!(ingress["bindings"][0]["authLevel"], "anonymous", "{ingress:#}");
+    assert_eq!(
+        ingress["bindings"][0]["authLevel"], "anonymous",
+        "{ingress:#}"
+    );
     for absent in ["dispatcher", "processor", "persister", "hot-reader"] {
         assert!(
             !names.iter().any(|n| n.starts_with(&format!("{absent}/"))),
@@ -263,7 +266,9 @@ async fn fake_arm_cold_receiver_deploys_the_ingress_keeps_boundary_secrets_and_d
             .keys()
             .all(|k| !k.starts_with("l2/") && !k.starts_with("l3-hot/")),
         "nothing under another cloud's layers: {:?}",
-        st["resources"].as_object().map(|r| r.keys().collect::<Vec<_>>())
+        st["resources"]
+            .as_object()
+            .map(|r| r.keys().collect::<Vec<_>>())
     );
 
     // A second deploy changes nothing.
@@ -296,7 +301,10 @@ async fn fake_arm_cold_receiver_deploys_the_ingress_keeps_boundary_secrets_and_d
     assert_eq!(s["COLD_BUCKET"], "cold", "the drift is fixed");
     assert_eq!(s[names_of::INGRESS_COLD_SECRET], secret.encoded());
     assert_eq!(s[names_of::INGRESS_COLD_SECRET_NEXT], next.encoded());
-    assert_eq!(receiver.current().await.expect("reads"), Some(secret.clone()));
+    assert_eq!(
+        receiver.current().await.expect("reads"),
+        Some(secret.clone())
+    );
     let text = serde_json::to_string(&state(dir.path(), twin)).expect("text");
     assert!(!text.contains(&secret.encoded()) && !text.contains(&next.encoded()));
 

@@ -6,8 +6,8 @@
 //! and never resets them.
 
 use crate::arm::ArmClient;
-use crate::function_ops::host_base_url;
 use crate::context::{input, merged_tags, owner_from, settled_state, GROUP_KEY, LOCATION_KEY};
+use crate::function_ops::host_base_url;
 use crate::l2::{link, plan, same_id, site_path};
 use async_trait::async_trait;
 use serde_json::{json, Value};
