@@ -1,7 +1,8 @@
 //! The Azure `Provider`: which resources each layer has, and the driver of each resource kind.
-//! L1 (IoT Hub, device identities, Event Grid to the dispatcher), L2 (the Function App that
-//! runs every function), L3 hot, cold and archive, L4 (Azure Digital Twins) and L5 (Azure
-//! Managed Grafana) are implemented.
+//! L1 (IoT Hub, device identities, Event Grid to the dispatcher), L2 (processor and persister),
+//! L3 hot, cold and archive, L4 (Azure Digital Twins) and L5 (Azure Managed Grafana) are
+//! implemented. Every function of the twin on Azure runs in one Function App, described under
+//! the twin's app layer (`l2::app_layer`: L2, else L3 hot, else L3 cold).
 
 use crate::arm::errors::SetupError;
 use crate::arm::{ArmClient, ArmOptions};
@@ -16,6 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use twin_config::{names, AzureSettings, Layer, ProviderName, TwinConfig};
 use twin_engine::{CloudError, Provider, ResourceDriver, ResourceSpec};
+use twin_functions_azure::app::AppFunction;
 
 /// Environment variable naming the subscription when the config does not.
 pub const SUBSCRIPTION_ENV: &str = "AZURE_SUBSCRIPTION_ID";
@@ -40,6 +42,8 @@ pub struct AzureProvider {
     drivers: HashMap<&'static str, Arc<dyn ResourceDriver>>,
     package_source: Option<Arc<dyn AppPackageSource>>,
     package_driver: Arc<PackageDriver>,
+    /// Whether the twin's Function App is described at all (see [`AzureProvider::without_app`]).
+    describe_app: bool,
 }
 
 impl AzureProvider {
@@ -204,11 +208,13 @@ impl AzureProvider {
             drivers,
             package_source: None,
             package_driver,
+            describe_app: true,
         })
     }
 
-    /// The same provider building L2's Function App package with `source`, and waiting for
-    /// its deployments as `polling` says. Without a source, a twin with L2 on Azure is refused.
+    /// The same provider building the Function App package with `source`, and waiting for
+    /// its deployments as `polling` says. Without a source, a twin with functions on Azure is
+    /// refused.
     pub fn with_app_package(
         mut self,
         source: Arc<dyn AppPackageSource>,
@@ -221,23 +227,33 @@ impl AzureProvider {
         self
     }
 
-    /// L2's specs: builds the package (its hash is the package's desired setting) and keeps
-    /// it for the package driver.
-    async fn l2_specs(&self, twin: &TwinConfig) -> Result<Vec<ResourceSpec>, CloudError> {
-        let ctx = self.ctx(twin);
-        if shared_layer(twin).is_none() {
-            return Ok(Vec::new());
-        }
+    /// The Function App's package, for the app layer's specs: built (its hash is the package's
+    /// desired setting) and kept for the package driver.
+    async fn app_package(&self, twin: &TwinConfig, app: Layer) -> Result<AppPackage, CloudError> {
         let source = self.package_source.as_ref().ok_or_else(|| {
             CloudError::fatal(
                 "NoPackageBuilder",
-                "L2 is on Azure but this deployer has no Function App package builder",
+                format!(
+                    "{} is on Azure and has functions, but this deployer has no Function App package builder",
+                    app.key()
+                ),
             )
-            .with_hint("put layer_2_provider on another cloud, or use a deployer built with the Azure handler")
+            .with_hint(format!(
+                "put {} on another cloud, or use a deployer built with the Azure handler",
+                app.key()
+            ))
         })?;
         let package = source.package(twin).await?;
         self.package_driver.remember(package.clone());
-        layer_specs(&ctx, Layer::L2, Some(&package), None)
+        Ok(package)
+    }
+
+    /// The same provider describing no Function App: only the other resources of the twin's
+    /// Azure layers (tests of those layers, which then need no package builder). A deployer
+    /// never uses it: a twin with functions on Azure gets its app or is refused.
+    pub fn without_app(mut self) -> Self {
+        self.describe_app = false;
+        self
     }
 
     /// The ARM client.
@@ -278,8 +294,8 @@ pub fn group_spec(ctx: &LayerContext<'_>, layer: Layer) -> ResourceSpec {
     .desired(resource_group::desired(ctx.location))
 }
 
-/// The specs of `layer`; L2's need its built `package`, L1's, L4's and L5's the deployer's
-/// principal id (the roles it gets).
+/// The specs of `layer`; the app layer's (`l2::app_layer`) include the Function App, built from
+/// `package`; L1's, L4's and L5's need the deployer's principal id (the roles it gets).
 fn layer_specs(
     ctx: &LayerContext<'_>,
     layer: Layer,
@@ -312,24 +328,8 @@ fn layer_specs(
             }
             specs.extend(l1_specs);
         }
-        Layer::L2 => {
-            if let Some(package) = package {
-                let mut settings = app_settings(ctx);
-                let (event_specs, event_settings) = event_rule_specs(ctx, &group)?;
-                settings.extend(event_settings);
-                let mut l2_specs = l2::layer_specs(ctx, shared, package, &settings);
-                add_identity_roles(ctx, &mut l2_specs);
-                // The package (the app's first start) waits for the actions' rights, as for
-                // the identity's other roles.
-                let package_id = l2::package_id();
-                if let Some(p) = l2_specs.iter_mut().find(|s| s.id == package_id) {
-                    p.depends_on
-                        .extend(event_specs.iter().map(|s| s.id.clone()));
-                }
-                l2_specs.extend(event_specs);
-                specs.extend(l2_specs);
-            }
-        }
+        // L2's only resources on Azure are its functions, in the app.
+        Layer::L2 => {}
         Layer::L3Hot => specs.extend(hot_specs(ctx, layer, &group)),
         Layer::L3Cold | Layer::L3Archive => specs.extend(cold_archive_specs(ctx, layer, &group)),
         Layer::L4 => specs.extend(l4::specs(ctx, &group.id, deployer)?),
@@ -339,7 +339,44 @@ fn layer_specs(
             }
         }
     }
+    if l2::app_layer(ctx.twin) == Some(layer) {
+        if let Some(package) = package {
+            specs.extend(app_specs(ctx, shared, layer, &group, package)?);
+        }
+    }
     Ok(specs)
+}
+
+/// The Function App under the app layer `app`: its resources, the settings its functions read
+/// from the other Azure layers, the identity's roles, and what the twin's event rules add when
+/// the persister runs here.
+fn app_specs(
+    ctx: &LayerContext<'_>,
+    shared: Layer,
+    app: Layer,
+    group: &ResourceSpec,
+    package: &AppPackage,
+) -> Result<Vec<ResourceSpec>, CloudError> {
+    let functions = l2::handler_package::app_functions(ctx.twin);
+    let mut settings = app_settings(ctx, &functions);
+    let (event_specs, event_settings) = if functions.contains(&AppFunction::Persister) {
+        event_rule_specs(ctx, app, group)?
+    } else {
+        // The rules fire in the persister: without it here they are another cloud's.
+        Default::default()
+    };
+    settings.extend(event_settings);
+    let mut app_specs = l2::layer_specs(ctx, shared, app, package, &settings);
+    add_identity_roles(ctx, app, &mut app_specs);
+    // The package (the app's first start) waits for the actions' rights, as for the
+    // identity's other roles.
+    let package_id = l2::package_id(app);
+    if let Some(p) = app_specs.iter_mut().find(|s| s.id == package_id) {
+        p.depends_on
+            .extend(event_specs.iter().map(|s| s.id.clone()));
+    }
+    app_specs.extend(event_specs);
+    Ok(app_specs)
 }
 
 /// The ARM path of a spec of this provider whose kind has a top-level ARM type.
@@ -385,14 +422,14 @@ fn add_deployer_roles(ctx: &LayerContext<'_>, specs: &mut Vec<ResourceSpec>, dep
     }
 }
 
-/// L2's roles for the twin's identity (its host storage, Application Insights), each a
+/// The app's roles for the twin's identity (its host storage, Application Insights), each a
 /// dependency of the package, so the first deployment finds its rights in place.
-fn add_identity_roles(ctx: &LayerContext<'_>, specs: &mut Vec<ResourceSpec>) {
+fn add_identity_roles(ctx: &LayerContext<'_>, app: Layer, specs: &mut Vec<ResourceSpec>) {
     let Some(principal) = roles::twin_principal(ctx) else {
         return;
     };
-    let package = l2::package_id();
-    for (scope_id, guid) in l2::role_needs() {
+    let package = l2::package_id(app);
+    for (scope_id, guid) in l2::role_needs(app) {
         let (Some(role), Some(path)) = (
             roles::builtin(guid),
             specs
@@ -406,7 +443,7 @@ fn add_identity_roles(ctx: &LayerContext<'_>, specs: &mut Vec<ResourceSpec>) {
             spec: scope_id,
             path,
         };
-        let assignment = roles::assignment_spec(ctx, Layer::L2, &scope, &role, &principal);
+        let assignment = roles::assignment_spec(ctx, app, &scope, &role, &principal);
         if let Some(p) = specs.iter_mut().find(|s| s.id == package) {
             p.depends_on.push(assignment.id.clone());
         }
@@ -414,13 +451,15 @@ fn add_identity_roles(ctx: &LayerContext<'_>, specs: &mut Vec<ResourceSpec>) {
     }
 }
 
-/// What the twin's event rules add to L2 on Azure: `EVENT_RULES` for the persister; when a rule
+/// What the twin's event rules add to the app (under `app`, where the persister runs):
+/// `EVENT_RULES` for the persister; when a rule
 /// sends feedback, the hub's host name (as ARM reports it) and the identity's "IoT Hub Data
 /// Contributor" role on the hub (direct methods); when a rule notifies, the Event Grid topic,
 /// its endpoint (as ARM reports it) and the identity's "EventGrid Data Sender" role on it.
 /// Nothing for a twin without rules.
 fn event_rule_specs(
     ctx: &LayerContext<'_>,
+    app: Layer,
     group: &ResourceSpec,
 ) -> Result<(Vec<ResourceSpec>, BTreeMap<String, l2::Setting>), CloudError> {
     use twin_functions_azure::app::settings as names_of;
@@ -469,7 +508,7 @@ fn event_rule_specs(
             };
             specs.push(roles::assignment_spec(
                 ctx,
-                Layer::L2,
+                app,
                 &scope,
                 &roles::IOT_HUB_DATA_CONTRIBUTOR,
                 principal,
@@ -482,12 +521,7 @@ fn event_rule_specs(
             return Err(CloudError::fatal("NameTooLong", problem));
         }
         let topic = ctx
-            .spec(
-                Layer::L2,
-                l2::events_topic::KIND,
-                l2::TWIN_KEY,
-                name.clone(),
-            )
+            .spec(app, l2::events_topic::KIND, l2::TWIN_KEY, name.clone())
             .desired(l2::events_topic::desired())
             .depends_on([group.id.clone()]);
         settings.insert(
@@ -510,7 +544,7 @@ fn event_rule_specs(
             };
             specs.push(roles::assignment_spec(
                 ctx,
-                Layer::L2,
+                app,
                 &scope,
                 &roles::EVENTGRID_DATA_SENDER,
                 principal,
@@ -521,15 +555,24 @@ fn event_rule_specs(
     Ok((specs, settings))
 }
 
-/// The app settings the handler's functions read from the other Azure layers' resources:
+/// The app settings the app's `functions` read from the other Azure layers' resources, each
+/// only when a function hosted there needs it (`required_settings`, the handler's own list):
 /// Cosmos DB's endpoint (as ARM reports it), database and container for L3 hot; the storage
-/// account's blob endpoint and the tiers' containers for L3 cold and archive.
-fn app_settings(ctx: &LayerContext<'_>) -> BTreeMap<String, l2::Setting> {
+/// account's blob endpoint and the tiers' containers for L3 cold and archive; the nonce
+/// ledger's container for `ingress-cold`; Digital Twins' host for the persister. The boundary
+/// secrets `ingress-cold` needs are not among them: `AppSettingsSecretStore` writes those, so
+/// their values are in no spec or state.
+fn app_settings(
+    ctx: &LayerContext<'_>,
+    functions: &[AppFunction],
+) -> BTreeMap<String, l2::Setting> {
     use twin_functions::env_vars;
     use twin_functions_azure::app::settings as names_of;
     let on = |l: Layer| ctx.twin.providers.get(l) == ProviderName::Azure;
+    let required = twin_functions_azure::app::required_settings(functions);
+    let needs = |name: &str| required.contains(&name);
     let mut s = BTreeMap::new();
-    if on(Layer::L3Hot) {
+    if on(Layer::L3Hot) && needs(names_of::COSMOS_ENDPOINT) {
         s.insert(
             names_of::COSMOS_ENDPOINT.to_string(),
             l2::Setting::Attr {
@@ -547,7 +590,7 @@ fn app_settings(ctx: &LayerContext<'_>) -> BTreeMap<String, l2::Setting> {
             l2::Setting::literal(l3::hot::CONTAINER_NAME),
         );
     }
-    if on(Layer::L4) {
+    if on(Layer::L4) && functions.contains(&AppFunction::Persister) {
         // The persister patches the device's twin at the host ARM reported for the instance.
         s.insert(
             names_of::ADT_ENDPOINT.to_string(),
@@ -559,22 +602,33 @@ fn app_settings(ctx: &LayerContext<'_>) -> BTreeMap<String, l2::Setting> {
         );
     }
     if let Some(home) = storage_layer(ctx.twin) {
-        s.insert(
-            names_of::BLOB_ENDPOINT.to_string(),
-            l2::Setting::Attr {
-                dep: crate::context::resource_id(home, l3::storage::KIND, "cold-archive").0,
-                attr: "blob_endpoint".into(),
-                template: None,
-            },
-        );
-        s.insert(
-            env_vars::COLD_BUCKET.to_string(),
-            l2::Setting::literal(names::blob_container_name("cold")),
-        );
-        s.insert(
-            env_vars::ARCHIVE_BUCKET.to_string(),
-            l2::Setting::literal(names::blob_container_name("archive")),
-        );
+        if needs(names_of::BLOB_ENDPOINT) {
+            s.insert(
+                names_of::BLOB_ENDPOINT.to_string(),
+                l2::Setting::Attr {
+                    dep: crate::context::resource_id(home, l3::storage::KIND, "cold-archive").0,
+                    attr: "blob_endpoint".into(),
+                    template: None,
+                },
+            );
+        }
+        for (name, tier) in [
+            (env_vars::COLD_BUCKET, "cold"),
+            (env_vars::ARCHIVE_BUCKET, "archive"),
+        ] {
+            if needs(name) {
+                s.insert(
+                    name.to_string(),
+                    l2::Setting::literal(names::blob_container_name(tier)),
+                );
+            }
+        }
+        if needs(names_of::BOUNDARY_NONCE_CONTAINER) {
+            s.insert(
+                names_of::BOUNDARY_NONCE_CONTAINER.to_string(),
+                l2::Setting::literal(l3::NONCE_CONTAINER),
+            );
+        }
     }
     s
 }
@@ -692,6 +746,25 @@ fn cold_archive_specs(
         .depends_on([account_id]);
     container.inputs[l3::containers::ACCOUNT_KEY] = json!(account_name);
     specs.push(container);
+    if layer == Layer::L3Cold && l2::receives_hot_to_cold(ctx.twin) {
+        // `ingress-cold`'s nonce ledger: one blob per accepted request, in the cold tier's
+        // account, where the identity already has Storage Blob Data Contributor.
+        let mut nonces = ctx
+            .spec(
+                layer,
+                l3::containers::KIND,
+                "boundary-nonces",
+                l3::NONCE_CONTAINER,
+            )
+            .desired(l3::containers::desired())
+            .depends_on([crate::context::resource_id(
+                home,
+                l3::storage::KIND,
+                "cold-archive",
+            )]);
+        nonces.inputs[l3::containers::ACCOUNT_KEY] = json!(account_name);
+        specs.push(nonces);
+    }
     specs
 }
 
@@ -719,15 +792,23 @@ impl Provider for AzureProvider {
         if !IMPLEMENTED.contains(&layer) || twin.providers.get(layer) != ProviderName::Azure {
             return Ok(Vec::new());
         }
-        if layer == Layer::L2 {
-            return self.l2_specs(twin).await;
-        }
+        let package = match l2::app_layer(twin) {
+            Some(app) if app == layer && self.describe_app => {
+                Some(self.app_package(twin, app).await?)
+            }
+            _ => None,
+        };
         let deployer = if matches!(layer, Layer::L1 | Layer::L4 | Layer::L5) {
             Some(l1::deployer_principal_id(&self.arm).await?)
         } else {
             None
         };
-        layer_specs(&self.ctx(twin), layer, None, deployer.as_deref())
+        layer_specs(
+            &self.ctx(twin),
+            layer,
+            package.as_ref(),
+            deployer.as_deref(),
+        )
     }
 
     fn driver(&self, kind: &str) -> Option<Arc<dyn ResourceDriver>> {

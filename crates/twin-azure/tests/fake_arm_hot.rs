@@ -37,8 +37,11 @@ fn policy(deadline: Duration) -> RetryPolicy {
     support::fast_retry(deadline)
 }
 
+/// The storage layers alone: L3 hot and cold on Azure get the twin's Function App too (the
+/// first Azure layer with functions owns it), which `fake_arm_app` and
+/// `fake_arm_cold_receiver` cover.
 async fn provider(fake: &FakeArm, config: &Arc<TwinConfig>) -> Arc<AzureProvider> {
-    Arc::new(support::provider(fake, config).await)
+    Arc::new(support::provider(fake, config).await.without_app())
 }
 
 fn engine(provider: &Arc<AzureProvider>, config: &Arc<TwinConfig>, retry: RetryPolicy) -> Engine {

@@ -18,8 +18,10 @@ fn write_twin(dir: &Path, twin: &str) -> Arc<TwinConfig> {
     support::write_twin(dir, twin, &[Layer::L3Cold, Layer::L3Archive])
 }
 
+/// The storage layers alone: L3 cold on Azure gets the twin's Function App too (its cold-to-
+/// archive mover), which `fake_arm_cold_receiver` covers.
 async fn engine(fake: &FakeArm, config: &Arc<TwinConfig>) -> (Engine, Arc<AzureProvider>) {
-    let provider = Arc::new(support::provider(fake, config).await);
+    let provider = Arc::new(support::provider(fake, config).await.without_app());
     let engine = support::engine(
         config,
         provider.clone(),

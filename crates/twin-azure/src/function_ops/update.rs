@@ -87,6 +87,15 @@ pub async fn update(
             format!("no layer of twin {} is on Azure", twin.name()),
         )
     })?;
+    let app_layer = l2::app_layer(twin).ok_or_else(|| {
+        CloudError::fatal(
+            "NotOnAzure",
+            format!(
+                "no layer of twin {} with functions (layer 2, 3 hot or 3 cold) is on Azure",
+                twin.name()
+            ),
+        )
+    })?;
     let built = source.package(twin).await?;
     let ctx = LayerContext {
         twin,
@@ -95,15 +104,18 @@ pub async fn update(
         resource_group: app.group.clone(),
     };
     // The package's spec exactly as deploy makes it (name, inputs, desired hash and functions).
-    let pkg_spec = l2::layer_specs(&ctx, shared, &built, &BTreeMap::new())
+    let pkg_spec = l2::layer_specs(&ctx, shared, app_layer, &built, &BTreeMap::new())
         .into_iter()
-        .find(|s| s.id == l2::package_id())
+        .find(|s| s.id == l2::package_id(app_layer))
         .ok_or_else(|| {
-            CloudError::fatal("SpecIncomplete", format!("{what}: L2 describes no package"))
+            CloudError::fatal(
+                "SpecIncomplete",
+                format!("{what}: the app layer describes no package"),
+            )
         })?;
     // What the package driver reads from its site dependency: the SCM host ARM reported.
     let deps = Outputs(HashMap::from([(
-        l2::site_id(),
+        l2::site_id(app_layer),
         Observed::new(
             site_arm_id.clone(),
             json!({"id": site_arm_id, "scm_host": scm}),

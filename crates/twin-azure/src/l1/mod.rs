@@ -25,9 +25,10 @@ pub const DISPATCHER_FUNCTION_KIND: &str = crate::l2::package::KIND;
 /// (`<site id>/functions/dispatcher`).
 pub const DISPATCHER_ATTR: &str = "dispatcher_function_id";
 
-/// The id of the spec whose outputs carry the dispatcher function's ARM id.
+/// The id of the spec whose outputs carry the dispatcher function's ARM id: the dispatcher
+/// runs in L2's Function App (it needs the processor in process), so the app layer is L2.
 pub fn dispatcher_spec_id() -> ResourceId {
-    crate::l2::package_id()
+    crate::l2::package_id(Layer::L2)
 }
 
 /// The id of the hub's spec.

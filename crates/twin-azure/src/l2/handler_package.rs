@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::sync::Arc;
 use twin_artifacts::Artifacts;
-use twin_config::{names, Layer, ProviderName, TwinConfig};
+use twin_config::{names, TwinConfig};
 use twin_engine::CloudError;
 use twin_functions::catalogue::{CatalogueDevice, DeviceCatalogue};
 use twin_functions_azure::app::{package, package_hash, AppFunction, PackageInput};
@@ -34,23 +34,13 @@ impl HandlerPackage {
     }
 }
 
-/// The functions the app runs for the layers the twin keeps on Azure.
+/// The functions the app runs for the layers the twin keeps on Azure (`ingress-cold` when L3
+/// cold receives the hot → cold hop from another cloud), in [`super::APP_LAYERS`] order.
 pub fn app_functions(twin: &TwinConfig) -> Vec<AppFunction> {
-    let on = |l: Layer| twin.providers.get(l) == ProviderName::Azure;
-    let mut functions = Vec::new();
-    if on(Layer::L1) {
-        functions.push(AppFunction::Dispatcher);
-    }
-    if on(Layer::L2) {
-        functions.extend([AppFunction::Processor, AppFunction::Persister]);
-    }
-    if on(Layer::L3Hot) {
-        functions.extend([AppFunction::HotReader, AppFunction::HotToColdMover]);
-    }
-    if on(Layer::L3Cold) {
-        functions.push(AppFunction::ColdToArchiveMover);
-    }
-    functions
+    super::APP_LAYERS
+        .into_iter()
+        .flat_map(|l| super::layer_functions(twin, l))
+        .collect()
 }
 
 /// The device catalogue the handler loads: every device's property types, and for a device

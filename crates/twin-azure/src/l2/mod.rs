@@ -1,8 +1,14 @@
-//! L2 on Azure: one Flex Consumption Function App per twin that runs the twin's one custom
-//! handler binary (SPEC §9), with what it needs around it: its own host and deployment storage
-//! account and package container, a Log Analytics workspace and workspace-based Application
-//! Insights, the FC1 plan, the site, its app settings, its basic-auth publishing policies, and
-//! the code package deployed with OneDeploy and an Entra token.
+//! The twin's Function App on Azure: one Flex Consumption Function App per twin that runs the
+//! twin's one custom handler binary (SPEC §9), with what it needs around it: its own host and
+//! deployment storage account and package container, a Log Analytics workspace and
+//! workspace-based Application Insights, the FC1 plan, the site, its app settings, its
+//! basic-auth publishing policies, and the code package deployed with OneDeploy and an Entra
+//! token.
+//!
+//! The app belongs to the twin's *app layer* ([`app_layer`]): the first of L2, L3 hot and L3
+//! cold that is on Azure and has functions there. It is L2 whenever L2 is on Azure; a twin that
+//! keeps only its storage on Azure (L3 cold and archive receiving from another cloud) gets the
+//! same app under L3 cold, holding only the functions of the layers on Azure.
 
 pub mod events_topic;
 pub mod handler_package;
@@ -19,8 +25,9 @@ use crate::{identity, l3};
 use async_trait::async_trait;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use twin_config::{names, Layer, TwinConfig};
+use twin_config::{names, Hop, Layer, ProviderName, TwinConfig};
 use twin_engine::{CloudError, ResourceId, ResourceSpec};
+use twin_functions_azure::app::AppFunction;
 
 pub use settings::Setting;
 
@@ -70,20 +77,80 @@ impl AppPackageSource for StaticPackage {
     }
 }
 
-/// The id of an L2 spec of `kind` with `key`, under the layer that owns L2's resources.
-pub fn spec_id(kind: &str, key: &str) -> ResourceId {
-    resource_id(Layer::L2, kind, key)
+/// The layers that can hold the twin's Function App, in the order the first one on Azure with
+/// functions is chosen (L1's dispatcher runs in L2's app: it needs the processor in process).
+pub const APP_LAYERS: [Layer; 3] = [Layer::L2, Layer::L3Hot, Layer::L3Cold];
+
+/// Whether the twin's L3 cold on Azure receives the hot → cold hop from another cloud
+/// (`Hop::HotToCold` with its receiver on Azure): then the app hosts `ingress-cold`.
+pub fn receives_hot_to_cold(twin: &TwinConfig) -> bool {
+    twin_config::cross_cloud_boundaries(twin.name(), &twin.providers)
+        .iter()
+        .any(|b| b.hop == Hop::HotToCold && b.receiver.provider == ProviderName::Azure)
 }
 
-/// The package spec's id: role assignments the package needs (see [`role_needs`]) must be
-/// among its dependencies, so the first deployment finds its rights in place.
-pub fn package_id() -> ResourceId {
-    spec_id(package::KIND, "handler")
+/// The functions `layer` brings to the twin's Function App (none when it is not on Azure).
+pub fn layer_functions(twin: &TwinConfig, layer: Layer) -> Vec<AppFunction> {
+    let on = |l: Layer| twin.providers.get(l) == ProviderName::Azure;
+    if !on(layer) {
+        return Vec::new();
+    }
+    match layer {
+        Layer::L2 => {
+            let mut f = Vec::new();
+            // The dispatcher runs the processor and the persister in its own invocation, so
+            // it lives where they do; with L2 elsewhere it is the L1 → L2 boundary's sender.
+            if on(Layer::L1) {
+                f.push(AppFunction::Dispatcher);
+            }
+            f.extend([AppFunction::Processor, AppFunction::Persister]);
+            f
+        }
+        Layer::L3Hot => vec![AppFunction::HotReader, AppFunction::HotToColdMover],
+        Layer::L3Cold => {
+            let mut f = vec![AppFunction::ColdToArchiveMover];
+            if receives_hot_to_cold(twin) {
+                f.push(AppFunction::IngressCold);
+            }
+            f
+        }
+        _ => Vec::new(),
+    }
 }
 
-/// The site spec's id (its outputs: `id`, `default_host_name`, `scm_host`).
-pub fn site_id() -> ResourceId {
-    spec_id(site::KIND, TWIN_KEY)
+/// The layer that owns the twin's Function App: the first of [`APP_LAYERS`] on Azure with
+/// functions; `None` when no function of the twin runs on Azure.
+pub fn app_layer(twin: &TwinConfig) -> Option<Layer> {
+    APP_LAYERS
+        .into_iter()
+        .find(|l| !layer_functions(twin, *l).is_empty())
+}
+
+/// The id of a spec of the Function App's, of `kind` with `key`, under the app layer `app`.
+pub fn spec_id(app: Layer, kind: &str, key: &str) -> ResourceId {
+    resource_id(app, kind, key)
+}
+
+/// The package spec's id under the app layer `app`: role assignments the package needs (see
+/// [`role_needs`]) must be among its dependencies, so the first deployment finds its rights
+/// in place.
+pub fn package_id(app: Layer) -> ResourceId {
+    spec_id(app, package::KIND, "handler")
+}
+
+/// The site spec's id under the app layer `app` (its outputs: `id`, `default_host_name`,
+/// `scm_host`, and [`site::INGRESS_COLD_URL`] when the app hosts `ingress-cold`).
+pub fn site_id(app: Layer) -> ResourceId {
+    spec_id(app, site::KIND, TWIN_KEY)
+}
+
+/// Where the hot → cold receiver's URL of a twin is, for a sender on another cloud to depend
+/// on: the site spec's id and its output attribute ([`site::INGRESS_COLD_URL`],
+/// `https://<defaultHostName>/api/ingress-cold`). `None` when the twin's L3 cold on Azure
+/// receives no hot → cold hop.
+pub fn ingress_cold_url_source(twin: &TwinConfig) -> Option<(ResourceId, &'static str)> {
+    let app = app_layer(twin)?;
+    receives_hot_to_cold(twin).then(|| (site_id(app), site::INGRESS_COLD_URL))
 }
 
 /// The role assignments the twin's identity needs for L2, as (scope spec id, built-in role
@@ -91,24 +158,29 @@ pub fn site_id() -> ResourceId {
 /// timers' blob leases, the deployment container; the handler uses no queue or table trigger,
 /// so no queue/table role), and Monitoring Metrics Publisher on Application Insights (local
 /// auth is disabled, so telemetry is sent with the identity).
-pub fn role_needs() -> Vec<(ResourceId, &'static str)> {
+pub fn role_needs(app: Layer) -> Vec<(ResourceId, &'static str)> {
     vec![
         (
-            spec_id(l3::storage::KIND, HOST_ACCOUNT_KEY),
+            spec_id(app, l3::storage::KIND, HOST_ACCOUNT_KEY),
             STORAGE_BLOB_DATA_OWNER,
         ),
         (
-            spec_id(insights::KIND, TWIN_KEY),
+            spec_id(app, insights::KIND, TWIN_KEY),
             MONITORING_METRICS_PUBLISHER,
         ),
     ]
 }
 
-/// The settings every twin's app gets (names as the handler reads them), from the identity,
-/// Application Insights and the host storage account; other layers add theirs with `extra`.
-pub fn base_settings(ctx: &LayerContext<'_>, shared: Layer) -> BTreeMap<String, Setting> {
+/// The settings every twin's app gets (names as the handler reads them), from the identity
+/// (owned by `shared`), Application Insights and the host storage account (owned by the app
+/// layer `app`); other layers add theirs with `extra`.
+pub fn base_settings(
+    ctx: &LayerContext<'_>,
+    shared: Layer,
+    app: Layer,
+) -> BTreeMap<String, Setting> {
     let identity = resource_id(shared, identity::KIND, "twin");
-    let insights = spec_id(insights::KIND, TWIN_KEY);
+    let insights = spec_id(app, insights::KIND, TWIN_KEY);
     let account = names::function_storage_account_name(ctx.name(), ctx.arm.subscription_id());
     let client_id = |template: Option<&str>| Setting::Attr {
         dep: identity.0.clone(),
@@ -158,16 +230,18 @@ fn log_level(twin: &TwinConfig) -> &'static str {
     twin.twin.mode.as_str()
 }
 
-/// L2's resources on Azure. `shared` is the layer owning the group and the identity;
-/// `package` is the built package (its hash and functions are the package's desired
-/// settings); `extra` are app settings other layers need (they win over the base ones).
+/// The Function App's resources on Azure, under the app layer `app` ([`app_layer`]). `shared`
+/// is the layer owning the group and the identity; `package` is the built package (its hash
+/// and functions are the package's desired settings); `extra` are app settings other layers
+/// need (they win over the base ones).
 pub fn layer_specs(
     ctx: &LayerContext<'_>,
     shared: Layer,
+    app: Layer,
     package: &AppPackage,
     extra: &BTreeMap<String, Setting>,
 ) -> Vec<ResourceSpec> {
-    let layer = Layer::L2;
+    let layer = app;
     let sub = ctx.arm.subscription_id();
     let group = resource_id(shared, crate::resource_group::KIND, "twin");
     let identity = resource_id(shared, identity::KIND, "twin");
@@ -233,8 +307,15 @@ pub fn layer_specs(
     site.inputs[site::IDENTITY_KEY] = json!(identity.0);
     site.inputs[site::ACCOUNT_KEY] = json!(account.id.0);
     site.inputs[site::CONTAINER_KEY] = json!(PACKAGE_CONTAINER);
+    if package
+        .functions
+        .iter()
+        .any(|f| f == AppFunction::IngressCold.name())
+    {
+        site.inputs[site::INGRESS_COLD_KEY] = json!(true);
+    }
 
-    let mut all = base_settings(ctx, shared);
+    let mut all = base_settings(ctx, shared, app);
     all.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
     let app_settings = settings::spec(ctx, &site, &app_name, &all);
 

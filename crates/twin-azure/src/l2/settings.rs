@@ -1,6 +1,8 @@
 //! The Function App's app settings (`Microsoft.Web/sites/config/appsettings`, API 2024-11-01) as
 //! a resource of their own, so a changed or removed setting is drift the next deploy fixes.
-//! Settings someone else added are kept (a write merges into what the app has; ours win).
+//! Settings someone else added are kept (a write merges into what the app has; ours win), and
+//! a delete removes only ours: among them the boundary secrets that
+//! `crate::boundary_secret::AppSettingsSecretStore` writes after apply, which no spec names.
 //!
 //! Values known when the plan is made (names, days) are desired settings compared as they are.
 //! Values that come from other resources (the identity's client id, Application Insights'
@@ -17,7 +19,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use twin_config::Layer;
 use twin_engine::{CloudError, Observed, Outputs, ResourceDriver, ResourceId, ResourceSpec};
 
 /// Driver kind of the app settings.
@@ -108,7 +109,7 @@ pub fn spec(
         }
     }
     let mut spec = ctx
-        .spec(Layer::L2, KIND, super::TWIN_KEY, "appsettings")
+        .spec(site.layer, KIND, super::TWIN_KEY, "appsettings")
         .desired(json!({"settings": literal, "derived": in_sync}))
         .depends_on(deps);
     spec.inputs[SITE_KEY] = json!(app_name);
@@ -401,7 +402,7 @@ impl ResourceDriver for AppSettingsDriver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use twin_config::ProviderName;
+    use twin_config::{Layer, ProviderName};
 
     fn spec_with(literal: Value, derived_in: Value, in_sync: Value) -> ResourceSpec {
         let mut s = ResourceSpec::new(

@@ -7,6 +7,7 @@
 
 use crate::arm::ArmClient;
 use crate::context::{input, merged_tags, owner_from, settled_state, GROUP_KEY, LOCATION_KEY};
+use crate::function_ops::host_base_url;
 use crate::l2::{link, plan, same_id, site_path};
 use async_trait::async_trait;
 use serde_json::{json, Value};
@@ -30,6 +31,13 @@ pub const IDENTITY_KEY: &str = "identity";
 pub const ACCOUNT_KEY: &str = "account";
 /// Inputs key: name of the deployment container.
 pub const CONTAINER_KEY: &str = "container";
+/// Inputs key: `true` when the app's package holds `ingress-cold` (its URL is then an output).
+pub const INGRESS_COLD_KEY: &str = "ingress_cold";
+
+/// Output attribute of the site when the app hosts the hot → cold boundary's receiver: its
+/// URL, `https://<defaultHostName>/api/ingress-cold` from the host name ARM reported, for the
+/// sender on another cloud (`BOUNDARY_INGRESS_URL` of the remote hot-to-cold mover).
+pub const INGRESS_COLD_URL: &str = "ingress_cold_url";
 
 /// Memory of one instance (MB; Flex offers 512, 2048, 4096).
 const INSTANCE_MEMORY_MB: u64 = 2048;
@@ -156,7 +164,7 @@ impl SiteDriver {
                 &format!("{what} web config"),
             )
             .await?;
-        observe(&got, Some(&web), &l, &what)
+        observe(&got, Some(&web), &l, &Serves::of(spec, &self.arm), &what)
     }
 }
 
@@ -188,10 +196,31 @@ pub fn scm_host(body: &Value) -> Option<String> {
     from_ssl.or_else(from_enabled).map(str::to_string)
 }
 
+/// What the site's observation reports besides ARM's answer: whether it serves `ingress-cold`,
+/// and whether its host is behind a local fake (plain http).
+struct Serves {
+    ingress_cold: bool,
+    local: bool,
+}
+
+impl Serves {
+    fn of(spec: &ResourceSpec, arm: &ArmClient) -> Self {
+        Serves {
+            ingress_cold: spec
+                .inputs
+                .get(INGRESS_COLD_KEY)
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            local: arm.is_local(),
+        }
+    }
+}
+
 fn observe(
     body: &Value,
     web: Option<&Value>,
     l: &Links,
+    serves: &Serves,
     what: &str,
 ) -> Result<Observed, CloudError> {
     let state = settled_state(body, what)?;
@@ -229,6 +258,14 @@ fn observe(
         .and_then(Value::as_object)
         .is_some_and(|m| m.keys().any(|k| same_id(Some(k), &l.identity)));
     let w = |k: &str| web.and_then(|w| w.pointer(&format!("/properties/{k}")).cloned());
+    // The receiver's URL from the host ARM reported, never a name rebuilt here.
+    let ingress_cold_url = serves.ingress_cold.then(|| {
+        format!(
+            "{}/api/{}",
+            host_base_url(default_host, serves.local),
+            twin_functions_azure::app::AppFunction::IngressCold.name()
+        )
+    });
     Ok(Observed::new(
         id,
         json!({
@@ -253,6 +290,7 @@ fn observe(
             // Hosts as ARM reports them: the data plane is never addressed by a rebuilt name.
             "default_host_name": default_host,
             "scm_host": scm,
+            INGRESS_COLD_URL: ingress_cold_url,
         }),
     )
     .owned_by(owner_from(body.get("tags"))))
@@ -285,7 +323,14 @@ impl ResourceDriver for SiteDriver {
             identity: String::new(),
             container_url: String::new(),
         });
-        observe(&body, web.as_ref(), &links, &what).map(Some)
+        observe(
+            &body,
+            web.as_ref(),
+            &links,
+            &Serves::of(spec, &self.arm),
+            &what,
+        )
+        .map(Some)
     }
 
     async fn create(&self, spec: &ResourceSpec, deps: &Outputs) -> Result<Observed, CloudError> {

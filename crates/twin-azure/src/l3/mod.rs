@@ -3,6 +3,10 @@
 //! public or shared-key access) with a `cold` and an `archive` blob container; blobs get their
 //! tier on upload.
 
+/// The blob container of `ingress-cold`'s nonce ledger (`BOUNDARY_NONCE_CONTAINER`), in the
+/// cold tier's storage account, when L3 cold receives the hot → cold hop from another cloud.
+pub const NONCE_CONTAINER: &str = "boundary-nonces";
+
 pub mod containers;
 pub mod hot;
 pub mod storage;

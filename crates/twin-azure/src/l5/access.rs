@@ -15,6 +15,7 @@ use crate::l2;
 use async_trait::async_trait;
 use serde_json::{json, Value};
 use std::sync::Arc;
+use twin_config::Layer;
 use twin_engine::{CloudError, ErrorClass, Outputs, ResourceSpec};
 use twin_functions_azure::app::AppFunction;
 use twin_grafana::api::{Forbidden, GrafanaAuth, Secret, Target};
@@ -93,7 +94,8 @@ impl HotReaderLink {
 
     /// The Function App's base URL, from the site's outputs.
     fn base(&self, deps: &Outputs) -> Result<String, CloudError> {
-        let host = deps.attr(&l2::site_id(), "default_host_name")?;
+        // Grafana on Azure needs L2 there (see `l5::specs`): the app layer is L2.
+        let host = deps.attr(&l2::site_id(Layer::L2), "default_host_name")?;
         Ok(host_base_url(&host, self.arm.is_local()))
     }
 }
@@ -102,7 +104,7 @@ impl HotReaderLink {
 impl DatasourceLink for HotReaderLink {
     async fn body_extra(&self, spec: &ResourceSpec, deps: &Outputs) -> Result<Value, CloudError> {
         let base = self.base(deps)?;
-        let site_path = deps.attr(&l2::site_id(), "id")?;
+        let site_path = deps.attr(&l2::site_id(Layer::L2), "id")?;
         let key = function_key(
             &self.arm,
             &site_path,

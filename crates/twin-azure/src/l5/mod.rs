@@ -96,7 +96,8 @@ pub fn specs(
         .spec(Layer::L5, DATASOURCE_KIND, "hot", ds_uid.clone())
         // The key is listed from the app once its package holds the hot reader.
         .depends_on(api_deps.clone())
-        .depends_on([l2::site_id(), l2::package_id()])
+        // Grafana on Azure needs L2 there (checked above), so the app layer is L2.
+        .depends_on([l2::site_id(Layer::L2), l2::package_id(Layer::L2)])
         .desired(json!({
             "name": format!("{twin} hot data"),
             "type": dashboard_model::INFINITY_TYPE,

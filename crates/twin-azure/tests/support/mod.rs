@@ -226,3 +226,39 @@ pub fn twin_resources(fake: &FakeArm, twin: &str) -> Vec<String> {
         .filter(|i| *i == g || i.starts_with(&format!("{g}/")))
         .collect()
 }
+
+/// A provider standing for another cloud in a mixed twin: it describes, discovers and drives
+/// nothing, so an engine deploys the twin's Azure layers for real and the other cloud's layers
+/// as empty (their own crate's tests cover them).
+pub struct OtherCloud(pub ProviderName);
+
+#[async_trait::async_trait]
+impl Provider for OtherCloud {
+    fn name(&self) -> ProviderName {
+        self.0
+    }
+
+    fn scope(&self) -> twin_engine::Scope {
+        Default::default()
+    }
+
+    async fn layer_resources(
+        &self,
+        _: Layer,
+        _: &TwinConfig,
+    ) -> Result<Vec<twin_engine::ResourceSpec>, twin_engine::CloudError> {
+        Ok(Vec::new())
+    }
+
+    fn driver(&self, _: &str) -> Option<Arc<dyn twin_engine::ResourceDriver>> {
+        None
+    }
+
+    async fn discover(
+        &self,
+        _: Layer,
+        _: &TwinConfig,
+    ) -> Result<Vec<twin_engine::ResourceSpec>, twin_engine::CloudError> {
+        Ok(Vec::new())
+    }
+}
