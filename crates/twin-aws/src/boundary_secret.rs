@@ -33,7 +33,10 @@ pub fn desired(twin: &str, hop: &str) -> Value {
 
 /// The spec of `boundary`'s secret on its AWS sending side, in the sender's layer (key: the
 /// hop's slug). Its `arn` output is what the sender's role may read.
-pub fn secret_spec(ctx: &crate::LayerContext<'_>, boundary: &twin_config::Boundary) -> ResourceSpec {
+pub fn secret_spec(
+    ctx: &crate::LayerContext<'_>,
+    boundary: &twin_config::Boundary,
+) -> ResourceSpec {
     let hop = boundary.hop.slug();
     ctx.spec(boundary.sender.layer, KIND, hop, &boundary.secret)
         .desired(desired(ctx.name(), hop))

@@ -15,8 +15,7 @@ use std::time::Duration;
 use twin_config::{names, Layer};
 use twin_engine::wait::poll_until;
 use twin_engine::{
-    CloudError, ErrorClass, Observed, OutputRef, Outputs, ResourceDriver, ResourceId,
-    ResourceSpec,
+    CloudError, ErrorClass, Observed, OutputRef, Outputs, ResourceDriver, ResourceId, ResourceSpec,
 };
 
 /// Driver kind of a function.
@@ -138,10 +137,7 @@ impl FunctionSpec {
             .collect();
         env.extend(self.env_refs.iter().map(|(k, r)| (k.clone(), r.to_value())));
         env.insert("TWIN_NAME".into(), json!(ctx.name()));
-        env.insert(
-            "LOG_LEVEL".into(),
-            json!(ctx.twin.twin.mode.as_str()),
-        );
+        env.insert("LOG_LEVEL".into(), json!(ctx.twin.twin.mode.as_str()));
         let key = ctx.artifacts.object_key(&self.crate_name)?;
         let function = ctx
             .spec(layer, KIND, &self.local_name, name)

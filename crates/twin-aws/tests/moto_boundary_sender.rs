@@ -147,7 +147,10 @@ async fn the_mover_sends_to_the_azure_ingress_with_exactly_its_secret() {
     let state = std::fs::read_to_string(dir.path().join(".deployer").join(format!("{twin}.json")))
         .expect("state");
     assert!(state.contains(&secret_name));
-    assert!(!state.contains(&value.encoded()), "the state holds the secret");
+    assert!(
+        !state.contains(&value.encoded()),
+        "the state holds the secret"
+    );
 
     // The mover posts to the Function App's ingress-cold and signs with that secret.
     let mover = format!("{twin}-hot-to-cold-mover");
@@ -163,10 +166,7 @@ async fn the_mover_sends_to_the_azure_ingress_with_exactly_its_secret() {
         env.get(env_vars::BOUNDARY_INGRESS_URL).map(String::as_str),
         Some(format!("https://{HOST}/api/ingress-cold").as_str())
     );
-    assert_eq!(
-        env.get(env_vars::BOUNDARY_SECRET_NAME),
-        Some(&secret_name)
-    );
+    assert_eq!(env.get(env_vars::BOUNDARY_SECRET_NAME), Some(&secret_name));
 
     // Its role may read exactly that secret (the ARN with Secrets Manager's suffix), and no
     // bucket: cold is not on AWS.

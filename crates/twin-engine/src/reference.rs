@@ -185,7 +185,7 @@ pub(crate) fn link(
                         _ if !strict => return Ok(None),
                         [] => {
                             return Err(EngineError::MissingDependency(format!(
-                                "{label} needs the `{attr}` of the {kind} on {provider}, which this twin does not describe; deploy the layer that holds it on {provider}",
+                                "{label} needs the `{attr}` of the {kind} on {provider}, which is neither among the resources of this command nor recorded as deployed; deploy the layer that holds it on {provider} first",
                                 attr = r.attr
                             )))
                         }
@@ -239,7 +239,10 @@ pub(crate) fn resolve<'a>(
     let mut out = spec.clone();
     let label = spec.label();
     let mut f = |r: &OutputRef| -> Result<Option<Value>, CloudError> {
-        let got = r.id().and_then(|id| deps.get(id)).and_then(|o| o.attr(&r.attr));
+        let got = r
+            .id()
+            .and_then(|id| deps.get(id))
+            .and_then(|o| o.attr(&r.attr));
         match got {
             Some(v) => Ok(Some(Value::String(r.apply(v)))),
             None if !strict => Ok(Some(Value::String(pending_text(r)))),
@@ -292,7 +295,10 @@ mod tests {
         let app = spec("l3-cold/app/twin", ProviderName::Azure, "app");
         let mut specs = vec![sender, app];
         link(&mut specs, &BTreeMap::new(), true).unwrap();
-        assert_eq!(specs[0].depends_on, vec![ResourceId("l3-cold/app/twin".into())]);
+        assert_eq!(
+            specs[0].depends_on,
+            vec![ResourceId("l3-cold/app/twin".into())]
+        );
         let linked = OutputRef::from_value(&specs[0].desired["env"]["URL"]).unwrap();
         assert_eq!(
             linked.target,
@@ -333,14 +339,21 @@ mod tests {
         let mut lenient = [sender()];
         link(&mut lenient, &BTreeMap::new(), false).unwrap();
         assert!(lenient[0].depends_on.is_empty());
-        assert!(e.to_string().contains("fn l3-hot/fn/mover needs the `host` of the app on azure"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("fn l3-hot/fn/mover needs the `host` of the app on azure"),
+            "{e}"
+        );
         let mut two = vec![
             sender(),
             spec("a/app/1", ProviderName::Azure, "app"),
             spec("b/app/2", ProviderName::Azure, "app"),
         ];
         let e = link(&mut two, &BTreeMap::new(), true).unwrap_err();
-        assert!(e.to_string().contains("there are 2: a/app/1, b/app/2"), "{e}");
+        assert!(
+            e.to_string().contains("there are 2: a/app/1, b/app/2"),
+            "{e}"
+        );
         // The same kind on another provider is not it.
         let mut other = vec![sender(), spec("a/app/1", ProviderName::Aws, "app")];
         assert!(link(&mut other, &BTreeMap::new(), true).is_err());
@@ -356,8 +369,14 @@ mod tests {
         }));
         let deps = Outputs(
             [
-                (app.clone(), Observed::new("app", json!({"host": "h.example.net"}))),
-                (secret.clone(), Observed::new("s", json!({"arn": "arn:secret:b-Ab12Cd"}))),
+                (
+                    app.clone(),
+                    Observed::new("app", json!({"host": "h.example.net"})),
+                ),
+                (
+                    secret.clone(),
+                    Observed::new("s", json!({"arn": "arn:secret:b-Ab12Cd"})),
+                ),
             ]
             .into_iter()
             .collect(),
@@ -369,7 +388,10 @@ mod tests {
             json!(["arn:secret:b-Ab12Cd", "arn:other"])
         );
         let plain = spec("x", ProviderName::Aws, "fn").desired(json!({"a": 1}));
-        assert!(matches!(resolve(&plain, &deps, true).unwrap(), Cow::Borrowed(_)));
+        assert!(matches!(
+            resolve(&plain, &deps, true).unwrap(),
+            Cow::Borrowed(_)
+        ));
     }
 
     #[test]
@@ -384,6 +406,10 @@ mod tests {
         );
         let e = resolve(&s, &Outputs::default(), true).unwrap_err();
         assert_eq!(e.code, "DependencyMissing");
-        assert!(e.message.contains("fn l3-hot/fn/mover needs host of l2/app/twin"), "{e}");
+        assert!(
+            e.message
+                .contains("fn l3-hot/fn/mover needs host of l2/app/twin"),
+            "{e}"
+        );
     }
 }

@@ -34,8 +34,12 @@ pub const AZURE_COLD_INGRESS_URL: &str = "https://{}/api/ingress-cold";
 pub fn cold_ingress_url(receiver: ProviderName) -> Option<OutputRef> {
     match receiver {
         ProviderName::Azure => Some(
-            OutputRef::of_kind(ProviderName::Azure, AZURE_FUNCTION_APP_KIND, AZURE_HOST_ATTR)
-                .within(AZURE_COLD_INGRESS_URL),
+            OutputRef::of_kind(
+                ProviderName::Azure,
+                AZURE_FUNCTION_APP_KIND,
+                AZURE_HOST_ATTR,
+            )
+            .within(AZURE_COLD_INGRESS_URL),
         ),
         _ => None,
     }
@@ -276,7 +280,11 @@ mod tests {
     #[test]
     fn cold_on_azure_gives_the_mover_the_boundary_secret_and_the_remote_ingress() {
         let specs = hot(&twin(ProviderName::Azure));
-        let secret = named(&specs, crate::boundary_secret::KIND, "t-boundary-hot-to-cold");
+        let secret = named(
+            &specs,
+            crate::boundary_secret::KIND,
+            "t-boundary-hot-to-cold",
+        );
         assert_eq!(secret.layer, Layer::L3Hot);
         assert_eq!(
             secret.id,
@@ -284,17 +292,26 @@ mod tests {
         );
         let mover = named(&specs, crate::lambda_fn::KIND, "t-hot-to-cold-mover");
         let env = &mover.desired["env"];
-        assert_eq!(env[env_vars::BOUNDARY_SECRET_NAME], "t-boundary-hot-to-cold");
+        assert_eq!(
+            env[env_vars::BOUNDARY_SECRET_NAME],
+            "t-boundary-hot-to-cold"
+        );
         let url = OutputRef::from_value(&env[env_vars::BOUNDARY_INGRESS_URL]).expect("a reference");
         assert_eq!(
             url,
-            OutputRef::of_kind(ProviderName::Azure, "azure_function_app", "default_host_name")
-                .within("https://{}/api/ingress-cold")
+            OutputRef::of_kind(
+                ProviderName::Azure,
+                "azure_function_app",
+                "default_host_name"
+            )
+            .within("https://{}/api/ingress-cold")
         );
         assert!(mover.depends_on.contains(&secret.id));
         // The role reads exactly that secret, by its ARN output; no S3 right at all.
         let role = named(&specs, crate::iam::KIND, "t-hot-to-cold-mover");
-        let statements = role.desired["policy"]["Statement"].as_array().expect("statements");
+        let statements = role.desired["policy"]["Statement"]
+            .as_array()
+            .expect("statements");
         let reads: Vec<&Value> = statements
             .iter()
             .filter(|s| s["Action"].to_string().contains("secretsmanager"))
@@ -305,7 +322,11 @@ mod tests {
             reads[0]["Resource"],
             json!([OutputRef::of(secret.id.clone(), "arn").to_value()])
         );
-        assert!(!role.desired.to_string().contains("s3:"), "{}", role.desired);
+        assert!(
+            !role.desired.to_string().contains("s3:"),
+            "{}",
+            role.desired
+        );
     }
 
     #[test]
@@ -321,6 +342,8 @@ mod tests {
         assert!(text.contains("s3:PutObject"), "{text}");
         assert!(!text.contains("secretsmanager"), "{text}");
         // No reference anywhere: the in-cloud mover is what it was.
-        assert!(!serde_json::to_string(&specs).expect("json").contains("$output"));
+        assert!(!serde_json::to_string(&specs)
+            .expect("json")
+            .contains("$output"));
     }
 }
