@@ -168,14 +168,7 @@ async fn secret_store(
 /// layers (`only`, or all). Each outcome goes to stderr by name and fingerprint-free; a value is
 /// never printed, logged or stored.
 pub async fn sync_secrets(config: &TwinConfig, only: Option<Layer>) -> Result<(), CliError> {
-    for status in statuses(config)
-        .into_iter()
-        .filter(BoundaryStatus::deployable)
-    {
-        let b = &status.boundary;
-        if only.is_some_and(|l| l != b.sender.layer && l != b.receiver.layer) {
-            continue;
-        }
+    for b in &to_sync(config, only) {
         let slug = b.hop.slug();
         let sender = secret_store(config, b.sender.provider, b).await?;
         let receiver = secret_store(config, b.receiver.provider, b).await?;
@@ -187,6 +180,17 @@ pub async fn sync_secrets(config: &TwinConfig, only: Option<Layer>) -> Result<()
         eprintln!("boundary {slug}: secret {outcome:?}");
     }
     Ok(())
+}
+
+/// The boundaries a deploy of `only` (or all layers) syncs: the deployable ones with a side
+/// in the deployed layers (a deploy of another layer leaves their secrets alone).
+fn to_sync(config: &TwinConfig, only: Option<Layer>) -> Vec<Boundary> {
+    statuses(config)
+        .into_iter()
+        .filter(BoundaryStatus::deployable)
+        .map(|s| s.boundary)
+        .filter(|b| only.is_none_or(|l| l == b.sender.layer || l == b.receiver.layer))
+        .collect()
 }
 
 /// `deployer rotate-secrets`: a new secret for every cross-cloud boundary of the twin
@@ -270,6 +274,39 @@ mod tests {
         assert_eq!(doc[0]["receiver"]["layer"], "l3-archive");
         assert_eq!(doc[0]["deployable"], false);
         assert_eq!(doc[0]["missing"].as_array().map(Vec::len), Some(2));
+    }
+
+    /// A deploy syncs only boundaries this version builds, and only those with a side in the
+    /// deployed layers.
+    #[test]
+    fn deploy_syncs_the_deployable_boundaries_it_touches() {
+        let mut config = example();
+        assert!(to_sync(&config, None).is_empty());
+        for l in Layer::ALL {
+            config.providers.set(l, ProviderName::Aws);
+        }
+        config.providers.set(Layer::L3Cold, ProviderName::Azure);
+        config.providers.set(Layer::L3Archive, ProviderName::Azure);
+        let hot_to_cold = statuses(&config)
+            .into_iter()
+            .find(|s| s.boundary.hop == Hop::HotToCold)
+            .expect("the hot-to-cold boundary");
+        let expected: Vec<Hop> = if hot_to_cold.deployable() {
+            vec![Hop::HotToCold]
+        } else {
+            // Until the Azure ingress is built (INGRESS_BUILT), nothing is synced.
+            Vec::new()
+        };
+        let hops = |only| {
+            to_sync(&config, only)
+                .iter()
+                .map(|b| b.hop)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(hops(None), expected);
+        assert_eq!(hops(Some(Layer::L3Hot)), expected);
+        assert_eq!(hops(Some(Layer::L3Cold)), expected);
+        assert!(hops(Some(Layer::L1)).is_empty());
     }
 
     /// The AWS sender finds the Azure receiver's Function App by kind (twin-aws cannot name
