@@ -6,8 +6,8 @@ use crate::cli::Cli;
 use crate::error::CliError;
 use crate::output::table;
 use serde_json::{json, Value};
-use twin_config::{cross_cloud_boundaries, Boundary, Hop, ProviderName, TwinConfig};
-use twin_functions::boundary::{rotate, BoundarySecret, BoundarySecretStore};
+use twin_config::{cross_cloud_boundaries, Boundary, Hop, Layer, ProviderName, TwinConfig};
+use twin_functions::boundary::{rotate, sync, BoundarySecret, BoundarySecretStore};
 
 /// The receiving sides this version builds: an HTTPS ingress for `hop` on that provider
 /// (a function that checks the boundary protocol of `twin_functions::boundary` and hands the
@@ -20,7 +20,7 @@ const INGRESS_BUILT: &[(Hop, ProviderName)] = &[
 /// The sending sides this version builds: `hop`'s sender function on that provider signs with
 /// the boundary's secret from its own cloud's secret store and posts to the remote ingress.
 /// Add a row when a provider crate and its function adapter do.
-const SENDER_BUILT: &[(Hop, ProviderName)] = &[];
+const SENDER_BUILT: &[(Hop, ProviderName)] = &[(Hop::HotToCold, ProviderName::Aws)];
 
 /// One boundary of the config and the parts of it this version cannot build yet.
 #[derive(Debug, Clone)]
@@ -166,6 +166,36 @@ async fn secret_store(
     }
 }
 
+/// After a deploy: makes each boundary's receiver accept its sender's current secret
+/// (`twin_functions::boundary::sync`), for every deployable boundary with a side in the deployed
+/// layers (`only`, or all). Each outcome goes to stderr by name and fingerprint-free; a value is
+/// never printed, logged or stored.
+pub async fn sync_secrets(config: &TwinConfig, only: Option<Layer>) -> Result<(), CliError> {
+    for b in &to_sync(config, only) {
+        let slug = b.hop.slug();
+        let sender = secret_store(config, b.sender.provider, b).await?;
+        let receiver = secret_store(config, b.receiver.provider, b).await?;
+        let outcome = sync(&*sender, &*receiver).await.map_err(|e| {
+            CliError::Reported(format!(
+                "boundary {slug}: the secret is not in step on both sides ({e}); the sender's messages are refused until it is: run deploy again"
+            ))
+        })?;
+        eprintln!("boundary {slug}: secret {outcome:?}");
+    }
+    Ok(())
+}
+
+/// The boundaries a deploy of `only` (or all layers) syncs: the deployable ones with a side
+/// in the deployed layers (a deploy of another layer leaves their secrets alone).
+fn to_sync(config: &TwinConfig, only: Option<Layer>) -> Vec<Boundary> {
+    statuses(config)
+        .into_iter()
+        .filter(BoundaryStatus::deployable)
+        .map(|s| s.boundary)
+        .filter(|b| only.is_none_or(|l| l == b.sender.layer || l == b.receiver.layer))
+        .collect()
+}
+
 /// `deployer rotate-secrets`: a new secret for every cross-cloud boundary of the twin
 /// (`twin_functions::boundary::rotate`), reporting each step on stderr and, with `--json`, the
 /// boundaries rotated with their new fingerprints (never a value).
@@ -207,7 +237,6 @@ pub async fn rotate_secrets(cli: &Cli) -> Result<(), CliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use twin_config::Layer;
 
     fn example() -> TwinConfig {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -248,6 +277,58 @@ mod tests {
         assert_eq!(doc[0]["receiver"]["layer"], "l3-archive");
         assert_eq!(doc[0]["deployable"], false);
         assert_eq!(doc[0]["missing"].as_array().map(Vec::len), Some(2));
+    }
+
+    /// A deploy syncs only boundaries this version builds, and only those with a side in the
+    /// deployed layers.
+    #[test]
+    fn deploy_syncs_the_deployable_boundaries_it_touches() {
+        let mut config = example();
+        assert!(to_sync(&config, None).is_empty());
+        for l in Layer::ALL {
+            config.providers.set(l, ProviderName::Aws);
+        }
+        config.providers.set(Layer::L3Cold, ProviderName::Azure);
+        config.providers.set(Layer::L3Archive, ProviderName::Azure);
+        let hot_to_cold = statuses(&config)
+            .into_iter()
+            .find(|s| s.boundary.hop == Hop::HotToCold)
+            .expect("the hot-to-cold boundary");
+        let expected: Vec<Hop> = if hot_to_cold.deployable() {
+            vec![Hop::HotToCold]
+        } else {
+            // Until the Azure ingress is built (INGRESS_BUILT), nothing is synced.
+            Vec::new()
+        };
+        let hops = |only| {
+            to_sync(&config, only)
+                .iter()
+                .map(|b| b.hop)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(hops(None), expected);
+        assert_eq!(hops(Some(Layer::L3Hot)), expected);
+        assert_eq!(hops(Some(Layer::L3Cold)), expected);
+        assert!(hops(Some(Layer::L1)).is_empty());
+    }
+
+    /// The AWS sender finds the Azure receiver's Function App by kind (twin-aws cannot name
+    /// twin-azure's ids): the kind it looks for is the one twin-azure's site has, and the output
+    /// it reads is one the Azure side reads for the same host name.
+    #[test]
+    fn the_aws_sender_names_the_azure_function_app_as_twin_azure_does() {
+        assert_eq!(
+            twin_aws::l3::AZURE_FUNCTION_APP_KIND,
+            twin_azure::l2::site::KIND
+        );
+        assert_eq!(
+            twin_azure::l2::site_id().0.split('/').nth(1),
+            Some(twin_azure::l2::site::KIND)
+        );
+        assert_eq!(twin_aws::l3::AZURE_HOST_ATTR, "default_host_name");
+        let url = twin_aws::l3::cold_ingress_url(ProviderName::Azure).expect("an ingress on Azure");
+        assert_eq!(url.template.as_deref(), Some("https://{}/api/ingress-cold"));
+        assert!(twin_aws::l3::cold_ingress_url(ProviderName::Aws).is_none());
     }
 
     /// The deployer-level table over all 2^7 aws/azure placements: each mix either validates

@@ -104,6 +104,9 @@ pub async fn run(cli: &Cli, cmd: &Command, cancel: CancellationToken) -> Result<
             let report = engine.deploy(*layer).await;
             progress.finish();
             let report = report?;
+            // The boundary secrets are values, not settings: put in step on both sides after
+            // the resources that hold them exist, never through the state.
+            crate::boundaries::sync_secrets(&config, *layer).await?;
             if cli.json {
                 output::json(&serde_json::json!({
                     "created": report.created, "updated": report.updated,

@@ -31,6 +31,22 @@ pub fn desired(twin: &str, hop: &str) -> Value {
     json!({"description": description(twin, hop)})
 }
 
+/// The spec of `boundary`'s secret on its AWS sending side, in the sender's layer (key: the
+/// hop's slug). Its `arn` output is what the sender's role may read.
+pub fn secret_spec(
+    ctx: &crate::LayerContext<'_>,
+    boundary: &twin_config::Boundary,
+) -> ResourceSpec {
+    let hop = boundary.hop.slug();
+    ctx.spec(boundary.sender.layer, KIND, hop, &boundary.secret)
+        .desired(desired(ctx.name(), hop))
+}
+
+/// The id of the secret spec of `hop`'s boundary sent from `layer`.
+pub fn secret_id(layer: twin_config::Layer, hop: twin_config::Hop) -> twin_engine::ResourceId {
+    crate::context::resource_id(layer, KIND, hop.slug())
+}
+
 fn description(twin: &str, hop: &str) -> String {
     format!("deployer: HMAC secret of the cross-cloud boundary {hop} of twin {twin}")
 }

@@ -48,6 +48,17 @@ impl RoleSpec {
         }
     }
 
+    /// Allows `actions` on exactly the resource whose ARN is `arn`, an output of another
+    /// resource (e.g. a secret's, whose ARN ends in a suffix Secrets Manager picks).
+    pub fn allow_ref(mut self, actions: &[&str], arn: &twin_engine::OutputRef) -> Self {
+        self.statements.push(json!({
+            "Effect": "Allow",
+            "Action": actions,
+            "Resource": [arn.to_value()],
+        }));
+        self
+    }
+
     /// Allows `actions` on exactly `resources`.
     pub fn allow<S: AsRef<str>>(mut self, actions: &[&str], resources: &[S]) -> Self {
         let resources: Vec<&str> = resources.iter().map(AsRef::as_ref).collect();

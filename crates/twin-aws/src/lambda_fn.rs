@@ -15,7 +15,7 @@ use std::time::Duration;
 use twin_config::{names, Layer};
 use twin_engine::wait::poll_until;
 use twin_engine::{
-    CloudError, ErrorClass, Observed, Outputs, ResourceDriver, ResourceId, ResourceSpec,
+    CloudError, ErrorClass, Observed, OutputRef, Outputs, ResourceDriver, ResourceId, ResourceSpec,
 };
 
 /// Driver kind of a function.
@@ -35,6 +35,7 @@ pub struct FunctionSpec {
     role: String,
     role_layer: Option<Layer>,
     env: BTreeMap<String, String>,
+    env_refs: BTreeMap<String, OutputRef>,
     memory_mb: i64,
     timeout_s: i64,
     depends_on: Vec<ResourceId>,
@@ -51,6 +52,7 @@ impl FunctionSpec {
             role: role.to_string(),
             role_layer: None,
             env: BTreeMap::new(),
+            env_refs: BTreeMap::new(),
             memory_mb: 128,
             timeout_s: 30,
             depends_on: Vec::new(),
@@ -67,6 +69,13 @@ impl FunctionSpec {
     /// Sets an environment variable (`TWIN_NAME` and `LOG_LEVEL` are always set).
     pub fn env(mut self, key: &str, value: impl Into<String>) -> Self {
         self.env.insert(key.to_string(), value.into());
+        self
+    }
+
+    /// Sets an environment variable to another resource's output (e.g. a remote ingress URL),
+    /// which the engine resolves once that resource exists.
+    pub fn env_ref(mut self, key: &str, value: OutputRef) -> Self {
+        self.env_refs.insert(key.to_string(), value);
         self
     }
 
@@ -121,9 +130,14 @@ impl FunctionSpec {
                 logs::log_group_name(&name),
             )
             .desired(json!({"retention_days": logs::RETENTION_DAYS}));
-        let mut env = self.env.clone();
-        env.insert("TWIN_NAME".into(), ctx.name().to_string());
-        env.insert("LOG_LEVEL".into(), ctx.twin.twin.mode.as_str().to_string());
+        let mut env: Map<String, Value> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), json!(v)))
+            .collect();
+        env.extend(self.env_refs.iter().map(|(k, r)| (k.clone(), r.to_value())));
+        env.insert("TWIN_NAME".into(), json!(ctx.name()));
+        env.insert("LOG_LEVEL".into(), json!(ctx.twin.twin.mode.as_str()));
         let key = ctx.artifacts.object_key(&self.crate_name)?;
         let function = ctx
             .spec(layer, KIND, &self.local_name, name)

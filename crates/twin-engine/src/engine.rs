@@ -310,7 +310,8 @@ impl Engine {
         let peeked = peek_state(&self.config)?;
         self.check_scopes(&peeked, &self.state_path())?;
         let recorded = peeked.resources;
-        let specs = self.desired(&layers).await?;
+        let mut specs = self.desired(&layers).await?;
+        crate::reference::link(&mut specs, &recorded, true)?;
         let desired_ids: std::collections::HashSet<_> =
             specs.iter().map(|s| s.id.clone()).collect();
         let stale: Vec<ResourceRecord> = recorded
@@ -349,7 +350,8 @@ impl Engine {
         let snapshot = state.snapshot();
         self.check_scopes(&snapshot, state.path())?;
         let recorded = snapshot.resources;
-        let specs = self.desired(&layers).await?;
+        let mut specs = self.desired(&layers).await?;
+        crate::reference::link(&mut specs, &recorded, true)?;
         let desired_ids: std::collections::HashSet<_> =
             specs.iter().map(|s| s.id.clone()).collect();
         let stale: Vec<ResourceSpec> = recorded
@@ -409,7 +411,11 @@ impl Engine {
             }
         }
         // The config's own specs carry the full dependency edges; they win over the records.
-        for s in self.desired(&layers).await? {
+        let mut described = self.desired(&layers).await?;
+        // A reference only orders the deletes here: one whose resource is gone is no reason
+        // to stop.
+        crate::reference::link(&mut described, &recorded, false)?;
+        for s in described {
             targets.insert(s.id.clone(), s);
         }
         // Discovery finds what neither knows (a lost state file, a device removed from the
@@ -491,7 +497,8 @@ impl Engine {
         let peeked = peek_state(&self.config)?;
         self.check_scopes(&peeked, &self.state_path())?;
         let recorded = peeked.resources;
-        let specs = self.desired(&layers).await?;
+        let mut specs = self.desired(&layers).await?;
+        crate::reference::link(&mut specs, &recorded, true)?;
         let desired_ids: std::collections::HashSet<_> =
             specs.iter().map(|s| s.id.clone()).collect();
         let mut all = index(specs);
@@ -510,7 +517,13 @@ impl Engine {
                 let status = match (&observed, desired_ids.contains(&s.id)) {
                     (Some(_), false) => InfoStatus::Orphaned,
                     (Some(o), true) => {
-                        let d = o.drift(&s.desired);
+                        // Outputs of what was read stand in for references; one that cannot
+                        // be resolved reads as pending, so as drift.
+                        let deps = run.deps(s);
+                        let d = match crate::reference::resolve(s, &deps, false) {
+                            Ok(r) => o.drift(&r.desired),
+                            Err(_) => o.drift(&s.desired),
+                        };
                         if d.is_empty() {
                             InfoStatus::Ok
                         } else {
@@ -553,9 +566,9 @@ impl Engine {
         let w = walk(&graph, self.options.concurrency, &self.cancel, |id| {
             let (run, found) = (run.clone(), found.clone());
             async move {
-                let spec = run.spec(&id)?;
-                let driver = run.driver(spec)?;
-                let current = run.read(spec, &driver).await?;
+                let spec = run.resolved(run.spec(&id)?, false)?;
+                let driver = run.driver(&spec)?;
+                let current = run.read(&spec, &driver).await?;
                 if let Some(o) = &current {
                     lock(&run.outputs).insert(id.clone(), o.clone());
                 }
@@ -650,6 +663,17 @@ impl Run {
         NodeError::Failed(Box::new(f))
     }
 
+    /// The spec with its output references resolved from its dependencies (see
+    /// [`crate::reference::resolve`]).
+    fn resolved<'a>(
+        &self,
+        spec: &'a ResourceSpec,
+        strict: bool,
+    ) -> Result<std::borrow::Cow<'a, ResourceSpec>, NodeError> {
+        crate::reference::resolve(spec, &self.deps(spec), strict)
+            .map_err(|e| self.failure(spec, Action::Read, 0, e))
+    }
+
     fn deps(&self, spec: &ResourceSpec) -> Outputs {
         let outputs = lock(&self.outputs);
         Outputs(
@@ -731,7 +755,9 @@ impl Run {
         if self.cancel.is_cancelled() {
             return Err(NodeError::Cancelled);
         }
-        let spec = self.spec(id)?;
+        // Dependencies are converged first, so when applying every reference resolves.
+        let spec = self.resolved(self.spec(id)?, self.apply)?;
+        let spec = &*spec;
         let driver = self.driver(spec)?;
         let started = Instant::now();
         self.events.emit(Event::Started {

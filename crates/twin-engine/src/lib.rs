@@ -12,6 +12,7 @@ mod executor;
 mod functions;
 mod graph;
 mod provider;
+mod reference;
 mod resource;
 mod retry;
 mod state;
@@ -25,6 +26,7 @@ pub use functions::{
     function_layer, function_names, FunctionOps, FunctionUpdate, Invocation, LogLine,
 };
 pub use provider::{Outputs, Provider, ResourceDriver};
+pub use reference::{pending_text, OutputRef, RefTarget, REF_KEY};
 pub use resource::{contains, Observed, Owner, ResourceId, ResourceSpec, TWIN_ID_TAG};
 pub use retry::RetryPolicy;
 pub use state::{RecordStatus, ResourceRecord, Scope, StateFile, StateStore};
