@@ -294,12 +294,9 @@ mod tests {
             .into_iter()
             .find(|s| s.boundary.hop == Hop::HotToCold)
             .expect("the hot-to-cold boundary");
-        let expected: Vec<Hop> = if hot_to_cold.deployable() {
-            vec![Hop::HotToCold]
-        } else {
-            // Until the Azure ingress is built (INGRESS_BUILT), nothing is synced.
-            Vec::new()
-        };
+        // Both sides are built (the Azure ingress, the AWS mover's sender), so it is synced.
+        assert!(hot_to_cold.deployable(), "{:?}", hot_to_cold.missing);
+        let expected = vec![Hop::HotToCold];
         let hops = |only| {
             to_sync(&config, only)
                 .iter()
@@ -322,7 +319,7 @@ mod tests {
             twin_azure::l2::site::KIND
         );
         assert_eq!(
-            twin_azure::l2::site_id().0.split('/').nth(1),
+            twin_azure::l2::site_id(Layer::L3Cold).0.split('/').nth(1),
             Some(twin_azure::l2::site::KIND)
         );
         assert_eq!(twin_aws::l3::AZURE_HOST_ATTR, "default_host_name");
@@ -396,11 +393,11 @@ mod tests {
                 accepted.push(n);
             }
         }
-        // Today all-AWS (0) and all-Azure (127) pass; all-Azure but L5 (63) is refused because
-        // Grafana on AWS needs TwinMaker, and every other mix has a boundary whose parts are
-        // not built: hot on AWS with cold on Azure has its ingress now, but no sender yet, so
-        // only what its refusal names changed. The list grows when a row is added to
+        // Today all-AWS (0), all-Azure (127) and AWS with L3 cold and archive on Azure (24: the
+        // hot → cold boundary, whose Azure ingress and AWS sender are both built) pass; all-Azure
+        // but L5 (63) is refused because Grafana on AWS needs TwinMaker, and every other mix has
+        // a boundary whose parts are not built. The list grows when a row is added to
         // INGRESS_BUILT / SENDER_BUILT.
-        assert_eq!(accepted, [0, 127]);
+        assert_eq!(accepted, [0, 24, 127]);
     }
 }
