@@ -16,7 +16,10 @@ bash scripts/setup-azure-emulators.sh
 bash scripts/setup-dtdl-parser.sh >/dev/null
 phase "tools ready"
 if [ -f scripts/build-functions.sh ]; then
-  bash scripts/build-functions.sh
+  # opt-level 1 for the test run only: the same code, a third less of the run's longest build
+  # (release builds for users keep the profile's opt-level 3). TWIN_FUNCTIONS_OPT_LEVEL=3 to
+  # test the packages exactly as released.
+  CARGO_PROFILE_RELEASE_OPT_LEVEL="${TWIN_FUNCTIONS_OPT_LEVEL:-1}" bash scripts/build-functions.sh
   phase "function packages built"
   # The test build of `deployer` carries those same zips, as an installed one does
   # (crates/deployer/build.rs; tests/install_moto.rs runs it without a toolchain). Costs the
