@@ -23,8 +23,11 @@ import time
 SLOW_FIRST = [
     "azure_fake_arm",
     "data_path",
-    "fake_arm_local_azure",
     "moto_faults",
+    "pipeline",
+    "fake_arm_local_azure_events",
+    "fake_arm_local_azure",
+    "crash_recovery",
     "moto_certificates",
     "aws_kill",
     "install_moto",

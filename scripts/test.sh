@@ -16,7 +16,7 @@ bash scripts/setup-azure-emulators.sh
 bash scripts/setup-dtdl-parser.sh >/dev/null
 phase "tools ready"
 if [ -f scripts/build-functions.sh ]; then
-  # opt-level 1 for the test run only: the same code, a third less of the run's longest build
+  # opt-level 1 for the test run only: the same code, less time in the run's longest build
   # (release builds for users keep the profile's opt-level 3). TWIN_FUNCTIONS_OPT_LEVEL=3 to
   # test the packages exactly as released.
   CARGO_PROFILE_RELEASE_OPT_LEVEL="${TWIN_FUNCTIONS_OPT_LEVEL:-1}" bash scripts/build-functions.sh
