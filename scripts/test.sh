@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs the emulators and tools into project-local
 # places, builds the function zips once, then runs every test of the workspace.
-# `cargo test` (not nextest) on purpose: each test binary shares one moto server.
+# Each test binary runs whole (not one process per test, as nextest would): its tests share one
+# moto server.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
