@@ -245,6 +245,16 @@ impl TwinConfig {
         self.devices.iter().find(|d| d.id == id)
     }
 
+    /// Whether an event rule of the twin sends feedback to `device` (its identity may then
+    /// receive it: its feedback topic on AWS, direct methods on Azure).
+    pub fn receives_feedback(&self, device: &str) -> bool {
+        self.events.iter().any(|r| {
+            r.action
+                .feedback()
+                .is_some_and(|f| f.iot_device_id == device)
+        })
+    }
+
     /// One example message per device, with a sample value of each property's type (the
     /// simulator's payloads file, on every cloud).
     pub fn example_payloads(&self) -> serde_json::Value {

@@ -27,7 +27,7 @@ pub fn policy_document(ctx: &LayerContext<'_>, device: &str) -> Value {
         json!({"Effect": "Allow", "Action": "iot:Publish",
          "Resource": ctx.clients.arn("iot", &format!("topic/{topic}"))}),
     ];
-    if receives_feedback(ctx.twin, device) {
+    if ctx.twin.receives_feedback(device) {
         let feedback = names::feedback_topic(ctx.name(), device);
         statements.push(json!({"Effect": "Allow", "Action": "iot:Subscribe",
             "Resource": ctx.clients.arn("iot", &format!("topicfilter/{feedback}"))}));
@@ -37,15 +37,6 @@ pub fn policy_document(ctx: &LayerContext<'_>, device: &str) -> Value {
     json!({
         "Version": "2012-10-17",
         "Statement": statements,
-    })
-}
-
-/// Whether an event rule of the twin sends feedback to `device`.
-pub fn receives_feedback(twin: &twin_config::TwinConfig, device: &str) -> bool {
-    twin.events.iter().any(|r| {
-        r.action
-            .feedback()
-            .is_some_and(|f| f.iot_device_id == device)
     })
 }
 

@@ -43,7 +43,7 @@ pub fn feedback_topics(
 ) -> std::collections::BTreeMap<String, String> {
     twin.devices
         .iter()
-        .filter(|d| crate::l1::iot_policy::receives_feedback(twin, &d.id))
+        .filter(|d| twin.receives_feedback(&d.id))
         .map(|d| {
             (
                 d.id.clone(),

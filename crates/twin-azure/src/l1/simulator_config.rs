@@ -47,19 +47,15 @@ pub const DIRECT_METHOD_DEVICES: &str = "direct_method_devices";
 /// The devices of the twin some event rule sends feedback to, sorted: on IoT Hub they receive it
 /// as direct method calls.
 pub fn direct_method_devices(twin: &twin_config::TwinConfig) -> Vec<String> {
-    let targets: std::collections::BTreeSet<&str> = twin
-        .events
+    let mut devices: Vec<String> = twin
+        .devices
         .iter()
-        .filter_map(|r| r.action.feedback())
-        .map(|f| f.iot_device_id.as_str())
-        .collect();
-    twin.devices
-        .iter()
-        .filter(|d| targets.contains(d.id.as_str()))
+        .filter(|d| twin.receives_feedback(&d.id))
         .map(|d| d.id.clone())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect()
+        .collect();
+    devices.sort();
+    devices.dedup();
+    devices
 }
 
 /// Where the simulator config goes.
