@@ -43,13 +43,11 @@ pub const CATALOGUE_BUDGET_BYTES: usize = 8 * 1024 * 1024;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::artifacts::Artifacts;
-    use crate::{AwsClients, AwsProvider};
+    use crate::AwsProvider;
     use serde_json::{json, Value};
     use std::collections::BTreeMap;
-    use std::path::{Path, PathBuf};
-    use std::sync::Arc;
-    use twin_config::{Architecture, Layer, ProviderName, Providers, TwinConfig};
+    use std::path::PathBuf;
+    use twin_config::{Layer, ProviderName, Providers, TwinConfig};
     use twin_engine::{Provider, ResourceSpec};
 
     /// The twin's name.
@@ -89,21 +87,8 @@ mod tests {
     }
 
     fn provider() -> AwsProvider {
-        let conf = aws_types::SdkConfig::builder()
-            .behavior_version(aws_config::BehaviorVersion::latest())
-            .region(aws_types::region::Region::new("us-east-1"))
-            .endpoint_url("http://127.0.0.1:9")
-            .build();
-        let clients = AwsClients::from_sdk_config(
-            &conf,
-            "123456789012".into(),
-            "us-east-1".into(),
-            "aws".into(),
-        );
-        // Hashes of the function crates' sources: nothing is built or uploaded.
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let artifacts = Artifacts::new(Some(workspace), Architecture::Arm64);
-        AwsProvider::with_clients(Arc::new(clients), Arc::new(artifacts))
+        let (clients, artifacts) = crate::testing::offline_clients_and_artifacts();
+        AwsProvider::with_clients(clients, artifacts)
     }
 
     const LAYERS: [Layer; 5] = [

@@ -1,8 +1,30 @@
 //! Test and benchmark helpers shared by this crate's tests and the deployer's end-to-end
 //! tests: stand-in function zips, and listing what of a twin is left in every service.
 
+use crate::artifacts::Artifacts;
 use crate::AwsClients;
 use std::path::Path;
+use std::sync::Arc;
+use twin_config::Architecture;
+
+/// Clients that reach nothing (`127.0.0.1:9`) and artifacts that only hash this workspace's
+/// function sources, for tests that compute specs: nothing is called, built or uploaded.
+pub fn offline_clients_and_artifacts() -> (Arc<AwsClients>, Arc<Artifacts>) {
+    let conf = aws_types::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_types::region::Region::new("us-east-1"))
+        .endpoint_url("http://127.0.0.1:9")
+        .build();
+    let clients = AwsClients::from_sdk_config(
+        &conf,
+        "123456789012".into(),
+        "us-east-1".into(),
+        "aws".into(),
+    );
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let artifacts = Artifacts::new(Some(workspace), Architecture::Arm64);
+    (Arc::new(clients), Arc::new(artifacts))
+}
 
 /// Every function crate the provider deploys.
 pub const CRATES: [&str; 7] = [

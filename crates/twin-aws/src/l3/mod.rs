@@ -218,12 +218,8 @@ fn mover_specs(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::artifacts::Artifacts;
-    use crate::AwsClients;
     use serde_json::{json, Value};
-    use std::path::Path;
-    use std::sync::Arc;
-    use twin_config::{Architecture, Providers, TwinConfig};
+    use twin_config::{Providers, TwinConfig};
     use twin_functions::env_vars;
 
     fn twin(cold: ProviderName) -> TwinConfig {
@@ -249,19 +245,7 @@ mod tests {
     }
 
     fn hot(config: &TwinConfig) -> Vec<ResourceSpec> {
-        let conf = aws_types::SdkConfig::builder()
-            .behavior_version(aws_config::BehaviorVersion::latest())
-            .region(aws_types::region::Region::new("us-east-1"))
-            .endpoint_url("http://127.0.0.1:9")
-            .build();
-        let clients = Arc::new(AwsClients::from_sdk_config(
-            &conf,
-            "123456789012".into(),
-            "us-east-1".into(),
-            "aws".into(),
-        ));
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let artifacts = Arc::new(Artifacts::new(Some(workspace), Architecture::Arm64));
+        let (clients, artifacts) = crate::testing::offline_clients_and_artifacts();
         let ctx = LayerContext {
             twin: config,
             clients: &clients,
