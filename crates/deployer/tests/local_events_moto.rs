@@ -85,12 +85,7 @@ async fn local_a_reading_above_the_threshold_sends_the_device_exactly_one_feedba
         config.feedback_topic("dev-0"),
         tls,
         &config.link_options(),
-        FailureContext {
-            device: "dev-0".into(),
-            broker: format!("{}:{}", config.endpoint, config.port),
-            certificate: creds.certificate.clone(),
-            root_ca: config.root_ca_cert.clone(),
-        },
+        FailureContext::for_device(&config, "dev-0", &creds),
     );
     let deadline = Instant::now() + Duration::from_secs(30);
     link.wait_connected(deadline).await.expect("dev-0 connects");

@@ -42,6 +42,20 @@ pub struct FailureContext {
 }
 
 impl FailureContext {
+    /// The context of `device` connecting with `creds` to the broker `config` names.
+    pub fn for_device(
+        config: &crate::config::SimulatorConfig,
+        device: &str,
+        creds: &crate::tls::DeviceCredentials,
+    ) -> Self {
+        FailureContext {
+            device: device.to_string(),
+            broker: format!("{}:{}", config.endpoint, config.port),
+            certificate: creds.certificate.clone(),
+            root_ca: config.root_ca_cert.clone(),
+        }
+    }
+
     /// Classifies one error from `EventLoop::poll`.
     pub fn classify(&self, err: &ConnectionError) -> LinkFailure {
         let (retry, message) = self.describe(err);

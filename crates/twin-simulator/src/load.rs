@@ -69,12 +69,7 @@ pub async fn run_load(
     let mut devices: Vec<SimulatedDevice> = prepared
         .into_iter()
         .map(|(id, creds, client_config)| {
-            let context = FailureContext {
-                device: id.clone(),
-                broker: format!("{}:{}", config.endpoint, config.port),
-                certificate: creds.certificate.clone(),
-                root_ca: config.root_ca_cert.clone(),
-            };
+            let context = FailureContext::for_device(config, &id, &creds);
             let link = DeviceLink::start_with_channel(
                 &id,
                 config.device_topic(&id),

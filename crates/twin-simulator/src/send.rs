@@ -127,12 +127,7 @@ impl SendSession {
         if !self.links.contains_key(device) {
             let creds = DeviceCredentials::locate(&self.config.auth_files_dir, device);
             let tls = self.tls.client_config(&creds)?;
-            let context = FailureContext {
-                device: device.to_string(),
-                broker: format!("{}:{}", self.config.endpoint, self.config.port),
-                certificate: creds.certificate.clone(),
-                root_ca: self.config.root_ca_cert.clone(),
-            };
+            let context = FailureContext::for_device(&self.config, device, &creds);
             let link = DeviceLink::start_with_channel(
                 device,
                 self.config.device_topic(device),

@@ -61,12 +61,7 @@ pub async fn publish(
         let client = tls
             .client_config(&creds)
             .map_err(|e| VerifyError::Setup(e.to_string()))?;
-        let context = FailureContext {
-            device: device.id.clone(),
-            broker: format!("{}:{}", config.endpoint, config.port),
-            certificate: creds.certificate.clone(),
-            root_ca: config.root_ca_cert.clone(),
-        };
+        let context = FailureContext::for_device(&config, &device.id, &creds);
         let link = DeviceLink::start(
             &device.id,
             config.device_topic(&device.id),

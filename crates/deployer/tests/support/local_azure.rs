@@ -265,12 +265,7 @@ impl LocalAzure {
                 feedback,
                 tls,
                 &sim.link_options(),
-                FailureContext {
-                    device: device.to_string(),
-                    broker: format!("{}:{}", sim.endpoint, sim.port),
-                    certificate: creds.certificate.clone(),
-                    root_ca: sim.root_ca_cert.clone(),
-                },
+                FailureContext::for_device(sim, device, &creds),
             );
             link.wait_connected(Instant::now() + Duration::from_secs(20))
                 .await
