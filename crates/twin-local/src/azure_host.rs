@@ -242,6 +242,7 @@ pub struct LocalFunctionsHost {
     inner: Arc<Mutex<Inner>>,
     work_dir: PathBuf,
     identity: Option<Arc<LocalIdentity>>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl Drop for LocalFunctionsHost {
@@ -260,7 +261,18 @@ impl LocalFunctionsHost {
             inner: Arc::new(Mutex::new(Inner::default())),
             work_dir: work_dir.to_path_buf(),
             identity,
+            tls: None,
         }
+    }
+
+    /// The same host, its listeners also speaking https with `tls` on the same port (a
+    /// connection opening with a TLS handshake gets TLS, any other plain HTTP): a site is
+    /// reached at `https://<defaultHostName>` as on Azure, by callers on another cloud that
+    /// only ever take an https URL, while local callers keep plain HTTP. Call before any site
+    /// is bound.
+    pub fn with_tls(mut self, tls: Arc<rustls::ServerConfig>) -> LocalFunctionsHost {
+        self.tls = Some(tokio_rustls::TlsAcceptor::from(tls));
+        self
     }
 
     /// The `127.0.0.1:<port>` serving `site`, bound on first use (inside a tokio runtime): what
@@ -302,8 +314,8 @@ impl LocalFunctionsHost {
             app: tokio::sync::RwLock::new(None),
             runs: Arc::new(Mutex::new(Vec::new())),
         });
-        let serving = site.clone();
-        let task = tokio::spawn(async move { serve(listener, serving).await });
+        let (serving, tls) = (site.clone(), self.tls.clone());
+        let task = tokio::spawn(async move { serve(listener, serving, tls).await });
         let mut inner = lock(&self.inner);
         // Two callers racing for a new site: the first one's listener stays.
         if let Some(s) = inner.sites.get(name) {
@@ -523,20 +535,44 @@ fn error(status: u16, message: &str) -> Reply {
     )
 }
 
-async fn serve(listener: tokio::net::TcpListener, site: Arc<Site>) {
+/// The first byte of a TLS connection (a handshake record); an HTTP request starts with a
+/// method's letter.
+const TLS_HANDSHAKE: u8 = 0x16;
+
+async fn serve(
+    listener: tokio::net::TcpListener,
+    site: Arc<Site>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
-        let site = site.clone();
+        let (site, tls) = (site.clone(), tls.clone());
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let site = site.clone();
                 async move { Ok::<_, std::convert::Infallible>(handle(&site, req).await) }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let http = hyper::server::conn::http1::Builder::new();
+            let mut first = [0u8; 1];
+            let opens_tls = match &tls {
+                Some(_) => {
+                    matches!(stream.peek(&mut first).await, Ok(1) if first[0] == TLS_HANDSHAKE)
+                }
+                None => false,
+            };
+            match tls.filter(|_| opens_tls) {
+                Some(acceptor) => {
+                    // A failed handshake is the client's to report; the listener goes on.
+                    if let Ok(stream) = acceptor.accept(stream).await {
+                        let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                    }
+                }
+                None => {
+                    let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                }
+            }
         });
     }
 }

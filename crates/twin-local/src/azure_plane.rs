@@ -66,6 +66,7 @@ pub struct AzurePlatform {
     host: Arc<LocalFunctionsHost>,
     identity: Arc<LocalIdentity>,
     work_dir: PathBuf,
+    host_pki: crate::pki::Pki,
 }
 
 /// What [`AzurePlatform::start`] needs.
@@ -91,15 +92,29 @@ impl AzurePlatform {
         let identity = LocalIdentity::start(tenant_id)
             .await
             .map_err(|e| LocalError::NoPort(e.to_string()))?;
-        let host = Arc::new(LocalFunctionsHost::new(
-            &work_dir.join("sites"),
-            Some(identity.clone()),
-        ));
+        // The sites' https certificate (127.0.0.1), from a CA of this platform's own.
+        let host_pki = crate::pki::Pki::in_dir(&work_dir.join("host-pki"));
+        std::fs::create_dir_all(work_dir.join("host-pki")).map_err(|e| LocalError::Io {
+            path: work_dir.join("host-pki"),
+            message: e.to_string(),
+        })?;
+        host_pki.ensure()?;
+        let host = Arc::new(
+            LocalFunctionsHost::new(&work_dir.join("sites"), Some(identity.clone()))
+                .with_tls(host_pki.https_server_config()?),
+        );
         Ok(AzurePlatform {
             host,
             identity,
             work_dir: work_dir.to_path_buf(),
+            host_pki,
         })
+    }
+
+    /// The CA the sites' https certificate chains to: what a caller on another cloud's local
+    /// plane trusts to reach `https://<defaultHostName>`.
+    pub fn sites_ca_cert(&self) -> &Path {
+        &self.host_pki.ca_cert
     }
 
     /// The Functions host (its listeners and keys are what ARM hands out for the sites).
@@ -281,6 +296,7 @@ impl AzurePlatform {
         let ca_files: Vec<&Path> = hubs
             .iter()
             .map(|h| h.broker.pki.ca_cert.as_path())
+            .chain([self.host_pki.ca_cert.as_path()])
             .collect();
         let mut platform = BTreeMap::new();
         platform.insert(
@@ -352,12 +368,12 @@ impl AzurePlatform {
     }
 
     /// `SSL_CERT_FILE` for the workers: the system's roots plus the CA Azurite's certificate
-    /// chains to and the hubs' local CAs (their direct method endpoints), so the handler's TLS
+    /// chains to, the hubs' local CAs (their direct method endpoints) and the sites' CA, so the handler's TLS
     /// verifies the local endpoints as it verifies Azure's.
     fn trust_bundle(
         &self,
         settings: &PlaneSettings,
-        hub_cas: &[&Path],
+        local_cas: &[&Path],
     ) -> Result<String, LocalError> {
         let io = |path: &Path, e: std::io::Error| LocalError::Io {
             path: path.to_path_buf(),
@@ -371,7 +387,7 @@ impl AzurePlatform {
             .map_err(|e| io(&settings.emulators.blob_ca, e))?;
         bundle.push('\n');
         bundle.push_str(&local);
-        for ca in hub_cas {
+        for ca in local_cas {
             let pem = std::fs::read_to_string(ca).map_err(|e| io(ca, e))?;
             bundle.push('\n');
             bundle.push_str(&pem);

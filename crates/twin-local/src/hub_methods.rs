@@ -28,8 +28,6 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
 use std::io::{Read, Seek, SeekFrom};
@@ -508,31 +506,6 @@ fn service_error(message: String) -> LocalError {
     }
 }
 
-/// The TLS server config of the endpoint: the local PKI's server certificate (127.0.0.1,
-/// localhost), HTTP/1.1 only.
-fn server_tls(pki: &Pki) -> Result<Arc<rustls::ServerConfig>, LocalError> {
-    let bad = |path: &Path, e: String| LocalError::Io {
-        path: path.to_path_buf(),
-        message: e,
-    };
-    let chain = CertificateDer::pem_file_iter(&pki.server_cert)
-        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| bad(&pki.server_cert, e.to_string()))?;
-    // The error names the file, never the key.
-    let key = PrivateKeyDer::from_pem_file(&pki.server_key)
-        .map_err(|e| bad(&pki.server_key, format!("not a usable private key: {e}")))?;
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| LocalError::Certificate(e.to_string()))?
-    .with_no_client_auth()
-    .with_single_cert(chain, key)
-    .map_err(|e| LocalError::Certificate(e.to_string()))?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
-}
-
 impl DirectMethodService {
     /// Connects to the hub broker on `broker_port` as the service identity of `pki`, subscribes
     /// to the answers, and serves the REST call over https on 127.0.0.1 until `cancel`; tokens
@@ -545,7 +518,7 @@ impl DirectMethodService {
         tenant: &str,
         cancel: CancellationToken,
     ) -> Result<DirectMethodService, LocalError> {
-        let tls = server_tls(pki)?;
+        let tls = pki.https_server_config()?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(|e| service_error(format!("cannot listen on 127.0.0.1: {e}")))?;

@@ -8,7 +8,10 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     KeyUsagePurpose,
 };
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use twin_aws::l1::certificate::write_private;
 
 /// CN of the rule engine's client certificate. Device identities are thing names
@@ -128,5 +131,31 @@ impl Pki {
         write(&self.rule_engine_cert, &engine, 0o644)?;
         write(&self.iot_data_cert, &iot_data, 0o644)?;
         write(&self.ca_cert, &ca_cert.pem(), 0o644)
+    }
+}
+
+impl Pki {
+    /// A TLS server config for an https endpoint on this machine: the server certificate
+    /// (127.0.0.1, localhost) this CA signed, HTTP/1.1 only. Errors name the file, never the key.
+    pub fn https_server_config(&self) -> Result<Arc<rustls::ServerConfig>, LocalError> {
+        let bad = |path: &Path, e: String| LocalError::Io {
+            path: path.to_path_buf(),
+            message: e,
+        };
+        let chain = CertificateDer::pem_file_iter(&self.server_cert)
+            .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| bad(&self.server_cert, e.to_string()))?;
+        let key = PrivateKeyDer::from_pem_file(&self.server_key)
+            .map_err(|e| bad(&self.server_key, format!("not a usable private key: {e}")))?;
+        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| LocalError::Certificate(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| LocalError::Certificate(e.to_string()))?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
     }
 }

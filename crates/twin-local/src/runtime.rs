@@ -398,8 +398,13 @@ pub fn instance_env(f: &DeployedFunction, env: &InstanceEnv) -> Vec<(String, Str
         ("AWS_ENDPOINT_URL_LAMBDA".into(), env.router_url.clone()),
     ]);
     vars.extend(env.extra.iter().cloned());
-    if let Ok(path) = std::env::var("PATH") {
-        vars.push(("PATH".into(), path));
+    // Where this machine's TLS roots are (Lambda's image has its own): the one thing of the
+    // runner's environment a function sees besides PATH, so a local plane of another cloud
+    // whose CA was added there is reached over https as the real one is.
+    for name in ["PATH", "SSL_CERT_FILE", "SSL_CERT_DIR"] {
+        if let Ok(value) = std::env::var(name) {
+            vars.push((name.into(), value));
+        }
     }
     vars
 }
