@@ -854,7 +854,7 @@ async fn blob_twin(name: &str) -> (AzureTwin, String) {
 async fn start_cold_ingress(
     twin: &AzureTwin,
     nonces: &str,
-    current: &BoundarySecret,
+    current: Option<&BoundarySecret>,
     next: Option<&BoundarySecret>,
 ) -> RunningHandler {
     let azurite = twin_testkit::azure::azurite();
@@ -870,7 +870,9 @@ async fn start_cold_ingress(
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    env.insert("BOUNDARY_SECRET_HOT_TO_COLD".into(), current.encoded());
+    if let Some(c) = current {
+        env.insert("BOUNDARY_SECRET_HOT_TO_COLD".into(), c.encoded());
+    }
     if let Some(n) = next {
         env.insert("BOUNDARY_SECRET_HOT_TO_COLD_NEXT".into(), n.encoded());
     }
@@ -1003,7 +1005,7 @@ const HOP: &str = "hot-to-cold";
 async fn azurite_fake_host_hot_to_cold_boundary_moves_exactly_once_and_refuses_bad_requests() {
     let (twin, nonces) = blob_twin("xc-in").await;
     let secret = BoundarySecret::generate();
-    let handler = start_cold_ingress(&twin, &nonces, &secret, None).await;
+    let handler = start_cold_ingress(&twin, &nonces, Some(&secret), None).await;
     // The receiver checks timestamps against its wall clock, so the sender's starts at now.
     let clock = Arc::new(FixedClock::new(Timestamp::now()));
     let hot = Arc::new(InMemoryHotStore::new(100));
@@ -1161,7 +1163,7 @@ async fn azurite_fake_host_cold_ingress_accepts_old_and_new_secret_during_a_rota
         seen: Mutex::new(Vec::new()),
     };
     // Staged: the app holds the old secret as current and the new one as next.
-    let staged = start_cold_ingress(&twin, &nonces, &old, Some(&new)).await;
+    let staged = start_cold_ingress(&twin, &nonces, Some(&old), Some(&new)).await;
     let wire = wire_to(&staged);
     head_once(&wire, &old, &clock, &pause, &kept)
         .await
@@ -1170,7 +1172,7 @@ async fn azurite_fake_host_cold_ingress_accepts_old_and_new_secret_during_a_rota
         .await
         .expect("the new secret passes");
     // Promoted: only the new one.
-    let promoted = start_cold_ingress(&twin, &nonces, &new, None).await;
+    let promoted = start_cold_ingress(&twin, &nonces, Some(&new), None).await;
     let wire = wire_to(&promoted);
     head_once(&wire, &new, &clock, &pause, &kept)
         .await
@@ -1200,13 +1202,59 @@ fn a_bad_boundary_secret_setting_is_named_and_never_echoed() {
     let text = e.to_string();
     assert!(text.contains("BOUNDARY_SECRET_HOT_TO_COLD"), "{text}");
     assert!(!text.contains("hunter2"), "{text}");
+    // Not written yet (the deployer syncs it after the package is up): the app starts, and
+    // its ingress accepts nothing until then.
     let without = HandlerSettings::from_lookup(&[AppFunction::IngressCold], &|k| {
         env.get(k)
             .filter(|_| k != "BOUNDARY_SECRET_HOT_TO_COLD")
             .map(|v| v.to_string())
     })
-    .expect_err("missing");
-    assert!(without.to_string().contains("BOUNDARY_SECRET_HOT_TO_COLD"));
+    .expect("an app without its boundary secret yet starts");
+    let ingress = without.ingress_cold.expect("the ingress's settings");
+    assert!(ingress.current.is_none());
+    assert!(ingress.accepted().is_none(), "nothing is accepted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn azurite_cold_ingress_before_its_secret_is_synced_answers_503_and_the_sender_keeps_its_records(
+) {
+    let (twin, nonces) = blob_twin("xc-nr").await;
+    let handler = start_cold_ingress(&twin, &nonces, None, None).await;
+    let clock = FixedClock::new(Timestamp::now());
+    let wire = FakeHostWire {
+        port: AtomicU16::new(handler.port),
+        closed_port: closed_port(),
+        seen: Mutex::new(Vec::new()),
+    };
+    let pause = Jump(&clock);
+    let kept = Kept::default();
+    let remote = RemoteObjectStore {
+        sender: BoundarySender {
+            hop: HOP.into(),
+            secret: BoundarySecret::generate(),
+            transport: &wire,
+            retry: RetryPolicy::default(),
+            pause: &pause,
+            clock: &clock,
+            dead_letters: &kept,
+            refresh: None,
+        },
+        bucket: "cold".into(),
+    };
+    let e = remote
+        .put_object("cold", "d1/x.json", b"[]".to_vec(), StorageTier::Cold)
+        .await
+        .expect_err("not ready yet");
+    // 503 is transient: retried with backoff to the sender's deadline, never a 401 that would
+    // make a correct sender give up for good.
+    assert!(e.message.contains("deadline_exceeded"), "{e}");
+    assert!(e.message.contains("not_ready"), "{e}");
+    assert!(
+        wire.seen.lock().expect("lock").len() > 1,
+        "the sender retried"
+    );
+    assert_eq!(cold_records(&twin).await.0, 0, "nothing written");
+    assert!(twin.objects(&nonces).await.is_empty(), "no nonce either");
 }
 
 /// A fixed token for the fakes of IoT Hub and Event Grid (the fake topic checks it is this one).

@@ -137,20 +137,21 @@ pub struct IngressColdSettings {
     pub cold_bucket: String,
     /// `BOUNDARY_NONCE_CONTAINER`.
     pub nonce_container: String,
-    /// `BOUNDARY_SECRET_HOT_TO_COLD`.
-    pub current: BoundarySecret,
+    /// `BOUNDARY_SECRET_HOT_TO_COLD`; `None` until the deployer has written it.
+    pub current: Option<BoundarySecret>,
     /// `BOUNDARY_SECRET_HOT_TO_COLD_NEXT`, during a rotation.
     pub next: Option<BoundarySecret>,
 }
 
 impl IngressColdSettings {
-    /// The secrets the ingress accepts now.
-    pub fn accepted(&self) -> AcceptedSecrets {
-        let accepted = AcceptedSecrets::new(self.current.clone());
-        match &self.next {
+    /// The secrets the ingress accepts now; `None` while the current one is not set (the
+    /// ingress is not ready: it accepts nothing rather than a lone next secret).
+    pub fn accepted(&self) -> Option<AcceptedSecrets> {
+        let accepted = AcceptedSecrets::new(self.current.clone()?);
+        Some(match &self.next {
             Some(n) => accepted.also(n.clone()),
             None => accepted,
-        }
+        })
     }
 }
 
@@ -240,30 +241,31 @@ impl HandlerSettings {
             .unwrap_or(DEFAULT_MAX_RESPONSE_BYTES)
         });
         let nonce_container = required(&mut env, BOUNDARY_NONCE_CONTAINER);
-        let ingress_cold = match required(&mut env, INGRESS_COLD_SECRET) {
-            None => None,
-            Some(raw) => {
-                // A bad value is reported by name only: the error never echoes a secret.
-                let read = |name: &str, raw: &str| BoundarySecret::from_encoded(name, raw);
-                let next = lookup(INGRESS_COLD_SECRET_NEXT)
-                    .filter(|v| !v.trim().is_empty())
-                    .map(|v| read(INGRESS_COLD_SECRET_NEXT, &v));
-                match (raw.is_empty(), read(INGRESS_COLD_SECRET, &raw), next) {
-                    // Already reported missing by `required`.
-                    (true, _, _) => None,
-                    (_, Err(e), _) | (_, Ok(_), Some(Err(e))) => {
-                        env.invalid(e.to_string());
-                        None
-                    }
-                    (_, Ok(current), next) => Some(IngressColdSettings {
-                        cold_bucket: cold_bucket.clone().unwrap_or_default(),
-                        nonce_container: nonce_container.clone().unwrap_or_default(),
-                        current,
-                        next: next.and_then(Result::ok),
-                    }),
+        // The secret is written by the deployer after the package is up (it comes from the
+        // sender's store), so an app without it yet starts and its ingress answers 503 until
+        // then: the sender retries, nothing is lost. A value that is there must be valid.
+        let ingress_cold = needed.contains(&INGRESS_COLD_SECRET).then(|| {
+            // A bad value is reported by name only: the error never echoes a secret.
+            let mut read = |name: &'static str| match lookup(name)
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| BoundarySecret::from_encoded(name, &v))
+            {
+                None => None,
+                Some(Ok(secret)) => Some(secret),
+                Some(Err(e)) => {
+                    env.invalid(e.to_string());
+                    None
                 }
+            };
+            let current = read(INGRESS_COLD_SECRET);
+            let next = read(INGRESS_COLD_SECRET_NEXT);
+            IngressColdSettings {
+                cold_bucket: cold_bucket.clone().unwrap_or_default(),
+                nonce_container: nonce_container.clone().unwrap_or_default(),
+                current,
+                next,
             }
-        };
+        });
         // The event rules (same variable and JSON as the AWS persister's); the hub and topic a
         // rule's actions need must be there, so a mismatch stops the app at start, not at the
         // first firing.

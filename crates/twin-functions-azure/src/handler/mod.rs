@@ -74,7 +74,8 @@ pub struct Handler {
 
 /// The cold ingress's parts: what it accepts, its ledger, the store it writes.
 struct ColdIngress {
-    policy: ReceiverPolicy,
+    /// `None` until the deployer has written the boundary secret: every request then gets 503.
+    policy: Option<ReceiverPolicy>,
     ledger: BlobNonceLedger,
     store: BlobObjectStore,
     bucket: String,
@@ -285,11 +286,11 @@ impl Handler {
             Some(s) if all.contains(&AppFunction::IngressCold) => {
                 let store = objects()?;
                 Some(ColdIngress {
-                    policy: ReceiverPolicy {
+                    policy: s.accepted().map(|secrets| ReceiverPolicy {
                         hop: crate::app::settings::INGRESS_COLD_HOP.into(),
-                        secrets: s.accepted(),
+                        secrets,
                         window_secs: DEFAULT_WINDOW_SECS,
-                    },
+                    }),
                     ledger: BlobNonceLedger::new(store.clone(), s.nonce_container.clone()),
                     store,
                     bucket: s.cold_bucket.clone(),
@@ -409,15 +410,24 @@ impl Handler {
             return (404, Map::new());
         };
         let mut outputs = Map::new();
-        let reply = match http_trigger::HttpTriggerRequest::parse(&trigger) {
-            Err(why) => IngressReply {
+        let reply = match (
+            http_trigger::HttpTriggerRequest::parse(&trigger),
+            &ingress.policy,
+        ) {
+            (Err(why), _) => IngressReply {
                 status: 400,
                 body: json!({"error": "bad_request", "reason": why}),
             },
-            Ok(req) => {
+            // Between the package's start and the deployer's secret sync: a transient refusal
+            // the sender retries, before anything of the request is looked at.
+            (Ok(_), None) => IngressReply {
+                status: 503,
+                body: json!({"error": "not_ready", "reason": "secret_not_set"}),
+            },
+            (Ok(req), Some(policy)) => {
                 let body = req.body.clone().unwrap_or_default().into_bytes();
                 let object_ingress = ObjectIngress {
-                    policy: &ingress.policy,
+                    policy,
                     ledger: &ingress.ledger,
                     store: &ingress.store,
                     bucket: &ingress.bucket,
