@@ -76,7 +76,12 @@ pub fn resolve(twin: &TwinConfig, local: &str) -> Result<TwinFunction, CloudErro
             }
             twin.processor_crate(d).to_string()
         }
-        None => local.to_string(),
+        // A rule's function is built from its own crate, `lambdas/<crate>`.
+        None => match local.strip_prefix(names::EVENT_FUNCTION_PREFIX) {
+            Some(krate) if twin.deployed_rule_functions().contains(&krate) => krate.to_string(),
+            Some(_) => return Err(unknown()),
+            None => local.to_string(),
+        },
     };
     let provider = twin.providers.get(layer);
     if provider != ProviderName::Aws {

@@ -255,6 +255,25 @@ impl TwinConfig {
         })
     }
 
+    /// The crates of the event rules' functions the twin deploys (`autoDeploy`), each once, in
+    /// the order the rules name them.
+    pub fn deployed_rule_functions(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for r in &self.events {
+            if let twin_events::Action::Function {
+                function_name,
+                auto_deploy: true,
+                ..
+            } = &r.action
+            {
+                if !out.contains(&function_name.as_str()) {
+                    out.push(function_name);
+                }
+            }
+        }
+        out
+    }
+
     /// One example message per device, with a sample value of each property's type (the
     /// simulator's payloads file, on every cloud).
     pub fn example_payloads(&self) -> serde_json::Value {

@@ -49,13 +49,15 @@ pub fn function_layer(function: &str) -> Option<Layer> {
         "cold-to-archive-mover" => Some(Layer::L3Cold),
         "twin-connector" => Some(Layer::L4),
         f if f.ends_with("-processor") => Some(Layer::L2),
+        // An event rule's function runs where the persister evaluating the rules does.
+        f if f.starts_with(names::EVENT_FUNCTION_PREFIX) => Some(Layer::L2),
         _ => None,
     }
 }
 
 /// The local names of every function of a twin, for completion and error messages: the shared
-/// `processor` while some device uses it, and `<device>-processor` for each device with a
-/// processor function of its own.
+/// `processor` while some device uses it, `<device>-processor` for each device with a
+/// processor function of its own, and `event-<crate>` for each rule function it deploys.
 pub fn function_names(twin: &TwinConfig) -> Vec<String> {
     let mut names: Vec<String> = [
         "dispatcher",
@@ -76,6 +78,11 @@ pub fn function_names(twin: &TwinConfig) -> Vec<String> {
             .iter()
             .filter(|d| twin.has_own_processor(d))
             .map(|d| names::processor_local_name(&d.id)),
+    );
+    names.extend(
+        twin.deployed_rule_functions()
+            .into_iter()
+            .map(names::event_function_local_name),
     );
     names
 }
