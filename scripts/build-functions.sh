@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Builds the function zips (the seven Lambda functions, the example own-processor crate and the Azure custom handler, which must stay x86_64: Flex Consumption runs Linux x86_64) in one cargo-lambda invocation:
+# Builds the function zips (the seven Lambda functions, the example own-processor and event-rule crates and the Azure custom handler, which must stay x86_64: Flex Consumption runs Linux x86_64) in one cargo-lambda invocation:
 #   <target dir>/lambda/<name>/bootstrap.zip   (target dir: $CARGO_TARGET_DIR, else ./target)
 # Usage: scripts/build-functions.sh [--arm64] [extra cargo-lambda build args...]
 # x86_64 by default; --arm64 needs the aarch64-unknown-linux-gnu Rust target installed.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${TWIN_VENV:-$root/.venv}"
-functions=(dispatcher processor persister hot-reader hot-to-cold-mover cold-to-archive-mover twin-connector azure-handler fahrenheit-processor)
+functions=(dispatcher processor persister hot-reader hot-to-cold-mover cold-to-archive-mover twin-connector azure-handler fahrenheit-processor high-temperature-callback)
 
 if [ ! -x "$venv/bin/cargo-lambda" ]; then
   bash "$root/scripts/setup.sh"
