@@ -165,19 +165,36 @@ pub async fn providers(config: &TwinConfig, cli: &Cli) -> Result<Vec<Arc<dyn Pro
     let uses = |p: ProviderName| {
         Layer::ALL.iter().any(|l| config.providers.get(*l) == p) || recorded.contains(&p)
     };
-    if uses(ProviderName::Aws) {
-        let aws = twin_aws::AwsProvider::new(config, cli.functions_dir.clone()).await?;
-        providers.push(Arc::new(aws));
-    }
-    if uses(ProviderName::Azure) {
-        let azure = twin_azure::AzureProvider::for_deployer(
-            &config.providers.azure,
-            cli.functions_dir.clone(),
-        )
-        .await?;
-        providers.push(Arc::new(azure));
+    for p in [ProviderName::Aws, ProviderName::Azure] {
+        if uses(p) {
+            providers.push(provider(config, cli, p).await?);
+        }
     }
     Ok(providers)
+}
+
+/// The one provider `name`: what a command about one cloud's part needs (a function command
+/// on an AWS function of a twin that also spans Azure loads no Azure credentials).
+pub async fn provider(
+    config: &TwinConfig,
+    cli: &Cli,
+    name: ProviderName,
+) -> Result<Arc<dyn Provider>, CliError> {
+    match name {
+        ProviderName::Aws => Ok(Arc::new(
+            twin_aws::AwsProvider::new(config, cli.functions_dir.clone()).await?,
+        )),
+        ProviderName::Azure => Ok(Arc::new(
+            twin_azure::AzureProvider::for_deployer(
+                &config.providers.azure,
+                cli.functions_dir.clone(),
+            )
+            .await?,
+        )),
+        ProviderName::None => Err(CliError::Usage(
+            "provider `none` deploys nothing and has no commands".into(),
+        )),
+    }
 }
 
 #[cfg(test)]
