@@ -1,7 +1,8 @@
-//! The twin's cross-cloud boundaries as `validate` and `plan` see them: each boundary of the
-//! config (the model is `twin_config::cross_cloud_boundaries`) with what this version of the
-//! deployer still lacks to deploy it.
+//! The twin's cross-cloud boundaries as `validate`, `plan` and `info` see them: each boundary of
+//! the config (the model is `twin_config::cross_cloud_boundaries`) with what this version of the
+//! deployer still lacks to deploy it, and, once deployed, its health.
 
+use crate::boundary_health::{probe, BoundaryHealth, HttpsProbe};
 use crate::cli::Cli;
 use crate::error::CliError;
 use crate::output::table;
@@ -193,6 +194,131 @@ fn to_sync(config: &TwinConfig, only: Option<Layer>) -> Vec<Boundary> {
         .filter(BoundaryStatus::deployable)
         .map(|s| s.boundary)
         .filter(|b| only.is_none_or(|l| l == b.sender.layer || l == b.receiver.layer))
+        .collect()
+}
+
+/// Where `b`'s sender posts: the ingress URL its deployed function holds, read back from the
+/// sender's cloud.
+async fn sender_ingress_url(config: &TwinConfig, b: &Boundary) -> Result<Option<String>, CliError> {
+    match b.sender.provider {
+        ProviderName::Aws => {
+            let clients = twin_aws::AwsClients::load(Some(&config.providers.aws)).await?;
+            Ok(twin_aws::boundary_secret::sender_ingress_url(
+                &clients,
+                &config.twin.digital_twin_name,
+                b,
+            )
+            .await?)
+        }
+        other => Err(CliError::Usage(format!(
+            "boundary {}: this version of deployer has no sender on {other} yet",
+            b.hop.slug()
+        ))),
+    }
+}
+
+/// One deployed boundary's health, for `info`.
+pub struct BoundaryReport {
+    /// The boundary.
+    pub boundary: Boundary,
+    /// The ingress URL the sender posts to, when it has one.
+    pub url: Option<String>,
+    /// What the probe found.
+    pub health: BoundaryHealth,
+}
+
+/// Probes each deployable boundary of the twin (`crate::boundary_health::probe`): the sender's
+/// secret, the receiver's acceptance of it, a signed request to the URL the sender really
+/// posts to. A boundary whose stores or URL cannot be read is reported as such, not skipped.
+pub async fn health(config: &TwinConfig) -> Vec<BoundaryReport> {
+    let mut out = Vec::new();
+    for status in statuses(config)
+        .into_iter()
+        .filter(BoundaryStatus::deployable)
+    {
+        let b = status.boundary;
+        let (url, health) = match probe_one(config, &b).await {
+            Ok(found) => found,
+            Err(e) => (
+                None,
+                BoundaryHealth::Unreadable {
+                    detail: e.to_string(),
+                },
+            ),
+        };
+        out.push(BoundaryReport {
+            boundary: b,
+            url,
+            health,
+        });
+    }
+    out
+}
+
+async fn probe_one(
+    config: &TwinConfig,
+    b: &Boundary,
+) -> Result<(Option<String>, BoundaryHealth), CliError> {
+    let Some(url) = sender_ingress_url(config, b).await? else {
+        return Ok((
+            None,
+            BoundaryHealth::NotDeployed {
+                detail: format!("{} has no ingress URL", b.sender.function),
+            },
+        ));
+    };
+    let sender = secret_store(config, b.sender.provider, b).await?;
+    let receiver = secret_store(config, b.receiver.provider, b).await?;
+    let transport = HttpsProbe::new(&url).map_err(CliError::Reported)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default();
+    let health = probe(b.hop.slug(), &*sender, &*receiver, &transport, now).await;
+    Ok((Some(url), health))
+}
+
+/// `info`'s lines for the boundaries (none for a twin on one cloud).
+pub fn health_text(reports: &[BoundaryReport]) -> Option<String> {
+    if reports.is_empty() {
+        return None;
+    }
+    let mut out = String::from("cross-cloud boundaries:");
+    for r in reports {
+        let b = &r.boundary;
+        out.push_str(&format!(
+            "\n  {} ({} {} -> {} {}): {}",
+            b.hop.slug(),
+            b.sender.layer.short(),
+            b.sender.provider,
+            b.receiver.layer.short(),
+            b.receiver.provider,
+            r.health.summary()
+        ));
+    }
+    Some(out)
+}
+
+/// `info --json`'s rows for the boundaries: the rows' own keys (`kind` "boundary", the ingress
+/// URL as `id`, the health as `status`) plus the receiving side and the probe's details.
+pub fn health_rows(reports: &[BoundaryReport]) -> Vec<Value> {
+    reports
+        .iter()
+        .map(|r| {
+            let b = &r.boundary;
+            let status = if r.health.is_ok() { "ok" } else { "failing" };
+            json!({
+                "layer": b.sender.layer.short(),
+                "provider": b.sender.provider.as_str(),
+                "kind": "boundary",
+                "name": b.hop.slug(),
+                "id": r.url,
+                "status": status,
+                "receiver": {"layer": b.receiver.layer.short(), "provider": b.receiver.provider.as_str()},
+                // An enum of strings and numbers: serializing cannot fail.
+                "probe": serde_json::to_value(&r.health).unwrap_or(Value::Null),
+            })
+        })
         .collect()
 }
 

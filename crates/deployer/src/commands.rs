@@ -165,10 +165,15 @@ pub async fn run(cli: &Cli, cmd: &Command, cancel: CancellationToken) -> Result<
         Command::Info { wide } => {
             let (engine, progress, config) = engine(cli, cancel, false).await?;
             let rows = engine.info().await;
+            let boundaries = crate::boundaries::health(&config).await;
             progress.finish();
             let rows = rows?;
             if cli.json {
-                output::json(&output::info_json(&rows));
+                let mut doc = output::info_json(&rows);
+                if let Some(list) = doc.as_array_mut() {
+                    list.extend(crate::boundaries::health_rows(&boundaries));
+                }
+                output::json(&doc);
             } else {
                 // What a person opens first: where devices connect, where the hot data is
                 // read, where Grafana is and whether its data answers.
@@ -187,6 +192,9 @@ pub async fn run(cli: &Cli, cmd: &Command, cancel: CancellationToken) -> Result<
                     println!();
                 }
                 println!("{}", output::info_table(&rows, *wide, output::width()));
+                if let Some(lines) = crate::boundaries::health_text(&boundaries) {
+                    println!("{lines}");
+                }
                 let config = load_config(cli)?;
                 if let Some(lines) = crate::dead_letters::info_lines(&config).await {
                     println!("{lines}");
@@ -556,16 +564,16 @@ async fn function_ops(
             "{function} belongs to layer {layer}, whose provider is `none`"
         )));
     }
-    let providers = registry::providers(&config, cli).await?;
-    let ops = providers
-        .iter()
-        .find(|p| p.name() == provider_name)
-        .and_then(|p| p.functions())
-        .ok_or_else(|| {
-            CliError::Usage(format!(
-                "provider `{}` has no function commands",
-                provider_name.as_str()
-            ))
-        })?;
+    let problems = registry::unimplemented_layers(&config);
+    if !problems.is_empty() {
+        return Err(CliError::Config(twin_config::Diagnostics(problems)));
+    }
+    let provider = registry::provider(&config, cli, provider_name).await?;
+    let ops = provider.functions().ok_or_else(|| {
+        CliError::Usage(format!(
+            "provider `{}` has no function commands",
+            provider_name.as_str()
+        ))
+    })?;
     Ok((ops, config))
 }

@@ -1,6 +1,7 @@
 //! `deployer`: parse, dispatch, map errors to exit codes. The work lives in the libraries.
 
 mod boundaries;
+mod boundary_health;
 mod cli;
 mod commands;
 mod cost;

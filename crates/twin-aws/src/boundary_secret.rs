@@ -116,6 +116,36 @@ pub async fn current(clients: &AwsClients, name: &str) -> Result<BoundarySecret,
     })
 }
 
+/// The ingress URL `boundary`'s AWS sender is configured with (its deployed function's
+/// `BOUNDARY_INGRESS_URL`, read back from Lambda: where it really posts, not what the config
+/// says); `None` when the function is not deployed or has no such variable.
+pub async fn sender_ingress_url(
+    clients: &AwsClients,
+    twin: &str,
+    boundary: &twin_config::Boundary,
+) -> Result<Option<String>, CloudError> {
+    let name = twin_config::names::cloud_function_name(twin, boundary.sender.function);
+    let found = not_found_is_none(
+        clients
+            .lambda
+            .get_function_configuration()
+            .function_name(&name)
+            .send()
+            .await,
+    )
+    .map_err(|e| {
+        e.with_hint(format!(
+            "the boundary's health needs lambda:GetFunctionConfiguration on function {name}"
+        ))
+    })?;
+    Ok(found.and_then(|f| {
+        f.environment()
+            .and_then(|e| e.variables())
+            .and_then(|v| v.get(twin_functions::env_vars::BOUNDARY_INGRESS_URL))
+            .cloned()
+    }))
+}
+
 /// The secrets a receiver accepts: `AWSCURRENT`, and `AWSPENDING` while a rotation is under way.
 pub async fn accepted(clients: &AwsClients, name: &str) -> Result<AcceptedSecrets, CloudError> {
     let accepted = AcceptedSecrets::new(current(clients, name).await?);

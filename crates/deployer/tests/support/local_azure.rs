@@ -37,17 +37,23 @@ pub fn providers() -> Value {
     Value::Object(p)
 }
 
-/// Runs the real `deployer args` on the twin in `dir` against the fake ARM.
-pub fn deployer(arm: &FakeArm, dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_deployer"))
-        .arg("-C")
+/// The real `deployer args` on the twin in `dir` against the fake ARM, to be run.
+pub fn deployer_command(arm: &FakeArm, dir: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_deployer"));
+    c.arg("-C")
         .arg(dir)
         .args(args)
         .env("DEPLOYER_AZURE_ARM_URL", &arm.url)
         .env("DEPLOYER_AZURE_TOKEN", twin_testkit::fake_arm::fake_token())
         .env("AZURE_SUBSCRIPTION_ID", arm.subscription_id())
         .env("DEPLOYER_PREBUILT_FUNCTIONS", twin_testkit::function_zips())
-        .stdin(Stdio::null())
+        .stdin(Stdio::null());
+    c
+}
+
+/// Runs the real `deployer args` on the twin in `dir` against the fake ARM.
+pub fn deployer(arm: &FakeArm, dir: &Path, args: &[&str]) -> Output {
+    deployer_command(arm, dir, args)
         .output()
         .expect("run deployer")
 }
@@ -135,12 +141,24 @@ pub struct LocalAzure {
     pub azurite: twin_testkit::azure::Azurite,
     /// The CA of Azurite's certificate.
     pub emulator_pki: twin_local::pki::Pki,
+    /// The fake deployment endpoint (the packages `deploy` uploaded).
+    pub kudu: Arc<FakeKudu>,
+    started: Instant,
 }
 
 impl LocalAzure {
     /// Deploys the twin whose config files are in `dir` (named `twin`) with the real binary on
     /// the fake ARM and starts the local plane from what the deploy put there.
     pub fn deploy_and_start(dir: &Path, twin: &str) -> LocalAzure {
+        let mut local = LocalAzure::deploy(dir, twin);
+        local.start_plane(dir);
+        local
+    }
+
+    /// Deploys the twin whose config files are in `dir` (named `twin`) with the real binary on
+    /// the fake ARM, the local platform serving the sites' hosts (each answers 503 until
+    /// [`Self::start_plane`] loads its package, as an app that has not started yet).
+    pub fn deploy(dir: &Path, twin: &str) -> LocalAzure {
         let started = Instant::now();
         let cosmos = twin_testkit::azure::cosmos();
         // Azurite over https with OAuth, its certificate from a throwaway CA the handler trusts.
@@ -197,26 +215,46 @@ impl LocalAzure {
         ok(&deployer(&arm, dir, &["deploy", "-y", "-q"]), "deploy");
         let deployed_in = started.elapsed();
 
+        LocalAzure {
+            twin: twin.to_string(),
+            rt,
+            arm,
+            hub,
+            platform,
+            plane: None,
+            site: String::new(),
+            deployed_in,
+            planed_in: deployed_in,
+            azurite,
+            emulator_pki,
+            kudu: Arc::new(kudu),
+            started,
+        }
+    }
+
+    /// Starts the local plane from what the deploy put on ARM (the sites load their packages).
+    pub fn start_plane(&mut self, dir: &Path) {
+        let cosmos = twin_testkit::azure::cosmos();
         let arm_client = Arc::new(
             twin_azure::ArmClient::new(
-                &arm.url,
-                arm.subscription_id(),
+                &self.arm.url,
+                self.arm.subscription_id(),
                 twin_azure::Auth::StaticToken(twin_testkit::fake_arm::fake_token()),
                 twin_azure::ArmOptions::default(),
             )
             .expect("ARM client"),
         );
-        let kudu = Arc::new(kudu);
-        let k = kudu.clone();
-        let plane = rt
-            .block_on(platform.start(PlaneSettings {
-                twin: twin.into(),
+        let k = self.kudu.clone();
+        let plane = self
+            .rt
+            .block_on(self.platform.start(PlaneSettings {
+                twin: self.twin.clone(),
                 config_dir: dir.to_path_buf(),
                 arm: arm_client,
                 emulators: Emulators {
-                    blob_endpoint: azurite.blob_endpoint.clone(),
-                    blob_sas: azurite.account_sas(),
-                    blob_ca: emulator_pki.ca_cert.clone(),
+                    blob_endpoint: self.azurite.blob_endpoint.clone(),
+                    blob_sas: self.azurite.account_sas(),
+                    blob_ca: self.emulator_pki.ca_cert.clone(),
                     cosmos_endpoint: cosmos.endpoint.clone(),
                     cosmos_key: cosmos.key.clone(),
                 },
@@ -224,20 +262,9 @@ impl LocalAzure {
                 delivery_deadline: Duration::from_secs(30),
             }))
             .expect("the local Azure plane starts from what deploy put on ARM");
-        let site = plane.sites().first().cloned().expect("one Function App");
-        LocalAzure {
-            twin: twin.to_string(),
-            rt,
-            arm,
-            hub,
-            platform,
-            plane: Some(plane),
-            site,
-            deployed_in,
-            planed_in: started.elapsed(),
-            azurite,
-            emulator_pki,
-        }
+        self.site = plane.sites().first().cloned().expect("one Function App");
+        self.plane = Some(plane);
+        self.planed_in = self.started.elapsed();
     }
 
     /// The running plane.
