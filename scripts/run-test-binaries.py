@@ -25,6 +25,7 @@ SLOW_FIRST = [
     "data_path",
     "moto_faults",
     "pipeline",
+    "moto_fake_arm_aws_hot_to_azure_cold",
     "fake_arm_local_azure_events",
     "fake_arm_local_azure",
     "crash_recovery",
